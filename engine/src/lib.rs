@@ -11,6 +11,7 @@
 //! - the access-check trait: [`access`]; its implementations: [`ops`];
 //! - the monitoring core (merge, split, aging, three-region init, reconcile): [`monitor`];
 //! - thin readers/parsers, one per kernel interface: [`kernel`] (all rooted at a [`SysRoot`]);
+//! - a live target process (pidfd, maps, pagemap, refusals): [`process`];
 //! - the actuator (batched `process_madvise`): [`actuator`];
 //! - a real-memory workload with ground truth, for tests, benches and the demo: [`workload`].
 
@@ -21,6 +22,7 @@ pub mod attrs;
 pub mod kernel;
 pub mod monitor;
 pub mod ops;
+pub mod process;
 pub mod region;
 pub mod report;
 pub mod snapshot;
