@@ -222,6 +222,13 @@ impl Monitor {
         self.last_now_us = now_us;
         let len_window = self.attrs.max_nr_accesses();
 
+        // 0. Tell the check which ranges were advised since the last step (apply_report):
+        // its pending samples there, and its next probes, would measure the advice.
+        for t in self.targets.iter_mut().filter(|t| !t.advised.is_empty()) {
+            ops.note_advised(t.id, &t.advised);
+            t.advised.clear();
+        }
+
         // 1. Check the samples the previous step prepared (kdamond_fn: ops.check_accesses).
         let any_prepared = self.targets.iter().any(|t| t.prepared);
         if any_prepared {
@@ -413,10 +420,6 @@ impl Monitor {
             };
             left = left.saturating_sub(quota);
             choose_samples(t, quota, self.attrs.min_region_sz, &mut self.rng);
-            if !t.advised.is_empty() {
-                ops.note_advised(t.id, &t.advised);
-                t.advised.clear();
-            }
             match ops.prepare(t.id, &mut t.samples) {
                 Ok(()) => {
                     t.prepared = true;
@@ -465,7 +468,8 @@ impl Monitor {
     /// action (mm/damon/core.c 6.12.117). A region only partly covered is first split at the
     /// range boundary (bounds aligned outwards to the minimum region size), so no byte
     /// outside an applied range loses its age. The ranges are also passed to the access
-    /// check before the next prepare (`AccessCheck::note_advised`).
+    /// check at the start of the next step, before it checks the pending samples
+    /// (`AccessCheck::note_advised`).
     pub fn apply_report(&mut self, report: &ApplyReport) {
         let min = self.attrs.min_region_sz;
         for o in report.outcomes.iter().filter(|o| o.bytes_applied > 0) {

@@ -705,3 +705,53 @@ proptest! {
         }
     }
 }
+
+/// Applied ranges reach the access check (`note_advised`) at the start of the next step.
+#[test]
+fn advised_ranges_reach_the_check() {
+    struct Spy {
+        inner: SimOps,
+        noted: Vec<(TargetId, Vec<AddrRange>)>,
+    }
+    impl AccessCheck for Spy {
+        fn name(&self) -> &'static str {
+            "spy"
+        }
+        fn target_ranges(&mut self, t: TargetId) -> Result<Vec<AddrRange>, AccessError> {
+            self.inner.target_ranges(t)
+        }
+        fn prepare(&mut self, t: TargetId, s: &mut [SampleReq]) -> Result<(), AccessError> {
+            self.inner.prepare(t, s)
+        }
+        fn check(
+            &mut self,
+            t: TargetId,
+            s: &[SampleReq],
+            o: &mut [Access],
+        ) -> Result<(), AccessError> {
+            self.inner.check(t, s, o)
+        }
+        fn note_advised(&mut self, t: TargetId, ranges: &[AddrRange]) {
+            self.noted.push((t, ranges.to_vec()));
+        }
+    }
+    let mut ops = Spy {
+        inner: SimOps::single(T, SimSpace::scenario("hotcold", GIB).unwrap()),
+        noted: Vec::new(),
+    };
+    let mut m = Monitor::new(kernel_attrs(), 1).unwrap();
+    m.add_target(T);
+    m.step(0, &mut ops);
+    m.step(5000, &mut ops);
+    let r = m.regions(T).unwrap()[2].ar;
+    m.apply_report(&ApplyReport {
+        outcomes: vec![outcome(r, r.len()), outcome(m.regions(T).unwrap()[4].ar, 0)],
+        gone: vec![],
+        dry_run: false,
+    });
+    assert!(ops.noted.is_empty());
+    m.step(10_000, &mut ops);
+    assert_eq!(ops.noted, vec![(T, vec![r])]);
+    m.step(15_000, &mut ops);
+    assert_eq!(ops.noted.len(), 1, "told once");
+}
