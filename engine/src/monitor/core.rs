@@ -292,6 +292,35 @@ pub fn region_sz_limit<'a>(
     sz.max(min_region)
 }
 
+/// `mult_frac(x, n, d)` (include/linux/math.h): `x * n / d` without overflowing `x * n`.
+pub fn mult_frac(x: u64, n: u64, d: u64) -> u64 {
+    (x / d) * n + ((x % d) * n) / d
+}
+
+/// `damon_nr_accesses_to_accesses_bp()` (mm/damon/core.c, 6.12.117): the access ratio in
+/// basis points of `damon_max_nr_accesses(attrs)`.
+pub fn nr_accesses_to_accesses_bp(nr_accesses: u32, attrs: &crate::attrs::Attrs) -> u32 {
+    mult_frac(nr_accesses as u64, 10_000, attrs.max_nr_accesses() as u64) as u32
+}
+
+/// `damon_accesses_bp_to_nr_accesses()` (mm/damon/core.c, 6.12.117).
+pub fn accesses_bp_to_nr_accesses(accesses_bp: u32, attrs: &crate::attrs::Attrs) -> u32 {
+    (accesses_bp as u64 * attrs.max_nr_accesses() as u64 / 10_000) as u32
+}
+
+/// `damon_update_monitoring_result()` (mm/damon/core.c, 6.12.117): convert a region's
+/// `nr_accesses` (through the access ratio) and `age` (by the aggregation intervals) to new
+/// attributes; `nr_accesses_bp` becomes `nr_accesses * 10000`.
+pub fn update_monitoring_result(
+    r: &mut Region,
+    old: &crate::attrs::Attrs,
+    new: &crate::attrs::Attrs,
+) {
+    r.nr_accesses = accesses_bp_to_nr_accesses(nr_accesses_to_accesses_bp(r.nr_accesses, old), new);
+    r.nr_accesses_bp = r.nr_accesses.saturating_mul(10_000);
+    r.age = (r.age as u64 * old.aggr_us / new.aggr_us.max(1)) as u32;
+}
+
 #[cfg(test)]
 mod tests {
     //! Ports of `mm/damon/tests/core-kunit.h` (Linux 6.12.117 unless noted), with the kernel's
@@ -580,6 +609,39 @@ mod tests {
             .collect();
         merge_regions(&mut [&mut t], 1, u64::MAX, 4, 2);
         assert_eq!(t.len(), 8);
+    }
+
+    /// `damon_test_update_monitoring_result` (core-kunit.h, 6.12.117).
+    #[test]
+    fn kunit_update_monitoring_result() {
+        let a = |sample_us, aggr_us| crate::attrs::Attrs {
+            sample_us,
+            aggr_us,
+            ..Default::default()
+        };
+        let old = a(10, 1000);
+        let mut r = Region::new(3, 7);
+        r.nr_accesses = 15;
+        r.age = 20;
+        update_monitoring_result(&mut r, &old, &a(100, 10000));
+        assert_eq!((r.nr_accesses, r.age), (15, 2));
+        update_monitoring_result(&mut r, &old, &a(1, 1000));
+        assert_eq!((r.nr_accesses, r.age), (150, 2));
+        update_monitoring_result(&mut r, &old, &a(1, 100));
+        assert_eq!((r.nr_accesses, r.age), (150, 20));
+    }
+
+    /// `damon_test_nr_accesses_to_accesses_bp` (core-kunit.h, 6.12.117): with
+    /// max_nr_accesses clamped to UINT_MAX, 123 accesses are 0 bp.
+    #[test]
+    fn kunit_nr_accesses_to_accesses_bp() {
+        let attrs = crate::attrs::Attrs {
+            sample_us: 10,
+            aggr_us: (u32::MAX as u64 + 1) * 10,
+            ..Default::default()
+        };
+        assert_eq!(attrs.max_nr_accesses(), u32::MAX);
+        assert_eq!(nr_accesses_to_accesses_bp(123, &attrs), 0);
     }
 
     #[test]

@@ -24,9 +24,10 @@ pub mod init;
 mod tests;
 
 pub use self::core::{
-    finalize_unknown, merge_regions, merge_regions_of, merge_two_regions, moving_sum,
-    region_sz_limit, reset_aggregated, split_region_at, split_regions, split_regions_of,
-    update_access_rate, update_access_unknown,
+    accesses_bp_to_nr_accesses, finalize_unknown, merge_regions, merge_regions_of,
+    merge_two_regions, moving_sum, mult_frac, nr_accesses_to_accesses_bp, region_sz_limit,
+    reset_aggregated, split_region_at, split_regions, split_regions_of, update_access_rate,
+    update_access_unknown, update_monitoring_result,
 };
 pub use self::init::{
     evenly_split, init_regions, monitoring_ranges, set_regions, three_regions, EvenlySplitError,
@@ -137,6 +138,27 @@ impl Monitor {
 
     pub fn attrs(&self) -> &Attrs {
         &self.attrs
+    }
+
+    /// Change the attributes while running, as `damon_set_attrs()` does (mm/damon/core.c,
+    /// 6.12.117): validate; the next aggregation and update are due a full new interval from
+    /// now; every region's `nr_accesses` and `age` are converted to the new intervals
+    /// (`damon_update_monitoring_result`).
+    pub fn set_attrs(&mut self, attrs: Attrs) -> Result<(), AttrsError> {
+        attrs.validate()?;
+        let old = self.attrs;
+        self.next_aggr_sis = self.passed_sis + attrs.aggr_us / attrs.sample_us;
+        self.next_update_sis = self.passed_sis + (attrs.ops_update_us / attrs.sample_us).max(1);
+        for t in self.targets.iter_mut() {
+            for r in t.regions.iter_mut() {
+                self::core::update_monitoring_result(r, &old, &attrs);
+                r.nr_known = 0;
+            }
+        }
+        self.samples_in_aggr = 0;
+        self.attrs = attrs;
+        self.refresh_sz_limit();
+        Ok(())
     }
 
     /// Add a target; its regions are built from `ops.target_ranges` at the next step.

@@ -88,6 +88,10 @@ fn hotcold_recall(unknown: f64, seed: u64) -> Recall {
 fn accuracy_hotcold_10_aggregations() {
     for seed in 1..=5 {
         let r = hotcold_recall(0.0, seed);
+        eprintln!(
+            "hotcold seed {seed}: hot recall {:.4}, cold recall {:.4}",
+            r.hot, r.cold
+        );
         assert!(
             r.hot >= 0.95 && r.cold >= 0.95,
             "seed {seed}: hot {:.4} cold {:.4}",
@@ -102,6 +106,10 @@ fn accuracy_hotcold_10_aggregations() {
 fn accuracy_hotcold_with_30pct_unknown() {
     for seed in 1..=5 {
         let r = hotcold_recall(0.3, seed);
+        eprintln!(
+            "hotcold 30% unknown seed {seed}: hot recall {:.4}, cold recall {:.4}",
+            r.hot, r.cold
+        );
         assert!(
             r.hot >= 0.95 && r.cold >= 0.95,
             "seed {seed}: hot {:.4} cold {:.4}",
@@ -151,7 +159,18 @@ fn assert_stairs(unknown: f64) {
     for seed in 1..=3 {
         // Six stair steps of 20 aggregations each. The bar is asserted after every step of
         // the monitor (every aggregation), including the ones right after a jump.
-        for (k, est, truth) in stairs_wss(unknown, seed, 20 * 6, true) {
+        let rows = stairs_wss(unknown, seed, 20 * 6, true);
+        let worst = rows
+            .iter()
+            .map(|(_, e, t)| ((*e as f64 - *t as f64) / *t as f64).abs())
+            .fold(0.0, f64::max);
+        eprintln!(
+            "stairs {:.0}% unknown seed {seed}: worst |WSS error| {:.3} over {} aggregations",
+            unknown * 100.0,
+            worst,
+            rows.len()
+        );
+        for (k, est, truth) in rows {
             let err = (est as f64 - truth as f64) / truth as f64;
             assert!(
                 err.abs() <= 0.20,
@@ -754,4 +773,26 @@ fn advised_ranges_reach_the_check() {
     assert_eq!(ops.noted, vec![(T, vec![r])]);
     m.step(15_000, &mut ops);
     assert_eq!(ops.noted.len(), 1, "told once");
+}
+
+#[test]
+fn set_attrs_validates_and_converts() {
+    let mut ops = SimOps::single(T, SimSpace::scenario("hotcold", GIB).unwrap());
+    let mut m = Monitor::new(kernel_attrs(), 1).unwrap();
+    m.add_target(T);
+    let mut now = 0;
+    run_aggregations(&mut m, &mut ops, &mut now, 5);
+    let mut bad = *m.attrs();
+    bad.min_nr_regions = 2;
+    assert_eq!(m.set_attrs(bad), Err(AttrsError::TooFewMinRegions(2)));
+    let mut slower = *m.attrs();
+    slower.aggr_us = 200_000; // 40 samples per aggregation
+    let before: Vec<u32> = m.regions(T).unwrap().iter().map(|r| r.age).collect();
+    m.set_attrs(slower).unwrap();
+    let after: Vec<u32> = m.regions(T).unwrap().iter().map(|r| r.age).collect();
+    assert_eq!(after, before.iter().map(|a| a / 2).collect::<Vec<_>>());
+    let snaps = run_aggregations(&mut m, &mut ops, &mut now, 2);
+    assert_eq!(snaps[0].max_nr_accesses(), 40);
+    // The next aggregation came a full new interval after the change.
+    assert_eq!(m.passed_sample_intervals(), 100 + 2 * 40);
 }
