@@ -292,6 +292,37 @@ pub fn region_sz_limit<'a>(
     sz.max(min_region)
 }
 
+/// madvd extension (no kernel counterpart): keep at least `min_nr_regions` regions over all
+/// targets. The kernel enforces its lower bound only through the merge size limit
+/// (total / min_nr_regions), which leaves fewer regions when init pieces larger than the
+/// limit never got split (`__damon_va_init_regions` floors the piece count) — e.g. 9 of 11.
+/// While the count is below the minimum, the largest region (that is at least two minimum
+/// regions big) is cut in two at its aligned middle; both halves keep its statistics, as
+/// `damon_split_region_at` does. Only runs when the count is below the minimum, so the
+/// kernel's behaviour is unchanged otherwise.
+pub fn split_to_min_regions(
+    targets: &mut [&mut Vec<Region>],
+    min_nr_regions: u32,
+    min_region: u64,
+) {
+    loop {
+        let nr: usize = targets.iter().map(|t| t.len()).sum();
+        if nr >= min_nr_regions as usize {
+            return;
+        }
+        let mut best: Option<(usize, usize, u64)> = None;
+        for (ti, t) in targets.iter().enumerate() {
+            for (ri, r) in t.iter().enumerate() {
+                if r.size() >= 2 * min_region && best.is_none_or(|(_, _, sz)| r.size() > sz) {
+                    best = Some((ti, ri, r.size()));
+                }
+            }
+        }
+        let Some((ti, ri, sz)) = best else { return };
+        split_region_at(targets[ti], ri, align_down(sz / 2, min_region));
+    }
+}
+
 /// `mult_frac(x, n, d)` (include/linux/math.h): `x * n / d` without overflowing `x * n`.
 pub fn mult_frac(x: u64, n: u64, d: u64) -> u64 {
     (x / d) * n + ((x % d) * n) / d
@@ -642,6 +673,26 @@ mod tests {
         };
         assert_eq!(attrs.max_nr_accesses(), u32::MAX);
         assert_eq!(nr_accesses_to_accesses_bp(123, &attrs), 0);
+    }
+
+    #[test]
+    fn split_to_min_regions_only_below_min() {
+        let mut t = regions(&[(0, 100), (100, 110), (200, 201)]);
+        t[0].age = 4;
+        split_to_min_regions(&mut [&mut t], 5, 1);
+        let got: Vec<(u64, u64)> = t.iter().map(|r| (r.start(), r.end())).collect();
+        assert_eq!(
+            got,
+            vec![(0, 25), (25, 50), (50, 100), (100, 110), (200, 201)]
+        );
+        assert!(t[..3].iter().all(|r| r.age == 4));
+        // At or above the minimum: untouched.
+        split_to_min_regions(&mut [&mut t], 3, 1);
+        assert_eq!(t.len(), 5);
+        // Nothing splittable: gives up.
+        let mut t = regions(&[(0, 1)]);
+        split_to_min_regions(&mut [&mut t], 3, 1);
+        assert_eq!(t.len(), 1);
     }
 
     #[test]

@@ -16,6 +16,8 @@
 //!   by address from a per-target cursor, so the regions not sampled for the longest time
 //!   come first; the others answer `Unknown` for that interval;
 //! - targets with fewer than three mappings ([`init::monitoring_ranges`]);
+//! - at least `min_nr_regions` regions after init and after each merge
+//!   ([`core::split_to_min_regions`]; the kernel's size limit alone does not guarantee it);
 //! - the split's `last_nr_regions` is per monitor, not a global.
 
 pub mod core;
@@ -26,8 +28,8 @@ mod tests;
 pub use self::core::{
     accesses_bp_to_nr_accesses, finalize_unknown, merge_regions, merge_regions_of,
     merge_two_regions, moving_sum, mult_frac, nr_accesses_to_accesses_bp, region_sz_limit,
-    reset_aggregated, split_region_at, split_regions, split_regions_of, update_access_rate,
-    update_access_unknown, update_monitoring_result,
+    reset_aggregated, split_region_at, split_regions, split_regions_of, split_to_min_regions,
+    update_access_rate, update_access_unknown, update_monitoring_result,
 };
 pub use self::init::{
     evenly_split, init_regions, monitoring_ranges, set_regions, three_regions, EvenlySplitError,
@@ -313,6 +315,13 @@ impl Monitor {
             self.drop_gone(&out.gone);
             if built {
                 self.refresh_sz_limit();
+                let mut lists: Vec<&mut Vec<Region>> =
+                    self.targets.iter_mut().map(|t| &mut t.regions).collect();
+                split_to_min_regions(
+                    &mut lists,
+                    self.attrs.min_nr_regions,
+                    self.attrs.min_region_sz,
+                );
             }
         }
 
@@ -353,6 +362,11 @@ impl Monitor {
                 self.sz_limit,
                 self.attrs.max_nr_regions,
                 self.attrs.max_nr_accesses(),
+            );
+            split_to_min_regions(
+                &mut lists,
+                self.attrs.min_nr_regions,
+                self.attrs.min_region_sz,
             );
         }
         for t in self.targets.iter_mut() {

@@ -576,9 +576,12 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
 
     /// After every step: regions sorted, disjoint, aligned, covering exactly the current
-    /// monitoring ranges; at every aggregation (after merge) at most max_nr_regions, given
+    /// monitoring ranges (three regions, or fewer), also across munmap/mmap and apply
+    /// reports; at every aggregation (after merge) at most max_nr_regions, given
     /// max >= 2*min + 3 (below that even the kernel's fully aggressive merge cannot reach
-    /// max: greedy merging under a size limit of total/min leaves up to 2*min + 3 regions).
+    /// max: greedy merging under a size limit of total/min leaves up to 2*min + 3 regions),
+    /// and, once adapted (5 aggregations after the last mapping change), at least
+    /// min_nr_regions.
     #[test]
     fn invariants_after_every_step(
         seed in any::<u64>(),
@@ -611,6 +614,8 @@ proptest! {
         let mut m = Monitor::new(attrs, seed).unwrap();
         m.add_target(T);
         let mut now = 0;
+        // Aggregations since the last mapping change (the lower bound needs adaptation).
+        let mut settled = 0u32;
         for ev in events {
             match ev {
                 Event::Step => {
@@ -621,6 +626,11 @@ proptest! {
                     if let Some(s) = out.snapshot {
                         prop_assert!(s.aggregated);
                         prop_assert!(s.nr_regions() as u32 <= max_nr, "{} > {}", s.nr_regions(), max_nr);
+                        settled += 1;
+                        let pages: u64 = s.targets[0].regions.iter().map(|r| r.size() / PAGE).sum();
+                        if settled >= 5 && pages >= 4 * min_nr as u64 {
+                            prop_assert!(s.nr_regions() as u32 >= min_nr, "{} < {} after {} aggregations", s.nr_regions(), min_nr, settled);
+                        }
                         for r in &s.targets[0].regions {
                             prop_assert!(r.nr_accesses <= attrs.max_nr_accesses());
                         }
@@ -631,9 +641,13 @@ proptest! {
                     if maps.len() > 1 {
                         maps.remove(k as usize % maps.len());
                         ops.space_mut(T).unwrap().set_mappings(maps);
+                        settled = 0;
                     }
                 }
-                Event::Remap => ops.space_mut(T).unwrap().set_mappings(original_maps.clone()),
+                Event::Remap => {
+                    ops.space_mut(T).unwrap().set_mappings(original_maps.clone());
+                    settled = 0;
+                }
                 Event::Apply(a, b) => {
                     let regions = m.regions(T).unwrap().to_vec();
                     if regions.is_empty() { continue; }
