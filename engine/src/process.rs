@@ -161,9 +161,17 @@ impl Process {
     pub fn pagemap(&mut self) -> &mut Pagemap {
         &mut self.pagemap
     }
-    /// True while the process has not exited.
+    /// True while the process has not exited. A zombie (exited, not yet reaped: its mm is
+    /// gone) counts as exited: a pidfd polls readable once the process has exited
+    /// (`pidfd_poll`, kernel/fork.c, Linux 5.3+).
     pub fn is_alive(&self) -> bool {
-        self.pidfd.is_alive()
+        let mut pfd = libc::pollfd { fd: std::os::fd::AsRawFd::as_raw_fd(&std::os::fd::AsFd::as_fd(&self.pidfd)), events: libc::POLLIN, revents: 0 };
+        // SAFETY: one valid pollfd for the duration of the call; timeout 0 never blocks.
+        let n = unsafe { libc::poll(&mut pfd, 1, 0) };
+        if n < 0 {
+            return self.pidfd.is_alive();
+        }
+        pfd.revents & (libc::POLLIN | libc::POLLHUP | libc::POLLERR) == 0 && self.pidfd.is_alive()
     }
 
     /// The current VMAs (re-read; opened, then checked against the pidfd). A process that

@@ -335,6 +335,11 @@ impl AccessCheck for Probe {
         }
         let t = self.targets.get_mut(&id).ok_or_else(|| AccessError::Other { target: id, msg: "not a target of the refault probe".into() })?;
         t.prep.clear();
+        // One cheap liveness check per interval (pidfd poll): a target that exited, even if
+        // its pid now names another process, is reported gone before anything is read.
+        if !t.proc.is_alive() {
+            return Err(AccessError::TargetGone(id));
+        }
         let mut preads = 0u64;
         let mut stats = ProbeStats::default();
         let mut chosen: Vec<(u64, usize)> = Vec::with_capacity(samples.len());
@@ -412,6 +417,9 @@ impl AccessCheck for Probe {
         let page = self.page;
         let t = self.target(id)?;
         out.iter_mut().for_each(|o| *o = Access::Unknown);
+        if !t.proc.is_alive() {
+            return Err(AccessError::TargetGone(id));
+        }
         // Probed pages, sorted, each with the sample index; a sample whose address no longer
         // matches what prepare probed stays Unknown.
         let mut probed: Vec<(u64, usize)> = samples
