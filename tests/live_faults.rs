@@ -19,17 +19,32 @@ fn exe() -> &'static Path {
 }
 
 fn small(size: u64) -> WorkloadSpec {
-    WorkloadSpec { size, hot_fraction: 0.25, ..WorkloadSpec::default() }
+    WorkloadSpec {
+        size,
+        hot_fraction: 0.25,
+        ..WorkloadSpec::default()
+    }
 }
 
 fn probe() -> Probe {
-    Probe::new(SysRoot::host(), ProbeConfig { max_samples_per_sec: None, ..ProbeConfig::default() })
+    Probe::new(
+        SysRoot::host(),
+        ProbeConfig {
+            max_samples_per_sec: None,
+            ..ProbeConfig::default()
+        },
+    )
 }
 
 /// One sample per `n` equal pieces of `m`, at each piece's start.
 fn samples_over(m: AddrRange, n: u64) -> Vec<SampleReq> {
     let sz = m.len() / n / PAGE * PAGE;
-    (0..n).map(|i| SampleReq { region: AddrRange::new(m.start + i * sz, m.start + (i + 1) * sz), addr: m.start + i * sz }).collect()
+    (0..n)
+        .map(|i| SampleReq {
+            region: AddrRange::new(m.start + i * sz, m.start + (i + 1) * sz),
+            addr: m.start + i * sz,
+        })
+        .collect()
 }
 
 macro_rules! need_root_and_swap {
@@ -53,14 +68,27 @@ fn target_exiting_mid_sample_is_reported_gone() {
     p.target_ranges(id).unwrap();
     let mut s = samples_over(w.mapping(), 16);
     p.prepare(id, &mut s).unwrap();
-    assert!(p.stats().requested == 16 && p.cost().probe_pageouts > 0, "{:?}", p.stats());
+    assert!(
+        p.stats().requested == 16 && p.cost().probe_pageouts > 0,
+        "{:?}",
+        p.stats()
+    );
     w.kill(); // exits (and is reaped) between prepare and check
     let mut out = vec![Access::Unknown; s.len()];
     assert!(matches!(p.check(id, &s, &mut out), Err(AccessError::TargetGone(t)) if t == id));
-    assert!(matches!(p.prepare(id, &mut s), Err(AccessError::TargetGone(_))));
-    assert!(matches!(p.target_ranges(id), Err(AccessError::TargetGone(_))));
+    assert!(matches!(
+        p.prepare(id, &mut s),
+        Err(AccessError::TargetGone(_))
+    ));
+    assert!(matches!(
+        p.target_ranges(id),
+        Err(AccessError::TargetGone(_))
+    ));
     let e = p.remove_target(id).unwrap().maps().unwrap_err();
-    assert!(e.is_gone() && e.to_string().contains(&id.0.to_string()), "{e}");
+    assert!(
+        e.is_gone() && e.to_string().contains(&id.0.to_string()),
+        "{e}"
+    );
 }
 
 #[test]
@@ -78,8 +106,14 @@ fn target_exiting_unreaped_is_reported_gone() {
     assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGKILL) }, 0);
     std::thread::sleep(Duration::from_millis(100));
     let mut out = vec![Access::Unknown; s.len()];
-    assert!(matches!(p.check(id, &s, &mut out), Err(AccessError::TargetGone(_))));
-    assert!(matches!(p.target_ranges(id), Err(AccessError::TargetGone(_))));
+    assert!(matches!(
+        p.check(id, &s, &mut out),
+        Err(AccessError::TargetGone(_))
+    ));
+    assert!(matches!(
+        p.target_ranges(id),
+        Err(AccessError::TargetGone(_))
+    ));
     let e = Process::open(&SysRoot::host(), pid, false).unwrap_err();
     assert!(e.is_gone(), "{e}");
     drop(w);
@@ -110,9 +144,15 @@ fn reused_pid_is_never_read_or_advised() {
     let mut s = samples_over(a.mapping(), 8);
     p.prepare(id, &mut s).unwrap();
     a.kill();
-    let spec_b = WorkloadSpec { size: 64 << 20, seed: 99, ..small(64 << 20) };
+    let spec_b = WorkloadSpec {
+        size: 64 << 20,
+        seed: 99,
+        ..small(64 << 20)
+    };
     let Some(b) = spawn_with_pid(pid, &spec_b) else {
-        engine::skip!("could not get pid {pid} again through ns_last_pid (the machine is too busy)");
+        engine::skip!(
+            "could not get pid {pid} again through ns_last_pid (the machine is too busy)"
+        );
     };
     assert_eq!(b.pid(), pid);
     // B's memory as it was: all present, nothing swapped.
@@ -123,29 +163,49 @@ fn reused_pid_is_never_read_or_advised() {
     assert!(before.iter().all(|e| e.present() && !e.swapped()));
     // Everything through the old target says gone; nothing of B comes back.
     let mut out = vec![Access::Unknown; s.len()];
-    assert!(matches!(p.check(id, &s, &mut out), Err(AccessError::TargetGone(_))));
+    assert!(matches!(
+        p.check(id, &s, &mut out),
+        Err(AccessError::TargetGone(_))
+    ));
     assert!(out.iter().all(|a| *a == Access::Unknown));
-    assert!(matches!(p.target_ranges(id), Err(AccessError::TargetGone(_))));
+    assert!(matches!(
+        p.target_ranges(id),
+        Err(AccessError::TargetGone(_))
+    ));
     // Samples inside B's mapping, same pid: the probe must not page any of them out.
     let mut sb = samples_over(b.mapping(), 64);
-    assert!(matches!(p.prepare(id, &mut sb), Err(AccessError::TargetGone(_))));
+    assert!(matches!(
+        p.prepare(id, &mut sb),
+        Err(AccessError::TargetGone(_))
+    ));
     let proc = p.remove_target(id).unwrap();
     assert!(!proc.is_alive());
     assert!(proc.maps().unwrap_err().is_gone());
     assert!(proc.status().unwrap_err().is_gone());
-    assert!(matches!(proc.clear_refs(engine::kernel::clear_refs::ClearRefs::All), Err(e) if e.is_gone()));
+    assert!(
+        matches!(proc.clear_refs(engine::kernel::clear_refs::ClearRefs::All), Err(e) if e.is_gone())
+    );
     // The old pidfd refuses advice outright (ESRCH), whatever the addresses.
-    let r = engine::kernel::madvise::process_madvise(std::os::fd::AsFd::as_fd(proc.pidfd()), &[AddrRange::new(b.mapping().start, b.mapping().start + PAGE)], engine::Advice::Pageout);
+    let r = engine::kernel::madvise::process_madvise(
+        std::os::fd::AsFd::as_fd(proc.pidfd()),
+        &[AddrRange::new(b.mapping().start, b.mapping().start + PAGE)],
+        engine::Advice::Pageout,
+    );
     assert_eq!(r, Err(nix::errno::Errno::ESRCH));
     // And the old pagemap (bound to A's mm) reads nothing.
     let mut old = Vec::new();
     let mut proc = proc;
-    proc.pagemap().read(b.mapping().start, 16, &mut old).unwrap();
+    proc.pagemap()
+        .read(b.mapping().start, 16, &mut old)
+        .unwrap();
     assert!(old.is_empty(), "the old pagemap read {} entries", old.len());
     // Proof that nothing touched B: every page still present, none swapped, VmSwap 0.
     let mut after = Vec::new();
     pm.read(b.mapping().start, pages, &mut after).unwrap();
-    assert!(after.iter().all(|e| e.present() && !e.swapped()), "a page of the new process was paged out");
+    assert!(
+        after.iter().all(|e| e.present() && !e.swapped()),
+        "a page of the new process was paged out"
+    );
     let st = engine::kernel::status::read_status(&SysRoot::host().pid_file(pid, "status")).unwrap();
     assert_eq!(st.vm_swap, Some(0));
     let _ = old_ranges;
@@ -154,7 +214,15 @@ fn reused_pid_is_never_read_or_advised() {
 #[test]
 fn unmapped_range_mid_sample_is_unknown_then_gone_from_ranges() {
     let _swap = need_root_and_swap!();
-    let mut w = Workload::spawn(exe(), &WorkloadSpec { size: 64 << 20, hot_fraction: 0.1, ..WorkloadSpec::default() }).unwrap();
+    let mut w = Workload::spawn(
+        exe(),
+        &WorkloadSpec {
+            size: 64 << 20,
+            hot_fraction: 0.1,
+            ..WorkloadSpec::default()
+        },
+    )
+    .unwrap();
     let mut p = probe();
     let id: TargetId = p.add_target(Process::open(&SysRoot::host(), w.pid(), false).unwrap());
     let m = w.mapping();
@@ -183,31 +251,61 @@ fn unmapped_range_mid_sample_is_unknown_then_gone_from_ranges() {
 #[test]
 #[ignore = "helper: run as another user by eperm_as_a_user_without_rights"]
 fn eperm_helper() {
-    let root_pid: u32 = std::env::var("MADVD_EPERM_ROOT_PID").unwrap().parse().unwrap();
-    let own_pid: u32 = std::env::var("MADVD_EPERM_OWN_PID").unwrap().parse().unwrap();
-    assert_ne!(nix::unistd::geteuid().as_raw(), 0, "helper must not run as root");
+    let root_pid: u32 = std::env::var("MADVD_EPERM_ROOT_PID")
+        .unwrap()
+        .parse()
+        .unwrap();
+    let own_pid: u32 = std::env::var("MADVD_EPERM_OWN_PID")
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_ne!(
+        nix::unistd::geteuid().as_raw(),
+        0,
+        "helper must not run as root"
+    );
     // A root process: its pagemap cannot be opened.
     let e = Process::open(&SysRoot::host(), root_pid, false).unwrap_err();
     assert!(e.is_permission(), "{e}");
-    assert!(e.to_string().contains(&format!("pid {root_pid}")) && e.to_string().contains("permission denied"), "{e}");
+    assert!(
+        e.to_string().contains(&format!("pid {root_pid}"))
+            && e.to_string().contains("permission denied"),
+        "{e}"
+    );
     // A process of our own user: readable, but remote page-out needs CAP_SYS_NICE.
     let proc = Process::open(&SysRoot::host(), own_pid, false).unwrap();
     let vmas = proc.maps().unwrap();
-    let mut p = Probe::new(SysRoot::host(), ProbeConfig { max_samples_per_sec: None, window_pages: 4096, ..ProbeConfig::default() });
+    let mut p = Probe::new(
+        SysRoot::host(),
+        ProbeConfig {
+            max_samples_per_sec: None,
+            window_pages: 4096,
+            ..ProbeConfig::default()
+        },
+    );
     let id = p.add_target(proc);
     p.target_ranges(id).unwrap();
     let mut s: Vec<SampleReq> = vmas
         .iter()
         .filter(|v| v.is_private_anonymous())
-        .map(|v| SampleReq { region: v.range, addr: v.range.start })
+        .map(|v| SampleReq {
+            region: v.range,
+            addr: v.range.start,
+        })
         .collect();
     assert!(!s.is_empty());
     let e = p.prepare(id, &mut s).unwrap_err();
-    assert!(matches!(&e, AccessError::Permission { target, what } if *target == id && what.contains("CAP_SYS_NICE")), "{e}");
+    assert!(
+        matches!(&e, AccessError::Permission { target, what } if *target == id && what.contains("CAP_SYS_NICE")),
+        "{e}"
+    );
     eprintln!("as nobody: {e}");
     // Detection says why the probe is not usable for this user.
     let st = engine::ops::detect::probe_status(&SysRoot::host());
-    assert!(!st.usable && st.why_not.as_deref().unwrap_or("").contains("CAP_SYS_NICE"), "{st:?}");
+    assert!(
+        !st.usable && st.why_not.as_deref().unwrap_or("").contains("CAP_SYS_NICE"),
+        "{st:?}"
+    );
     println!("EPERM-HELPER-OK");
 }
 
@@ -216,10 +314,21 @@ fn eperm_as_a_user_without_rights() {
     use std::os::unix::process::CommandExt;
     let _swap = need_root_and_swap!();
     // The nobody-owned target: a plain `sleep`.
-    let mut target = std::process::Command::new("sleep").arg("60").uid(65534).gid(65534).spawn().unwrap();
+    let mut target = std::process::Command::new("sleep")
+        .arg("60")
+        .uid(65534)
+        .gid(65534)
+        .spawn()
+        .unwrap();
     std::thread::sleep(Duration::from_millis(50));
     let out = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["--ignored", "--exact", "eperm_helper", "--nocapture", "--test-threads=1"])
+        .args([
+            "--ignored",
+            "--exact",
+            "eperm_helper",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env("MADVD_EPERM_ROOT_PID", std::process::id().to_string())
         .env("MADVD_EPERM_OWN_PID", target.id().to_string())
         .env("MADVD_SKIP_LOG", "/dev/null")
@@ -229,8 +338,15 @@ fn eperm_as_a_user_without_rights() {
         .unwrap();
     let _ = target.kill();
     let _ = target.wait();
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success() && text.contains("EPERM-HELPER-OK"), "helper as nobody failed:\n{text}");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && text.contains("EPERM-HELPER-OK"),
+        "helper as nobody failed:\n{text}"
+    );
     assert!(text.contains("1 passed"), "{text}");
 }
 

@@ -42,7 +42,10 @@ impl SmapsCheck {
         self.targets.remove(&id)
     }
     fn proc(&self, id: TargetId) -> Result<&Process, AccessError> {
-        self.targets.get(&id).ok_or_else(|| AccessError::Other { target: id, msg: "not a target of the smaps check".into() })
+        self.targets.get(&id).ok_or_else(|| AccessError::Other {
+            target: id,
+            msg: "not a target of the smaps check".into(),
+        })
     }
 }
 
@@ -68,7 +71,12 @@ impl AccessCheck for SmapsCheck {
 
     /// 500 ms sampling, 5 s aggregation: each sample walks the target's page tables twice.
     fn default_attrs(&self) -> Attrs {
-        Attrs { sample_us: 500_000, aggr_us: 5_000_000, ops_update_us: 10_000_000, ..Attrs::default() }
+        Attrs {
+            sample_us: 500_000,
+            aggr_us: 5_000_000,
+            ops_update_us: 10_000_000,
+            ..Attrs::default()
+        }
     }
 
     fn target_ranges(&mut self, id: TargetId) -> Result<Vec<AddrRange>, AccessError> {
@@ -79,12 +87,19 @@ impl AccessCheck for SmapsCheck {
     }
 
     fn prepare(&mut self, id: TargetId, _samples: &mut [SampleReq]) -> Result<(), AccessError> {
-        self.proc(id)?.clear_refs(ClearRefs::All).map_err(|e| access_error(id, e))?;
+        self.proc(id)?
+            .clear_refs(ClearRefs::All)
+            .map_err(|e| access_error(id, e))?;
         self.cost.syscalls += 1;
         Ok(())
     }
 
-    fn check(&mut self, id: TargetId, samples: &[SampleReq], out: &mut [Access]) -> Result<(), AccessError> {
+    fn check(
+        &mut self,
+        id: TargetId,
+        samples: &[SampleReq],
+        out: &mut [Access],
+    ) -> Result<(), AccessError> {
         let vmas = self.proc(id)?.smaps().map_err(|e| access_error(id, e))?;
         for (s, o) in samples.iter().zip(out.iter_mut()) {
             *o = answer(&vmas, s.addr);
