@@ -323,9 +323,9 @@ pub struct CheckArgs {
 
 #[derive(Debug, Args)]
 pub struct WorkloadArgs {
-    /// The workload spec (engine::workload::WorkloadSpec::to_args).
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-    pub args: Vec<String>,
+    /// The workload spec as JSON (engine::workload::WorkloadSpec::to_args).
+    #[arg(long)]
+    pub spec: String,
 }
 
 #[cfg(test)]

@@ -69,6 +69,11 @@ fn init_tracing(verbose: u8) {
 fn dispatch(cli: Cli) -> anyhow::Result<()> {
     match cli.cmd {
         Command::Report(r) => cmd::report::run(r),
+        Command::Workload(w) => {
+            let spec = engine::workload::WorkloadSpec::from_json(&w.spec).map_err(|e| exit::err(Code::Usage, e))?;
+            engine::workload::run_child(&spec, std::io::stdin().lock(), std::io::stdout())?;
+            Ok(())
+        }
         other => Err(exit::err(Code::Failure, format!("{other:?}: not wired yet"))),
     }
 }
