@@ -6,7 +6,8 @@ use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 use std::time::Duration;
 
-const ABOUT: &str = "Watch how processes touch their memory and act on it, DAMON/DAMOS-style, from user space.";
+const ABOUT: &str =
+    "Watch how processes touch their memory and act on it, DAMON/DAMOS-style, from user space.";
 
 const LONG_ABOUT: &str = "\
 madvd measures each memory region's access frequency and age (a DAMON-style monitoring core \
@@ -57,10 +58,14 @@ pub enum Command {
     #[command(long_about = DEMO_LONG, after_help = DEMO_EXAMPLES)]
     Demo(DemoArgs),
     /// List the access primitives, whether each is usable here, and why not.
-    #[command(after_help = "Examples:\n  madvd ops\n  madvd ops --json | jq '.[] | select(.usable)'")]
+    #[command(
+        after_help = "Examples:\n  madvd ops\n  madvd ops --json | jq '.[] | select(.usable)'"
+    )]
     Ops(OpsArgs),
     /// Validate policy files: prints path:line:column: message for the first mistake in each.
-    #[command(after_help = "Exit status: 0 when every file is valid, 1 otherwise.\n\nExample:\n  madvd check policies/*.ron")]
+    #[command(
+        after_help = "Exit status: 0 when every file is valid, 1 otherwise.\n\nExample:\n  madvd check policies/*.ron"
+    )]
     Check(CheckArgs),
     /// The test/demo workload child (internal; spawned by the demo and the tests).
     #[command(hide = true)]
@@ -233,7 +238,9 @@ pub struct RecordArgs {
 #[derive(Debug, Subcommand)]
 pub enum ReportCmd {
     /// Access heatmap: time × address (gaps between mappings collapsed), access rate as colour.
-    #[command(after_help = "Examples:\n  madvd report heatmap app.rec -o app.png\n  madvd report heatmap app.rec -o app.svg --target 1234")]
+    #[command(
+        after_help = "Examples:\n  madvd report heatmap app.rec -o app.png\n  madvd report heatmap app.rec -o app.svg --target 1234"
+    )]
     Heatmap(HeatmapArgs),
     /// Working-set size (bytes in regions accessed at all) percentiles over the recording.
     Wss(WssArgs),
@@ -340,15 +347,24 @@ mod tests {
 
     #[test]
     fn for_garbage_is_refused() {
-        let e = Cli::try_parse_from(["madvd", "run", "--policy", "p.ron", "--pid", "1", "--for", "garbage"]).unwrap_err();
+        let e = Cli::try_parse_from([
+            "madvd", "run", "--policy", "p.ron", "--pid", "1", "--for", "garbage",
+        ])
+        .unwrap_err();
         assert!(e.to_string().contains("garbage"), "{e}");
     }
 
     #[test]
     fn run_needs_one_kind_of_target() {
         assert!(Cli::try_parse_from(["madvd", "run", "--policy", "p.ron"]).is_err());
-        assert!(Cli::try_parse_from(["madvd", "run", "--policy", "p.ron", "--pid", "1", "--comm", "x"]).is_err());
-        let c = Cli::try_parse_from(["madvd", "run", "--policy", "p.ron", "--pid", "1", "2", "--pid", "3"]).unwrap();
+        assert!(Cli::try_parse_from([
+            "madvd", "run", "--policy", "p.ron", "--pid", "1", "--comm", "x"
+        ])
+        .is_err());
+        let c = Cli::try_parse_from([
+            "madvd", "run", "--policy", "p.ron", "--pid", "1", "2", "--pid", "3",
+        ])
+        .unwrap();
         match c.cmd {
             Command::Run(r) => assert_eq!(r.targets.pid, vec![1, 2, 3]),
             _ => unreachable!(),

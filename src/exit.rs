@@ -42,7 +42,10 @@ impl std::error::Error for Exit {}
 
 /// An `anyhow::Error` with an exit code.
 pub fn err(code: Code, msg: impl Into<String>) -> anyhow::Error {
-    anyhow::Error::new(Exit { code, msg: msg.into() })
+    anyhow::Error::new(Exit {
+        code,
+        msg: msg.into(),
+    })
 }
 
 /// The exit code for an error: the first [`Exit`] in its chain; else permission-denied I/O
@@ -71,7 +74,11 @@ pub fn one_line(e: &anyhow::Error) -> String {
 
 /// Fold a multi-line message into one line.
 pub fn fold(s: &str) -> String {
-    s.lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join(" ")
+    s.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// clap's error text as one line: the "error:" part and its detail lines, without the usage
@@ -110,6 +117,9 @@ mod tests {
     #[test]
     fn clap_errors_fold_to_one_line() {
         let r = "error: the following required arguments were not provided:\n  --policy <FILE>\n\nUsage: madvd run --policy <FILE>\n\nFor more information, try '--help'.\n";
-        assert_eq!(clap_one_line(r), "the following required arguments were not provided: --policy <FILE>");
+        assert_eq!(
+            clap_one_line(r),
+            "the following required arguments were not provided: --policy <FILE>"
+        );
     }
 }

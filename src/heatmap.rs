@@ -58,10 +58,15 @@ impl Grid {
 
     /// Mean rate of the rows covering `[lo, hi)` (addresses) in one column.
     pub fn mean_rate(&self, col: usize, lo: u64, hi: u64) -> f32 {
-        let (Some(a), Some(b)) = (self.offset_of(lo), self.offset_of(hi - 1)) else { return f32::NAN };
+        let (Some(a), Some(b)) = (self.offset_of(lo), self.offset_of(hi - 1)) else {
+            return f32::NAN;
+        };
         let ra = (a as u128 * self.rows as u128 / self.total as u128) as usize;
         let rb = (b as u128 * self.rows as u128 / self.total as u128) as usize;
-        let v: Vec<f32> = (ra..=rb).map(|r| self.at(r, col)).filter(|v| !v.is_nan()).collect();
+        let v: Vec<f32> = (ra..=rb)
+            .map(|r| self.at(r, col))
+            .filter(|v| !v.is_nan())
+            .collect();
         v.iter().sum::<f32>() / v.len().max(1) as f32
     }
 }
@@ -99,14 +104,21 @@ fn union_spans(frames: &[&Frame], target: u32) -> Vec<(u64, u64)> {
 
 /// Build the grid for one target (at most `cols` time bins, `rows` address bins).
 pub fn build(rec: &Loaded, target: u32, cols: usize, rows: usize) -> Result<Grid> {
-    let frames: Vec<&Frame> = rec.frames.iter().filter(|f| f.targets.iter().any(|t| t.id == target)).collect();
+    let frames: Vec<&Frame> = rec
+        .frames
+        .iter()
+        .filter(|f| f.targets.iter().any(|t| t.id == target))
+        .collect();
     if frames.is_empty() {
         bail!("{}: no snapshot of target {target}", rec.path.display());
     }
     let spans = union_spans(&frames, target);
     let total: u64 = spans.iter().map(|s| s.1 - s.0).sum();
     if total == 0 {
-        bail!("{}: target {target} has no monitored bytes", rec.path.display());
+        bail!(
+            "{}: target {target} has no monitored bytes",
+            rec.path.display()
+        );
     }
     let cols = cols.clamp(1, frames.len());
     let rows = rows.max(1);
@@ -150,8 +162,11 @@ pub fn build(rec: &Loaded, target: u32, cols: usize, rows: usize) -> Result<Grid
             }
         }
     }
-    let mut cells: Vec<f32> =
-        acc_rate.iter().zip(&acc_w).map(|(r, w)| if *w > 0.0 { (r / w) as f32 } else { f32::NAN }).collect();
+    let mut cells: Vec<f32> = acc_rate
+        .iter()
+        .zip(&acc_w)
+        .map(|(r, w)| if *w > 0.0 { (r / w) as f32 } else { f32::NAN })
+        .collect();
     // A column no frame fell into (uneven frame times) repeats the one before it.
     for col in 1..cols {
         if (0..rows).all(|r| acc_w[r * cols + col] == 0.0) {
@@ -160,7 +175,17 @@ pub fn build(rec: &Loaded, target: u32, cols: usize, rows: usize) -> Result<Grid
             }
         }
     }
-    Ok(Grid { cols, rows, t0_us: t0, t1_us: t1, spans, total, cells, target, frames: frames.len() })
+    Ok(Grid {
+        cols,
+        rows,
+        t0_us: t0,
+        t1_us: t1,
+        spans,
+        total,
+        cells,
+        target,
+        frames: frames.len(),
+    })
 }
 
 /// The "inferno" colour map (matplotlib), 5 stops, linear in between: dark = cold, bright = hot.
@@ -168,8 +193,13 @@ pub fn colour(v: f32) -> RGBColor {
     if v.is_nan() {
         return RGBColor(225, 225, 225);
     }
-    const STOPS: [(f32, [u8; 3]); 5] =
-        [(0.0, [0, 0, 4]), (0.25, [87, 16, 110]), (0.5, [188, 55, 84]), (0.75, [249, 142, 9]), (1.0, [252, 255, 164])];
+    const STOPS: [(f32, [u8; 3]); 5] = [
+        (0.0, [0, 0, 4]),
+        (0.25, [87, 16, 110]),
+        (0.5, [188, 55, 84]),
+        (0.75, [249, 142, 9]),
+        (1.0, [252, 255, 164]),
+    ];
     let v = v.clamp(0.0, 1.0);
     for w in STOPS.windows(2) {
         let ((a, ca), (b, cb)) = (w[0], w[1]);
@@ -193,18 +223,25 @@ fn level(v: f32) -> i32 {
 
 /// Render to `out` (.png or .svg).
 pub fn render(grid: &Grid, title: &str, out: &Path) -> Result<()> {
-    let ext = out.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase);
+    let ext = out
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase);
     let size = (1200u32, 720u32);
     match ext.as_deref() {
         Some("png") => {
             let root = BitMapBackend::new(out, size).into_drawing_area();
-            draw(&root, grid, title, false).map_err(|e| anyhow::anyhow!("{}: cannot draw: {e}", out.display()))?;
-            root.present().with_context(|| format!("{}: cannot write", out.display()))?;
+            draw(&root, grid, title, false)
+                .map_err(|e| anyhow::anyhow!("{}: cannot draw: {e}", out.display()))?;
+            root.present()
+                .with_context(|| format!("{}: cannot write", out.display()))?;
         }
         Some("svg") => {
             let root = SVGBackend::new(out, size).into_drawing_area();
-            draw(&root, grid, title, true).map_err(|e| anyhow::anyhow!("{}: cannot draw: {e}", out.display()))?;
-            root.present().with_context(|| format!("{}: cannot write", out.display()))?;
+            draw(&root, grid, title, true)
+                .map_err(|e| anyhow::anyhow!("{}: cannot draw: {e}", out.display()))?;
+            root.present()
+                .with_context(|| format!("{}: cannot write", out.display()))?;
         }
         _ => bail!("{}: output must end in .png or .svg", out.display()),
     }
@@ -213,7 +250,12 @@ pub fn render(grid: &Grid, title: &str, out: &Path) -> Result<()> {
 
 type DrawResult<T> = std::result::Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
-fn draw<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, g: &Grid, title: &str, merge_runs: bool) -> DrawResult<()>
+fn draw<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    g: &Grid,
+    title: &str,
+    merge_runs: bool,
+) -> DrawResult<()>
 where
     DB::ErrorType: 'static,
 {
@@ -256,7 +298,10 @@ where
             }
             let c = colour(v);
             rects.push(Rectangle::new(
-                [(x0 + col as f64 * dx, row as f64 * dy), (x0 + end as f64 * dx, (row + 1) as f64 * dy)],
+                [
+                    (x0 + col as f64 * dx, row as f64 * dy),
+                    (x0 + end as f64 * dx, (row + 1) as f64 * dy),
+                ],
                 c.filled(),
             ));
             col = end;
@@ -267,7 +312,10 @@ where
     let mut acc = 0f64;
     for s in &g.spans[..g.spans.len().saturating_sub(1)] {
         acc += (s.1 - s.0) as f64;
-        chart.draw_series(std::iter::once(PathElement::new(vec![(x0, acc), (x1, acc)], WHITE.stroke_width(2))))?;
+        chart.draw_series(std::iter::once(PathElement::new(
+            vec![(x0, acc), (x1, acc)],
+            WHITE.stroke_width(2),
+        )))?;
     }
     // Colour bar.
     let mut cb = ChartBuilder::on(&bar)
@@ -286,7 +334,10 @@ where
         .y_label_formatter(&|v| format!("{v:.0}"))
         .draw()?;
     cb.draw_series((0..100).map(|i| {
-        Rectangle::new([(0.0, i as f64), (1.0, i as f64 + 1.0)], colour((i as f32 + 0.5) / 100.0).filled())
+        Rectangle::new(
+            [(0.0, i as f64), (1.0, i as f64 + 1.0)],
+            colour((i as f32 + 0.5) / 100.0).filled(),
+        )
     }))?;
     Ok(())
 }
@@ -294,12 +345,16 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::record::tests::{stairs, write_lines};
     use crate::record::read_from;
+    use crate::record::tests::{stairs, write_lines};
 
     fn loaded(n: usize) -> Loaded {
         let (h, frames) = stairs(n);
-        read_from(Path::new("s.rec"), write_lines(&h, &frames, true).as_bytes()).unwrap()
+        read_from(
+            Path::new("s.rec"),
+            write_lines(&h, &frames, true).as_bytes(),
+        )
+        .unwrap()
     }
 
     #[test]

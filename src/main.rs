@@ -30,7 +30,10 @@ fn main() -> ExitCode {
                     ExitCode::from(Code::Usage as u8)
                 }
                 _ => {
-                    eprintln!("madvd: error: {}", exit::clap_one_line(&e.render().to_string()));
+                    eprintln!(
+                        "madvd: error: {}",
+                        exit::clap_one_line(&e.render().to_string())
+                    );
                     ExitCode::from(Code::Usage as u8)
                 }
             };
@@ -70,10 +73,14 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
     match cli.cmd {
         Command::Report(r) => cmd::report::run(r),
         Command::Workload(w) => {
-            let spec = engine::workload::WorkloadSpec::from_json(&w.spec).map_err(|e| exit::err(Code::Usage, e))?;
+            let spec = engine::workload::WorkloadSpec::from_json(&w.spec)
+                .map_err(|e| exit::err(Code::Usage, e))?;
             engine::workload::run_child(&spec, std::io::stdin().lock(), std::io::stdout())?;
             Ok(())
         }
-        other => Err(exit::err(Code::Failure, format!("{other:?}: not wired yet"))),
+        other => Err(exit::err(
+            Code::Failure,
+            format!("{other:?}: not wired yet"),
+        )),
     }
 }

@@ -111,7 +111,12 @@ pub struct RecordWriter {
 impl RecordWriter {
     pub fn create(path: &Path, header: &Header) -> Result<Self> {
         let f = File::create(path).with_context(|| format!("{}: cannot create", path.display()))?;
-        let mut w = Self { path: path.to_owned(), out: BufWriter::new(f), snapshots: 0, last_t_us: 0 };
+        let mut w = Self {
+            path: path.to_owned(),
+            out: BufWriter::new(f),
+            snapshots: 0,
+            last_t_us: 0,
+        };
         w.line(&serde_json::to_string(header)?)?;
         Ok(w)
     }
@@ -177,7 +182,11 @@ impl Loaded {
     /// The first problem as `path:line:column: message (…)`, if any.
     pub fn problem_line(&self) -> Option<String> {
         let p = self.problems.first()?;
-        let more = if self.problems.len() > 1 { format!("; {} more bad lines", self.problems.len() - 1) } else { String::new() };
+        let more = if self.problems.len() > 1 {
+            format!("; {} more bad lines", self.problems.len() - 1)
+        } else {
+            String::new()
+        };
         Some(format!(
             "{}:{}:{}: {}{more} (used the {} intact snapshots)",
             self.path.display(),
@@ -192,7 +201,8 @@ impl Loaded {
 /// Read a record file. Errors only when nothing usable is there (missing file, bad header);
 /// bad snapshot lines are skipped and listed in `problems`.
 pub fn read(path: &Path) -> Result<Loaded> {
-    let f = File::open(path).with_context(|| format!("{}: cannot open record file", path.display()))?;
+    let f =
+        File::open(path).with_context(|| format!("{}: cannot open record file", path.display()))?;
     read_from(path, BufReader::new(f))
 }
 
@@ -201,32 +211,68 @@ pub fn read_from(path: &Path, r: impl BufRead) -> Result<Loaded> {
     let mut lines = r.split(b'\n');
     let p = path.display();
     let first = match lines.next() {
-        None => return Err(crate::exit::err(crate::exit::Code::Failure, format!("{p}: empty file, not a madvd record"))),
+        None => {
+            return Err(crate::exit::err(
+                crate::exit::Code::Failure,
+                format!("{p}: empty file, not a madvd record"),
+            ))
+        }
         Some(l) => l.with_context(|| format!("{p}: read failed"))?,
     };
     let header: Header = serde_json::from_slice(&first).map_err(|e| {
-        let hint = if first.starts_with(b"{") { "" } else { " (not a madvd record file?)" };
-        crate::exit::err(crate::exit::Code::Failure, format!("{p}:1:{}: bad header: {e}{hint}", e.column()))
+        let hint = if first.starts_with(b"{") {
+            ""
+        } else {
+            " (not a madvd record file?)"
+        };
+        crate::exit::err(
+            crate::exit::Code::Failure,
+            format!("{p}:1:{}: bad header: {e}{hint}", e.column()),
+        )
     })?;
     if header.format != FORMAT {
-        return Err(crate::exit::err(crate::exit::Code::Failure, format!("{p}:1:1: format is '{}', expected '{FORMAT}'", header.format)));
+        return Err(crate::exit::err(
+            crate::exit::Code::Failure,
+            format!(
+                "{p}:1:1: format is '{}', expected '{FORMAT}'",
+                header.format
+            ),
+        ));
     }
     if header.version > VERSION {
         return Err(crate::exit::err(
             crate::exit::Code::Failure,
-            format!("{p}:1:1: record format version {} is newer than this madvd reads ({VERSION})", header.version),
+            format!(
+                "{p}:1:1: record format version {} is newer than this madvd reads ({VERSION})",
+                header.version
+            ),
         ));
     }
-    header.attrs.validate().map_err(|e| crate::exit::err(crate::exit::Code::Failure, format!("{p}:1:1: bad attrs: {e}")))?;
+    header.attrs.validate().map_err(|e| {
+        crate::exit::err(
+            crate::exit::Code::Failure,
+            format!("{p}:1:1: bad attrs: {e}"),
+        )
+    })?;
     let max = header.attrs.max_nr_accesses() as u64;
-    let mut out = Loaded { path: path.to_owned(), header, frames: Vec::new(), end: None, problems: Vec::new() };
+    let mut out = Loaded {
+        path: path.to_owned(),
+        header,
+        frames: Vec::new(),
+        end: None,
+        problems: Vec::new(),
+    };
     let mut lineno = 1;
     for l in lines {
         lineno += 1;
         let l = match l {
             Ok(l) => l,
             Err(e) => {
-                out.problems.push(Problem { line: lineno, column: 1, msg: format!("read failed: {e}") });
+                out.problems.push(Problem {
+                    line: lineno,
+                    column: 1,
+                    msg: format!("read failed: {e}"),
+                });
                 break;
             }
         };
@@ -234,24 +280,44 @@ pub fn read_from(path: &Path, r: impl BufRead) -> Result<Loaded> {
             continue;
         }
         if out.end.is_some() {
-            out.problems.push(Problem { line: lineno, column: 1, msg: "data after the end line".into() });
+            out.problems.push(Problem {
+                line: lineno,
+                column: 1,
+                msg: "data after the end line".into(),
+            });
             continue;
         }
         if l.starts_with(b"{\"end\"") {
             match serde_json::from_slice::<EndLine>(&l) {
                 Ok(e) => out.end = Some(e.end),
-                Err(e) => out.problems.push(Problem { line: lineno, column: e.column(), msg: format!("bad end line: {e}") }),
+                Err(e) => out.problems.push(Problem {
+                    line: lineno,
+                    column: e.column(),
+                    msg: format!("bad end line: {e}"),
+                }),
             }
             continue;
         }
         match serde_json::from_slice::<Frame>(&l) {
             Ok(f) => match check_frame(&f, max, out.frames.last()) {
                 Ok(()) => out.frames.push(f),
-                Err(msg) => out.problems.push(Problem { line: lineno, column: 1, msg }),
+                Err(msg) => out.problems.push(Problem {
+                    line: lineno,
+                    column: 1,
+                    msg,
+                }),
             },
             Err(e) => {
-                let msg = if e.is_eof() { format!("truncated line ({e})") } else { format!("bad snapshot: {e}") };
-                out.problems.push(Problem { line: lineno, column: e.column().max(1), msg });
+                let msg = if e.is_eof() {
+                    format!("truncated line ({e})")
+                } else {
+                    format!("bad snapshot: {e}")
+                };
+                out.problems.push(Problem {
+                    line: lineno,
+                    column: e.column().max(1),
+                    msg,
+                });
             }
         }
     }
@@ -260,7 +326,11 @@ pub fn read_from(path: &Path, r: impl BufRead) -> Result<Loaded> {
             out.problems.push(Problem {
                 line: lineno,
                 column: 1,
-                msg: format!("end line says {} snapshots, found {}", end.snapshots, out.frames.len()),
+                msg: format!(
+                    "end line says {} snapshots, found {}",
+                    end.snapshots,
+                    out.frames.len()
+                ),
             });
         }
     }
@@ -270,7 +340,10 @@ pub fn read_from(path: &Path, r: impl BufRead) -> Result<Loaded> {
 fn check_frame(f: &Frame, max: u64, prev: Option<&Frame>) -> std::result::Result<(), String> {
     if let Some(p) = prev {
         if f.t_us < p.t_us {
-            return Err(format!("time goes backwards ({} us after {} us)", f.t_us, p.t_us));
+            return Err(format!(
+                "time goes backwards ({} us after {} us)",
+                f.t_us, p.t_us
+            ));
         }
     }
     for t in &f.targets {
@@ -278,13 +351,19 @@ fn check_frame(f: &Frame, max: u64, prev: Option<&Frame>) -> std::result::Result
         for (i, r) in t.regions.iter().enumerate() {
             let [s, e, n, _] = *r;
             if e <= s {
-                return Err(format!("target {}: region {i} [{s:#x}, {e:#x}) is empty or reversed", t.id));
+                return Err(format!(
+                    "target {}: region {i} [{s:#x}, {e:#x}) is empty or reversed",
+                    t.id
+                ));
             }
             if s < last_end {
                 return Err(format!("target {}: region {i} starts at {s:#x}, before the previous region's end {last_end:#x}", t.id));
             }
             if n > max {
-                return Err(format!("target {}: region {i} has nr_accesses {n} > max {max}", t.id));
+                return Err(format!(
+                    "target {}: region {i} has nr_accesses {n} > max {max}",
+                    t.id
+                ));
             }
             last_end = e;
         }
@@ -295,7 +374,11 @@ fn check_frame(f: &Frame, max: u64, prev: Option<&Frame>) -> std::result::Result
 /// Bytes of `t` in regions accessed at all in the aggregation (`nr_accesses > 0`): the
 /// working-set size, as `damo report wss` counts it by default.
 pub fn wss(t: &FrameTarget) -> u64 {
-    t.regions.iter().filter(|r| r[2] > 0).map(|r| r[1] - r[0]).sum()
+    t.regions
+        .iter()
+        .filter(|r| r[2] > 0)
+        .map(|r| r[1] - r[0])
+        .sum()
 }
 
 pub fn total(t: &FrameTarget) -> u64 {
@@ -310,7 +393,10 @@ pub(crate) mod tests {
         Header {
             format: FORMAT.into(),
             version: VERSION,
-            source: Source::Sim { scenario: "stairs".into(), size: 1 << 30 },
+            source: Source::Sim {
+                scenario: "stairs".into(),
+                size: 1 << 30,
+            },
             ops: "sim".into(),
             attrs: Attrs::default(),
             started_unix_ms: 0,
@@ -331,12 +417,21 @@ pub(crate) mod tests {
                 for k in 0..64u64 {
                     let s = k * step;
                     let hot = s >= hot_lo && s < hot_lo + size / 8;
-                    regions.push([base + s, base + s + step, if hot { 18 } else { 0 }, if hot { 1 } else { i as u64 }]);
+                    regions.push([
+                        base + s,
+                        base + s + step,
+                        if hot { 18 } else { 0 },
+                        if hot { 1 } else { i as u64 },
+                    ]);
                 }
                 // A second span (a heap far below) and a small stack far above.
                 regions.insert(0, [0x5555_0000_0000, 0x5555_0010_0000, 2, 3]);
                 regions.push([0x7ffc_0000_0000, 0x7ffc_0002_1000, 20, 9]);
-                Frame { t_us: i as u64 * 100_000, aggr: i as u64, targets: vec![FrameTarget { id: 42, regions }] }
+                Frame {
+                    t_us: i as u64 * 100_000,
+                    aggr: i as u64,
+                    targets: vec![FrameTarget { id: 42, regions }],
+                }
             })
             .collect();
         (header(), frames)
@@ -404,7 +499,11 @@ pub(crate) mod tests {
         assert!(format!("{e:#}").starts_with("x.rec:1:"), "{e:#}");
         let mut h = header();
         h.version = 99;
-        let e = read_from(Path::new("x.rec"), serde_json::to_string(&h).unwrap().as_bytes()).unwrap_err();
+        let e = read_from(
+            Path::new("x.rec"),
+            serde_json::to_string(&h).unwrap().as_bytes(),
+        )
+        .unwrap_err();
         assert!(format!("{e:#}").contains("newer"), "{e:#}");
     }
 
@@ -415,6 +514,10 @@ pub(crate) mod tests {
         let s = write_lines(&h, &frames, false);
         let l = read_from(Path::new("x.rec"), s.as_bytes()).unwrap();
         assert_eq!(l.frames.len(), 1);
-        assert!(l.problems[0].msg.contains("nr_accesses 999"), "{:?}", l.problems);
+        assert!(
+            l.problems[0].msg.contains("nr_accesses 999"),
+            "{:?}",
+            l.problems
+        );
     }
 }

@@ -17,7 +17,11 @@ extern "C" fn on_signal(sig: libc::c_int) {
 /// Install the handlers (idempotent).
 pub fn install() -> anyhow::Result<()> {
     use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
-    let act = SigAction::new(SigHandler::Handler(on_signal), SaFlags::SA_RESTART, SigSet::empty());
+    let act = SigAction::new(
+        SigHandler::Handler(on_signal),
+        SaFlags::SA_RESTART,
+        SigSet::empty(),
+    );
     for sig in [Signal::SIGINT, Signal::SIGTERM] {
         // SAFETY: the handler only stores to two atomics, which is async-signal-safe; no
         // other handler for these signals is relied on elsewhere in the program.

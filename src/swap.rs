@@ -33,7 +33,10 @@ pub struct TempSwap {
 pub fn active_swaps(root: &SysRoot) -> Result<Vec<String>> {
     let p = root.proc_file("swaps");
     let s = std::fs::read_to_string(&p).with_context(|| format!("{}", p.display()))?;
-    Ok(s.lines().skip(1).filter_map(|l| l.split_whitespace().next().map(String::from)).collect())
+    Ok(s.lines()
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().next().map(String::from))
+        .collect())
 }
 
 impl TempSwap {
@@ -42,33 +45,56 @@ impl TempSwap {
     pub fn ensure(root: &SysRoot, size: u64, wait: Duration) -> Result<TempSwap> {
         let lock = lock(Path::new(LOCK_PATH), wait)?;
         if !active_swaps(root)?.is_empty() {
-            return Ok(TempSwap { root: root.clone(), made: None, _lock: lock });
+            return Ok(TempSwap {
+                root: root.clone(),
+                made: None,
+                _lock: lock,
+            });
         }
         let ctl = root.sys_file("class/zram-control/hot_add");
         if !ctl.exists() {
             // Load the module without devices of its own; hot_add then makes ours.
-            let _ = std::process::Command::new("modprobe").args(["zram", "num_devices=0"]).status();
+            let _ = std::process::Command::new("modprobe")
+                .args(["zram", "num_devices=0"])
+                .status();
         }
         let id: u32 = std::fs::read_to_string(&ctl)
-            .with_context(|| format!("{}: cannot add a zram device (is zram in this kernel? CONFIG_ZRAM)", ctl.display()))?
+            .with_context(|| {
+                format!(
+                    "{}: cannot add a zram device (is zram in this kernel? CONFIG_ZRAM)",
+                    ctl.display()
+                )
+            })?
             .trim()
             .parse()
             .with_context(|| format!("{}: unexpected content", ctl.display()))?;
         // From here on Drop removes the device, whatever fails next.
-        let swap = TempSwap { root: root.clone(), made: Some(id), _lock: lock };
+        let swap = TempSwap {
+            root: root.clone(),
+            made: Some(id),
+            _lock: lock,
+        };
         let dir = root.sys_file(&format!("block/zram{id}"));
         let algos = std::fs::read_to_string(dir.join("comp_algorithm")).unwrap_or_default();
-        if algos.split_whitespace().any(|a| a.trim_matches(|c| c == '[' || c == ']') == "lz4") {
+        if algos
+            .split_whitespace()
+            .any(|a| a.trim_matches(|c| c == '[' || c == ']') == "lz4")
+        {
             let _ = std::fs::write(dir.join("comp_algorithm"), "lz4");
         }
         std::fs::write(dir.join("disksize"), size.to_string())
             .with_context(|| format!("{}: cannot set disksize", dir.join("disksize").display()))?;
         let dev = swap.dev_path().expect("made");
-        write_swap_header(&dev, size).with_context(|| format!("{}: cannot write the swap header", dev.display()))?;
+        write_swap_header(&dev, size)
+            .with_context(|| format!("{}: cannot write the swap header", dev.display()))?;
         let c = CString::new(dev.as_os_str().as_encoded_bytes()).expect("no NUL in a device path");
         // SAFETY: `c` is a valid NUL-terminated path that outlives the call; flags 0.
         if unsafe { libc::swapon(c.as_ptr(), 0) } != 0 {
-            bail!("{}: swapon: {}", dev.display(), std::io::Error::last_os_error());
+            bail!(
+                "{}: swapon: {}",
+                dev.display(),
+                std::io::Error::last_os_error()
+            );
         }
         Ok(swap)
     }
@@ -89,8 +115,12 @@ impl TempSwap {
     /// zram's `mm_stat` for our device: (orig_data_size, compr_data_size, mem_used_total).
     pub fn zram_mm_stat(&self) -> Option<(u64, u64, u64)> {
         let id = self.made?;
-        let s = std::fs::read_to_string(self.root.sys_file(&format!("block/zram{id}/mm_stat"))).ok()?;
-        let v: Vec<u64> = s.split_whitespace().filter_map(|x| x.parse().ok()).collect();
+        let s =
+            std::fs::read_to_string(self.root.sys_file(&format!("block/zram{id}/mm_stat"))).ok()?;
+        let v: Vec<u64> = s
+            .split_whitespace()
+            .filter_map(|x| x.parse().ok())
+            .collect();
         Some((*v.first()?, *v.get(1)?, *v.get(2)?))
     }
 }
@@ -114,7 +144,10 @@ impl Drop for TempSwap {
         }
         let rm = self.root.sys_file("class/zram-control/hot_remove");
         if let Err(e) = std::fs::write(&rm, id.to_string()) {
-            eprintln!("madvd: warning: {}: cannot remove zram{id}: {e}", rm.display());
+            eprintln!(
+                "madvd: warning: {}: cannot remove zram{id}: {e}",
+                rm.display()
+            );
         }
     }
 }
@@ -134,7 +167,11 @@ fn lock(path: &Path, wait: Duration) -> Result<File> {
             return Ok(f);
         }
         if Instant::now() >= end {
-            bail!("{}: swap is in use by a madvd test or another demo (lock held for {} s)", path.display(), wait.as_secs());
+            bail!(
+                "{}: swap is in use by a madvd test or another demo (lock held for {} s)",
+                path.display(),
+                wait.as_secs()
+            );
         }
         if crate::signals::stop_requested() {
             bail!("interrupted while waiting for {}", path.display());
@@ -151,8 +188,11 @@ fn write_swap_header(dev: &Path, size: u64) -> std::io::Result<()> {
     page[1024..1028].copy_from_slice(&1u32.to_ne_bytes()); // version
     page[1028..1032].copy_from_slice(&last_page.to_ne_bytes());
     page[1032..1036].copy_from_slice(&0u32.to_ne_bytes()); // nr_badpages
-    // uuid: any 16 bytes; derive from the time so two devices differ.
-    let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos();
+                                                           // uuid: any 16 bytes; derive from the time so two devices differ.
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos();
     page[1036..1052].copy_from_slice(&t.to_le_bytes());
     page[1052..1063].copy_from_slice(b"madvd-demo\0");
     page[PAGE - 10..].copy_from_slice(b"SWAPSPACE2");
@@ -183,9 +223,17 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let root = SysRoot::under(dir.path());
         std::fs::create_dir_all(&root.proc).unwrap();
-        std::fs::write(root.proc_file("swaps"), "Filename\tType\tSize\tUsed\tPriority\n").unwrap();
+        std::fs::write(
+            root.proc_file("swaps"),
+            "Filename\tType\tSize\tUsed\tPriority\n",
+        )
+        .unwrap();
         assert!(active_swaps(&root).unwrap().is_empty());
-        std::fs::write(root.proc_file("swaps"), "Filename\tType\tSize\tUsed\tPriority\n/dev/zram3 partition 1048572 0 100\n").unwrap();
+        std::fs::write(
+            root.proc_file("swaps"),
+            "Filename\tType\tSize\tUsed\tPriority\n/dev/zram3 partition 1048572 0 100\n",
+        )
+        .unwrap();
         assert_eq!(active_swaps(&root).unwrap(), vec!["/dev/zram3".to_string()]);
     }
 }

@@ -23,7 +23,10 @@ pub struct ProcMem {
 }
 
 pub fn parse_status(text: &str) -> Option<ProcMem> {
-    Some(ProcMem { rss: kb_field(text, "VmRSS")?, swap: kb_field(text, "VmSwap").unwrap_or(0) })
+    Some(ProcMem {
+        rss: kb_field(text, "VmRSS")?,
+        swap: kb_field(text, "VmSwap").unwrap_or(0),
+    })
 }
 
 /// `None` when the process is gone (or is a kernel thread, which has no VmRSS).
@@ -55,7 +58,12 @@ pub fn sys_mem(root: &SysRoot) -> Option<SysMem> {
 
 /// `/proc/PID/comm`, trimmed.
 pub fn comm(root: &SysRoot, pid: u32) -> Option<String> {
-    Some(std::fs::read_to_string(root.pid_file(pid, "comm")).ok()?.trim().to_string())
+    Some(
+        std::fs::read_to_string(root.pid_file(pid, "comm"))
+            .ok()?
+            .trim()
+            .to_string(),
+    )
 }
 
 /// Pids whose comm is `name` (for `run --comm`).
@@ -63,7 +71,9 @@ pub fn pids_by_comm(root: &SysRoot, name: &str) -> std::io::Result<Vec<u32>> {
     let mut out = Vec::new();
     for e in std::fs::read_dir(&root.proc)? {
         let Ok(e) = e else { continue };
-        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
         if comm(root, pid).as_deref() == Some(name) {
             out.push(pid);
         }
@@ -83,7 +93,9 @@ pub fn pids_in_cgroup(dir: &std::path::Path) -> std::io::Result<Vec<u32>> {
 
 /// `uname -r`.
 pub fn kernel_release() -> Option<String> {
-    std::fs::read_to_string("/proc/sys/kernel/osrelease").ok().map(|s| s.trim().to_string())
+    std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .ok()
+        .map(|s| s.trim().to_string())
 }
 
 #[cfg(test)]
@@ -93,7 +105,13 @@ mod tests {
     #[test]
     fn status_and_meminfo() {
         let st = "Name:\tcat\nVmPeak:\t  1000 kB\nVmRSS:\t    2048 kB\nVmSwap:\t      12 kB\n";
-        assert_eq!(parse_status(st), Some(ProcMem { rss: 2048 * 1024, swap: 12 * 1024 }));
+        assert_eq!(
+            parse_status(st),
+            Some(ProcMem {
+                rss: 2048 * 1024,
+                swap: 12 * 1024
+            })
+        );
         assert_eq!(parse_status("Name:\tkthreadd\n"), None);
         let mi = "MemTotal:       24000000 kB\nMemFree:  1 kB\nMemAvailable:   20000000 kB\nSwapTotal: 0 kB\nSwapFree: 0 kB\n";
         let m = parse_meminfo(mi).unwrap();

@@ -17,7 +17,9 @@ pub fn run(cmd: ReportCmd) -> Result<()> {
         ReportCmd::Summary(a) => record::read(&a.file)?,
     };
     if rec.frames.is_empty() {
-        let why = rec.problem_line().unwrap_or_else(|| format!("{}: no snapshots recorded", rec.path.display()));
+        let why = rec
+            .problem_line()
+            .unwrap_or_else(|| format!("{}: no snapshots recorded", rec.path.display()));
         return Err(err(Code::Failure, why));
     }
     match cmd {
@@ -36,7 +38,10 @@ fn heatmap_cmd(rec: &Loaded, a: HeatmapArgs) -> Result<()> {
         Some(t) => t,
         None => rec.target_ids()[0],
     };
-    let out = a.output.clone().unwrap_or_else(|| a.file.with_extension("png"));
+    let out = a
+        .output
+        .clone()
+        .unwrap_or_else(|| a.file.with_extension("png"));
     let grid = heatmap::build(rec, target, a.cols, a.rows)?;
     heatmap::render(&grid, &title(rec, target), &out)?;
     eprintln!(
@@ -68,7 +73,13 @@ pub fn title(rec: &Loaded, target: u32) -> String {
 pub fn wss_series(rec: &Loaded, target: Option<u32>) -> Vec<u64> {
     rec.frames
         .iter()
-        .map(|f| f.targets.iter().filter(|t| target.is_none_or(|id| t.id == id)).map(record::wss).sum())
+        .map(|f| {
+            f.targets
+                .iter()
+                .filter(|t| target.is_none_or(|id| t.id == id))
+                .map(record::wss)
+                .sum()
+        })
         .collect()
 }
 
@@ -93,11 +104,24 @@ struct WssJson {
 fn wss_cmd(rec: &Loaded, a: WssArgs) -> Result<()> {
     let mut w = wss_series(rec, a.target);
     w.sort_unstable();
-    let ps: Vec<(f64, u64)> = PERCENTILES.iter().map(|&p| (p, percentile(&w, p))).collect();
+    let ps: Vec<(f64, u64)> = PERCENTILES
+        .iter()
+        .map(|&p| (p, percentile(&w, p)))
+        .collect();
     if a.json {
-        println!("{}", serde_json::to_string(&WssJson { file: a.file, snapshots: w.len(), percentiles: ps })?);
+        println!(
+            "{}",
+            serde_json::to_string(&WssJson {
+                file: a.file,
+                snapshots: w.len(),
+                percentiles: ps
+            })?
+        );
     } else {
-        println!("# working-set size (bytes in regions with nr_accesses > 0), {} snapshots", w.len());
+        println!(
+            "# working-set size (bytes in regions with nr_accesses > 0), {} snapshots",
+            w.len()
+        );
         println!("{:>10}  {:>14}  {:>12}", "percentile", "bytes", "size");
         for (p, b) in ps {
             println!("{p:>10}  {b:>14}  {:>12}", fmt_bytes(b));
@@ -139,7 +163,11 @@ pub fn summarize(rec: &Loaded) -> Summary {
         .target_ids()
         .into_iter()
         .map(|id| {
-            let ts: Vec<_> = rec.frames.iter().flat_map(|f| f.targets.iter().filter(move |t| t.id == id)).collect();
+            let ts: Vec<_> = rec
+                .frames
+                .iter()
+                .flat_map(|f| f.targets.iter().filter(move |t| t.id == id))
+                .collect();
             let counts: Vec<usize> = ts.iter().map(|t| t.regions.len()).collect();
             let mut w: Vec<u64> = ts.iter().map(|t| record::wss(t)).collect();
             w.sort_unstable();
@@ -167,7 +195,8 @@ pub fn summarize(rec: &Loaded) -> Summary {
         sample_us: rec.header.attrs.sample_us,
         aggr_us: rec.header.attrs.aggr_us,
         snapshots: rec.frames.len(),
-        duration_us: rec.frames.last().map_or(0, |f| f.t_us) - rec.frames.first().map_or(0, |f| f.t_us),
+        duration_us: rec.frames.last().map_or(0, |f| f.t_us)
+            - rec.frames.first().map_or(0, |f| f.t_us),
         ended: rec.end.as_ref().map(|e| e.reason.clone()),
         targets,
         bad_lines: rec.problems.len(),
@@ -183,23 +212,61 @@ fn summary_cmd(rec: &Loaded, a: SummaryArgs) -> Result<()> {
     let src = match &s.source {
         Source::Pid { pids, comms } => format!(
             "pids {}",
-            pids.iter().zip(comms.iter().chain(std::iter::repeat(&String::new()))).map(|(p, c)| format!("{p} ({c})")).collect::<Vec<_>>().join(", ")
+            pids.iter()
+                .zip(comms.iter().chain(std::iter::repeat(&String::new())))
+                .map(|(p, c)| format!("{p} ({c})"))
+                .collect::<Vec<_>>()
+                .join(", ")
         ),
-        Source::Sim { scenario, size } => format!("simulator, scenario '{scenario}', {}", fmt_bytes(*size)),
+        Source::Sim { scenario, size } => {
+            format!("simulator, scenario '{scenario}', {}", fmt_bytes(*size))
+        }
     };
     println!("file:        {}", s.file.display());
     println!("source:      {src}");
     println!("primitive:   {}", s.ops);
-    println!("intervals:   sampling {}, aggregation {}", fmt_duration_us(s.sample_us), fmt_duration_us(s.aggr_us));
-    println!("snapshots:   {} over {}", s.snapshots, fmt_duration_us(s.duration_us));
-    println!("ended:       {}", s.ended.as_deref().unwrap_or("no end line (interrupted or still being written)"));
+    println!(
+        "intervals:   sampling {}, aggregation {}",
+        fmt_duration_us(s.sample_us),
+        fmt_duration_us(s.aggr_us)
+    );
+    println!(
+        "snapshots:   {} over {}",
+        s.snapshots,
+        fmt_duration_us(s.duration_us)
+    );
+    println!(
+        "ended:       {}",
+        s.ended
+            .as_deref()
+            .unwrap_or("no end line (interrupted or still being written)")
+    );
     for t in &s.targets {
-        println!("target {}: {} snapshots, {} monitored at the end", t.id, t.snapshots, fmt_bytes(t.monitored_bytes_last));
-        println!("  regions:   min {}, mean {:.1}, max {}", t.regions_min, t.regions_mean, t.regions_max);
-        println!("  wss:       p50 {}, p99 {}", fmt_bytes(t.wss_p50), fmt_bytes(t.wss_p99));
+        println!(
+            "target {}: {} snapshots, {} monitored at the end",
+            t.id,
+            t.snapshots,
+            fmt_bytes(t.monitored_bytes_last)
+        );
+        println!(
+            "  regions:   min {}, mean {:.1}, max {}",
+            t.regions_min, t.regions_mean, t.regions_max
+        );
+        println!(
+            "  wss:       p50 {}, p99 {}",
+            fmt_bytes(t.wss_p50),
+            fmt_bytes(t.wss_p99)
+        );
         println!("  hottest at the end (range, size, nr_accesses, age):");
         for r in &t.hottest_last {
-            println!("    {:#x}-{:#x}  {:>10}  {:>3}  {:>4}", r[0], r[1], fmt_bytes(r[1] - r[0]), r[2], r[3]);
+            println!(
+                "    {:#x}-{:#x}  {:>10}  {:>3}  {:>4}",
+                r[0],
+                r[1],
+                fmt_bytes(r[1] - r[0]),
+                r[2],
+                r[3]
+            );
         }
     }
     Ok(())
