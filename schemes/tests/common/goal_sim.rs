@@ -66,7 +66,10 @@ pub fn run(windows: usize) -> Vec<Window> {
                 aggregation: now / attrs.aggr_us,
                 aggregated: true,
                 attrs,
-                targets: vec![TargetSnapshot { target: TargetId(1), regions: regions.clone() }],
+                targets: vec![TargetSnapshot {
+                    target: TargetId(1),
+                    regions: regions.clone(),
+                }],
             };
             let reqs = schemes.plan(&snap, now);
             paged += reqs.iter().map(|r| r.range.len()).sum::<u64>();
@@ -75,7 +78,12 @@ pub fn run(windows: usize) -> Vec<Window> {
         // The plant: stall time of this window.
         stall = LAG * stall + (1.0 - LAG) * STALL_US_PER_MIB * paged as f64 / (1u64 << 20) as f64;
         env.add_psi_us(None, stall.round() as u64);
-        out.push(Window { index: w, quota, paged_out: paged, psi_us: 0 });
+        out.push(Window {
+            index: w,
+            quota,
+            paged_out: paged,
+            psi_us: 0,
+        });
         if w > 0 {
             // The value measured at the start of this window is the previous window's stall.
             out[w - 1].psi_us = schemes.stats()[0].goal_values[0];

@@ -26,7 +26,13 @@ pub fn snapshot(now_us: u64, targets: Vec<(u32, Vec<Region>)>) -> Snapshot {
         aggregation: now_us / attrs.aggr_us,
         aggregated: true,
         attrs,
-        targets: targets.into_iter().map(|(t, regions)| TargetSnapshot { target: TargetId(t), regions }).collect(),
+        targets: targets
+            .into_iter()
+            .map(|(t, regions)| TargetSnapshot {
+                target: TargetId(t),
+                regions,
+            })
+            .collect(),
     }
 }
 
