@@ -613,3 +613,48 @@ fn dry_run_applies_nothing_to_a_live_process() {
     assert_eq!(act.stats().calls, 0);
     assert_eq!(r.bytes_applied(), 0);
 }
+
+/// The swap headroom rail on the real machine: with a 64 MiB zram swap and a 96 MiB workload,
+/// page-out stops before free swap falls under 10 % of SwapTotal; the rest is reported
+/// SwapHeadroom, and free swap afterwards is still at least the headroom.
+#[test]
+fn pageout_stops_at_the_swap_headroom() {
+    if !testkit::is_root() {
+        engine::skip!("needs root (CAP_SYS_NICE for process_madvise)");
+    }
+    let guard = match swap::acquire(64 * MB) {
+        Ok(g) => g,
+        Err(why) => engine::skip!("no swap fixture: {why}"),
+    };
+    if guard.zram_device().is_none() {
+        engine::skip!("the machine already has its own swap: not filling it");
+    }
+    let mut w = Workload::spawn(exe(), &WorkloadSpec { size: 96 * MB, hot_fraction: 0.01, ..Default::default() }).unwrap();
+    w.pause().unwrap();
+    let pid = w.pid();
+    let pfd = Pidfd::open(pid).unwrap();
+    let target = Target::new(&SysRoot::host(), &pfd, [w.mapping()]);
+    let mut act = Actuator::new(SysRoot::host(), ActuatorConfig::default());
+    // 1 MiB requests, as a scheme would send them.
+    let m = w.mapping();
+    let reqs: Vec<AdviceRequest> = (0..m.len() / MB).map(|i| req(pid, AddrRange::new(m.start + i * MB, m.start + (i + 1) * MB), Advice::Pageout)).collect();
+    let r = act.apply(std::slice::from_ref(&target), &reqs, ApplyOpts::default());
+    let total = meminfo_kb("SwapTotal:") * 1024;
+    let free = meminfo_kb("SwapFree:") * 1024;
+    let swapped = status_kb(pid, "VmSwap:") * 1024;
+    assert_accounted(&r);
+    eprintln!(
+        "headroom: SwapTotal {} KiB, SwapFree after {} KiB, applied {} KiB, SwapHeadroom {} KiB, VmSwap {} KiB",
+        total >> 10,
+        free >> 10,
+        r.bytes_applied() >> 10,
+        err(&r, ApplyErrorKind::SwapHeadroom) >> 10,
+        swapped >> 10
+    );
+    assert!(free >= total / 10, "free swap {free} under the headroom of {total}");
+    assert!(err(&r, ApplyErrorKind::SwapHeadroom) > 0);
+    assert_eq!(r.bytes_applied() + err(&r, ApplyErrorKind::SwapHeadroom), m.len());
+    // It did page out up to the headroom (the swap is ours alone while we hold the fixture).
+    assert!(r.bytes_applied() >= total * 8 / 10, "applied {} of {total}", r.bytes_applied());
+    assert_eq!(w.verify().unwrap().bad_pages, 0);
+}
