@@ -81,6 +81,11 @@ impl Pagemap {
         })
     }
 
+    /// Wrap a pagemap file already opened (e.g. through a pidfd check).
+    pub fn from_file(file: File, path: PathBuf, page_size: u64) -> Self {
+        Self { file, path, page_size, buf: Vec::new() }
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
     }
