@@ -35,7 +35,12 @@ pub enum Advice {
 }
 
 impl Advice {
-    pub const ALL: [Advice; 4] = [Advice::Cold, Advice::Pageout, Advice::Willneed, Advice::Collapse];
+    pub const ALL: [Advice; 4] = [
+        Advice::Cold,
+        Advice::Pageout,
+        Advice::Willneed,
+        Advice::Collapse,
+    ];
 
     /// The `madvise(2)` advice number. Private: only the engine's syscall wrapper uses it.
     pub(crate) fn madv(self) -> libc::c_int {

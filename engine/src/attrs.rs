@@ -16,7 +16,9 @@ pub enum AttrsError {
     TooFewMinRegions(u32),
     #[error("min_nr_regions ({min}) is larger than max_nr_regions ({max})")]
     MinAboveMax { min: u32, max: u32 },
-    #[error("sample interval ({sample_us} us) is longer than the aggregation interval ({aggr_us} us)")]
+    #[error(
+        "sample interval ({sample_us} us) is longer than the aggregation interval ({aggr_us} us)"
+    )]
     SampleAboveAggr { sample_us: u64, aggr_us: u64 },
     #[error("sample interval must be greater than zero")]
     ZeroSample,
@@ -58,13 +60,19 @@ impl Attrs {
             return Err(AttrsError::TooFewMinRegions(self.min_nr_regions));
         }
         if self.min_nr_regions > self.max_nr_regions {
-            return Err(AttrsError::MinAboveMax { min: self.min_nr_regions, max: self.max_nr_regions });
+            return Err(AttrsError::MinAboveMax {
+                min: self.min_nr_regions,
+                max: self.max_nr_regions,
+            });
         }
         if self.sample_us == 0 {
             return Err(AttrsError::ZeroSample);
         }
         if self.sample_us > self.aggr_us {
-            return Err(AttrsError::SampleAboveAggr { sample_us: self.sample_us, aggr_us: self.aggr_us });
+            return Err(AttrsError::SampleAboveAggr {
+                sample_us: self.sample_us,
+                aggr_us: self.aggr_us,
+            });
         }
         if !self.min_region_sz.is_power_of_two() {
             return Err(AttrsError::BadMinRegion(self.min_region_sz));
@@ -96,7 +104,10 @@ mod tests {
     #[test]
     fn defaults_are_the_kernels_and_valid() {
         let a = Attrs::default();
-        assert_eq!((a.sample_us, a.aggr_us, a.ops_update_us), (5_000, 100_000, 60_000_000));
+        assert_eq!(
+            (a.sample_us, a.aggr_us, a.ops_update_us),
+            (5_000, 100_000, 60_000_000)
+        );
         assert_eq!((a.min_nr_regions, a.max_nr_regions), (10, 1000));
         assert_eq!(a.max_nr_accesses(), 20);
         a.validate().unwrap();
@@ -105,7 +116,14 @@ mod tests {
     /// Port of `damon_test_set_attrs` (mm/damon/tests/core-kunit.h, 6.12).
     #[test]
     fn set_attrs_rejects_what_the_kernel_rejects() {
-        let valid = Attrs { sample_us: 5000, aggr_us: 100_000, ops_update_us: 1_000_000, min_nr_regions: 10, max_nr_regions: 1000, min_region_sz: 4096 };
+        let valid = Attrs {
+            sample_us: 5000,
+            aggr_us: 100_000,
+            ops_update_us: 1_000_000,
+            min_nr_regions: 10,
+            max_nr_regions: 1000,
+            min_region_sz: 4096,
+        };
         valid.validate().unwrap();
         let mut a = valid;
         a.min_nr_regions = 1;
@@ -115,6 +133,9 @@ mod tests {
         assert!(matches!(a.validate(), Err(AttrsError::MinAboveMax { .. })));
         let mut a = valid;
         a.sample_us = 200_000;
-        assert!(matches!(a.validate(), Err(AttrsError::SampleAboveAggr { .. })));
+        assert!(matches!(
+            a.validate(),
+            Err(AttrsError::SampleAboveAggr { .. })
+        ));
     }
 }

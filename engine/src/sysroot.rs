@@ -19,12 +19,20 @@ impl Default for SysRoot {
 impl SysRoot {
     /// The running system: `/proc`, `/sys`, `/dev`.
     pub fn host() -> Self {
-        Self { proc: "/proc".into(), sys: "/sys".into(), dev: "/dev".into() }
+        Self {
+            proc: "/proc".into(),
+            sys: "/sys".into(),
+            dev: "/dev".into(),
+        }
     }
     /// A fixture tree: `<root>/proc`, `<root>/sys`, `<root>/dev`.
     pub fn under(root: impl AsRef<Path>) -> Self {
         let r = root.as_ref();
-        Self { proc: r.join("proc"), sys: r.join("sys"), dev: r.join("dev") }
+        Self {
+            proc: r.join("proc"),
+            sys: r.join("sys"),
+            dev: r.join("dev"),
+        }
     }
     /// `<proc>/<pid>/<file>`.
     pub fn pid_file(&self, pid: u32, file: &str) -> PathBuf {

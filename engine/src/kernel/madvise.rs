@@ -21,14 +21,25 @@ pub const MAX_RW_COUNT: u64 = (i32::MAX as u64) & !4095;
 /// `process_madvise(pidfd, iov, vlen, advice, 0)` over `ranges` (at most [`IOV_MAX`]; each
 /// page-aligned). Returns the bytes the kernel reports done; see the module doc for what a
 /// short count means. The caller batches, resumes and classifies errors.
-pub fn process_madvise(pidfd: BorrowedFd<'_>, ranges: &[AddrRange], advice: Advice) -> Result<u64, Errno> {
-    assert!(ranges.len() <= IOV_MAX, "process_madvise: {} iovecs > IOV_MAX", ranges.len());
+pub fn process_madvise(
+    pidfd: BorrowedFd<'_>,
+    ranges: &[AddrRange],
+    advice: Advice,
+) -> Result<u64, Errno> {
+    assert!(
+        ranges.len() <= IOV_MAX,
+        "process_madvise: {} iovecs > IOV_MAX",
+        ranges.len()
+    );
     if ranges.is_empty() {
         return Ok(0);
     }
     let iov: Vec<libc::iovec> = ranges
         .iter()
-        .map(|r| libc::iovec { iov_base: r.start as *mut libc::c_void, iov_len: r.len() as usize })
+        .map(|r| libc::iovec {
+            iov_base: r.start as *mut libc::c_void,
+            iov_len: r.len() as usize,
+        })
         .collect();
     loop {
         // SAFETY: `iov` is a valid array of `iov.len()` iovecs that lives across the call; the
@@ -59,7 +70,13 @@ pub fn process_madvise(pidfd: BorrowedFd<'_>, ranges: &[AddrRange], advice: Advi
 pub fn madvise_self(range: AddrRange, advice: Advice) -> Result<(), Errno> {
     // SAFETY: madvise with a non-destructive advice (Advice has no destructive variant) does
     // not change the contents of the range; an invalid range only yields an error.
-    let ret = unsafe { libc::madvise(range.start as *mut libc::c_void, range.len() as usize, advice.madv()) };
+    let ret = unsafe {
+        libc::madvise(
+            range.start as *mut libc::c_void,
+            range.len() as usize,
+            advice.madv(),
+        )
+    };
     if ret == 0 {
         Ok(())
     } else {
@@ -78,17 +95,33 @@ mod tests {
         let len = 16 * 4096;
         // SAFETY: an anonymous private mapping owned by this test; unmapped below.
         let p = unsafe {
-            libc::mmap(std::ptr::null_mut(), len, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1, 0)
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
         };
         assert_ne!(p, libc::MAP_FAILED);
         let base = p as u64;
         let me = Pidfd::open(std::process::id()).unwrap();
-        let r = [AddrRange::new(base, base + 8 * 4096), AddrRange::new(base + 8 * 4096, base + 16 * 4096)];
-        assert_eq!(process_madvise(me.as_fd(), &r, Advice::Cold).unwrap(), len as u64);
+        let r = [
+            AddrRange::new(base, base + 8 * 4096),
+            AddrRange::new(base + 8 * 4096, base + 16 * 4096),
+        ];
+        assert_eq!(
+            process_madvise(me.as_fd(), &r, Advice::Cold).unwrap(),
+            len as u64
+        );
         assert_eq!(process_madvise(me.as_fd(), &[], Advice::Cold).unwrap(), 0);
         // SAFETY: unmapping the mapping made above.
         unsafe { libc::munmap(p, len) };
         // Now unmapped: the kernel reports ENOMEM for the first iovec.
-        assert_eq!(process_madvise(me.as_fd(), &r[..1], Advice::Cold), Err(Errno::ENOMEM));
+        assert_eq!(
+            process_madvise(me.as_fd(), &r[..1], Advice::Cold),
+            Err(Errno::ENOMEM)
+        );
     }
 }

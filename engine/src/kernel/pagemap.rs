@@ -73,7 +73,17 @@ pub struct Pagemap {
 
 impl Pagemap {
     pub fn open(path: &Path, page_size: u64) -> io::Result<Self> {
-        Ok(Self { file: File::open(path)?, path: path.to_owned(), page_size, buf: Vec::new() })
+        Ok(Self {
+            file: File::open(path)?,
+            path: path.to_owned(),
+            page_size,
+            buf: Vec::new(),
+        })
+    }
+
+    /// Wrap a pagemap file already opened (e.g. through a pidfd check).
+    pub fn from_file(file: File, path: PathBuf, page_size: u64) -> Self {
+        Self { file, path, page_size, buf: Vec::new() }
     }
 
     pub fn path(&self) -> &Path {
@@ -82,7 +92,12 @@ impl Pagemap {
 
     /// Entries for `nr_pages` pages starting at the page containing `vaddr`.
     /// Fewer may come back when the read is short (end of the address space).
-    pub fn read(&mut self, vaddr: u64, nr_pages: usize, out: &mut Vec<PagemapEntry>) -> io::Result<()> {
+    pub fn read(
+        &mut self,
+        vaddr: u64,
+        nr_pages: usize,
+        out: &mut Vec<PagemapEntry>,
+    ) -> io::Result<()> {
         out.clear();
         self.buf.resize(nr_pages * 8, 0);
         let off = vaddr / self.page_size * 8;
@@ -116,11 +131,16 @@ mod tests {
 
     #[test]
     fn decodes_the_documented_bits() {
-        let raw: Vec<u8> = [PM_PRESENT | 0x1234, PM_SWAP | (7 << 5), PM_PRESENT | PM_SOFT_DIRTY | PM_MMAP_EXCLUSIVE, 0]
-            .iter()
-            .flat_map(|v: &u64| v.to_ne_bytes())
-            .chain([1, 2, 3]) // a partial trailing entry is ignored
-            .collect();
+        let raw: Vec<u8> = [
+            PM_PRESENT | 0x1234,
+            PM_SWAP | (7 << 5),
+            PM_PRESENT | PM_SOFT_DIRTY | PM_MMAP_EXCLUSIVE,
+            0,
+        ]
+        .iter()
+        .flat_map(|v: &u64| v.to_ne_bytes())
+        .chain([1, 2, 3]) // a partial trailing entry is ignored
+        .collect();
         let mut out = Vec::new();
         parse_entries(&raw, &mut out);
         assert_eq!(out.len(), 4);
@@ -134,15 +154,29 @@ mod tests {
     fn reads_entries_at_page_offsets_from_a_file() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("pagemap");
-        let vals: Vec<u64> = (0..16).map(|i| if i % 2 == 0 { PM_PRESENT | i } else { PM_SWAP }).collect();
-        std::fs::write(&p, vals.iter().flat_map(|v| v.to_ne_bytes()).collect::<Vec<_>>()).unwrap();
+        let vals: Vec<u64> = (0..16)
+            .map(|i| if i % 2 == 0 { PM_PRESENT | i } else { PM_SWAP })
+            .collect();
+        std::fs::write(
+            &p,
+            vals.iter()
+                .flat_map(|v| v.to_ne_bytes())
+                .collect::<Vec<_>>(),
+        )
+        .unwrap();
         let mut pm = Pagemap::open(&p, 4096).unwrap();
         let mut out = Vec::new();
         pm.read(4 * 4096 + 17, 4, &mut out).unwrap();
-        assert_eq!(out.iter().map(|e| e.present()).collect::<Vec<_>>(), [true, false, true, false]);
+        assert_eq!(
+            out.iter().map(|e| e.present()).collect::<Vec<_>>(),
+            [true, false, true, false]
+        );
         pm.read(14 * 4096, 8, &mut out).unwrap(); // short read at the end
         assert_eq!(out.len(), 2);
-        assert_eq!(pm.entry(2 * 4096).unwrap(), Some(PagemapEntry(PM_PRESENT | 2)));
+        assert_eq!(
+            pm.entry(2 * 4096).unwrap(),
+            Some(PagemapEntry(PM_PRESENT | 2))
+        );
         assert_eq!(pm.entry(100 * 4096).unwrap(), None);
     }
 }

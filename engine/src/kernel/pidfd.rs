@@ -32,8 +32,10 @@ pub enum PidfdError {
 impl PidfdError {
     /// True when the process is simply gone (not an error of madvd's).
     pub fn is_gone(&self) -> bool {
-        matches!(self, PidfdError::NoSuchProcess(_) | PidfdError::Exited { .. })
-            || matches!(self, PidfdError::Io { source, .. } if source.raw_os_error() == Some(libc::ESRCH) || source.kind() == std::io::ErrorKind::NotFound)
+        matches!(
+            self,
+            PidfdError::NoSuchProcess(_) | PidfdError::Exited { .. }
+        ) || matches!(self, PidfdError::Io { source, .. } if source.raw_os_error() == Some(libc::ESRCH) || source.kind() == std::io::ErrorKind::NotFound)
     }
 }
 
@@ -48,7 +50,8 @@ impl Pidfd {
     pub fn open(pid: u32) -> Result<Self, PidfdError> {
         // SAFETY: pidfd_open takes (pid_t, unsigned int flags) and returns a new fd or -1;
         // no pointers are passed.
-        let ret = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0 as libc::c_uint) };
+        let ret =
+            unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0 as libc::c_uint) };
         if ret < 0 {
             return Err(match Errno::last() {
                 Errno::ESRCH => PidfdError::NoSuchProcess(pid),
@@ -105,10 +108,16 @@ impl Pidfd {
     ) -> Result<File, PidfdError> {
         let path = root.pid_file(self.pid, name);
         let f = opts.open(&path).map_err(|source| {
-            if source.kind() == std::io::ErrorKind::NotFound || source.raw_os_error() == Some(libc::ESRCH) {
+            if source.kind() == std::io::ErrorKind::NotFound
+                || source.raw_os_error() == Some(libc::ESRCH)
+            {
                 PidfdError::Exited { pid: self.pid }
             } else {
-                PidfdError::Io { pid: self.pid, path: path.clone(), source }
+                PidfdError::Io {
+                    pid: self.pid,
+                    path: path.clone(),
+                    source,
+                }
             }
         })?;
         self.check_alive()?;
@@ -135,12 +144,18 @@ mod tests {
         child.wait().unwrap();
         assert!(!pfd.is_alive());
         assert!(matches!(pfd.check_alive(), Err(PidfdError::Exited { .. })));
-        assert!(pfd.open_proc_file(&SysRoot::host(), "maps").unwrap_err().is_gone());
+        assert!(pfd
+            .open_proc_file(&SysRoot::host(), "maps")
+            .unwrap_err()
+            .is_gone());
     }
 
     #[test]
     fn missing_pid_is_no_such_process() {
         // pid_max is at most 4M (PID_MAX_LIMIT): this pid cannot exist.
-        assert!(matches!(Pidfd::open(0x7fff_fff0), Err(PidfdError::NoSuchProcess(_)) | Err(PidfdError::Open { .. })));
+        assert!(matches!(
+            Pidfd::open(0x7fff_fff0),
+            Err(PidfdError::NoSuchProcess(_)) | Err(PidfdError::Open { .. })
+        ));
     }
 }
