@@ -78,6 +78,12 @@ fn hotcold_recall(unknown: f64, seed: u64) -> Recall {
     m.add_target(T);
     let mut now = 0;
     let snaps = run_aggregations(&mut m, &mut ops, &mut now, 10);
+    let (answered, unknown_answers) = ops.space(T).unwrap().answered();
+    let share = unknown_answers as f64 / answered as f64;
+    assert!(
+        (share - unknown).abs() < 0.03,
+        "Unknown share {share:.3}, wanted {unknown}"
+    );
     recall(snaps.last().unwrap(), &hot)
 }
 
@@ -135,6 +141,12 @@ fn stairs_wss(unknown: f64, seed: u64, nr_aggr: usize, weighted: bool) -> Vec<(u
     let mut now = 0;
     let per_aggr = m.attrs().aggr_us / m.attrs().sample_us;
     let snaps = run_aggregations(&mut m, &mut ops, &mut now, nr_aggr);
+    let (answered, unknown_answers) = ops.space(T).unwrap().answered();
+    let share = unknown_answers as f64 / answered as f64;
+    assert!(
+        (share - unknown).abs() < 0.03,
+        "Unknown share {share:.3}, wanted {unknown}"
+    );
     snaps
         .iter()
         .enumerate()
