@@ -822,3 +822,18 @@ fn set_attrs_validates_and_converts() {
     // The next aggregation came a full new interval after the change.
     assert_eq!(m.passed_sample_intervals(), 100 + 2 * 40);
 }
+
+/// `damon_test_target` (core-kunit.h, 6.12.117): adding and destroying a target changes the
+/// context's target count.
+#[test]
+fn kunit_target() {
+    let mut m = Monitor::new(kernel_attrs(), 1).unwrap();
+    assert_eq!(m.target_ids().len(), 0);
+    m.add_target(T);
+    assert_eq!(m.target_ids(), vec![T]);
+    m.add_target(T);
+    assert_eq!(m.target_ids().len(), 1, "adding twice is a no-op");
+    m.remove_target(T);
+    assert_eq!(m.target_ids().len(), 0);
+    assert!(m.regions(T).is_none());
+}
