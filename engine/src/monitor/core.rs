@@ -101,6 +101,9 @@ pub fn merge_two_regions(l: &mut Region, r: &Region) {
 /// `last_nr_accesses`, else increment it; merge a region into its left neighbour when they
 /// are adjacent, their `nr_accesses` differ by at most `thres`, and the merged size stays
 /// within `sz_limit`.
+///
+/// Not ported: mainline's later extra age reset when `nr_accesses` crosses zero
+/// ("`(nr_accesses == 0) != (last_nr_accesses == 0)`", merged after 6.12, not backported).
 pub fn merge_regions_of(regions: &mut Vec<Region>, thres: u32, sz_limit: u64, count_age: bool) {
     let n = regions.len();
     let mut w = 0usize;
@@ -130,13 +133,16 @@ pub fn merge_regions_of(regions: &mut Vec<Region>, thres: u32, sz_limit: u64, co
     regions.truncate(w);
 }
 
-/// `kdamond_merge_regions()` as in Linux 6.12.117 (mm/damon/core.c, including the stable
-/// backports of "merge regions aggressively when max_nr_regions is unmet" and its two fixes):
-/// merge every target with `threshold`; while the total count is above `max_nr_regions`,
-/// repeat with the threshold doubled (at least 1) — capped at `max_thres` = aggr / sample —
-/// until the count fits or the threshold reached `max_thres`. Age is counted on the first
-/// pass only. (Mainline around 6.15 still re-ages on every pass and lets the threshold run
-/// past `max_thres`: see docs in /work/shared/reference/damon-kernel.md, "K612 vs K615".)
+/// `kdamond_merge_regions()` as in Linux 6.12.117 (mm/damon/core.c; commit 310d6c15e910
+/// "mm/damon/core: merge regions aggressively when max_nr_regions is unmet" plus its two
+/// stable fixes tagged `Cc: stable # 6.10`: "skip aging from repeated aggressive merging"
+/// and the threshold cap): merge every target with `threshold`; while the total count is
+/// above `max_nr_regions`, repeat with the threshold doubled (at least 1) — capped at
+/// `max_thres` = aggr / sample — until the count fits or the threshold reached `max_thres`.
+/// Age is counted on the first pass only. The older loop, still in mainline core.c around
+/// 6.15 (`do { merge; thres = max(1, thres * 2) } while (nr > max && thres / 2 < max_thres)`),
+/// re-ages every pass and lets the threshold overshoot `max_thres`; madvd follows the lab
+/// kernel, 6.12.117.
 pub fn merge_regions(
     targets: &mut [&mut Vec<Region>],
     threshold: u32,
