@@ -332,6 +332,13 @@ impl Schemes {
                 }
             }
 
+            // Page-level filters need the driver (see enable_page_filters).
+            if st.page_filter.is_some() && !self.page_filters_enabled {
+                st.stats.active = false;
+                st.stats.inactive_reason = Some(PAGE_FILTER_REASON.to_string());
+                continue;
+            }
+
             // Apply interval (next_apply_sis, core.c 6.7+): due schemes advance whether or not
             // they are active.
             let interval = spec.apply_interval_us.unwrap_or(snap.attrs.aggr_us).max(1);
@@ -341,11 +348,6 @@ impl Schemes {
             }
             st.next_apply_us = Some(now_us.saturating_add(interval));
             if spec.watermarks.is_some() && !st.wmark.activated {
-                continue;
-            }
-            if st.page_filter.is_some() && !self.page_filters_enabled {
-                st.stats.active = false;
-                st.stats.inactive_reason = Some(PAGE_FILTER_REASON.to_string());
                 continue;
             }
             let cgroups = if st.region_filter.needs_cgroups() {
