@@ -7,6 +7,9 @@ use std::path::Path;
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else { return };
+    // The field locator runs only on text ron accepted; feed it anything too.
+    let loc = schemes::locate::Locator::new(text);
+    let _ = loc.find("schemes[0].pattern.size.max");
     match schemes::Policy::from_str(text, Path::new("fuzz.ron")) {
         Ok(p) => {
             let mut attrs = engine::Attrs::default();
