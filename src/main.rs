@@ -1,37 +1,86 @@
-//! The `madvd` command. (Skeleton: the CLI engineer fills in run, monitor, record, report,
-//! demo, ops and check.)
+//! `madvd`: the command line. Wires the engine's stages (ops → monitor → schemes → actuator)
+//! for live targets, records and renders, and runs the demo. See docs/cli.md.
 
-use anyhow::Result;
-use clap::{Parser, Subcommand};
+mod cli;
+mod cmd;
+mod exit;
+mod heatmap;
+mod record;
+mod signals;
+mod swap;
+mod units;
 
-/// madvd: watch how processes touch their memory and advise the kernel, DAMOS-style.
-#[derive(Parser, Debug)]
-#[command(name = "madvd", version, about)]
-struct Cli {
-    #[command(subcommand)]
-    cmd: Cmd,
+use clap::error::ErrorKind;
+use clap::Parser;
+use cli::{Cli, Command};
+use exit::Code;
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            return match e.kind() {
+                ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
+                    let _ = e.print();
+                    ExitCode::SUCCESS
+                }
+                ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+                    let _ = e.print();
+                    ExitCode::from(Code::Usage as u8)
+                }
+                _ => {
+                    eprintln!(
+                        "madvd: error: {}",
+                        exit::clap_one_line(&e.render().to_string())
+                    );
+                    ExitCode::from(Code::Usage as u8)
+                }
+            };
+        }
+    };
+    init_tracing(cli.verbose);
+    match dispatch(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("madvd: error: {}", exit::one_line(&e));
+            ExitCode::from(exit::code_of(&e) as u8)
+        }
+    }
 }
 
-#[derive(Subcommand, Debug)]
-enum Cmd {
-    /// Run the built-in workload child (used by the demo, tests and benches).
-    #[command(hide = true)]
-    Workload {
-        /// The workload spec as JSON (see engine::workload::WorkloadSpec).
-        #[arg(long)]
-        spec: String,
-    },
+fn init_tracing(verbose: u8) {
+    use tracing_subscriber::EnvFilter;
+    let default = match verbose {
+        0 => "warn,madvd=info",
+        1 => "info,madvd=debug",
+        _ => "debug,madvd=trace",
+    };
+    let filter = std::env::var("MADVD_LOG")
+        .ok()
+        .and_then(|v| EnvFilter::try_new(v).ok())
+        .or_else(|| EnvFilter::try_from_default_env().ok())
+        .unwrap_or_else(|| EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .without_time()
+        .with_target(false)
+        .try_init();
 }
 
-fn main() -> Result<()> {
-    let cli = Cli::parse();
+fn dispatch(cli: Cli) -> anyhow::Result<()> {
     match cli.cmd {
-        Cmd::Workload { spec } => {
-            let spec =
-                engine::workload::WorkloadSpec::from_json(&spec).map_err(anyhow::Error::msg)?;
-            let stdin = std::io::stdin().lock();
-            engine::workload::run_child(&spec, stdin, std::io::stdout())?;
+        Command::Report(r) => cmd::report::run(r),
+        Command::Workload(w) => {
+            let spec = engine::workload::WorkloadSpec::from_json(&w.spec)
+                .map_err(|e| exit::err(Code::Usage, e))?;
+            engine::workload::run_child(&spec, std::io::stdin().lock(), std::io::stdout())?;
             Ok(())
         }
+        other => Err(exit::err(
+            Code::Failure,
+            format!("{other:?}: not wired yet"),
+        )),
     }
 }

@@ -28,7 +28,9 @@ pub enum ProcessError {
     Init,
     #[error("pid {pid} ({comm}): a kernel thread has no user memory to monitor")]
     KernelThread { pid: u32, comm: String },
-    #[error("pid {pid} is a thread of process {tgid}: name the process (its thread-group id) instead")]
+    #[error(
+        "pid {pid} is a thread of process {tgid}: name the process (its thread-group id) instead"
+    )]
     Thread { pid: u32, tgid: u32 },
     #[error("pid {pid}: no such process")]
     NoSuchProcess { pid: u32 },
@@ -115,7 +117,10 @@ impl Process {
             Err(PidfdError::NoSuchProcess(_)) => return Err(ProcessError::NoSuchProcess { pid }),
             // pidfd_open refuses a thread that is not a thread-group leader: EINVAL before
             // Linux 6.9, ENOENT since (kernel/pid.c `pidfd_open`, 6.9 added PIDFD_THREAD).
-            Err(PidfdError::Open { errno: Errno::EINVAL | Errno::ENOENT, .. }) => {
+            Err(PidfdError::Open {
+                errno: Errno::EINVAL | Errno::ENOENT,
+                ..
+            }) => {
                 let st = read_status_unchecked(root, pid)?;
                 return Err(ProcessError::Thread { pid, tgid: st.tgid });
             }
@@ -129,12 +134,24 @@ impl Process {
             return Err(ProcessError::Gone { pid });
         }
         if !status.has_mm() {
-            return Err(ProcessError::KernelThread { pid, comm: status.name });
+            return Err(ProcessError::KernelThread {
+                pid,
+                comm: status.name,
+            });
         }
         let page_size = page_size();
-        let pm_file = pidfd.open_proc_file(root, "pagemap").map_err(|e| map_pidfd_err(pid, e))?;
+        let pm_file = pidfd
+            .open_proc_file(root, "pagemap")
+            .map_err(|e| map_pidfd_err(pid, e))?;
         let pagemap = Pagemap::from_file(pm_file, root.pid_file(pid, "pagemap"), page_size);
-        Ok(Process { pid, comm: status.name, root: root.clone(), pidfd, pagemap, page_size })
+        Ok(Process {
+            pid,
+            comm: status.name,
+            root: root.clone(),
+            pidfd,
+            pagemap,
+            page_size,
+        })
     }
 
     pub fn pid(&self) -> u32 {
@@ -161,15 +178,30 @@ impl Process {
     pub fn pagemap(&mut self) -> &mut Pagemap {
         &mut self.pagemap
     }
-    /// True while the process has not exited.
+    /// True while the process has not exited. A zombie (exited, not yet reaped: its mm is
+    /// gone) counts as exited: a pidfd polls readable once the process has exited
+    /// (`pidfd_poll`, kernel/fork.c, Linux 5.3+).
     pub fn is_alive(&self) -> bool {
-        self.pidfd.is_alive()
+        let mut pfd = libc::pollfd {
+            fd: std::os::fd::AsRawFd::as_raw_fd(&std::os::fd::AsFd::as_fd(&self.pidfd)),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd for the duration of the call; timeout 0 never blocks.
+        let n = unsafe { libc::poll(&mut pfd, 1, 0) };
+        if n < 0 {
+            return self.pidfd.is_alive();
+        }
+        pfd.revents & (libc::POLLIN | libc::POLLHUP | libc::POLLERR) == 0 && self.pidfd.is_alive()
     }
 
     /// The current VMAs (re-read; opened, then checked against the pidfd). A process that
     /// exited after the open but before the read shows empty maps: reported as `Gone`.
     pub fn maps(&self) -> Result<Vec<Vma>, ProcessError> {
-        let f = self.pidfd.open_proc_file(&self.root, "maps").map_err(|e| map_pidfd_err(self.pid, e))?;
+        let f = self
+            .pidfd
+            .open_proc_file(&self.root, "maps")
+            .map_err(|e| map_pidfd_err(self.pid, e))?;
         let path = self.root.pid_file(self.pid, "maps");
         let v = parse_maps(BufReader::new(f), &path).map_err(|e| self.io_or_parse(e))?;
         if v.is_empty() && !self.is_alive() {
@@ -180,7 +212,10 @@ impl Process {
 
     /// The current smaps (walks the page tables: costs in proportion to the mapped size).
     pub fn smaps(&self) -> Result<Vec<SmapsVma>, ProcessError> {
-        let f = self.pidfd.open_proc_file(&self.root, "smaps").map_err(|e| map_pidfd_err(self.pid, e))?;
+        let f = self
+            .pidfd
+            .open_proc_file(&self.root, "smaps")
+            .map_err(|e| map_pidfd_err(self.pid, e))?;
         let path = self.root.pid_file(self.pid, "smaps");
         let v = parse_smaps(BufReader::new(f), &path).map_err(|e| self.io_or_parse(e))?;
         if v.is_empty() && !self.is_alive() {
@@ -198,13 +233,21 @@ impl Process {
     pub fn clear_refs(&self, what: ClearRefs) -> Result<(), ProcessError> {
         let f = self
             .pidfd
-            .open_proc_file_with(&self.root, "clear_refs", std::fs::OpenOptions::new().write(true))
+            .open_proc_file_with(
+                &self.root,
+                "clear_refs",
+                std::fs::OpenOptions::new().write(true),
+            )
             .map_err(|e| map_pidfd_err(self.pid, e))?;
         clear_refs::write(f, what).map_err(|source| {
             if source.raw_os_error() == Some(libc::ESRCH) {
                 ProcessError::Gone { pid: self.pid }
             } else {
-                ProcessError::Io { pid: self.pid, path: self.root.pid_file(self.pid, "clear_refs"), source }
+                ProcessError::Io {
+                    pid: self.pid,
+                    path: self.root.pid_file(self.pid, "clear_refs"),
+                    source,
+                }
             }
         })
     }
@@ -212,10 +255,15 @@ impl Process {
     fn io_or_parse(&self, e: MapsError) -> ProcessError {
         match e {
             // Reading a file of a process that exited mid-read: ESRCH (or EIO/0 bytes).
-            MapsError::Io { ref source, .. } if source.raw_os_error() == Some(libc::ESRCH) || !self.is_alive() => {
+            MapsError::Io { ref source, .. }
+                if source.raw_os_error() == Some(libc::ESRCH) || !self.is_alive() =>
+            {
                 ProcessError::Gone { pid: self.pid }
             }
-            e => ProcessError::Maps { pid: self.pid, source: e },
+            e => ProcessError::Maps {
+                pid: self.pid,
+                source: e,
+            },
         }
     }
 }
@@ -223,7 +271,9 @@ impl Process {
 fn map_pidfd_err(pid: u32, e: PidfdError) -> ProcessError {
     match e {
         PidfdError::Exited { .. } | PidfdError::NoSuchProcess(_) => ProcessError::Gone { pid },
-        PidfdError::Io { path, source, .. } if source.kind() == std::io::ErrorKind::PermissionDenied => {
+        PidfdError::Io { path, source, .. }
+            if source.kind() == std::io::ErrorKind::PermissionDenied =>
+        {
             ProcessError::Permission { pid, path }
         }
         e if e.is_gone() => ProcessError::Gone { pid },
@@ -233,8 +283,11 @@ fn map_pidfd_err(pid: u32, e: PidfdError) -> ProcessError {
 
 fn status_via(pidfd: &Pidfd, root: &SysRoot) -> Result<Status, ProcessError> {
     let pid = pidfd.pid();
-    let f = pidfd.open_proc_file(root, "status").map_err(|e| map_pidfd_err(pid, e))?;
-    parse_status(BufReader::new(f), &root.pid_file(pid, "status")).map_err(|source| ProcessError::Status { pid, source })
+    let f = pidfd
+        .open_proc_file(root, "status")
+        .map_err(|e| map_pidfd_err(pid, e))?;
+    parse_status(BufReader::new(f), &root.pid_file(pid, "status"))
+        .map_err(|source| ProcessError::Status { pid, source })
 }
 
 /// Only to name the thread group of a pid we refuse (nothing else is read from it).
@@ -254,9 +307,15 @@ mod tests {
         let root = SysRoot::host();
         let me = std::process::id();
         let e = Process::open(&root, me, true).unwrap_err();
-        assert!(matches!(e, ProcessError::Myself { pid } if pid == me), "{e}");
+        assert!(
+            matches!(e, ProcessError::Myself { pid } if pid == me),
+            "{e}"
+        );
         assert!(e.to_string().contains(&me.to_string()));
-        assert!(matches!(Process::open(&root, 1, false).unwrap_err(), ProcessError::Init));
+        assert!(matches!(
+            Process::open(&root, 1, false).unwrap_err(),
+            ProcessError::Init
+        ));
     }
 
     #[test]
@@ -267,14 +326,20 @@ mod tests {
             .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
             .find(|pid| {
                 std::fs::read_to_string(format!("/proc/{pid}/status"))
-                    .map(|s| s.contains("Kthread:\t1") || (!s.contains("VmSize") && !s.contains("State:\tZ")))
+                    .map(|s| {
+                        s.contains("Kthread:\t1")
+                            || (!s.contains("VmSize") && !s.contains("State:\tZ"))
+                    })
                     .unwrap_or(false)
             });
         let Some(pid) = kthread else {
             panic!("no kernel thread visible in /proc: this test needs the initial pid namespace");
         };
         let e = Process::open(&SysRoot::host(), pid, false).unwrap_err();
-        assert!(matches!(&e, ProcessError::KernelThread { pid: p, .. } if *p == pid), "{e}");
+        assert!(
+            matches!(&e, ProcessError::KernelThread { pid: p, .. } if *p == pid),
+            "{e}"
+        );
         assert!(e.to_string().contains("kernel thread"));
     }
 
@@ -290,14 +355,21 @@ mod tests {
         let tid = rx.recv().unwrap();
         let e = Process::open(&SysRoot::host(), tid, false).unwrap_err();
         // A thread of madvd itself: refused either as a thread or as madvd.
-        assert!(matches!(e, ProcessError::Thread { tgid, .. } if tgid == std::process::id()) || matches!(e, ProcessError::Myself { .. }), "{e}");
+        assert!(
+            matches!(e, ProcessError::Thread { tgid, .. } if tgid == std::process::id())
+                || matches!(e, ProcessError::Myself { .. }),
+            "{e}"
+        );
         done_tx.send(()).unwrap();
         h.join().unwrap();
     }
 
     #[test]
     fn opens_a_child_reads_maps_and_sees_it_exit() {
-        let mut child = std::process::Command::new("sleep").arg("30").spawn().unwrap();
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
         let p = Process::open(&SysRoot::host(), child.id(), false).unwrap();
         assert_eq!(p.comm(), "sleep");
         assert!(p.is_alive());
@@ -316,7 +388,10 @@ mod tests {
     #[test]
     fn missing_pid_is_no_such_process() {
         let e = Process::open(&SysRoot::host(), 0x3fff_fff0, false).unwrap_err();
-        assert!(e.is_gone() || matches!(e, ProcessError::Pidfd { .. }), "{e}");
+        assert!(
+            e.is_gone() || matches!(e, ProcessError::Pidfd { .. }),
+            "{e}"
+        );
         assert!(e.to_string().contains(&0x3fff_fff0u32.to_string()));
     }
 }

@@ -10,7 +10,8 @@ use serde::{Deserialize, Serialize};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ApplyErrorKind {
-    /// The range (or part of it) is no longer mapped (ENOMEM / EFAULT from madvise).
+    /// The range (or part of it) is not mapped: a hole in the snapshot's VMAs, or ENOMEM from
+    /// madvise (unmapped since the snapshot).
     Unmapped,
     /// The kernel refused the advice for this range (EINVAL: locked, PFNMAP, hugetlb, ...).
     Invalid,
@@ -30,7 +31,10 @@ pub enum ApplyErrorKind {
     DryRun,
     /// Not attempted: the run is stopping.
     Cancelled,
-    /// Any other errno.
+    /// Not attempted: the part of the range outside whole pages, or for `collapse` outside
+    /// whole 2 MiB-aligned huge pages (the kernel would silently skip it).
+    Unaligned,
+    /// Any other errno (0: the kernel returned a short count without one).
     Other(i32),
 }
 

@@ -1,1 +1,525 @@
-//! TODO: being written.
+//! madvd's policy half of DAMOS, as a pure library: policy files in; for each region
+//! snapshot, the advice to apply out; the actuator's apply report back in.
+//!
+//! ```text
+//! Policy::load(path)            RON file -> checked Policy (errors: path:line:column: ...)
+//! Schemes::new(&policy, env)    runtime state; goal/watermark sources checked here
+//! schemes.plan(&snapshot, now)  -> Vec<AdviceRequest>   (apply intervals, watermarks,
+//!                                                         quotas, scores, filters, stats)
+//! schemes.account(&report, now)  <- ApplyReport          (time charge, applied stats)
+//! ```
+//!
+//! Kernel semantics throughout (mm/damon/core.c and ops-common.c, Linux 6.12 unless noted),
+//! cited next to each ported rule. Where is...
+//! - the file format: [`policy`] (documented in docs/policy-format.md), units: [`units`];
+//! - the access pattern match: [`pattern`]; actions: [`action`];
+//! - quotas, feed loop, histogram, resume point: [`quota`]; hot/cold scores: [`score`];
+//! - watermarks: [`wmark`]; filters: [`filter`]; quota goals and metric sources: [`goal`].
+
+pub mod action;
+pub mod filter;
+pub mod goal;
+pub mod locate;
+pub mod pattern;
+pub mod policy;
+pub mod quota;
+pub mod score;
+pub mod stats;
+pub mod units;
+pub mod wmark;
+
+pub use action::Action;
+pub use filter::{PageFilter, PageInfo};
+pub use goal::{FakeMetrics, MetricError, MetricSource, SysMetrics};
+pub use locate::Pos;
+pub use policy::{MonitorSection, Policy, PolicyError, SchemeSpec};
+pub use stats::SchemeStats;
+
+use action::Priority;
+use engine::{AddrRange, AdviceRequest, ApplyReport, Snapshot, TargetId};
+use filter::RegionFilter;
+use goal::GoalState;
+use quota::{QuotaState, ScoreHistogram};
+use std::collections::{HashMap, VecDeque};
+use wmark::{WmarkState, WmarkVerdict};
+
+/// Errors of the runtime side.
+#[derive(Debug, thiserror::Error)]
+pub enum SchemesError {
+    /// A goal's or watermark's source is missing here; positioned in the policy file.
+    #[error(transparent)]
+    Source(#[from] PolicyError),
+    #[error("no scheme number {0}")]
+    NoScheme(usize),
+    #[error("scheme {scheme:?} has no user_input goal number {goal}")]
+    NotUserInput { scheme: String, goal: usize },
+}
+
+impl Policy {
+    /// Check that every goal's and watermark's source can be read through `env`. The error
+    /// points at the goal (its `cgroup`, `node` or `metric`) and names what is missing.
+    pub fn check_sources(&self, env: &dyn MetricSource) -> Result<(), PolicyError> {
+        for s in &self.schemes {
+            for g in &s.quota.goals {
+                goal::check_source(g, env)
+                    .map_err(|e| PolicyError::at(&self.origin, g.pos, e.0))?;
+            }
+            if let Some(w) = &s.watermarks {
+                let m = env.meminfo(None).map_err(|e| {
+                    PolicyError::at(
+                        &self.origin,
+                        w.pos,
+                        format!("watermarks: free memory rate is not available: {e}"),
+                    )
+                })?;
+                if m.free_mem_rate_permille().is_none() {
+                    return Err(PolicyError::at(
+                        &self.origin,
+                        w.pos,
+                        "watermarks: MemTotal is zero",
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug)]
+struct SchemeState {
+    region_filter: RegionFilter,
+    page_filter: Option<PageFilter>,
+    next_apply_us: Option<u64>,
+    quota: QuotaState,
+    goals: Vec<GoalState>,
+    goal_error: Option<String>,
+    wmark: WmarkState,
+    wmark_error: Option<String>,
+    stats: SchemeStats,
+}
+
+/// The schemes of one policy at run time.
+pub struct Schemes {
+    specs: Vec<SchemeSpec>,
+    states: Vec<SchemeState>,
+    env: Box<dyn MetricSource>,
+    target_cgroups: HashMap<TargetId, String>,
+}
+
+impl std::fmt::Debug for Schemes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Schemes")
+            .field("specs", &self.specs)
+            .field("states", &self.states)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Schemes {
+    /// Build the run-time state. Fails when a goal's or watermark's source is missing,
+    /// naming it, at its position in the policy file.
+    pub fn new(policy: &Policy, env: Box<dyn MetricSource>) -> Result<Self, SchemesError> {
+        policy.check_sources(env.as_ref())?;
+        let mut states = Vec::with_capacity(policy.schemes.len());
+        for s in &policy.schemes {
+            let goals = s
+                .quota
+                .goals
+                .iter()
+                .map(|g| {
+                    goal::check_source(g, env.as_ref())
+                        .map_err(|e| PolicyError::at(&policy.origin, g.pos, e.0))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            states.push(SchemeState {
+                region_filter: RegionFilter::new(&s.filters),
+                page_filter: PageFilter::new(&s.filters),
+                next_apply_us: None,
+                quota: QuotaState::default(),
+                goal_error: None,
+                wmark: WmarkState::default(),
+                wmark_error: None,
+                stats: SchemeStats {
+                    name: s.name.clone(),
+                    action: s.action.name().to_string(),
+                    active: s.watermarks.is_none(),
+                    goal_values: goals.iter().map(|g| g.current).collect(),
+                    ..SchemeStats::default()
+                },
+                goals,
+            });
+        }
+        Ok(Self {
+            specs: policy.schemes.clone(),
+            states,
+            env,
+            target_cgroups: HashMap::new(),
+        })
+    }
+
+    pub fn specs(&self) -> &[SchemeSpec] {
+        &self.specs
+    }
+
+    /// The cgroup (v2 path as `/proc/PID/cgroup` shows it, or the v1 memory path) of each
+    /// target, for `cgroup` filters. A target without an entry matches no cgroup filter.
+    pub fn set_target_cgroups(&mut self, map: HashMap<TargetId, String>) {
+        self.target_cgroups = map;
+    }
+
+    /// Set the current value of a `user_input` goal (by index among the scheme's goals).
+    pub fn set_user_input(
+        &mut self,
+        scheme: usize,
+        goal: usize,
+        value: u64,
+    ) -> Result<(), SchemesError> {
+        let spec = self
+            .specs
+            .get(scheme)
+            .ok_or(SchemesError::NoScheme(scheme))?;
+        match spec.quota.goals.get(goal) {
+            Some(g) if g.metric == policy::GoalMetric::UserInput => {
+                self.states[scheme].goals[goal].current = value;
+                Ok(())
+            }
+            _ => Err(SchemesError::NotUserInput {
+                scheme: spec.name.clone(),
+                goal,
+            }),
+        }
+    }
+
+    /// The page-level filters (anon, young) the driver must evaluate on each page of this
+    /// scheme's requests before applying them; `None` when the scheme has none.
+    pub fn page_filter(&self, scheme: usize) -> Option<&PageFilter> {
+        self.states.get(scheme)?.page_filter.as_ref()
+    }
+
+    /// When the next scheme is due to apply, µs (monitor time). The driver takes an interim
+    /// snapshot then if it comes before the next aggregation.
+    pub fn next_apply_due_us(&self) -> Option<u64> {
+        self.specs
+            .iter()
+            .zip(&self.states)
+            .filter_map(|(sp, st)| {
+                let due = st.next_apply_us.or(sp.apply_interval_us)?;
+                // While watermarks hold a scheme inactive, nothing happens before the recheck.
+                Some(if sp.watermarks.is_some() && !st.wmark.activated {
+                    due.max(st.wmark.next_check_us)
+                } else {
+                    due
+                })
+            })
+            .min()
+    }
+
+    /// True when every scheme is held inactive by its watermarks (the kernel stops
+    /// monitoring then, `kdamond_wait_activation()`); the driver may pause until
+    /// [`Schemes::next_wmark_check_us`].
+    pub fn all_inactive(&self) -> bool {
+        !self.specs.is_empty()
+            && self
+                .specs
+                .iter()
+                .zip(&self.states)
+                .all(|(sp, st)| sp.watermarks.is_some() && !st.wmark.activated)
+    }
+
+    /// The earliest watermark recheck of an inactive scheme, µs.
+    pub fn next_wmark_check_us(&self) -> Option<u64> {
+        self.specs
+            .iter()
+            .zip(&self.states)
+            .filter(|(sp, st)| sp.watermarks.is_some() && !st.wmark.activated)
+            .map(|(_, st)| st.wmark.next_check_us)
+            .min()
+    }
+
+    pub fn stats(&self) -> Vec<SchemeStats> {
+        self.states
+            .iter()
+            .map(|st| {
+                let mut s = st.stats.clone();
+                s.effective_quota = st.quota.esz;
+                s.goal_values = st.goals.iter().map(|g| g.current).collect();
+                if s.active {
+                    s.inactive_reason = st.goal_error.clone();
+                }
+                s
+            })
+            .collect()
+    }
+
+    /// Decide the advice for one snapshot (`kdamond_apply_schemes()`, mm/damon/core.c 6.12).
+    pub fn plan(&mut self, snap: &Snapshot, now_us: u64) -> Vec<AdviceRequest> {
+        let mut out = Vec::new();
+        let mut free_rate: Option<Result<u64, String>> = None;
+        let tolerance = snap.attrs.sample_us / 2;
+        for idx in 0..self.specs.len() {
+            let spec = &self.specs[idx];
+            let st = &mut self.states[idx];
+
+            // Watermarks (damos_wmark_wait_us(), core.c 6.12).
+            if let Some(w) = &spec.watermarks {
+                if st.wmark.due(now_us) {
+                    let env = &self.env;
+                    let metric = free_rate
+                        .get_or_insert_with(|| match env.meminfo(None) {
+                            Ok(m) => m
+                                .free_mem_rate_permille()
+                                .ok_or_else(|| "MemTotal is zero".to_string()),
+                            Err(e) => Err(e.0),
+                        })
+                        .clone();
+                    match metric {
+                        Ok(m) => {
+                            let v = st.wmark.update(m, now_us, w);
+                            st.wmark_error = None;
+                            st.stats.active = v.is_active();
+                            st.stats.inactive_reason = (v != WmarkVerdict::Active)
+                                .then(|| wmark::Reason(v, m, w).to_string());
+                        }
+                        Err(e) => {
+                            // The kernel keeps the state when the metric cannot be read.
+                            if st.wmark_error.is_none() {
+                                tracing::warn!(scheme = %spec.name, "watermark metric unavailable: {e}");
+                            }
+                            st.wmark_error = Some(e.clone());
+                            st.wmark.next_check_us = now_us.saturating_add(w.interval_us);
+                            if !st.wmark.activated {
+                                st.stats.inactive_reason =
+                                    Some(format!("free memory rate unavailable: {e}"));
+                            }
+                        }
+                    }
+                }
+            }
+
+            // Apply interval (next_apply_sis, core.c 6.7+): due schemes advance whether or not
+            // they are active.
+            let interval = spec.apply_interval_us.unwrap_or(snap.attrs.aggr_us).max(1);
+            let next = *st.next_apply_us.get_or_insert(interval);
+            if now_us.saturating_add(tolerance) < next {
+                continue;
+            }
+            st.next_apply_us = Some(now_us.saturating_add(interval));
+            if spec.watermarks.is_some() && !st.wmark.activated {
+                continue;
+            }
+            adjust_quota(spec, st, snap, now_us, self.env.as_ref());
+            apply_scheme(idx, spec, st, snap, &self.target_cgroups, &mut out);
+        }
+        out
+    }
+
+    /// Take the actuator's report back: the time charge of the quotas and the applied stats
+    /// (`damos_apply_scheme()` / `damos_update_stat()`, core.c 6.12).
+    pub fn account(&mut self, report: &ApplyReport, _now_us: u64) {
+        for o in &report.outcomes {
+            let Some(st) = self.states.get_mut(o.scheme) else {
+                continue;
+            };
+            st.quota.total_charged_ns = st.quota.total_charged_ns.saturating_add(o.elapsed_ns);
+            st.stats.sz_applied = st.stats.sz_applied.saturating_add(o.bytes_applied);
+            if o.bytes_applied > 0 {
+                st.stats.nr_applied += 1;
+            }
+        }
+    }
+}
+
+/// The score a region has for this scheme's priority.
+fn region_score(spec: &SchemeSpec, r: &engine::Region, snap: &Snapshot) -> u32 {
+    let w = &spec.quota.weights;
+    match spec.action.priority() {
+        Priority::Cold => score::cold_score(r.nr_accesses, r.age, &snap.attrs, w),
+        Priority::Hot => score::hot_score(r.nr_accesses, r.age, &snap.attrs, w),
+        Priority::None => score::MAX_SCORE,
+    }
+}
+
+/// `damos_adjust_quota()` (core.c 6.12): new charge window with a new effective quota, then
+/// the score histogram of the pattern-matching regions and the minimum score.
+fn adjust_quota(
+    spec: &SchemeSpec,
+    st: &mut SchemeState,
+    snap: &Snapshot,
+    now_us: u64,
+    env: &dyn MetricSource,
+) {
+    let q = &spec.quota;
+    if !q.is_set() {
+        st.quota.esz = 0;
+        return;
+    }
+    if st.quota.window_over(now_us, q.reset_interval_us) {
+        if st.quota.start_window(now_us) {
+            st.stats.qt_exceeds += 1;
+        }
+        let score = if q.goals.is_empty() {
+            None
+        } else {
+            // damos_quota_score(): the highest score (least aggressive) of all goals.
+            let mut highest = Some(0u64);
+            for (g, gs) in q.goals.iter().zip(st.goals.iter_mut()) {
+                match goal::measure(g, gs, env) {
+                    Ok(v) => highest = highest.map(|h| h.max(quota::goal_score(v, g.target))),
+                    Err(e) => {
+                        if st.goal_error.is_none() {
+                            tracing::warn!(scheme = %spec.name, "quota goal {} unavailable: {e}", g.metric.name());
+                        }
+                        st.goal_error =
+                            Some(format!("quota goal {} unavailable: {e}", g.metric.name()));
+                        highest = None;
+                    }
+                }
+            }
+            if highest.is_some() {
+                st.goal_error = None;
+            }
+            highest
+        };
+        quota::set_effective_quota(&mut st.quota, q, score, snap.attrs.min_region_sz);
+    }
+    let pat = pattern::Resolved::new(&spec.pattern, &snap.attrs);
+    let mut hist = ScoreHistogram::default();
+    for t in &snap.targets {
+        for r in &t.regions {
+            if pat.matches(r) {
+                hist.add(region_score(spec, r, snap), r.size());
+            }
+        }
+    }
+    st.quota.min_score = hist.min_score(st.quota.esz);
+}
+
+/// The PMD huge page size of x86-64 and arm64 with 4 KiB pages.
+pub const HPAGE_SIZE: u64 = 2 << 20;
+
+fn align_up(x: u64, a: u64) -> u64 {
+    align_down(x.saturating_add(a - 1), a)
+}
+
+fn align_down(x: u64, a: u64) -> u64 {
+    if a <= 1 {
+        x
+    } else {
+        x - x % a
+    }
+}
+
+/// The per-region walk of `damon_do_apply_schemes()` / `damos_apply_scheme()` (core.c 6.12)
+/// for one scheme.
+fn apply_scheme(
+    idx: usize,
+    spec: &SchemeSpec,
+    st: &mut SchemeState,
+    snap: &Snapshot,
+    cgroups: &HashMap<TargetId, String>,
+    out: &mut Vec<AdviceRequest>,
+) {
+    let min_sz = snap.attrs.min_region_sz.max(1);
+    let pat = pattern::Resolved::new(&spec.pattern, &snap.attrs);
+    let esz = st.quota.esz;
+    // A resume point in a target that is gone cannot be reached.
+    if let Some((t, _)) = st.quota.resume {
+        if !snap.targets.iter().any(|x| x.target == t) {
+            st.quota.resume = None;
+        }
+    }
+    'targets: for t in &snap.targets {
+        let cgroup = cgroups.get(&t.target).map(String::as_str);
+        let last = t.regions.len().saturating_sub(1);
+        for (ri, r) in t.regions.iter().enumerate() {
+            // Check the quota.
+            if st.quota.exhausted() {
+                break 'targets;
+            }
+            let mut start = r.start();
+            // damos_skip_charged_region(): skip what the last window already charged.
+            if let Some((rt, from)) = st.quota.resume {
+                if rt != t.target {
+                    continue;
+                }
+                if ri == last {
+                    st.quota.resume = None;
+                    continue;
+                }
+                if from != 0 && r.end() <= from {
+                    continue;
+                }
+                if from != 0 && r.start() < from {
+                    let mut skip = align_down(from - r.start(), min_sz);
+                    if skip == 0 {
+                        if r.size() <= min_sz {
+                            continue;
+                        }
+                        skip = min_sz;
+                    }
+                    start += skip;
+                }
+                st.quota.resume = None;
+            }
+            if !pat.matches(r) {
+                continue;
+            }
+            if esz != 0 && region_score(spec, r, snap) < st.quota.min_score {
+                continue;
+            }
+            let mut pieces: VecDeque<AddrRange> = VecDeque::from([AddrRange::new(start, r.end())]);
+            while let Some(mut p) = pieces.pop_front() {
+                if p.is_empty() {
+                    continue;
+                }
+                if st.quota.exhausted() {
+                    break;
+                }
+                // Split to fit the rest of the quota.
+                if esz != 0 && st.quota.charged_sz + p.len() > esz {
+                    let sz = align_down(esz - st.quota.charged_sz, min_sz);
+                    if sz == 0 {
+                        // damos_update_stat(s, 0, 0): tried, nothing charged.
+                        st.stats.nr_tried += 1;
+                        break;
+                    }
+                    pieces.push_front(AddrRange::new(p.start + sz, p.end));
+                    p.end = p.start + sz;
+                }
+                // Region-level filters; an address filter may split the piece.
+                let (filtered_out, rest) = st
+                    .region_filter
+                    .filter_out(t.target, cgroup, &mut p, min_sz);
+                if let Some(rest) = rest {
+                    pieces.push_front(rest);
+                }
+                if filtered_out {
+                    continue;
+                }
+                if spec.action == Action::Collapse {
+                    // MADV_COLLAPSE works on whole PMD-sized huge pages: keep the aligned part.
+                    let (a, b) = (align_up(p.start, HPAGE_SIZE), align_down(p.end, HPAGE_SIZE));
+                    if a >= b {
+                        continue;
+                    }
+                    p = AddrRange::new(a, b);
+                }
+                let sz = p.len();
+                if let Some(advice) = spec.action.advice() {
+                    out.push(AdviceRequest {
+                        target: t.target,
+                        range: p,
+                        advice,
+                        scheme: idx,
+                    });
+                }
+                st.quota.charged_sz += sz;
+                st.stats.nr_tried += 1;
+                st.stats.sz_tried += sz;
+                if esz != 0 && st.quota.charged_sz >= esz {
+                    st.quota.resume = Some((t.target, p.end + 1));
+                }
+            }
+        }
+    }
+}

@@ -18,7 +18,11 @@ use thiserror::Error;
 #[derive(Debug, Error)]
 pub enum MapsError {
     #[error("{path}:{line}: {msg}")]
-    Parse { path: PathBuf, line: usize, msg: String },
+    Parse {
+        path: PathBuf,
+        line: usize,
+        msg: String,
+    },
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,
@@ -68,7 +72,10 @@ pub struct Vma {
 impl Vma {
     /// Anonymous memory: no file behind it (`[heap]`, `[stack]`, `[anon:…]`, unnamed).
     pub fn is_anonymous(&self) -> bool {
-        matches!(self.name, VmaName::Anonymous | VmaName::Heap | VmaName::Stack | VmaName::AnonNamed(_))
+        matches!(
+            self.name,
+            VmaName::Anonymous | VmaName::Heap | VmaName::Stack | VmaName::AnonNamed(_)
+        )
     }
 
     /// Private (copy-on-write) anonymous memory: the only memory the refault probe can page
@@ -86,7 +93,11 @@ impl Vma {
 }
 
 fn perr(path: &Path, line: usize, msg: impl Into<String>) -> MapsError {
-    MapsError::Parse { path: path.to_owned(), line, msg: msg.into() }
+    MapsError::Parse {
+        path: path.to_owned(),
+        line,
+        msg: msg.into(),
+    }
 }
 
 /// Parse one maps line. `path`/`lineno` only label errors.
@@ -104,14 +115,20 @@ pub fn parse_line(line: &str, path: &Path, lineno: usize) -> Result<Vma, MapsErr
         rest = &rest[end..];
     }
     let [range, perms, offset, dev, inode] = fields;
-    let (s, e) = range.split_once('-').ok_or_else(|| perr(path, lineno, format!("bad address range {range:?}")))?;
+    let (s, e) = range
+        .split_once('-')
+        .ok_or_else(|| perr(path, lineno, format!("bad address range {range:?}")))?;
     let hex = |v: &str, what: &str| {
         u64::from_str_radix(v, 16).map_err(|_| perr(path, lineno, format!("bad {what} {v:?}")))
     };
     let start = hex(s, "start address")?;
     let end = hex(e, "end address")?;
     if end < start {
-        return Err(perr(path, lineno, format!("end {end:#x} below start {start:#x}")));
+        return Err(perr(
+            path,
+            lineno,
+            format!("end {end:#x} below start {start:#x}"),
+        ));
     }
     let pb = perms.as_bytes();
     if pb.len() != 4 {
@@ -129,16 +146,34 @@ pub fn parse_line(line: &str, path: &Path, lineno: usize) -> Result<Vma, MapsErr
         b'p' => false,
         _ => return Err(perr(path, lineno, format!("bad perms {perms:?}"))),
     };
-    let perms = Perms { read: flag(0, b'r')?, write: flag(1, b'w')?, exec: flag(2, b'x')?, shared };
+    let perms = Perms {
+        read: flag(0, b'r')?,
+        write: flag(1, b'w')?,
+        exec: flag(2, b'x')?,
+        shared,
+    };
     let offset = hex(offset, "offset")?;
-    let (ma, mi) = dev.split_once(':').ok_or_else(|| perr(path, lineno, format!("bad device {dev:?}")))?;
+    let (ma, mi) = dev
+        .split_once(':')
+        .ok_or_else(|| perr(path, lineno, format!("bad device {dev:?}")))?;
     let dev = (
-        u32::from_str_radix(ma, 16).map_err(|_| perr(path, lineno, format!("bad device {dev:?}")))?,
-        u32::from_str_radix(mi, 16).map_err(|_| perr(path, lineno, format!("bad device {dev:?}")))?,
+        u32::from_str_radix(ma, 16)
+            .map_err(|_| perr(path, lineno, format!("bad device {dev:?}")))?,
+        u32::from_str_radix(mi, 16)
+            .map_err(|_| perr(path, lineno, format!("bad device {dev:?}")))?,
     );
-    let inode = inode.parse::<u64>().map_err(|_| perr(path, lineno, format!("bad inode {inode:?}")))?;
+    let inode = inode
+        .parse::<u64>()
+        .map_err(|_| perr(path, lineno, format!("bad inode {inode:?}")))?;
     let name = parse_name(rest.trim_start_matches(' '));
-    Ok(Vma { range: AddrRange::new(start, end), perms, offset, dev, inode, name })
+    Ok(Vma {
+        range: AddrRange::new(start, end),
+        perms,
+        offset,
+        dev,
+        inode,
+        name,
+    })
 }
 
 fn parse_name(n: &str) -> VmaName {
@@ -155,8 +190,14 @@ fn parse_name(n: &str) -> VmaName {
         };
     }
     match n.strip_suffix(" (deleted)") {
-        Some(p) => VmaName::File { path: p.into(), deleted: true },
-        None => VmaName::File { path: n.into(), deleted: false },
+        Some(p) => VmaName::File {
+            path: p.into(),
+            deleted: true,
+        },
+        None => VmaName::File {
+            path: n.into(),
+            deleted: false,
+        },
     }
 }
 
@@ -165,7 +206,10 @@ fn parse_name(n: &str) -> VmaName {
 pub fn parse_maps(r: impl BufRead, path: &Path) -> Result<Vec<Vma>, MapsError> {
     let mut out: Vec<Vma> = Vec::new();
     for (i, line) in r.split(b'\n').enumerate() {
-        let line = line.map_err(|source| MapsError::Io { path: path.to_owned(), source })?;
+        let line = line.map_err(|source| MapsError::Io {
+            path: path.to_owned(),
+            source,
+        })?;
         if line.is_empty() {
             continue;
         }
@@ -174,7 +218,11 @@ pub fn parse_maps(r: impl BufRead, path: &Path) -> Result<Vec<Vma>, MapsError> {
         let vma = parse_line(&line, path, i + 1)?;
         if let Some(prev) = out.last() {
             if vma.range.start < prev.range.end {
-                return Err(perr(path, i + 1, format!("VMA {} overlaps or precedes {}", vma.range, prev.range)));
+                return Err(perr(
+                    path,
+                    i + 1,
+                    format!("VMA {} overlaps or precedes {}", vma.range, prev.range),
+                ));
             }
         }
         out.push(vma);
@@ -184,7 +232,10 @@ pub fn parse_maps(r: impl BufRead, path: &Path) -> Result<Vec<Vma>, MapsError> {
 
 /// Read and parse `path` (a fixture or a live file; live targets use `Process::maps`).
 pub fn read_maps(path: &Path) -> Result<Vec<Vma>, MapsError> {
-    let f = std::fs::File::open(path).map_err(|source| MapsError::Io { path: path.to_owned(), source })?;
+    let f = std::fs::File::open(path).map_err(|source| MapsError::Io {
+        path: path.to_owned(),
+        source,
+    })?;
     parse_maps(std::io::BufReader::new(f), path)
 }
 
@@ -216,9 +267,23 @@ mod tests {
         assert_eq!(v.len(), 1);
         let v = &v[0];
         assert_eq!(v.range, AddrRange::new(0x55d0c3a00000, 0x55d0c3a21000));
-        assert_eq!(v.perms, Perms { read: true, write: false, exec: true, shared: false });
+        assert_eq!(
+            v.perms,
+            Perms {
+                read: true,
+                write: false,
+                exec: true,
+                shared: false
+            }
+        );
         assert_eq!((v.offset, v.dev, v.inode), (0x2000, (0xfd, 1), 1837042));
-        assert_eq!(v.name, VmaName::File { path: "/usr/bin/sleep".into(), deleted: false });
+        assert_eq!(
+            v.name,
+            VmaName::File {
+                path: "/usr/bin/sleep".into(),
+                deleted: false
+            }
+        );
         assert!(!v.is_anonymous());
     }
 
@@ -230,13 +295,20 @@ mod tests {
         assert!(e.to_string().contains(":1: bad perms"), "{e}");
         let e = p("1000-2000 rw-p 00000000\n").unwrap_err();
         assert!(e.to_string().contains("expected 6 columns, found 3"), "{e}");
-        let e = p("3000-4000 rw-p 00000000 00:00 0\n1000-2000 rw-p 00000000 00:00 0\n").unwrap_err();
+        let e =
+            p("3000-4000 rw-p 00000000 00:00 0\n1000-2000 rw-p 00000000 00:00 0\n").unwrap_err();
         assert!(e.to_string().contains(":2: VMA"), "{e}");
     }
 
     #[test]
     fn target_ranges_coalesce_adjacent_and_drop_vsyscall() {
         let v = p("1000-2000 r--p 00000000 00:00 0\n2000-3000 rw-p 00000000 00:00 0\n5000-6000 rw-p 00000000 00:00 0\nffffffffff600000-ffffffffff601000 --xp 00000000 00:00 0                  [vsyscall]\n").unwrap();
-        assert_eq!(target_ranges(&v), vec![AddrRange::new(0x1000, 0x3000), AddrRange::new(0x5000, 0x6000)]);
+        assert_eq!(
+            target_ranges(&v),
+            vec![
+                AddrRange::new(0x1000, 0x3000),
+                AddrRange::new(0x5000, 0x6000)
+            ]
+        );
     }
 }

@@ -41,14 +41,19 @@ impl SmapsVma {
 fn is_header(line: &str) -> bool {
     // "start-end perms ..." — the first token is hex-hex; "Key:" lines have a colon in it.
     let tok = line.split(' ').next().unwrap_or("");
-    !tok.contains(':') && tok.contains('-') && tok.bytes().all(|b| b == b'-' || b.is_ascii_hexdigit())
+    !tok.contains(':')
+        && tok.contains('-')
+        && tok.bytes().all(|b| b == b'-' || b.is_ascii_hexdigit())
 }
 
 /// Parse a whole smaps file (`path` only labels errors). Unknown keys are ignored.
 pub fn parse_smaps(r: impl BufRead, path: &Path) -> Result<Vec<SmapsVma>, MapsError> {
     let mut out: Vec<SmapsVma> = Vec::new();
     for (i, line) in r.split(b'\n').enumerate() {
-        let line = line.map_err(|source| MapsError::Io { path: path.to_owned(), source })?;
+        let line = line.map_err(|source| MapsError::Io {
+            path: path.to_owned(),
+            source,
+        })?;
         if line.is_empty() {
             continue;
         }
@@ -71,10 +76,18 @@ pub fn parse_smaps(r: impl BufRead, path: &Path) -> Result<Vec<SmapsVma>, MapsEr
             continue;
         }
         let Some(cur) = out.last_mut() else {
-            return Err(MapsError::Parse { path: path.to_owned(), line: lineno, msg: "field before the first VMA line".into() });
+            return Err(MapsError::Parse {
+                path: path.to_owned(),
+                line: lineno,
+                msg: "field before the first VMA line".into(),
+            });
         };
         let Some((key, val)) = line.split_once(':') else {
-            return Err(MapsError::Parse { path: path.to_owned(), line: lineno, msg: format!("expected `Key: value`, got {line:?}") });
+            return Err(MapsError::Parse {
+                path: path.to_owned(),
+                line: lineno,
+                msg: format!("expected `Key: value`, got {line:?}"),
+            });
         };
         if key == "VmFlags" {
             cur.vm_flags = val.split_whitespace().map(str::to_owned).collect();
@@ -132,10 +145,16 @@ VmFlags: rd wr mr mw me ac hg lo
     fn parses_fields_and_flags() {
         let v = parse_smaps(FIXTURE.as_bytes(), Path::new("smaps")).unwrap();
         assert_eq!(v.len(), 2);
-        assert_eq!((v[0].size, v[0].referenced, v[0].anonymous), (8192, 8192, 0));
+        assert_eq!(
+            (v[0].size, v[0].referenced, v[0].anonymous),
+            (8192, 8192, 0)
+        );
         assert_eq!(v[0].vm_flags, ["rd", "mr", "mw", "me"]);
         assert!(!v[0].is_locked());
-        assert_eq!((v[1].rss, v[1].referenced, v[1].anon_huge_pages, v[1].swap), (2 << 20, 512 << 10, 2 << 20, 16 << 10));
+        assert_eq!(
+            (v[1].rss, v[1].referenced, v[1].anon_huge_pages, v[1].swap),
+            (2 << 20, 512 << 10, 2 << 20, 16 << 10)
+        );
         assert!(v[1].has_flag("hg") && v[1].is_locked() && v[1].vma.is_private_anonymous());
     }
 
@@ -145,11 +164,16 @@ VmFlags: rd wr mr mw me ac hg lo
         assert!(e.to_string().starts_with("smaps:1: field before"), "{e}");
         let bad = FIXTURE.replace("Rss:                2048 kB", "Rss:                lots kB");
         let e = parse_smaps(bad.as_bytes(), Path::new("smaps")).unwrap_err();
-        assert!(e.to_string().starts_with("smaps:13: bad value for Rss"), "{e}");
+        assert!(
+            e.to_string().starts_with("smaps:13: bad value for Rss"),
+            "{e}"
+        );
     }
 
     #[test]
     fn empty_is_no_vmas() {
-        assert!(parse_smaps(&b""[..], Path::new("smaps")).unwrap().is_empty());
+        assert!(parse_smaps(&b""[..], Path::new("smaps"))
+            .unwrap()
+            .is_empty());
     }
 }

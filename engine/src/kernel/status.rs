@@ -10,7 +10,11 @@ use thiserror::Error;
 #[derive(Debug, Error)]
 pub enum StatusError {
     #[error("{path}:{line}: {msg}")]
-    Parse { path: PathBuf, line: usize, msg: String },
+    Parse {
+        path: PathBuf,
+        line: usize,
+        msg: String,
+    },
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,
@@ -53,11 +57,20 @@ impl Status {
 pub fn parse_status(r: impl BufRead, path: &Path) -> Result<Status, StatusError> {
     let mut s = Status::default();
     for (i, line) in r.lines().enumerate() {
-        let line = line.map_err(|source| StatusError::Io { path: path.to_owned(), source })?;
+        let line = line.map_err(|source| StatusError::Io {
+            path: path.to_owned(),
+            source,
+        })?;
         let lineno = i + 1;
-        let Some((key, val)) = line.split_once(':') else { continue };
+        let Some((key, val)) = line.split_once(':') else {
+            continue;
+        };
         let val = val.trim();
-        let err = |what: &str| StatusError::Parse { path: path.to_owned(), line: lineno, msg: format!("bad {what}: {val:?}") };
+        let err = |what: &str| StatusError::Parse {
+            path: path.to_owned(),
+            line: lineno,
+            msg: format!("bad {what}: {val:?}"),
+        };
         let num = |v: &str| v.parse::<u32>().map_err(|_| err(key));
         let kb = || -> Result<Option<u64>, StatusError> {
             let n = val.trim_end_matches("kB").trim();
@@ -89,7 +102,10 @@ pub fn parse_status(r: impl BufRead, path: &Path) -> Result<Status, StatusError>
 
 /// Read and parse a status file.
 pub fn read_status(path: &Path) -> Result<Status, StatusError> {
-    let f = std::fs::File::open(path).map_err(|source| StatusError::Io { path: path.to_owned(), source })?;
+    let f = std::fs::File::open(path).map_err(|source| StatusError::Io {
+        path: path.to_owned(),
+        source,
+    })?;
     parse_status(std::io::BufReader::new(f), path)
 }
 
@@ -101,19 +117,38 @@ mod tests {
     fn parses_a_user_process() {
         let t = "Name:\tcat\nUmask:\t0022\nState:\tR (running)\nTgid:\t3390\nPid:\t3390\nPPid:\t3386\nUid:\t1000\t1001\t0\t0\nKthread:\t0\nVmSize:\t    3060 kB\nVmLck:\t       0 kB\nVmRSS:\t    1696 kB\nRssAnon:\t     112 kB\nVmSwap:\t       8 kB\n";
         let s = parse_status(t.as_bytes(), Path::new("status")).unwrap();
-        assert_eq!((s.name.as_str(), s.state, s.tgid, s.pid, s.ppid, s.uid), ("cat", 'R', 3390, 3390, 3386, (1000, 1001)));
-        assert_eq!((s.vm_size, s.vm_rss, s.vm_swap, s.vm_lck), (Some(3060 << 10), Some(1696 << 10), Some(8 << 10), Some(0)));
+        assert_eq!(
+            (s.name.as_str(), s.state, s.tgid, s.pid, s.ppid, s.uid),
+            ("cat", 'R', 3390, 3390, 3386, (1000, 1001))
+        );
+        assert_eq!(
+            (s.vm_size, s.vm_rss, s.vm_swap, s.vm_lck),
+            (Some(3060 << 10), Some(1696 << 10), Some(8 << 10), Some(0))
+        );
         assert!(s.has_mm() && !s.is_zombie());
     }
 
     #[test]
     fn kernel_thread_and_zombie_have_no_mm() {
-        let k = parse_status("Name:\tkthreadd\nState:\tS (sleeping)\nTgid:\t2\nPid:\t2\nPPid:\t0\nKthread:\t1\n".as_bytes(), Path::new("s")).unwrap();
+        let k = parse_status(
+            "Name:\tkthreadd\nState:\tS (sleeping)\nTgid:\t2\nPid:\t2\nPPid:\t0\nKthread:\t1\n"
+                .as_bytes(),
+            Path::new("s"),
+        )
+        .unwrap();
         assert!(!k.has_mm());
         // Older kernels print no Kthread line: no VmSize is the sign.
-        let k = parse_status("Name:\tkworker/0:1\nState:\tI (idle)\nTgid:\t9\nPid:\t9\n".as_bytes(), Path::new("s")).unwrap();
+        let k = parse_status(
+            "Name:\tkworker/0:1\nState:\tI (idle)\nTgid:\t9\nPid:\t9\n".as_bytes(),
+            Path::new("s"),
+        )
+        .unwrap();
         assert!(!k.has_mm() && k.kthread.is_none());
-        let z = parse_status("Name:\tx\nState:\tZ (zombie)\nTgid:\t5\nPid:\t5\n".as_bytes(), Path::new("s")).unwrap();
+        let z = parse_status(
+            "Name:\tx\nState:\tZ (zombie)\nTgid:\t5\nPid:\t5\n".as_bytes(),
+            Path::new("s"),
+        )
+        .unwrap();
         assert!(z.is_zombie() && !z.has_mm());
     }
 

@@ -11,7 +11,11 @@ use thiserror::Error;
 #[derive(Debug, Error)]
 pub enum SwapError {
     #[error("{path}:{line}: {msg}")]
-    Parse { path: PathBuf, line: usize, msg: String },
+    Parse {
+        path: PathBuf,
+        line: usize,
+        msg: String,
+    },
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,
@@ -49,22 +53,35 @@ impl SwapMem {
 pub fn parse_swaps(r: impl BufRead, path: &Path) -> Result<Vec<SwapArea>, SwapError> {
     let mut out = Vec::new();
     for (i, line) in r.lines().enumerate() {
-        let line = line.map_err(|source| SwapError::Io { path: path.to_owned(), source })?;
+        let line = line.map_err(|source| SwapError::Io {
+            path: path.to_owned(),
+            source,
+        })?;
         if i == 0 || line.trim().is_empty() {
             continue;
         }
-        let err = |msg: String| SwapError::Parse { path: path.to_owned(), line: i + 1, msg };
+        let err = |msg: String| SwapError::Parse {
+            path: path.to_owned(),
+            line: i + 1,
+            msg,
+        };
         let f: Vec<&str> = line.split_whitespace().collect();
         if f.len() != 5 {
             return Err(err(format!("expected 5 columns, found {}", f.len())));
         }
-        let kib = |v: &str, what: &str| v.parse::<u64>().map(|k| k * 1024).map_err(|_| err(format!("bad {what} {v:?}")));
+        let kib = |v: &str, what: &str| {
+            v.parse::<u64>()
+                .map(|k| k * 1024)
+                .map_err(|_| err(format!("bad {what} {v:?}")))
+        };
         out.push(SwapArea {
             filename: f[0].to_owned(),
             kind: f[1].to_owned(),
             size: kib(f[2], "size")?,
             used: kib(f[3], "used")?,
-            priority: f[4].parse().map_err(|_| err(format!("bad priority {:?}", f[4])))?,
+            priority: f[4]
+                .parse()
+                .map_err(|_| err(format!("bad priority {:?}", f[4])))?,
         });
     }
     Ok(out)
@@ -75,23 +92,34 @@ pub fn parse_swaps(r: impl BufRead, path: &Path) -> Result<Vec<SwapArea>, SwapEr
 pub fn parse_meminfo_swap(r: impl BufRead, path: &Path) -> Result<SwapMem, SwapError> {
     let (mut total, mut free) = (None, None);
     for (i, line) in r.lines().enumerate() {
-        let line = line.map_err(|source| SwapError::Io { path: path.to_owned(), source })?;
-        let Some((k, v)) = line.split_once(':') else { continue };
+        let line = line.map_err(|source| SwapError::Io {
+            path: path.to_owned(),
+            source,
+        })?;
+        let Some((k, v)) = line.split_once(':') else {
+            continue;
+        };
         let slot = match k {
             "SwapTotal" => &mut total,
             "SwapFree" => &mut free,
             _ => continue,
         };
         let n = v.trim().trim_end_matches("kB").trim();
-        *slot = Some(n.parse::<u64>().map_err(|_| SwapError::Parse {
-            path: path.to_owned(),
-            line: i + 1,
-            msg: format!("bad {k}: {:?}", v.trim()),
-        })? * 1024);
+        *slot = Some(
+            n.parse::<u64>().map_err(|_| SwapError::Parse {
+                path: path.to_owned(),
+                line: i + 1,
+                msg: format!("bad {k}: {:?}", v.trim()),
+            })? * 1024,
+        );
     }
     match (total, free) {
         (Some(total), Some(free)) => Ok(SwapMem { total, free }),
-        _ => Err(SwapError::Parse { path: path.to_owned(), line: 0, msg: "no SwapTotal/SwapFree lines".into() }),
+        _ => Err(SwapError::Parse {
+            path: path.to_owned(),
+            line: 0,
+            msg: "no SwapTotal/SwapFree lines".into(),
+        }),
     }
 }
 
@@ -123,10 +151,28 @@ mod tests {
         let t = "Filename\t\t\t\tType\t\tSize\t\tUsed\t\tPriority\n/dev/zram0                              partition\t1048572\t\t2048\t\t100\n/swap\\040file                            file\t\t4096\t\t0\t\t-2\n";
         let v = parse_swaps(t.as_bytes(), Path::new("swaps")).unwrap();
         assert_eq!(v.len(), 2);
-        assert_eq!(v[0], SwapArea { filename: "/dev/zram0".into(), kind: "partition".into(), size: 1048572 * 1024, used: 2048 * 1024, priority: 100 });
-        assert_eq!((v[1].filename.as_str(), v[1].priority), ("/swap\\040file", -2));
-        assert!(parse_swaps("Filename Type Size Used Priority\n".as_bytes(), Path::new("s")).unwrap().is_empty());
-        let e = parse_swaps("h\n/dev/x partition 1 2\n".as_bytes(), Path::new("swaps")).unwrap_err();
+        assert_eq!(
+            v[0],
+            SwapArea {
+                filename: "/dev/zram0".into(),
+                kind: "partition".into(),
+                size: 1048572 * 1024,
+                used: 2048 * 1024,
+                priority: 100
+            }
+        );
+        assert_eq!(
+            (v[1].filename.as_str(), v[1].priority),
+            ("/swap\\040file", -2)
+        );
+        assert!(parse_swaps(
+            "Filename Type Size Used Priority\n".as_bytes(),
+            Path::new("s")
+        )
+        .unwrap()
+        .is_empty());
+        let e =
+            parse_swaps("h\n/dev/x partition 1 2\n".as_bytes(), Path::new("swaps")).unwrap_err();
         assert_eq!(e.to_string(), "swaps:2: expected 5 columns, found 4");
     }
 
@@ -134,7 +180,13 @@ mod tests {
     fn parses_meminfo_swap() {
         let t = "MemTotal:       24000000 kB\nSwapCached:            0 kB\nSwapTotal:       1048572 kB\nSwapFree:         1000000 kB\n";
         let m = parse_meminfo_swap(t.as_bytes(), Path::new("meminfo")).unwrap();
-        assert_eq!(m, SwapMem { total: 1048572 * 1024, free: 1000000 * 1024 });
+        assert_eq!(
+            m,
+            SwapMem {
+                total: 1048572 * 1024,
+                free: 1000000 * 1024
+            }
+        );
         assert_eq!(m.used(), 48572 * 1024);
         assert!(parse_meminfo_swap("MemTotal: 1 kB\n".as_bytes(), Path::new("m")).is_err());
     }
@@ -143,8 +195,16 @@ mod tests {
     fn reads_under_a_fixture_root() {
         let d = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(d.path().join("proc")).unwrap();
-        std::fs::write(d.path().join("proc/meminfo"), "SwapTotal: 0 kB\nSwapFree: 0 kB\n").unwrap();
-        std::fs::write(d.path().join("proc/swaps"), "Filename Type Size Used Priority\n").unwrap();
+        std::fs::write(
+            d.path().join("proc/meminfo"),
+            "SwapTotal: 0 kB\nSwapFree: 0 kB\n",
+        )
+        .unwrap();
+        std::fs::write(
+            d.path().join("proc/swaps"),
+            "Filename Type Size Used Priority\n",
+        )
+        .unwrap();
         let root = SysRoot::under(d.path());
         assert_eq!(read_swap_mem(&root).unwrap(), SwapMem::default());
         assert!(read_swaps(&root).unwrap().is_empty());

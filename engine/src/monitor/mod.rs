@@ -1,1 +1,642 @@
-//! TODO: being written.
+//! The monitoring core: DAMON's adaptive regions (`mm/damon/core.c`, Linux 6.12.117) as a
+//! step function over a clock the caller drives.
+//!
+//! - [`core`]: access rate and moving sum, merge with aging, split, reset, size limit;
+//! - [`init`]: three-region init, even split, and the reconcile of `damon_set_regions`.
+//!
+//! Each [`Monitor::step`] is one sampling interval, in the kernel's order (`kdamond_fn`,
+//! mm/damon/core.c 6.12.117): check the samples prepared by the previous step and update the
+//! access rates; at an aggregation boundary merge (with aging), hand out the aggregated
+//! [`Snapshot`], reset, split; at an update boundary reconcile every target with its fresh
+//! monitoring ranges; then prepare the next samples.
+//!
+//! madvd's additions to the kernel's rules, each documented where it lives:
+//! - `Unknown` answers ([`core::update_access_unknown`], [`core::finalize_unknown`]);
+//! - a sample budget (`AccessCheck::max_samples_per_sec`): regions are sampled round-robin
+//!   by address from a per-target cursor, so the regions not sampled for the longest time
+//!   come first; the others answer `Unknown` for that interval;
+//! - targets with fewer than three mappings ([`init::monitoring_ranges`]);
+//! - the split's `last_nr_regions` is per monitor, not a global.
+
+pub mod core;
+pub mod init;
+#[cfg(test)]
+mod tests;
+
+pub use self::core::{
+    finalize_unknown, merge_regions, merge_regions_of, merge_two_regions, moving_sum,
+    region_sz_limit, reset_aggregated, split_region_at, split_regions, split_regions_of,
+    update_access_rate, update_access_unknown,
+};
+pub use self::init::{
+    evenly_split, init_regions, monitoring_ranges, set_regions, three_regions, EvenlySplitError,
+    ThreeRegionsError,
+};
+
+use crate::access::{Access, AccessCheck, AccessError, SampleReq};
+use crate::attrs::{Attrs, AttrsError};
+use crate::region::{AddrRange, Region, TargetId};
+use crate::report::ApplyReport;
+use crate::snapshot::{Snapshot, TargetSnapshot};
+use rand::rngs::SmallRng;
+use rand::{RngCore, SeedableRng};
+
+/// What one step produced.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct StepOutput {
+    /// The aggregated snapshot, at an aggregation boundary (after merge, before reset).
+    pub snapshot: Option<Snapshot>,
+    /// Targets dropped this step because their access check said they are gone.
+    pub gone: Vec<TargetId>,
+}
+
+#[derive(Debug)]
+struct TargetState {
+    id: TargetId,
+    regions: Vec<Region>,
+    /// Regions built from the target's ranges at least once.
+    initialized: bool,
+    /// The ranges the regions cover (the last three regions computed).
+    ranges: Vec<AddrRange>,
+    samples: Vec<SampleReq>,
+    /// Region index of each sample, valid while `layout_gen == prepared_gen`.
+    sample_region: Vec<u32>,
+    answers: Vec<Access>,
+    per_region: Vec<Access>,
+    prepared: bool,
+    prepared_gen: u64,
+    layout_gen: u64,
+    /// An error other than TargetGone was logged for this target already.
+    error_logged: bool,
+    /// Ranges advised since the last prepare (told to the check before the next prepare).
+    advised: Vec<AddrRange>,
+    /// Round-robin cursor (an address) for budgeted sampling.
+    cursor: u64,
+}
+
+impl TargetState {
+    fn new(id: TargetId) -> Self {
+        Self {
+            id,
+            regions: Vec::new(),
+            initialized: false,
+            ranges: Vec::new(),
+            samples: Vec::new(),
+            sample_region: Vec::new(),
+            answers: Vec::new(),
+            per_region: Vec::new(),
+            prepared: false,
+            prepared_gen: 0,
+            layout_gen: 0,
+            error_logged: false,
+            advised: Vec::new(),
+            cursor: 0,
+        }
+    }
+}
+
+/// The monitoring core for any number of targets. See the module documentation.
+#[derive(Debug)]
+pub struct Monitor {
+    attrs: Attrs,
+    rng: SmallRng,
+    targets: Vec<TargetState>,
+    /// `ctx->passed_sample_intervals`: sampling intervals checked so far.
+    passed_sis: u64,
+    next_aggr_sis: u64,
+    next_update_sis: u64,
+    /// Sampling intervals checked in the current aggregation.
+    samples_in_aggr: u32,
+    sz_limit: u64,
+    /// `kdamond_split_regions()`'s static `last_nr_regions`.
+    last_nr_regions: usize,
+    aggregations: u64,
+    last_now_us: u64,
+    budget_carry: f64,
+}
+
+impl Monitor {
+    /// A monitor with validated attributes and a seeded RNG (sample addresses, split points).
+    pub fn new(attrs: Attrs, seed: u64) -> Result<Self, AttrsError> {
+        attrs.validate()?;
+        Ok(Self {
+            attrs,
+            rng: SmallRng::seed_from_u64(seed),
+            targets: Vec::new(),
+            passed_sis: 0,
+            next_aggr_sis: attrs.aggr_us / attrs.sample_us,
+            next_update_sis: (attrs.ops_update_us / attrs.sample_us).max(1),
+            samples_in_aggr: 0,
+            sz_limit: attrs.min_region_sz,
+            last_nr_regions: 0,
+            aggregations: 0,
+            last_now_us: 0,
+            budget_carry: 0.0,
+        })
+    }
+
+    pub fn attrs(&self) -> &Attrs {
+        &self.attrs
+    }
+
+    /// Add a target; its regions are built from `ops.target_ranges` at the next step.
+    /// Adding a target twice is a no-op.
+    pub fn add_target(&mut self, id: TargetId) {
+        if !self.targets.iter().any(|t| t.id == id) {
+            self.targets.push(TargetState::new(id));
+        }
+    }
+
+    pub fn remove_target(&mut self, id: TargetId) {
+        self.targets.retain(|t| t.id != id);
+        self.refresh_sz_limit();
+    }
+
+    pub fn target_ids(&self) -> Vec<TargetId> {
+        self.targets.iter().map(|t| t.id).collect()
+    }
+
+    pub fn regions(&self, id: TargetId) -> Option<&[Region]> {
+        self.targets
+            .iter()
+            .find(|t| t.id == id)
+            .map(|t| t.regions.as_slice())
+    }
+
+    /// The monitoring ranges (three regions, or fewer: [`init::monitoring_ranges`]) the
+    /// target's regions were last reconciled with.
+    pub fn ranges(&self, id: TargetId) -> Option<&[AddrRange]> {
+        self.targets
+            .iter()
+            .find(|t| t.id == id)
+            .map(|t| t.ranges.as_slice())
+    }
+
+    /// Total number of regions over all targets.
+    pub fn nr_regions(&self) -> usize {
+        self.targets.iter().map(|t| t.regions.len()).sum()
+    }
+
+    /// `damon_region_sz_limit()` as last computed (at init and at each update interval).
+    pub fn sz_limit(&self) -> u64 {
+        self.sz_limit
+    }
+
+    /// Completed aggregation intervals.
+    pub fn aggregations(&self) -> u64 {
+        self.aggregations
+    }
+
+    /// Sampling intervals checked so far.
+    pub fn passed_sample_intervals(&self) -> u64 {
+        self.passed_sis
+    }
+
+    /// True when the next step ends an aggregation interval.
+    pub fn next_step_aggregates(&self) -> bool {
+        self.targets.iter().any(|t| t.prepared) && self.passed_sis + 1 >= self.next_aggr_sis
+    }
+
+    /// The monitor time (µs) at which the next step is due: the last step's `now_us` plus
+    /// the sampling interval. The caller sleeps `next_step_at_us() - now`.
+    pub fn next_step_at_us(&self) -> u64 {
+        self.last_now_us + self.attrs.sample_us
+    }
+
+    /// The sampling interval, µs.
+    pub fn step_interval_us(&self) -> u64 {
+        self.attrs.sample_us
+    }
+
+    fn refresh_sz_limit(&mut self) {
+        self.sz_limit = region_sz_limit(
+            self.targets.iter().map(|t| t.regions.as_slice()),
+            self.attrs.min_nr_regions,
+            self.attrs.min_region_sz,
+        );
+    }
+
+    /// One sampling interval at monitor time `now_us`. See the module documentation.
+    pub fn step(&mut self, now_us: u64, ops: &mut dyn AccessCheck) -> StepOutput {
+        let mut out = StepOutput::default();
+        self.last_now_us = now_us;
+        let len_window = self.attrs.max_nr_accesses();
+
+        // 1. Check the samples the previous step prepared (kdamond_fn: ops.check_accesses).
+        let any_prepared = self.targets.iter().any(|t| t.prepared);
+        if any_prepared {
+            for t in self.targets.iter_mut() {
+                if !t.prepared {
+                    continue;
+                }
+                t.prepared = false;
+                t.answers.clear();
+                t.answers.resize(t.samples.len(), Access::Unknown);
+                match ops.check(t.id, &t.samples, &mut t.answers) {
+                    Ok(()) => {}
+                    Err(AccessError::TargetGone(_)) => {
+                        out.gone.push(t.id);
+                        continue;
+                    }
+                    Err(e) => {
+                        log_once(t, &e);
+                        t.answers.iter_mut().for_each(|a| *a = Access::Unknown);
+                    }
+                }
+                apply_answers(t, len_window);
+            }
+            self.drop_gone(&out.gone);
+            self.passed_sis += 1;
+            self.samples_in_aggr += 1;
+
+            // 2. Aggregation boundary: merge (+ age), snapshot, reset, split.
+            if self.passed_sis >= self.next_aggr_sis {
+                out.snapshot = Some(self.aggregate(now_us));
+            }
+
+            // 3. Update boundary: reconcile with the fresh three regions (ops.update).
+            if self.passed_sis >= self.next_update_sis {
+                self.next_update_sis += (self.attrs.ops_update_us / self.attrs.sample_us).max(1);
+                self.update(ops, &mut out.gone);
+            }
+        }
+
+        // 4. Build regions of new targets (ops.init: __damon_va_init_regions).
+        if self.targets.iter().any(|t| !t.initialized) {
+            let mut built = false;
+            for t in self.targets.iter_mut().filter(|t| !t.initialized) {
+                match ops.target_ranges(t.id) {
+                    Ok(vmas) => {
+                        t.ranges = monitoring_ranges(&vmas, self.attrs.min_region_sz);
+                        t.regions = init_regions(
+                            &t.ranges,
+                            self.attrs.min_nr_regions,
+                            self.attrs.min_region_sz,
+                        );
+                        t.initialized = true;
+                        t.layout_gen += 1;
+                        built = true;
+                    }
+                    Err(AccessError::TargetGone(_)) => out.gone.push(t.id),
+                    Err(e) => log_once(t, &e),
+                }
+            }
+            self.drop_gone(&out.gone);
+            if built {
+                self.refresh_sz_limit();
+            }
+        }
+
+        // 5. Prepare the next samples (ops.prepare_access_checks).
+        self.prepare(ops, &mut out.gone);
+        out
+    }
+
+    fn drop_gone(&mut self, gone: &[TargetId]) {
+        if gone.is_empty() {
+            return;
+        }
+        let before = self.targets.len();
+        self.targets.retain(|t| {
+            let is_gone = gone.contains(&t.id);
+            if is_gone {
+                tracing::info!(target_id = %t.id, "target is gone; dropped from monitoring");
+            }
+            !is_gone
+        });
+        if self.targets.len() != before {
+            self.refresh_sz_limit();
+        }
+    }
+
+    fn aggregate(&mut self, now_us: u64) -> Snapshot {
+        let nr_samples = self.samples_in_aggr;
+        let mut max_nr = 0;
+        for t in self.targets.iter_mut() {
+            max_nr = max_nr.max(finalize_unknown(&mut t.regions, nr_samples));
+        }
+        {
+            let mut lists: Vec<&mut Vec<Region>> =
+                self.targets.iter_mut().map(|t| &mut t.regions).collect();
+            merge_regions(
+                &mut lists,
+                max_nr / 10,
+                self.sz_limit,
+                self.attrs.max_nr_regions,
+                self.attrs.max_nr_accesses(),
+            );
+        }
+        for t in self.targets.iter_mut() {
+            for r in t.regions.iter_mut() {
+                // At the boundary the moving sum equals nr_accesses * 10000 (the kernel's
+                // merge sets it so; we normalise the unmerged ones against rounding).
+                r.nr_accesses_bp = r.nr_accesses.saturating_mul(10_000);
+            }
+        }
+        self.aggregations += 1;
+        let snapshot = self.make_snapshot(now_us, true);
+        for t in self.targets.iter_mut() {
+            reset_aggregated(&mut t.regions);
+        }
+        {
+            let mut lists: Vec<&mut Vec<Region>> =
+                self.targets.iter_mut().map(|t| &mut t.regions).collect();
+            split_regions(
+                &mut lists,
+                self.attrs.max_nr_regions,
+                self.attrs.min_region_sz,
+                &mut self.last_nr_regions,
+                &mut self.rng,
+            );
+        }
+        for t in self.targets.iter_mut() {
+            t.layout_gen += 1;
+        }
+        self.next_aggr_sis += (self.attrs.aggr_us / self.attrs.sample_us).max(1);
+        self.samples_in_aggr = 0;
+        snapshot
+    }
+
+    fn update(&mut self, ops: &mut dyn AccessCheck, gone: &mut Vec<TargetId>) {
+        for t in self.targets.iter_mut().filter(|t| t.initialized) {
+            match ops.target_ranges(t.id) {
+                Ok(vmas) => {
+                    t.ranges = monitoring_ranges(&vmas, self.attrs.min_region_sz);
+                    if t.regions.is_empty() {
+                        // Nothing to keep: build as at init (evenly split), not one region
+                        // per range as damon_set_regions on an empty list would.
+                        t.regions = init_regions(
+                            &t.ranges,
+                            self.attrs.min_nr_regions,
+                            self.attrs.min_region_sz,
+                        );
+                    } else {
+                        set_regions(&mut t.regions, &t.ranges, self.attrs.min_region_sz);
+                    }
+                    t.layout_gen += 1;
+                }
+                Err(AccessError::TargetGone(_)) => gone.push(t.id),
+                Err(e) => log_once(t, &e),
+            }
+        }
+        self.drop_gone(gone);
+        self.refresh_sz_limit();
+    }
+
+    fn prepare(&mut self, ops: &mut dyn AccessCheck, gone: &mut Vec<TargetId>) {
+        let total: usize = self.nr_regions();
+        // The sample budget of this interval, over all targets.
+        let budget = ops.max_samples_per_sec().map(|per_sec| {
+            self.budget_carry += per_sec * self.attrs.sample_us as f64 / 1e6;
+            self.budget_carry = self.budget_carry.min(total as f64 + 1.0);
+            let b = self.budget_carry.floor();
+            self.budget_carry -= b;
+            b as usize
+        });
+        let nr_targets = self.targets.len();
+        let mut left = budget.unwrap_or(usize::MAX);
+        let mut newly_gone = Vec::new();
+        for (ti, t) in self.targets.iter_mut().enumerate() {
+            let n = t.regions.len();
+            let quota = match budget {
+                None => n,
+                Some(b) if total == 0 => b.min(n),
+                Some(b) => {
+                    // Proportional share; the last target takes what is left.
+                    let share = if ti + 1 == nr_targets {
+                        left
+                    } else {
+                        (b as u128 * n as u128 / total as u128) as usize
+                    };
+                    share.min(n).min(left)
+                }
+            };
+            left = left.saturating_sub(quota);
+            choose_samples(t, quota, self.attrs.min_region_sz, &mut self.rng);
+            if !t.advised.is_empty() {
+                ops.note_advised(t.id, &t.advised);
+                t.advised.clear();
+            }
+            match ops.prepare(t.id, &mut t.samples) {
+                Ok(()) => {
+                    t.prepared = true;
+                    t.prepared_gen = t.layout_gen;
+                }
+                Err(AccessError::TargetGone(_)) => newly_gone.push(t.id),
+                Err(e) => {
+                    log_once(t, &e);
+                    // Still check next step: the check answers for what it can.
+                    t.prepared = true;
+                    t.prepared_gen = t.layout_gen;
+                }
+            }
+        }
+        if !newly_gone.is_empty() {
+            self.drop_gone(&newly_gone);
+            gone.extend(newly_gone);
+        }
+    }
+
+    /// The current state mid-aggregation: `nr_accesses` is the raw count so far and
+    /// `nr_accesses_bp` the moving sum (what schemes with short apply intervals match on).
+    pub fn snapshot(&self, now_us: u64) -> Snapshot {
+        self.make_snapshot(now_us, false)
+    }
+
+    fn make_snapshot(&self, now_us: u64, aggregated: bool) -> Snapshot {
+        Snapshot {
+            now_us,
+            aggregation: self.aggregations,
+            aggregated,
+            attrs: self.attrs,
+            targets: self
+                .targets
+                .iter()
+                .map(|t| TargetSnapshot {
+                    target: t.id,
+                    regions: t.regions.clone(),
+                })
+                .collect(),
+        }
+    }
+
+    /// The feedback from the actuator: reset `age` to 0 on exactly the regions covered by
+    /// applied ranges (`bytes_applied > 0`), as `damos_apply_scheme()` does for a non-stat
+    /// action (mm/damon/core.c 6.12.117). A region only partly covered is first split at the
+    /// range boundary (bounds aligned outwards to the minimum region size), so no byte
+    /// outside an applied range loses its age. The ranges are also passed to the access
+    /// check before the next prepare (`AccessCheck::note_advised`).
+    pub fn apply_report(&mut self, report: &ApplyReport) {
+        let min = self.attrs.min_region_sz;
+        for o in report.outcomes.iter().filter(|o| o.bytes_applied > 0) {
+            let Some(t) = self.targets.iter_mut().find(|t| t.id == o.target) else {
+                continue;
+            };
+            let range = AddrRange::new(
+                self::core::align_down_to(o.range.start, min),
+                self::core::align_up(o.range.end, min),
+            );
+            if range.is_empty() {
+                continue;
+            }
+            for cut in [range.start, range.end] {
+                let idx = t.regions.partition_point(|r| r.end() <= cut);
+                if idx < t.regions.len() {
+                    let r = &t.regions[idx];
+                    if r.start() < cut && cut < r.end() {
+                        let sz = cut - r.start();
+                        split_region_at(&mut t.regions, idx, sz);
+                        t.layout_gen += 1;
+                    }
+                }
+            }
+            let from = t.regions.partition_point(|r| r.end() <= range.start);
+            for r in t.regions[from..].iter_mut() {
+                if r.start() >= range.end {
+                    break;
+                }
+                r.age = 0;
+            }
+            t.advised.push(range);
+        }
+    }
+}
+
+fn log_once(t: &mut TargetState, e: &AccessError) {
+    if !t.error_logged {
+        t.error_logged = true;
+        tracing::warn!(target_id = %t.id, error = %e, "access check failed; its samples count as Unknown (logged once per target)");
+    }
+}
+
+/// Pick `quota` regions of `t` to sample (all when `quota >= n`), round-robin by address
+/// from the target's cursor, and a random page in each (`damon_va_prepare_access_checks`:
+/// `sampling_addr = damon_rand(start, end)`, here aligned down to `min_region`).
+fn choose_samples(t: &mut TargetState, quota: usize, min_region: u64, rng: &mut SmallRng) {
+    let n = t.regions.len();
+    t.samples.clear();
+    t.sample_region.clear();
+    let shift = min_region.trailing_zeros();
+    if quota >= n {
+        t.samples.reserve(n);
+        for r in t.regions.iter_mut() {
+            r.sampling_addr = random_page(rng, &r.ar, shift);
+            t.samples.push(SampleReq {
+                region: r.ar,
+                addr: r.sampling_addr,
+            });
+        }
+        return;
+    }
+    if quota == 0 {
+        return;
+    }
+    let start = t.regions.partition_point(|r| r.start() < t.cursor);
+    let start = if start >= n { 0 } else { start };
+    let mut last_end = 0;
+    for k in 0..quota {
+        let i = (start + k) % n;
+        let r = &mut t.regions[i];
+        r.sampling_addr = random_page(rng, &r.ar, shift);
+        t.samples.push(SampleReq {
+            region: r.ar,
+            addr: r.sampling_addr,
+        });
+        t.sample_region.push(i as u32);
+        last_end = r.end();
+    }
+    t.cursor = last_end;
+}
+
+/// A uniformly random page of `ar` (bounds aligned to `1 << shift`), by one multiply
+/// (Lemire's method without the rejection step: its bias, pages / 2^64, is far below
+/// anything observable, and unlike a rejection loop it costs the same for every region
+/// size — rand 0.8's `gen_range` rejects up to half of its draws for power-of-two ranges).
+#[inline]
+fn random_page(rng: &mut SmallRng, ar: &AddrRange, shift: u32) -> u64 {
+    let pages = (ar.len() >> shift).max(1);
+    let page = ((rng.next_u64() as u128 * pages as u128) >> 64) as u64;
+    ar.start + (page << shift)
+}
+
+/// Feed the answers of the last check into the regions' access rates.
+fn apply_answers(t: &mut TargetState, len_window: u32) {
+    let n = t.regions.len();
+    let full = t.samples.len() == n && t.prepared_gen == t.layout_gen;
+    if full {
+        for (r, a) in t.regions.iter_mut().zip(t.answers.iter()) {
+            match a {
+                Access::Accessed => update_access_rate(r, true, len_window),
+                Access::NotAccessed => update_access_rate(r, false, len_window),
+                Access::Unknown => update_access_unknown(r, len_window),
+            }
+        }
+        return;
+    }
+    t.per_region.clear();
+    t.per_region.resize(n, Access::Unknown);
+    if t.prepared_gen == t.layout_gen {
+        for (&i, a) in t.sample_region.iter().zip(t.answers.iter()) {
+            t.per_region[i as usize] = *a;
+        }
+    } else {
+        // Regions changed between prepare and check (an apply report split some): give
+        // each answer to the region now holding the sampled address.
+        for (s, a) in t.samples.iter().zip(t.answers.iter()) {
+            let i = t.regions.partition_point(|r| r.end() <= s.addr);
+            if i < n && t.regions[i].ar.contains(s.addr) {
+                t.per_region[i] = *a;
+            }
+        }
+    }
+    for (r, a) in t.regions.iter_mut().zip(t.per_region.iter()) {
+        match a {
+            Access::Accessed => update_access_rate(r, true, len_window),
+            Access::NotAccessed => update_access_rate(r, false, len_window),
+            Access::Unknown => update_access_unknown(r, len_window),
+        }
+    }
+}
+
+/// Estimated working-set size of a snapshot, damo's way: the bytes of regions with at least
+/// `min_nr_accesses` accesses (use 1: any access in the aggregation interval). Mid-aggregation
+/// snapshots use the moving sum (`nr_accesses_bp / 10000`).
+pub fn wss_bytes(snapshot: &Snapshot, min_nr_accesses: u32) -> u64 {
+    snapshot
+        .targets
+        .iter()
+        .flat_map(|t| t.regions.iter())
+        .filter(|r| {
+            let nr = if snapshot.aggregated {
+                r.nr_accesses
+            } else {
+                r.nr_accesses_bp / 10_000
+            };
+            nr >= min_nr_accesses
+        })
+        .map(|r| r.size())
+        .sum()
+}
+
+/// Estimated bytes accessed per sampling interval: each region's size weighted by its access
+/// frequency (`nr_accesses / max_nr_accesses`; mid-aggregation the moving sum). A region
+/// straddling the edge of a hot set contributes about its hot part instead of its whole
+/// size, so this estimate does not jump when a merge folds a little hot memory into a big
+/// cold region (which makes [`wss_bytes`] spike for one aggregation). For memory touched
+/// every sampling interval it estimates the working-set size.
+pub fn wss_weighted_bytes(snapshot: &Snapshot) -> u64 {
+    let max = snapshot.max_nr_accesses().max(1) as u128;
+    snapshot
+        .targets
+        .iter()
+        .flat_map(|t| t.regions.iter())
+        .map(|r| {
+            let bp = if snapshot.aggregated {
+                r.nr_accesses as u128 * 10_000
+            } else {
+                r.nr_accesses_bp as u128
+            };
+            (r.size() as u128 * bp.min(max * 10_000) / (max * 10_000)) as u64
+        })
+        .sum()
+}

@@ -59,7 +59,11 @@ impl Default for ProbeConfig {
     fn default() -> Self {
         // 250 samples/s ≈ 250 × (20 µs page-out + 2 × 1.5 µs pagemap) ≈ 6 ms of CPU per
         // second (0.6% of a core), see docs/performance.md "Refault probe".
-        Self { max_samples_per_sec: Some(250.0), window_pages: 16, min_swap_free: 16 << 20 }
+        Self {
+            max_samples_per_sec: Some(250.0),
+            window_pages: 16,
+            min_swap_free: 16 << 20,
+        }
     }
 }
 
@@ -132,7 +136,16 @@ impl Probe {
     /// Add a target; the monitor knows it by the returned id (its pid).
     pub fn add_target(&mut self, proc: Process) -> TargetId {
         let id = proc.id();
-        self.targets.insert(id, Target { proc, probeable: Vec::new(), advised: Vec::new(), prep: Vec::new(), entries: Vec::new() });
+        self.targets.insert(
+            id,
+            Target {
+                proc,
+                probeable: Vec::new(),
+                advised: Vec::new(),
+                prep: Vec::new(),
+                entries: Vec::new(),
+            },
+        );
         id
     }
 
@@ -154,7 +167,10 @@ impl Probe {
     }
 
     fn target(&mut self, id: TargetId) -> Result<&mut Target, AccessError> {
-        self.targets.get_mut(&id).ok_or_else(|| AccessError::Other { target: id, msg: "not a target of the refault probe".into() })
+        self.targets.get_mut(&id).ok_or_else(|| AccessError::Other {
+            target: id,
+            msg: "not a target of the refault probe".into(),
+        })
     }
 }
 
@@ -164,10 +180,17 @@ pub fn access_error(id: TargetId, e: ProcessError) -> AccessError {
         return AccessError::TargetGone(id);
     }
     match e {
-        ProcessError::Permission { path, .. } => {
-            AccessError::Permission { target: id, what: format!("cannot read {}: needs root or ptrace read access", path.display()) }
-        }
-        e => AccessError::Other { target: id, msg: e.to_string() },
+        ProcessError::Permission { path, .. } => AccessError::Permission {
+            target: id,
+            what: format!(
+                "cannot read {}: needs root or ptrace read access",
+                path.display()
+            ),
+        },
+        e => AccessError::Other {
+            target: id,
+            msg: e.to_string(),
+        },
     }
 }
 
@@ -209,7 +232,12 @@ pub fn thp_mode(root: &SysRoot) -> ThpMode {
 /// address if that is probe-able, else at the same relative position within the probe-able
 /// part of the region (so the choice stays uniform over it). Returns the page and the end of
 /// the probe-able range holding it (the window must not cross it). Pure.
-pub fn pick_page(probeable: &[AddrRange], region: AddrRange, addr: u64, page: u64) -> Option<(u64, u64)> {
+pub fn pick_page(
+    probeable: &[AddrRange],
+    region: AddrRange,
+    addr: u64,
+    page: u64,
+) -> Option<(u64, u64)> {
     let first = probeable.partition_point(|r| r.end <= region.start);
     let parts = probeable[first..]
         .iter()
@@ -302,7 +330,12 @@ impl AccessCheck for Probe {
     /// 100 ms sampling, 2 s aggregation (a page-out per sample is costly), VMAs re-read every
     /// 10 s; the kernel's region bounds.
     fn default_attrs(&self) -> Attrs {
-        Attrs { sample_us: 100_000, aggr_us: 2_000_000, ops_update_us: 10_000_000, ..Attrs::default() }
+        Attrs {
+            sample_us: 100_000,
+            aggr_us: 2_000_000,
+            ops_update_us: 10_000_000,
+            ..Attrs::default()
+        }
     }
 
     fn max_samples_per_sec(&self) -> Option<f64> {
@@ -313,7 +346,11 @@ impl AccessCheck for Probe {
         let thp = thp_mode(&self.root);
         let t = self.target(id)?;
         let smaps = t.proc.smaps().map_err(|e| access_error(id, e))?;
-        t.probeable = smaps.iter().filter(|v| vma_probeable(v, thp)).map(|v| v.vma.range).collect();
+        t.probeable = smaps
+            .iter()
+            .filter(|v| vma_probeable(v, thp))
+            .map(|v| v.vma.range)
+            .collect();
         self.cost.syscalls += 1;
         let vmas: Vec<_> = smaps.into_iter().map(|v| v.vma).collect();
         Ok(crate::kernel::maps::target_ranges(&vmas))
@@ -333,8 +370,19 @@ impl AccessCheck for Probe {
         } else if swap_ok {
             self.warned_swap = false;
         }
-        let t = self.targets.get_mut(&id).ok_or_else(|| AccessError::Other { target: id, msg: "not a target of the refault probe".into() })?;
+        let t = self
+            .targets
+            .get_mut(&id)
+            .ok_or_else(|| AccessError::Other {
+                target: id,
+                msg: "not a target of the refault probe".into(),
+            })?;
         t.prep.clear();
+        // One cheap liveness check per interval (pidfd poll): a target that exited, even if
+        // its pid now names another process, is reported gone before anything is read.
+        if !t.proc.is_alive() {
+            return Err(AccessError::TargetGone(id));
+        }
         let mut preads = 0u64;
         let mut stats = ProbeStats::default();
         let mut chosen: Vec<(u64, usize)> = Vec::with_capacity(samples.len());
@@ -354,7 +402,10 @@ impl AccessCheck for Probe {
                 if !t.proc.is_alive() {
                     return Err(AccessError::TargetGone(id));
                 }
-                return Err(AccessError::Io { path: t.proc.pagemap().path().to_owned(), source: e });
+                return Err(AccessError::Io {
+                    path: t.proc.pagemap().path().to_owned(),
+                    source: e,
+                });
             }
             if t.entries.is_empty() && !t.proc.is_alive() {
                 return Err(AccessError::TargetGone(id));
@@ -377,7 +428,9 @@ impl AccessCheck for Probe {
         let mut pages: Vec<u64> = chosen.iter().map(|c| c.0).collect();
         pages.dedup();
         let fd = t.proc.pidfd().as_fd();
-        let res = pageout_batched(&pages, page, |iov| process_madvise(fd, iov, Advice::Pageout));
+        let res = pageout_batched(&pages, page, |iov| {
+            process_madvise(fd, iov, Advice::Pageout)
+        });
         let (ok, calls) = match res {
             Ok(v) => v,
             Err(Errno::ESRCH) => return Err(AccessError::TargetGone(id)),
@@ -408,10 +461,18 @@ impl AccessCheck for Probe {
         Ok(())
     }
 
-    fn check(&mut self, id: TargetId, samples: &[SampleReq], out: &mut [Access]) -> Result<(), AccessError> {
+    fn check(
+        &mut self,
+        id: TargetId,
+        samples: &[SampleReq],
+        out: &mut [Access],
+    ) -> Result<(), AccessError> {
         let page = self.page;
         let t = self.target(id)?;
         out.iter_mut().for_each(|o| *o = Access::Unknown);
+        if !t.proc.is_alive() {
+            return Err(AccessError::TargetGone(id));
+        }
         // Probed pages, sorted, each with the sample index; a sample whose address no longer
         // matches what prepare probed stays Unknown.
         let mut probed: Vec<(u64, usize)> = samples
@@ -440,7 +501,10 @@ impl AccessCheck for Probe {
                 if !t.proc.is_alive() {
                     return Err(AccessError::TargetGone(id));
                 }
-                return Err(AccessError::Io { path: t.proc.pagemap().path().to_owned(), source: e });
+                return Err(AccessError::Io {
+                    path: t.proc.pagemap().path().to_owned(),
+                    source: e,
+                });
             }
             if t.entries.is_empty() && !t.proc.is_alive() {
                 // Exited meanwhile: its pagemap reads nothing any more.
@@ -492,8 +556,14 @@ mod tests {
     #[test]
     fn pick_page_keeps_a_probeable_address() {
         let prob = [r(10, 20), r(30, 40)];
-        assert_eq!(pick_page(&prob, r(0, 100), 12 * P + 5, P), Some((12 * P, 20 * P)));
-        assert_eq!(pick_page(&prob, r(35, 100), 36 * P, P), Some((36 * P, 40 * P)));
+        assert_eq!(
+            pick_page(&prob, r(0, 100), 12 * P + 5, P),
+            Some((12 * P, 20 * P))
+        );
+        assert_eq!(
+            pick_page(&prob, r(35, 100), 36 * P, P),
+            Some((36 * P, 40 * P))
+        );
     }
 
     #[test]
@@ -504,11 +574,17 @@ mod tests {
         let (p, lim) = pick_page(&prob, r(0, 100), 99 * P, P).unwrap();
         assert!((30 * P..40 * P).contains(&p) && lim == 40 * P, "{p:#x}");
         // Halfway → the start of the second part.
-        assert_eq!(pick_page(&prob, r(0, 100), 50 * P, P), Some((30 * P, 40 * P)));
+        assert_eq!(
+            pick_page(&prob, r(0, 100), 50 * P, P),
+            Some((30 * P, 40 * P))
+        );
         // Every choice lies inside region ∩ probeable.
         for a in 0..100 {
             let (p, _) = pick_page(&prob, r(15, 35), a * P, P).unwrap();
-            assert!((15 * P..20 * P).contains(&p) || (30 * P..35 * P).contains(&p), "{a}: {p:#x}");
+            assert!(
+                (15 * P..20 * P).contains(&p) || (30 * P..35 * P).contains(&p),
+                "{a}: {p:#x}"
+            );
         }
     }
 
@@ -517,22 +593,37 @@ mod tests {
         assert_eq!(pick_page(&[r(10, 20)], r(20, 30), 25 * P, P), None);
         assert_eq!(pick_page(&[], r(0, 30), 5 * P, P), None);
         // A probe-able range smaller than a page after alignment.
-        assert_eq!(pick_page(&[AddrRange::new(10 * P + 1, 11 * P - 1)], r(0, 30), 5 * P, P), None);
+        assert_eq!(
+            pick_page(
+                &[AddrRange::new(10 * P + 1, 11 * P - 1)],
+                r(0, 30),
+                5 * P,
+                P
+            ),
+            None
+        );
     }
 
     #[test]
     fn classify_follows_pagemap_bits() {
         assert_eq!(classify(Some(PagemapEntry(PM_PRESENT))), Access::Accessed);
-        assert_eq!(classify(Some(PagemapEntry(PM_SWAP | (3 << 5)))), Access::NotAccessed);
+        assert_eq!(
+            classify(Some(PagemapEntry(PM_SWAP | (3 << 5)))),
+            Access::NotAccessed
+        );
         assert_eq!(classify(Some(PagemapEntry(0))), Access::Unknown);
         assert_eq!(classify(None), Access::Unknown);
     }
 
     #[test]
     fn only_present_exclusive_anonymous_pages_are_samples() {
-        assert!(resident_exclusive(PagemapEntry(PM_PRESENT | PM_MMAP_EXCLUSIVE)));
+        assert!(resident_exclusive(PagemapEntry(
+            PM_PRESENT | PM_MMAP_EXCLUSIVE
+        )));
         assert!(!resident_exclusive(PagemapEntry(PM_PRESENT))); // shared with another process
-        assert!(!resident_exclusive(PagemapEntry(PM_PRESENT | PM_MMAP_EXCLUSIVE | PM_FILE)));
+        assert!(!resident_exclusive(PagemapEntry(
+            PM_PRESENT | PM_MMAP_EXCLUSIVE | PM_FILE
+        )));
         assert!(!resident_exclusive(PagemapEntry(PM_SWAP)));
         assert!(!resident_exclusive(PagemapEntry(0)));
     }
@@ -563,9 +654,18 @@ mod tests {
 
     #[test]
     fn pageout_stops_on_esrch_and_eperm() {
-        assert_eq!(pageout_batched(&[0, P], P, |_| Err(Errno::ESRCH)).unwrap_err(), Errno::ESRCH);
-        assert_eq!(pageout_batched(&[0], P, |_| Err(Errno::EPERM)).unwrap_err(), Errno::EPERM);
-        assert_eq!(pageout_batched(&[], P, |_| unreachable!()).unwrap(), (vec![], 0));
+        assert_eq!(
+            pageout_batched(&[0, P], P, |_| Err(Errno::ESRCH)).unwrap_err(),
+            Errno::ESRCH
+        );
+        assert_eq!(
+            pageout_batched(&[0], P, |_| Err(Errno::EPERM)).unwrap_err(),
+            Errno::EPERM
+        );
+        assert_eq!(
+            pageout_batched(&[], P, |_| unreachable!()).unwrap(),
+            (vec![], 0)
+        );
     }
 
     fn smaps_vma(line: &str, ahp: u64, flags: &[&str]) -> SmapsVma {
@@ -587,13 +687,35 @@ mod tests {
     #[test]
     fn probeable_vmas_are_private_anonymous_unlocked_not_huge() {
         let anon = "1000-9000 rw-p 00000000 00:00 0";
-        assert!(vma_probeable(&smaps_vma(anon, 0, &["rd", "wr"]), ThpMode::Madvise));
-        assert!(vma_probeable(&smaps_vma("1000-9000 rw-p 00000000 00:00 0   [heap]", 0, &[]), ThpMode::Never));
-        assert!(!vma_probeable(&smaps_vma(anon, 2 << 20, &[]), ThpMode::Always));
-        assert!(!vma_probeable(&smaps_vma(anon, 0, &["hg"]), ThpMode::Madvise));
+        assert!(vma_probeable(
+            &smaps_vma(anon, 0, &["rd", "wr"]),
+            ThpMode::Madvise
+        ));
+        assert!(vma_probeable(
+            &smaps_vma("1000-9000 rw-p 00000000 00:00 0   [heap]", 0, &[]),
+            ThpMode::Never
+        ));
+        assert!(!vma_probeable(
+            &smaps_vma(anon, 2 << 20, &[]),
+            ThpMode::Always
+        ));
+        assert!(!vma_probeable(
+            &smaps_vma(anon, 0, &["hg"]),
+            ThpMode::Madvise
+        ));
         assert!(vma_probeable(&smaps_vma(anon, 0, &["nh"]), ThpMode::Always));
         assert!(!vma_probeable(&smaps_vma(anon, 0, &["lo"]), ThpMode::Never));
-        assert!(!vma_probeable(&smaps_vma("1000-9000 rw-s 00000000 00:01 7   /dev/zero (deleted)", 0, &[]), ThpMode::Never));
-        assert!(!vma_probeable(&smaps_vma("1000-9000 rw-p 00000000 fe:00 12   /usr/lib/x.so", 0, &[]), ThpMode::Never));
+        assert!(!vma_probeable(
+            &smaps_vma(
+                "1000-9000 rw-s 00000000 00:01 7   /dev/zero (deleted)",
+                0,
+                &[]
+            ),
+            ThpMode::Never
+        ));
+        assert!(!vma_probeable(
+            &smaps_vma("1000-9000 rw-p 00000000 fe:00 12   /usr/lib/x.so", 0, &[]),
+            ThpMode::Never
+        ));
     }
 }

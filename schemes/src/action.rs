@@ -1,0 +1,101 @@
+//! Scheme actions. All but `stat` map onto the engine's [`Advice`], which has no destructive
+//! variant: `dontneed`, `free` or `remove` can be written neither in a policy file (the parser
+//! rejects them as unknown actions) nor in code.
+
+use engine::Advice;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// What a scheme does to the regions it selects (`enum damos_action`, include/linux/damon.h
+/// 6.12, restricted to the advice Linux accepts through `process_madvise`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename = "Action", rename_all = "lowercase")]
+pub enum Action {
+    /// `MADV_PAGEOUT`: reclaim now.
+    Pageout,
+    /// `MADV_COLD`: deactivate, so the kernel reclaims these pages first under pressure.
+    Cold,
+    /// `MADV_WILLNEED`: read ahead / swap in.
+    Willneed,
+    /// `MADV_COLLAPSE`: collapse into transparent huge pages (remote `MADV_HUGEPAGE` is
+    /// refused by Linux; this is the remote way).
+    Collapse,
+    /// Count only (`DAMOS_STAT`).
+    Stat,
+}
+
+impl Action {
+    pub const ALL: [Action; 5] = [
+        Action::Pageout,
+        Action::Cold,
+        Action::Willneed,
+        Action::Collapse,
+        Action::Stat,
+    ];
+
+    /// The advice to apply, `None` for `stat`.
+    pub const fn advice(self) -> Option<Advice> {
+        match self {
+            Action::Pageout => Some(Advice::Pageout),
+            Action::Cold => Some(Advice::Cold),
+            Action::Willneed => Some(Advice::Willneed),
+            Action::Collapse => Some(Advice::Collapse),
+            Action::Stat => None,
+        }
+    }
+
+    pub const fn name(self) -> &'static str {
+        match self {
+            Action::Pageout => "pageout",
+            Action::Cold => "cold",
+            Action::Willneed => "willneed",
+            Action::Collapse => "collapse",
+            Action::Stat => "stat",
+        }
+    }
+
+    /// Which score orders regions under a quota. The kernel's vaddr ops
+    /// (`damon_va_scheme_score()`, mm/damon/vaddr.c 6.12) use the cold score for PAGEOUT and
+    /// no prioritization (`DAMOS_MAX_SCORE`) for the rest; paddr (`damon_pa_scheme_score()`,
+    /// mm/damon/paddr.c 6.12) uses the cold score for LRU_DEPRIO and the hot score for
+    /// LRU_PRIO. madvd follows paddr's reasoning for the actions vaddr leaves unordered:
+    /// `cold` (a deprioritization) is ordered coldest first, `willneed` and `collapse` (which
+    /// pay off for hot memory) hottest first, `stat` not at all.
+    pub const fn priority(self) -> Priority {
+        match self {
+            Action::Pageout | Action::Cold => Priority::Cold,
+            Action::Willneed | Action::Collapse => Priority::Hot,
+            Action::Stat => Priority::None,
+        }
+    }
+}
+
+/// Which kernel score a scheme's regions are ordered by under a quota.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Priority {
+    Cold,
+    Hot,
+    None,
+}
+
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_action_but_stat_is_non_destructive_advice() {
+        for a in Action::ALL {
+            match a.advice() {
+                Some(adv) => assert!(Advice::ALL.contains(&adv)),
+                None => assert_eq!(a, Action::Stat),
+            }
+            assert_eq!(a.to_string(), a.name());
+        }
+    }
+}

@@ -1,0 +1,28 @@
+//! Per-scheme statistics (`struct damos_stat`, include/linux/damon.h 6.12, plus the
+//! activation state): plain values for the CLI and metrics.
+
+use serde::Serialize;
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct SchemeStats {
+    pub name: String,
+    pub action: String,
+    /// Regions (pieces of regions) the scheme tried to apply to.
+    pub nr_tried: u64,
+    /// Bytes of them.
+    pub sz_tried: u64,
+    /// Apply outcomes with at least one byte applied.
+    pub nr_applied: u64,
+    /// Bytes the actuator reported applied.
+    pub sz_applied: u64,
+    /// Charge windows that ended with the quota exhausted.
+    pub qt_exceeds: u64,
+    /// False while watermarks hold the scheme inactive.
+    pub active: bool,
+    /// Why the scheme is inactive (or why its goal could not be measured).
+    pub inactive_reason: Option<String>,
+    /// The effective size quota of the current window, bytes (0 = unlimited).
+    pub effective_quota: u64,
+    /// The last measured value of each quota goal.
+    pub goal_values: Vec<u64>,
+}

@@ -1,0 +1,373 @@
+//! The command line, as plain values (clap derive). Parsing the flags and doing the work are
+//! separate steps: `main` turns these into a command's config and calls it.
+
+use crate::units::{parse_nonzero_duration, parse_size};
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+use std::time::Duration;
+
+const ABOUT: &str =
+    "Watch how processes touch their memory and act on it, DAMON/DAMOS-style, from user space.";
+
+const LONG_ABOUT: &str = "\
+madvd measures each memory region's access frequency and age (a DAMON-style monitoring core \
+driven by an access primitive that works on this kernel), matches the regions against the \
+schemes of a policy file, and applies non-destructive advice (cold, pageout, willneed, \
+collapse) with process_madvise(2), under quotas.
+
+Start here:
+  sudo madvd demo                 one-command demo: a 1 GiB workload, zram swap, reclaim-cold
+  madvd ops                       which access primitives work here, and why not
+  madvd check policies/*.ron      validate policy files
+  sudo madvd monitor --pid 1234   live view of a process's regions
+  sudo madvd run --policy policies/reclaim-cold.ron --pid 1234
+
+Exit codes: 0 ok, 1 failure (or invalid files for `check`), 2 bad usage, 3 target not found \
+or refused, 4 permission denied, 130 interrupted (see docs/cli.md).";
+
+#[derive(Debug, Parser)]
+#[command(name = "madvd", version, about = ABOUT, long_about = LONG_ABOUT, propagate_version = true)]
+pub struct Cli {
+    /// More log output (-v: debug, -vv: trace). MADVD_LOG / RUST_LOG override.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
+    /// Read /proc, /sys and /dev under this directory instead of / (fixture trees in tests).
+    #[arg(long, global = true, hide = true, value_name = "DIR")]
+    pub sysroot: Option<PathBuf>,
+
+    #[command(subcommand)]
+    pub cmd: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Apply a policy to live processes: monitor → schemes → actuator, until stopped.
+    #[command(long_about = RUN_LONG, after_help = RUN_EXAMPLES)]
+    Run(RunArgs),
+    /// Top-like live view of a process's regions (range, size, access rate, age) and WSS.
+    #[command(after_help = MONITOR_EXAMPLES)]
+    Monitor(MonitorArgs),
+    /// Record the monitor's snapshots (one per aggregation) to a file for `madvd report`.
+    #[command(after_help = RECORD_EXAMPLES)]
+    Record(RecordArgs),
+    /// Render a record file: access heatmap (PNG/SVG), WSS percentiles, summary.
+    #[command(subcommand)]
+    Report(ReportCmd),
+    /// One-command demo (root): workload child + temporary zram swap + reclaim-cold policy.
+    #[command(long_about = DEMO_LONG, after_help = DEMO_EXAMPLES)]
+    Demo(DemoArgs),
+    /// List the access primitives, whether each is usable here, and why not.
+    #[command(
+        after_help = "Examples:\n  madvd ops\n  madvd ops --json | jq '.[] | select(.usable)'"
+    )]
+    Ops(OpsArgs),
+    /// Validate policy files: prints path:line:column: message for the first mistake in each.
+    #[command(
+        after_help = "Exit status: 0 when every file is valid, 1 otherwise.\n\nExample:\n  madvd check policies/*.ron"
+    )]
+    Check(CheckArgs),
+    /// The test/demo workload child (internal; spawned by the demo and the tests).
+    #[command(hide = true)]
+    Workload(WorkloadArgs),
+}
+
+const RUN_LONG: &str = "\
+Apply a policy file's schemes to live processes. The monitor samples the targets' memory with \
+an access primitive (--ops; `madvd ops` lists them), each aggregation interval the schemes pick \
+regions, and the actuator advises them with process_madvise(2) through a pidfd (a reused pid is \
+never advised). Every few seconds one summary line is printed (bytes advised per scheme, memory \
+saved, probe cost, primitive, inactive schemes and why); a final summary at the end.
+
+Stops on Ctrl-C/SIGTERM at a batch boundary (nothing half applied), after --for, or when every \
+target has exited. Needs root (CAP_SYS_NICE and ptrace access for process_madvise; \
+the refault probe needs swap).";
+
+const RUN_EXAMPLES: &str = "\
+Examples:
+  sudo madvd run --policy policies/reclaim-cold.ron --pid 1234
+  sudo madvd run --policy policies/stat.ron --comm postgres --for 10min --json
+  sudo madvd run --policy my.ron --pid 1234 --pid 5678 --dry-run --aggr 1s";
+
+const MONITOR_EXAMPLES: &str = "\
+Examples:
+  sudo madvd monitor --pid 1234
+  sudo madvd monitor --pid 1234 --once --json | jq .wss_bytes";
+
+const RECORD_EXAMPLES: &str = "\
+Examples:
+  sudo madvd record --pid 1234 -o app.rec --for 2min
+  madvd record --sim stairs -o stairs.rec --for 60s      (simulated; runs as fast as it can)
+  madvd report heatmap app.rec -o app.png";
+
+const DEMO_LONG: &str = "\
+One command that shows what madvd does, on a fresh machine, as root, in under two minutes. \
+It starts a workload child (1 GiB in one mapping, 10% hot, 90% cold; later the hot set moves), \
+creates a temporary zram swap if the machine has none (removed at the end, also on Ctrl-C), \
+measures the workload's throughput alone, then runs policies/demo.ron with the best access \
+primitive here, and prints: memory saved (VmSwap, RSS, MemAvailable), the oracle (bytes the \
+workload did not touch during the measured window, from its own ground truth), saved/oracle, \
+throughput before vs during (slowdown), the primitive used, and a heatmap PNG.
+
+Not root: says what is missing and runs in dry-run (nothing advised, no swap made).";
+
+const DEMO_EXAMPLES: &str = "\
+Examples:
+  sudo madvd demo
+  sudo madvd demo --short --json        (about 30 s, JSON summary on stdout)";
+
+/// How to pick targets for `run`.
+#[derive(Debug, Args, Clone)]
+#[group(required = true, multiple = false)]
+pub struct Targets {
+    /// Target process id (repeat, or list several after one --pid).
+    #[arg(long, value_name = "PID", num_args = 1.., action = clap::ArgAction::Append)]
+    pub pid: Vec<u32>,
+    /// Every process in this cgroup (its cgroup.procs), read once at start.
+    #[arg(long, value_name = "PATH")]
+    pub cgroup: Option<PathBuf>,
+    /// Every process whose command name (/proc/PID/comm) is NAME, read once at start.
+    #[arg(long, value_name = "NAME")]
+    pub comm: Option<String>,
+}
+
+/// Monitoring-interval overrides (beat the policy file's `monitor` section and the primitive's
+/// defaults).
+#[derive(Debug, Args, Clone, Default)]
+pub struct AttrOverrides {
+    /// Sampling interval (e.g. 100ms).
+    #[arg(long, value_name = "DURATION", value_parser = parse_nonzero_duration)]
+    pub sample: Option<Duration>,
+    /// Aggregation interval (e.g. 2s).
+    #[arg(long, value_name = "DURATION", value_parser = parse_nonzero_duration)]
+    pub aggr: Option<Duration>,
+    /// Ops update interval: how often the target's mappings are re-read (e.g. 10s).
+    #[arg(long, value_name = "DURATION", value_parser = parse_nonzero_duration)]
+    pub update: Option<Duration>,
+    /// Minimum number of regions per target (at least 3).
+    #[arg(long, value_name = "N")]
+    pub min_regions: Option<u32>,
+    /// Maximum number of regions per target.
+    #[arg(long, value_name = "N")]
+    pub max_regions: Option<u32>,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Policy file (RON; see docs/policy-format.md, `madvd check FILE` validates it).
+    #[arg(long, short = 'p', value_name = "FILE")]
+    pub policy: PathBuf,
+    #[command(flatten)]
+    pub targets: Targets,
+    /// Access primitive: `auto` picks the finest usable one (see `madvd ops`).
+    #[arg(long, value_name = "auto|NAME", default_value = "auto")]
+    pub ops: String,
+    /// Decide and report, but apply no advice (a probing primitive still probes).
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Stop after this long (e.g. 90s, 10min). Default: until Ctrl-C or all targets exit.
+    #[arg(long = "for", value_name = "DURATION", value_parser = parse_nonzero_duration)]
+    pub for_: Option<Duration>,
+    /// How often to print the summary line.
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_nonzero_duration)]
+    pub every: Duration,
+    #[command(flatten)]
+    pub attrs: AttrOverrides,
+    /// Machine-readable output: one JSON object per summary line, then the final summary.
+    #[arg(long)]
+    pub json: bool,
+    /// Allow targeting pid 1 (refused otherwise).
+    #[arg(long)]
+    pub allow_pid1: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct MonitorArgs {
+    /// Process to watch.
+    #[arg(long, value_name = "PID")]
+    pub pid: u32,
+    /// Access primitive: `auto` or a name from `madvd ops`.
+    #[arg(long, value_name = "auto|NAME", default_value = "auto")]
+    pub ops: String,
+    /// Print one aggregation's regions and exit.
+    #[arg(long)]
+    pub once: bool,
+    /// JSON instead of the table (with --once: one object; else one per aggregation).
+    #[arg(long)]
+    pub json: bool,
+    /// Stop after this long.
+    #[arg(long = "for", value_name = "DURATION", value_parser = parse_nonzero_duration)]
+    pub for_: Option<Duration>,
+    /// Show at most this many regions (the largest/hottest first are kept in address order).
+    #[arg(long, default_value_t = 40)]
+    pub rows: usize,
+    #[command(flatten)]
+    pub attrs: AttrOverrides,
+    /// Allow targeting pid 1.
+    #[arg(long)]
+    pub allow_pid1: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RecordArgs {
+    /// Process(es) to record.
+    #[arg(long, value_name = "PID", num_args = 1.., action = clap::ArgAction::Append, required_unless_present = "sim", conflicts_with = "sim")]
+    pub pid: Vec<u32>,
+    /// Record the simulator instead: a scenario name (hotcold, stairs, moving, ...).
+    #[arg(long, value_name = "SCENARIO")]
+    pub sim: Option<String>,
+    /// Output file (see docs/record-format.md).
+    #[arg(short, long, value_name = "FILE")]
+    pub output: PathBuf,
+    /// Stop after this long (simulated time with --sim; default 60s there, Ctrl-C live).
+    #[arg(long = "for", value_name = "DURATION", value_parser = parse_nonzero_duration)]
+    pub for_: Option<Duration>,
+    /// Access primitive (live targets): `auto` or a name from `madvd ops`.
+    #[arg(long, value_name = "auto|NAME", default_value = "auto")]
+    pub ops: String,
+    /// Simulated address-space size (with --sim).
+    #[arg(long, value_name = "SIZE", default_value = "1GiB", value_parser = parse_size)]
+    pub sim_size: u64,
+    #[command(flatten)]
+    pub attrs: AttrOverrides,
+    /// Allow targeting pid 1.
+    #[arg(long)]
+    pub allow_pid1: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ReportCmd {
+    /// Access heatmap: time × address (gaps between mappings collapsed), access rate as colour.
+    #[command(
+        after_help = "Examples:\n  madvd report heatmap app.rec -o app.png\n  madvd report heatmap app.rec -o app.svg --target 1234"
+    )]
+    Heatmap(HeatmapArgs),
+    /// Working-set size (bytes in regions accessed at all) percentiles over the recording.
+    Wss(WssArgs),
+    /// What was recorded: source, primitive, intervals, duration, regions, WSS, hottest ranges.
+    Summary(SummaryArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct HeatmapArgs {
+    /// Record file written by `madvd record`.
+    pub file: PathBuf,
+    /// Output image: .png or .svg (default: FILE with .png).
+    #[arg(short, long, value_name = "OUT")]
+    pub output: Option<PathBuf>,
+    /// Target (pid) to draw; default: the first in the file.
+    #[arg(long, value_name = "PID")]
+    pub target: Option<u32>,
+    /// Time bins (columns).
+    #[arg(long, default_value_t = 300)]
+    pub cols: usize,
+    /// Address bins (rows).
+    #[arg(long, default_value_t = 150)]
+    pub rows: usize,
+}
+
+#[derive(Debug, Args)]
+pub struct WssArgs {
+    pub file: PathBuf,
+    /// Target (pid); default: all targets summed.
+    #[arg(long, value_name = "PID")]
+    pub target: Option<u32>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct SummaryArgs {
+    pub file: PathBuf,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Short mode for tests and CI (about 30 s, 256 MiB workload).
+    #[arg(long)]
+    pub short: bool,
+    /// Length of the monitored phase (default 75s; 20s with --short).
+    #[arg(long = "for", value_name = "DURATION", value_parser = parse_nonzero_duration)]
+    pub for_: Option<Duration>,
+    /// Workload size (one mapping). Default 1GiB (256MiB with --short).
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub size: Option<u64>,
+    /// Policy file (default: the built-in copy of policies/demo.ron).
+    #[arg(long, value_name = "FILE")]
+    pub policy: Option<PathBuf>,
+    /// Access primitive: `auto` or a name from `madvd ops`.
+    #[arg(long, value_name = "auto|NAME", default_value = "auto")]
+    pub ops: String,
+    /// Apply no advice (automatic when not root).
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Where to write the heatmap PNG (default: madvd-demo-heatmap.png in the temp dir).
+    #[arg(long, value_name = "PNG")]
+    pub heatmap: Option<PathBuf>,
+    /// Also keep the record file here.
+    #[arg(long, value_name = "FILE")]
+    pub record: Option<PathBuf>,
+    /// Print the final summary as JSON on stdout (progress goes to stderr).
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct OpsArgs {
+    /// JSON array instead of the table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Policy files.
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct WorkloadArgs {
+    /// The workload spec as JSON (engine::workload::WorkloadSpec::to_args).
+    #[arg(long)]
+    pub spec: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn for_garbage_is_refused() {
+        let e = Cli::try_parse_from([
+            "madvd", "run", "--policy", "p.ron", "--pid", "1", "--for", "garbage",
+        ])
+        .unwrap_err();
+        assert!(e.to_string().contains("garbage"), "{e}");
+    }
+
+    #[test]
+    fn run_needs_one_kind_of_target() {
+        assert!(Cli::try_parse_from(["madvd", "run", "--policy", "p.ron"]).is_err());
+        assert!(Cli::try_parse_from([
+            "madvd", "run", "--policy", "p.ron", "--pid", "1", "--comm", "x"
+        ])
+        .is_err());
+        let c = Cli::try_parse_from([
+            "madvd", "run", "--policy", "p.ron", "--pid", "1", "2", "--pid", "3",
+        ])
+        .unwrap();
+        match c.cmd {
+            Command::Run(r) => assert_eq!(r.targets.pid, vec![1, 2, 3]),
+            _ => unreachable!(),
+        }
+    }
+}

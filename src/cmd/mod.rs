@@ -1,0 +1,3 @@
+//! One module per subcommand. Each takes its parsed arguments and returns `anyhow::Result`.
+
+pub mod report;

@@ -1,0 +1,523 @@
+//! The record file (docs/record-format.md): JSON lines. Line 1 is the header (format name,
+//! version, source, primitive, monitoring attrs); then one line per aggregation snapshot;
+//! last, when the recording ended cleanly, an `end` line. Every line is flushed as it is
+//! written, so a recording cut short (killed, disk full) keeps every complete line, and the
+//! reader renders what is intact and names the first bad line as `path:line:column`.
+
+use anyhow::{Context, Result};
+use engine::{Attrs, Snapshot};
+use serde::{Deserialize, Serialize};
+use std::fs::File;
+use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+pub const FORMAT: &str = "madvd-record";
+pub const VERSION: u32 = 1;
+
+/// What was recorded.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Source {
+    /// Live processes.
+    Pid { pids: Vec<u32>, comms: Vec<String> },
+    /// The simulator (`engine::ops::sim`), with its scenario name.
+    Sim { scenario: String, size: u64 },
+}
+
+/// Line 1.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Header {
+    /// Always [`FORMAT`].
+    pub format: String,
+    /// [`VERSION`]; readers refuse a newer major version.
+    pub version: u32,
+    pub source: Source,
+    /// The access primitive (`probe`, `sim`, `page_idle`, ...).
+    pub ops: String,
+    /// Monitoring attributes in force (intervals in µs). `max_nr_accesses` follows from them.
+    pub attrs: Attrs,
+    /// Wall-clock start, ms since the Unix epoch.
+    pub started_unix_ms: u64,
+    /// `uname -r` of the recording host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kernel: Option<String>,
+}
+
+/// One target's regions in a snapshot: `[start, end, nr_accesses, age]` each, sorted.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FrameTarget {
+    pub id: u32,
+    pub regions: Vec<[u64; 4]>,
+}
+
+/// One aggregation snapshot (taken after merge, before reset, as schemes see it).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Frame {
+    /// Monitor time, µs since the recording started.
+    pub t_us: u64,
+    /// Aggregation number.
+    pub aggr: u64,
+    pub targets: Vec<FrameTarget>,
+}
+
+/// The last line of a recording that ended cleanly.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct End {
+    pub snapshots: u64,
+    pub t_us: u64,
+    /// `duration`, `signal`, `targets_gone`.
+    pub reason: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EndLine {
+    end: End,
+}
+
+impl Frame {
+    pub fn from_snapshot(s: &Snapshot, t0_us: u64) -> Frame {
+        Frame {
+            t_us: s.now_us.saturating_sub(t0_us),
+            aggr: s.aggregation,
+            targets: s
+                .targets
+                .iter()
+                .map(|t| FrameTarget {
+                    id: t.target.0,
+                    regions: t
+                        .regions
+                        .iter()
+                        .map(|r| [r.start(), r.end(), r.nr_accesses as u64, r.age as u64])
+                        .collect(),
+                })
+                .collect(),
+        }
+    }
+}
+
+/// Writes a record file line by line.
+pub struct RecordWriter {
+    path: PathBuf,
+    out: BufWriter<File>,
+    snapshots: u64,
+    last_t_us: u64,
+}
+
+impl RecordWriter {
+    pub fn create(path: &Path, header: &Header) -> Result<Self> {
+        let f = File::create(path).with_context(|| format!("{}: cannot create", path.display()))?;
+        let mut w = Self {
+            path: path.to_owned(),
+            out: BufWriter::new(f),
+            snapshots: 0,
+            last_t_us: 0,
+        };
+        w.line(&serde_json::to_string(header)?)?;
+        Ok(w)
+    }
+
+    fn line(&mut self, s: &str) -> Result<()> {
+        writeln!(self.out, "{s}")
+            .and_then(|_| self.out.flush())
+            .with_context(|| format!("{}: write failed", self.path.display()))
+    }
+
+    pub fn write_frame(&mut self, f: &Frame) -> Result<()> {
+        self.snapshots += 1;
+        self.last_t_us = f.t_us;
+        self.line(&serde_json::to_string(f)?)
+    }
+
+    pub fn snapshots(&self) -> u64 {
+        self.snapshots
+    }
+
+    pub fn finish(mut self, reason: &str) -> Result<()> {
+        let end = serde_json::json!({"end": End { snapshots: self.snapshots, t_us: self.last_t_us, reason: reason.into() }});
+        self.line(&end.to_string())
+    }
+}
+
+/// One bad line: where and why.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Problem {
+    pub line: usize,
+    pub column: usize,
+    pub msg: String,
+}
+
+/// A record file as read: everything intact, and the problems met.
+#[derive(Clone, Debug)]
+pub struct Loaded {
+    pub path: PathBuf,
+    pub header: Header,
+    pub frames: Vec<Frame>,
+    pub end: Option<End>,
+    pub problems: Vec<Problem>,
+}
+
+impl Loaded {
+    pub fn max_nr_accesses(&self) -> u32 {
+        self.header.attrs.max_nr_accesses()
+    }
+
+    /// Target ids in order of first appearance.
+    pub fn target_ids(&self) -> Vec<u32> {
+        let mut ids: Vec<u32> = Vec::new();
+        for f in &self.frames {
+            for t in &f.targets {
+                if !ids.contains(&t.id) {
+                    ids.push(t.id);
+                }
+            }
+        }
+        ids
+    }
+
+    /// The first problem as `path:line:column: message (…)`, if any.
+    pub fn problem_line(&self) -> Option<String> {
+        let p = self.problems.first()?;
+        let more = if self.problems.len() > 1 {
+            format!("; {} more bad lines", self.problems.len() - 1)
+        } else {
+            String::new()
+        };
+        Some(format!(
+            "{}:{}:{}: {}{more} (used the {} intact snapshots)",
+            self.path.display(),
+            p.line,
+            p.column,
+            p.msg,
+            self.frames.len()
+        ))
+    }
+}
+
+/// Read a record file. Errors only when nothing usable is there (missing file, bad header);
+/// bad snapshot lines are skipped and listed in `problems`.
+pub fn read(path: &Path) -> Result<Loaded> {
+    let f =
+        File::open(path).with_context(|| format!("{}: cannot open record file", path.display()))?;
+    read_from(path, BufReader::new(f))
+}
+
+/// [`read`] over any reader (`path` only names it in messages).
+pub fn read_from(path: &Path, r: impl BufRead) -> Result<Loaded> {
+    let mut lines = r.split(b'\n');
+    let p = path.display();
+    let first = match lines.next() {
+        None => {
+            return Err(crate::exit::err(
+                crate::exit::Code::Failure,
+                format!("{p}: empty file, not a madvd record"),
+            ))
+        }
+        Some(l) => l.with_context(|| format!("{p}: read failed"))?,
+    };
+    let header: Header = serde_json::from_slice(&first).map_err(|e| {
+        let hint = if first.starts_with(b"{") {
+            ""
+        } else {
+            " (not a madvd record file?)"
+        };
+        crate::exit::err(
+            crate::exit::Code::Failure,
+            format!("{p}:1:{}: bad header: {e}{hint}", e.column()),
+        )
+    })?;
+    if header.format != FORMAT {
+        return Err(crate::exit::err(
+            crate::exit::Code::Failure,
+            format!(
+                "{p}:1:1: format is '{}', expected '{FORMAT}'",
+                header.format
+            ),
+        ));
+    }
+    if header.version > VERSION {
+        return Err(crate::exit::err(
+            crate::exit::Code::Failure,
+            format!(
+                "{p}:1:1: record format version {} is newer than this madvd reads ({VERSION})",
+                header.version
+            ),
+        ));
+    }
+    header.attrs.validate().map_err(|e| {
+        crate::exit::err(
+            crate::exit::Code::Failure,
+            format!("{p}:1:1: bad attrs: {e}"),
+        )
+    })?;
+    let max = header.attrs.max_nr_accesses() as u64;
+    let mut out = Loaded {
+        path: path.to_owned(),
+        header,
+        frames: Vec::new(),
+        end: None,
+        problems: Vec::new(),
+    };
+    let mut lineno = 1;
+    for l in lines {
+        lineno += 1;
+        let l = match l {
+            Ok(l) => l,
+            Err(e) => {
+                out.problems.push(Problem {
+                    line: lineno,
+                    column: 1,
+                    msg: format!("read failed: {e}"),
+                });
+                break;
+            }
+        };
+        if l.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        if out.end.is_some() {
+            out.problems.push(Problem {
+                line: lineno,
+                column: 1,
+                msg: "data after the end line".into(),
+            });
+            continue;
+        }
+        if l.starts_with(b"{\"end\"") {
+            match serde_json::from_slice::<EndLine>(&l) {
+                Ok(e) => out.end = Some(e.end),
+                Err(e) => out.problems.push(Problem {
+                    line: lineno,
+                    column: e.column(),
+                    msg: format!("bad end line: {e}"),
+                }),
+            }
+            continue;
+        }
+        match serde_json::from_slice::<Frame>(&l) {
+            Ok(f) => match check_frame(&f, max, out.frames.last()) {
+                Ok(()) => out.frames.push(f),
+                Err(msg) => out.problems.push(Problem {
+                    line: lineno,
+                    column: 1,
+                    msg,
+                }),
+            },
+            Err(e) => {
+                let msg = if e.is_eof() {
+                    format!("truncated line ({e})")
+                } else {
+                    format!("bad snapshot: {e}")
+                };
+                out.problems.push(Problem {
+                    line: lineno,
+                    column: e.column().max(1),
+                    msg,
+                });
+            }
+        }
+    }
+    if let Some(end) = &out.end {
+        if end.snapshots != out.frames.len() as u64 && out.problems.is_empty() {
+            out.problems.push(Problem {
+                line: lineno,
+                column: 1,
+                msg: format!(
+                    "end line says {} snapshots, found {}",
+                    end.snapshots,
+                    out.frames.len()
+                ),
+            });
+        }
+    }
+    Ok(out)
+}
+
+fn check_frame(f: &Frame, max: u64, prev: Option<&Frame>) -> std::result::Result<(), String> {
+    if let Some(p) = prev {
+        if f.t_us < p.t_us {
+            return Err(format!(
+                "time goes backwards ({} us after {} us)",
+                f.t_us, p.t_us
+            ));
+        }
+    }
+    for t in &f.targets {
+        let mut last_end = 0;
+        for (i, r) in t.regions.iter().enumerate() {
+            let [s, e, n, _] = *r;
+            if e <= s {
+                return Err(format!(
+                    "target {}: region {i} [{s:#x}, {e:#x}) is empty or reversed",
+                    t.id
+                ));
+            }
+            if s < last_end {
+                return Err(format!("target {}: region {i} starts at {s:#x}, before the previous region's end {last_end:#x}", t.id));
+            }
+            if n > max {
+                return Err(format!(
+                    "target {}: region {i} has nr_accesses {n} > max {max}",
+                    t.id
+                ));
+            }
+            last_end = e;
+        }
+    }
+    Ok(())
+}
+
+/// Bytes of `t` in regions accessed at all in the aggregation (`nr_accesses > 0`): the
+/// working-set size, as `damo report wss` counts it by default.
+pub fn wss(t: &FrameTarget) -> u64 {
+    t.regions
+        .iter()
+        .filter(|r| r[2] > 0)
+        .map(|r| r[1] - r[0])
+        .sum()
+}
+
+pub fn total(t: &FrameTarget) -> u64 {
+    t.regions.iter().map(|r| r[1] - r[0]).sum()
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    pub fn header() -> Header {
+        Header {
+            format: FORMAT.into(),
+            version: VERSION,
+            source: Source::Sim {
+                scenario: "stairs".into(),
+                size: 1 << 30,
+            },
+            ops: "sim".into(),
+            attrs: Attrs::default(),
+            started_unix_ms: 0,
+            kernel: None,
+        }
+    }
+
+    /// A synthetic stairs recording: `n` frames over `size` bytes in 3 spans, a hot window
+    /// 1/8 of the first span moving up each `n/8` frames.
+    pub fn stairs(n: usize) -> (Header, Vec<Frame>) {
+        let base = 0x7f00_0000_0000u64;
+        let size = 64u64 << 20;
+        let step = size / 64;
+        let frames = (0..n)
+            .map(|i| {
+                let hot_lo = (i * 8 / n) as u64 * size / 8;
+                let mut regions = Vec::new();
+                for k in 0..64u64 {
+                    let s = k * step;
+                    let hot = s >= hot_lo && s < hot_lo + size / 8;
+                    regions.push([
+                        base + s,
+                        base + s + step,
+                        if hot { 18 } else { 0 },
+                        if hot { 1 } else { i as u64 },
+                    ]);
+                }
+                // A second span (a heap far below) and a small stack far above.
+                regions.insert(0, [0x5555_0000_0000, 0x5555_0010_0000, 2, 3]);
+                regions.push([0x7ffc_0000_0000, 0x7ffc_0002_1000, 20, 9]);
+                Frame {
+                    t_us: i as u64 * 100_000,
+                    aggr: i as u64,
+                    targets: vec![FrameTarget { id: 42, regions }],
+                }
+            })
+            .collect();
+        (header(), frames)
+    }
+
+    pub fn write_lines(h: &Header, frames: &[Frame], end: bool) -> String {
+        let mut s = serde_json::to_string(h).unwrap() + "\n";
+        for f in frames {
+            s += &(serde_json::to_string(f).unwrap() + "\n");
+        }
+        if end {
+            s += &(serde_json::json!({"end": End { snapshots: frames.len() as u64, t_us: frames.last().map_or(0, |f| f.t_us), reason: "duration".into() }}).to_string() + "\n");
+        }
+        s
+    }
+
+    #[test]
+    fn round_trip_through_writer() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.rec");
+        let (h, frames) = stairs(16);
+        let mut w = RecordWriter::create(&path, &h).unwrap();
+        for f in &frames {
+            w.write_frame(f).unwrap();
+        }
+        w.finish("duration").unwrap();
+        let l = read(&path).unwrap();
+        assert_eq!(l.header, h);
+        assert_eq!(l.frames, frames);
+        assert_eq!(l.end.as_ref().unwrap().snapshots, 16);
+        assert!(l.problems.is_empty(), "{:?}", l.problems);
+    }
+
+    #[test]
+    fn truncated_file_keeps_complete_lines_and_names_the_line() {
+        let (h, frames) = stairs(10);
+        let s = write_lines(&h, &frames, false);
+        let cut = &s[..s.len() - 40];
+        let l = read_from(Path::new("x.rec"), cut.as_bytes()).unwrap();
+        assert_eq!(l.frames.len(), 9);
+        assert_eq!(l.problems.len(), 1);
+        assert_eq!(l.problems[0].line, 11);
+        let msg = l.problem_line().unwrap();
+        assert!(msg.starts_with("x.rec:11:"), "{msg}");
+        assert!(msg.contains("truncated"), "{msg}");
+    }
+
+    #[test]
+    fn corrupt_line_in_the_middle_is_skipped_and_named() {
+        let (h, frames) = stairs(5);
+        let s = write_lines(&h, &frames, true);
+        let mut lines: Vec<String> = s.lines().map(String::from).collect();
+        lines[3] = lines[3].replace("\"aggr\"", "\"agr\"");
+        let l = read_from(Path::new("x.rec"), lines.join("\n").as_bytes()).unwrap();
+        assert_eq!(l.frames.len(), 4);
+        assert_eq!(l.problems[0].line, 4);
+        assert!(l.problems[0].msg.contains("agr"), "{:?}", l.problems);
+    }
+
+    #[test]
+    fn bad_header_and_empty_file_are_errors() {
+        let e = read_from(Path::new("x.rec"), &b""[..]).unwrap_err();
+        assert!(format!("{e:#}").contains("x.rec: empty file"), "{e:#}");
+        let e = read_from(Path::new("x.rec"), &b"hello\n"[..]).unwrap_err();
+        assert!(format!("{e:#}").starts_with("x.rec:1:"), "{e:#}");
+        let mut h = header();
+        h.version = 99;
+        let e = read_from(
+            Path::new("x.rec"),
+            serde_json::to_string(&h).unwrap().as_bytes(),
+        )
+        .unwrap_err();
+        assert!(format!("{e:#}").contains("newer"), "{e:#}");
+    }
+
+    #[test]
+    fn invalid_regions_are_refused() {
+        let (h, mut frames) = stairs(2);
+        frames[1].targets[0].regions[3][2] = 999;
+        let s = write_lines(&h, &frames, false);
+        let l = read_from(Path::new("x.rec"), s.as_bytes()).unwrap();
+        assert_eq!(l.frames.len(), 1);
+        assert!(
+            l.problems[0].msg.contains("nr_accesses 999"),
+            "{:?}",
+            l.problems
+        );
+    }
+}
