@@ -17,6 +17,7 @@ use engine::access::{Access, AccessCheck, SampleReq};
 use engine::kernel::damon_sysfs::{
     fake::FakeDamonSysfs, DamonSysfs, DamonSysfsError, Logged, RealSysfs, SysfsAttrs, ADMIN_REL,
 };
+use engine::monitor::Monitor;
 use engine::ops::damon::KernelDamon;
 use engine::ops::page_idle::PageIdle;
 use engine::ops::probe::{Probe, ProbeConfig};
@@ -241,44 +242,77 @@ fn lab_page_idle_finds_hot_and_cold() {
         "page_idle must be usable on the lab kernel: {:?}",
         st.why_not
     );
+    // The whole pipeline: the monitoring core (DAMON's adaptive regions) sampling through
+    // page_idle, as `madvd` runs it.
     let mut w = spawn_child(40 * MIB, 0.0, 1);
     let (mapping, hot) = (w.mapping(), w.hot());
-    w.mark().unwrap();
     let mut ops = PageIdle::new(&root).unwrap();
     let id = ops.add_target(open(w.pid()));
-    ops.target_ranges(id).unwrap();
-    let regions = fixed_regions(mapping, 40);
-    let mut tally = vec![Tally::default(); regions.len()];
-    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
-    let intervals = 20;
-    for _ in 0..intervals {
-        sample_once(
-            &mut ops,
-            id,
-            &regions,
-            &mut rng,
-            Duration::from_millis(50),
-            &mut tally,
-        );
+    let attrs = Attrs {
+        sample_us: 20_000,
+        aggr_us: 200_000,
+        ops_update_us: 5_000_000,
+        min_nr_regions: 20, // as the kernel DAMON test, for the same reason
+        ..Attrs::default()
+    };
+    let mut mon = Monitor::new(attrs, 7).unwrap();
+    mon.add_target(id);
+    let max_aggregations = 40;
+    let t0 = Instant::now();
+    let mut last = None;
+    while mon.aggregations() < max_aggregations {
+        let out = mon.step(t0.elapsed().as_micros() as u64, &mut ops);
+        assert!(out.gone.is_empty(), "the child is gone");
+        if let Some(s) = out.snapshot {
+            let v = snapshot_verdicts(&s, id);
+            let (h, c) = found(&v, mapping, hot);
+            println!(
+                "page_idle + monitor aggregation {} ({} regions, {:.1}s): hot found {:.1}%, cold found {:.1}%",
+                s.aggregation,
+                v.len(),
+                t0.elapsed().as_secs_f64(),
+                h * 100.0,
+                c * 100.0
+            );
+            let done = s.aggregation >= 10 && h >= 0.9 && c >= 0.9;
+            last = Some((h, c, s));
+            if done {
+                break;
+            }
+        }
+        let due = Duration::from_micros(mon.next_step_at_us());
+        if let Some(wait) = due.checked_sub(t0.elapsed()) {
+            std::thread::sleep(wait);
+        }
     }
-    let v: Vec<_> = regions
-        .iter()
-        .zip(&tally)
-        .map(|(r, t)| (*r, verdict(*t, intervals / 2)))
-        .collect();
-    let (h, c) = found(&v, mapping, hot);
-    println!("page_idle: {intervals} intervals, stats {:?}", ops.stats());
-    println!("child: {:?}", w.truth().unwrap());
-    println!(
-        "page_idle: hot bytes found hot {:.1}%, cold bytes found cold {:.1}%",
-        h * 100.0,
-        c * 100.0
-    );
+    let (h, c, s) = last.expect("at least one aggregation");
+    print_regions(&s, id, mapping, hot);
+    println!("page_idle stats {:?}", ops.stats());
     assert!(
         h >= 0.90 && c >= 0.90,
-        "page_idle: hot {h:.3}, cold {c:.3}; tallies {tally:?}"
+        "page_idle after {} aggregations: hot {h:.3}, cold {c:.3}",
+        s.aggregation
     );
     assert_eq!(w.verify().unwrap().bad_pages, 0);
+}
+
+/// The snapshot's regions that overlap the child's mapping.
+fn print_regions(s: &Snapshot, id: TargetId, mapping: AddrRange, hot: AddrRange) {
+    let t = s
+        .targets
+        .iter()
+        .find(|t| t.target == id)
+        .expect("target in snapshot");
+    for r in t.regions.iter().filter(|r| r.ar.intersects(&mapping)) {
+        println!(
+            "  region {} ({} KiB): nr_accesses {} age {} (hot overlap {} KiB)",
+            r.ar,
+            r.size() >> 10,
+            r.nr_accesses,
+            r.age,
+            r.ar.intersection(&hot).map_or(0, |x| x.len()) >> 10
+        );
+    }
 }
 
 #[test]
@@ -331,20 +365,7 @@ fn lab_kernel_damon_finds_hot_and_cold() {
         }
     }
     let (h, c, s) = last.unwrap();
-    for r in s.targets[0]
-        .regions
-        .iter()
-        .filter(|r| r.ar.intersects(&mapping))
-    {
-        println!(
-            "  region {} ({} KiB): nr_accesses {} age {} (hot overlap {} KiB)",
-            r.ar,
-            r.size() >> 10,
-            r.nr_accesses,
-            r.age,
-            r.ar.intersection(&hot).map_or(0, |x| x.len()) >> 10
-        );
-    }
+    print_regions(&s, id, mapping, hot);
     assert!(
         h >= 0.90 && c >= 0.90,
         "kernel DAMON after {} snapshots: hot {h:.3} cold {c:.3}: {s:?}",
