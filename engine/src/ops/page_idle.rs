@@ -62,7 +62,7 @@ pub fn status(root: &SysRoot) -> OpsStatus {
         why_not,
         granularity: "page (PTE Accessed bit)",
         description: "idle page tracking: marks each sample page idle and reads it back, the Accessed bits kernel DAMON reads",
-        rank: 10,
+        rank: crate::ops::detect::RANK_PAGE_IDLE,
     }
 }
 
@@ -382,6 +382,9 @@ mod tests {
         } else {
             assert!(s.why_not.unwrap().contains("needs root"));
         }
-        assert_eq!((s.name, s.rank), ("page_idle", 10));
+        assert_eq!(
+            (s.name, s.rank),
+            ("page_idle", crate::ops::detect::RANK_PAGE_IDLE)
+        );
     }
 }
