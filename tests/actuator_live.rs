@@ -73,6 +73,21 @@ fn meminfo_kb(key: &str) -> u64 {
 /// Pages freed by reclaim land there first and are *not* in MemFree/MemAvailable until the
 /// lists are drained; with the pcp high auto-tuning of Linux 6.7+ (mm/page_alloc.c
 /// `nr_pcp_high`, `decay_pcp_high`) they can hold ~40k pages per cpu on a 24 GiB machine.
+fn other_meminfo() -> Vec<(&'static str, i64)> {
+    [
+        "MemFree:",
+        "Active(file):",
+        "Inactive(file):",
+        "KReclaimable:",
+        "SUnreclaim:",
+        "AnonPages:",
+        "SwapCached:",
+    ]
+    .iter()
+    .map(|k| (*k, meminfo_kb(k) as i64))
+    .collect()
+}
+
 fn pcp_free_bytes() -> i64 {
     std::fs::read_to_string("/proc/zoneinfo")
         .unwrap()
@@ -194,6 +209,11 @@ struct Freed {
     vm_swap_delta: u64,
     avail_delta: i64,
     pcp_delta: i64,
+    /// Free-memory change over an equal window without advice.
+    noise: i64,
+    window_ms: u64,
+    /// Other /proc/meminfo deltas (KiB), for the record.
+    other: Vec<(&'static str, i64)>,
     zram_orig_delta: i64,
     zram_compr_delta: i64,
     zram_used_delta: i64,
@@ -232,11 +252,20 @@ fn measure_pageout(fill: Fill, size: u64, guard: &swap::SwapGuard) -> Freed {
     let z0 = zram(guard).unwrap_or_default();
     let pcp0 = pcp_free_bytes();
     let avail0 = meminfo_kb("MemAvailable:");
+    let other0 = other_meminfo();
+    let t = std::time::Instant::now();
     let r = act.apply(std::slice::from_ref(&target), &reqs, ApplyOpts::default());
+    let dt = t.elapsed();
     let avail1 = meminfo_kb("MemAvailable:");
+    let other1 = other_meminfo();
     let pcp1 = pcp_free_bytes();
     let z1 = zram(guard).unwrap_or_default();
     let swap1 = status_kb(pid, "VmSwap:");
+    // Control window of the same length with no advice: how much the rest of the machine
+    // moved free memory meanwhile (printed next to the figures).
+    let c0 = meminfo_kb("MemAvailable:") as i64 * 1024 + pcp_free_bytes();
+    std::thread::sleep(dt);
+    let c1 = meminfo_kb("MemAvailable:") as i64 * 1024 + pcp_free_bytes();
     assert_accounted(&r);
     assert_eq!(r.errors_by_kind(), vec![], "{r:?}");
     let v = w.verify().unwrap();
@@ -247,6 +276,13 @@ fn measure_pageout(fill: Fill, size: u64, guard: &swap::SwapGuard) -> Freed {
         vm_swap_delta: (swap1 - swap0) * 1024,
         avail_delta: (avail1 as i64 - avail0 as i64) * 1024,
         pcp_delta: pcp1 - pcp0,
+        noise: c1 - c0,
+        other: other0
+            .iter()
+            .zip(other1.iter())
+            .map(|((k, a), (_, b))| (*k, b - a))
+            .collect(),
+        window_ms: dt.as_millis() as u64,
         zram_orig_delta: z1.0 - z0.0,
         zram_compr_delta: z1.1 - z0.1,
         zram_used_delta: z1.2 - z0.2,
@@ -258,8 +294,11 @@ fn measure_pageout(fill: Fill, size: u64, guard: &swap::SwapGuard) -> Freed {
 /// holds for them (`mm_stat` mem_used_total), within 10 % of the advised bytes — not just RSS.
 /// Freed pages first sit on the per-cpu free lists, which MemAvailable does not count until
 /// they drain: the figure checked is ΔMemAvailable + Δ(per-cpu free pages), both printed.
-/// MemAvailable is machine-wide and the machine is shared, so each case gets 3 attempts and
-/// every attempt's figures are printed.
+/// MemAvailable is machine-wide and the machine is shared, so each case gets up to 6
+/// attempts, every attempt's figures are printed, and each has a control window of the same
+/// length without advice that shows how much the rest of the machine moved free memory
+/// meanwhile: the case passes on a matching attempt, fails if it missed in quiet windows
+/// only, and the MemAvailable part skips loudly if no window was quiet.
 #[test]
 fn pageout_really_frees_memory_compressible_and_random() {
     if !testkit::is_root() {
@@ -278,8 +317,8 @@ fn pageout_really_frees_memory_compressible_and_random() {
         128 * MB
     };
     for fill in [Fill::Pattern, Fill::Random] {
-        let mut ok = false;
-        for attempt in 1..=3 {
+        let (mut ok, mut quiet_misses) = (false, 0);
+        for attempt in 1..=6 {
             let f = measure_pageout(fill, size, &guard);
             let expected_avail = f.advised as i64 - f.zram_used_delta;
             let tol = f.advised as i64 / 10;
@@ -287,7 +326,7 @@ fn pageout_really_frees_memory_compressible_and_random() {
             let freed = f.avail_delta + f.pcp_delta;
             let avail_ok = (freed - expected_avail).abs() <= tol;
             eprintln!(
-                "pageout_frees {fill:?} attempt {attempt}: advised {} KiB, VmSwap +{} KiB, zram orig +{} KiB compr +{} KiB used +{} KiB (ratio {:.3}), MemAvailable {:+} KiB + per-cpu free lists {:+} KiB = {:+} KiB, expected {:+} KiB (advised - zram used) ± {} KiB: swap {} avail {}",
+                "pageout_frees {fill:?} attempt {attempt}: advised {} KiB, VmSwap +{} KiB, zram orig +{} KiB compr +{} KiB used +{} KiB (ratio {:.3}), MemAvailable {:+} KiB + per-cpu free lists {:+} KiB = {:+} KiB, expected {:+} KiB (advised - zram used) ± {} KiB; control window {} ms: {:+} KiB: swap {} avail {}",
                 f.advised >> 10,
                 f.vm_swap_delta >> 10,
                 f.zram_orig_delta >> 10,
@@ -299,9 +338,12 @@ fn pageout_really_frees_memory_compressible_and_random() {
                 freed >> 10,
                 expected_avail >> 10,
                 tol >> 10,
+                f.window_ms,
+                f.noise >> 10,
                 if swap_ok { "ok" } else { "OFF" },
                 if avail_ok { "ok" } else { "OFF" },
             );
+            eprintln!("    other meminfo deltas (KiB): {:?}", f.other);
             assert_eq!(f.advised, size, "the whole mapping was advised");
             // VmSwap is per process: no noise from the rest of the machine. Always required.
             assert!(
@@ -333,8 +375,21 @@ fn pageout_really_frees_memory_compressible_and_random() {
                 ok = true;
                 break;
             }
+            // A miss counts only when the control window shows the rest of the machine kept
+            // still (moved free memory by less than half the tolerance); otherwise the
+            // attempt says nothing and is repeated.
+            if f.noise.abs() <= tol / 2 {
+                quiet_misses += 1;
+            }
         }
-        assert!(ok, "{fill:?}: MemAvailable never matched advised - zram used within 10% in 3 attempts (figures above)");
+        if !ok && quiet_misses == 0 {
+            testkit::skip(
+                &format!("actuator_live::pageout_really_frees_memory ({fill:?} MemAvailable part)"),
+                "the machine moved free memory more than the tolerance in every control window (figures above); VmSwap and zram checks passed",
+            );
+            continue;
+        }
+        assert!(ok, "{fill:?}: MemAvailable missed advised - zram used by more than 10% in {quiet_misses} quiet attempt(s) (figures above)");
     }
 }
 
