@@ -109,9 +109,9 @@ impl FakeMetrics {
         m.fields.insert("MemFree".into(), free);
         self.with(|s| s.meminfo.insert(node, m));
     }
-    /// Set the free memory rate of the system, per-mille of a 1 GiB machine.
+    /// Set the free memory rate of the system, per-mille of a 1000 MiB machine.
     pub fn set_free_permille(&self, permille: u64) {
-        self.set_mem(None, 1 << 30, (1u64 << 30) * permille / 1000);
+        self.set_mem(None, 1000 << 20, permille << 20);
     }
     pub fn set_psi_total_us(&self, cgroup: Option<&str>, total_us: u64) {
         self.with(|s| s.psi.insert(cgroup.map(str::to_string), total_us));

@@ -1,0 +1,692 @@
+//! Page-level access checks on a real kernel: page_idle, soft-dirty and kernel DAMON (issue
+//! #6), run inside the madvd kernel lab (`shared/lab`, Linux 6.12 under qemu) by
+//! `tests/lab-run`, on both lab kernels (`lab`: everything; `debian`: no page_idle).
+//!
+//! Outside the lab every test skips loudly (this host's kernel has none of these, and its
+//! `/sys/kernel/mm/damon` belongs to the machine). Inside the lab a missing feature is a
+//! failure, except page_idle on `debian`, which must report itself unusable with its reason.
+//!
+//! The target is a workload child (`madvd workload`) with one private anonymous mapping
+//! (`MADV_NOHUGEPAGE`: THP is `always` in the lab) whose contiguous hot 10% is touched in a
+//! loop and whose cold 90% is never touched after the first touch.
+//!
+//! Run by hand: `tests/lab-run` (both kernels), or one test:
+//! `tests/lab-run --kernel lab -- lab_page_idle_finds_hot_and_cold`.
+
+use engine::access::{Access, AccessCheck, SampleReq};
+use engine::kernel::damon_sysfs::{
+    fake::FakeDamonSysfs, DamonSysfs, DamonSysfsError, Logged, RealSysfs, SysfsAttrs, ADMIN_REL,
+};
+use engine::ops::damon::KernelDamon;
+use engine::ops::page_idle::PageIdle;
+use engine::ops::probe::{Probe, ProbeConfig};
+use engine::ops::soft_dirty::SoftDirty;
+use engine::process::Process;
+use engine::testkit::{in_madvd_lab, lab_kernel, Workload};
+use engine::workload::WorkloadSpec;
+use engine::{AddrRange, Attrs, Snapshot, SysRoot, TargetId};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+const PAGE: u64 = 4096;
+const MIB: u64 = 1 << 20;
+
+fn exe() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_madvd"))
+}
+
+/// `None` outside the lab (the caller skips); the lab kernel's name inside.
+fn lab() -> Option<String> {
+    in_madvd_lab().then(|| lab_kernel().unwrap_or_else(|| "lab".into()))
+}
+
+/// The hot/cold child: `size` bytes, hot 10% starting at 25% of the mapping (sizes are
+/// chosen so the hot range starts and ends on the fixed region grids below), sharing one
+/// vCPU with the test thread (see [`co_schedule`]).
+fn spawn_child(size: u64, write_fraction: f64, seed: u64) -> Workload {
+    let spec = WorkloadSpec {
+        size,
+        hot_fraction: 0.10,
+        hot_offset: 0.25,
+        write_fraction,
+        nohugepage: true,
+        seed,
+        ..Default::default()
+    };
+    let w = Workload::spawn(exe(), &spec).expect("spawn the workload child");
+    assert_eq!(w.mapping().len(), size);
+    co_schedule(w.pid());
+    w
+}
+
+/// Pin the child's threads to vCPU 0 and keep a "TLB churn" thread of ours on vCPU 0 that
+/// wakes every millisecond.
+///
+/// Why: x86 does not flush the TLB when it clears a PTE's Accessed bit (page_idle's and
+/// kernel DAMON's mkold, `ptep_clear_young_notify`; arch/x86/mm/pgtable.c 6.12,
+/// `ptep_clear_flush_young`: "clearing the accessed bit without a TLB flush doesn't cause
+/// data corruption"), so an access through a cached translation does not set the bit again.
+/// A real CPU's TLB is small and churns; QEMU's TCG soft-TLB is large and flushed only on a
+/// CR3 reload, so a child spinning alone on a vCPU turned invisible to page_idle after a few
+/// intervals (measured in the lab: 4/4 hot regions seen while the child shared vCPU 0 with
+/// the test thread, 0/4 once alone on vCPU 1), and kernel DAMON saw no hot region at all
+/// with the child pinned beside a mostly sleeping test thread. A thread of another process
+/// waking on the child's vCPU every millisecond reloads CR3 and gives the TLB turnover a
+/// real machine has. The refault probe (faults) and soft-dirty (its clear flushes) do not
+/// depend on it. Its CPU time is not counted: costs are measured per thread.
+fn co_schedule(pid: u32) {
+    static CHURN: std::sync::Once = std::sync::Once::new();
+    CHURN.call_once(|| {
+        std::thread::spawn(|| {
+            pin(0, 0);
+            loop {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        });
+    });
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).expect("child tasks");
+    for t in tasks.flatten() {
+        let tid: i32 = t.file_name().to_string_lossy().parse().expect("tid");
+        pin(tid, 0);
+    }
+    // The monitor (this test thread) on the other vCPU, as a daemon beside its target:
+    // the same placement in every test and every run, so CPU figures compare.
+    pin(0, 1);
+}
+
+fn pin(tid: i32, cpu: usize) {
+    // SAFETY: a zeroed cpu_set_t is a valid empty set; CPU_SET and sched_setaffinity get
+    // valid pointers to it for the duration of the calls.
+    let rc = unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        libc::sched_setaffinity(tid, std::mem::size_of::<libc::cpu_set_t>(), &set)
+    };
+    assert_eq!(
+        rc,
+        0,
+        "sched_setaffinity({tid}): {}",
+        std::io::Error::last_os_error()
+    );
+}
+
+/// A small deterministic generator (xorshift64*) for sample addresses.
+struct Rng(u64);
+impl Rng {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) % n.max(1)
+    }
+}
+
+/// Per-region tally of definite answers over a fixed region set.
+#[derive(Clone, Copy, Debug, Default)]
+struct Tally {
+    accessed: u32,
+    known: u32,
+}
+
+/// `n` equal regions over `mapping`.
+fn fixed_regions(mapping: AddrRange, n: u64) -> Vec<AddrRange> {
+    let sz = mapping.len() / n / PAGE * PAGE;
+    (0..n)
+        .map(|i| {
+            let s = mapping.start + i * sz;
+            AddrRange::new(s, if i == n - 1 { mapping.end } else { s + sz })
+        })
+        .collect()
+}
+
+/// One sampling interval of `ops` over `regions`: one random page per region, prepare,
+/// wait `wait`, check; adds the answers to `tally`.
+fn sample_once(
+    ops: &mut dyn AccessCheck,
+    id: TargetId,
+    regions: &[AddrRange],
+    rng: &mut Rng,
+    wait: Duration,
+    tally: &mut [Tally],
+) {
+    let mut samples: Vec<SampleReq> = regions
+        .iter()
+        .map(|r| SampleReq {
+            region: *r,
+            addr: r.start + rng.below(r.len() / PAGE) * PAGE,
+        })
+        .collect();
+    ops.prepare(id, &mut samples)
+        .unwrap_or_else(|e| panic!("{} prepare: {e}", ops.name()));
+    std::thread::sleep(wait);
+    let mut out = vec![Access::Unknown; samples.len()];
+    ops.check(id, &samples, &mut out)
+        .unwrap_or_else(|e| panic!("{} check: {e}", ops.name()));
+    for (t, a) in tally.iter_mut().zip(out) {
+        match a {
+            Access::Accessed => {
+                t.accessed += 1;
+                t.known += 1;
+            }
+            Access::NotAccessed => t.known += 1,
+            Access::Unknown => {}
+        }
+    }
+}
+
+/// Hot / cold / unknown verdict of a tally: hot when at least half the known answers say
+/// accessed. A region with fewer than `min_known` answers has no verdict.
+fn verdict(t: Tally, min_known: u32) -> Option<bool> {
+    (t.known >= min_known.max(1)).then_some(t.accessed * 2 >= t.known)
+}
+
+/// Share of the hot bytes inside regions judged hot, and of the cold bytes (the mapping
+/// minus the hot range) inside regions judged cold. Regions without a verdict count for
+/// neither.
+fn found(regions: &[(AddrRange, Option<bool>)], mapping: AddrRange, hot: AddrRange) -> (f64, f64) {
+    let ov = |a: &AddrRange, b: &AddrRange| a.intersection(b).map_or(0, |r| r.len());
+    let (mut hot_hot, mut cold_cold) = (0u64, 0u64);
+    for (r, v) in regions {
+        let h = ov(r, &hot);
+        let c = ov(r, &mapping) - h;
+        match v {
+            Some(true) => hot_hot += h,
+            Some(false) => cold_cold += c,
+            None => {}
+        }
+    }
+    (
+        hot_hot as f64 / hot.len() as f64,
+        cold_cold as f64 / (mapping.len() - hot.len()) as f64,
+    )
+}
+
+/// Regions of a snapshot's target with a verdict: hot when `nr_accesses` is at least half
+/// the samples of an aggregation.
+fn snapshot_verdicts(s: &Snapshot, id: TargetId) -> Vec<(AddrRange, Option<bool>)> {
+    let max = s.max_nr_accesses();
+    let t = s
+        .targets
+        .iter()
+        .find(|t| t.target == id)
+        .expect("target in snapshot");
+    t.regions
+        .iter()
+        .map(|r| (r.ar, Some(r.nr_accesses * 2 >= max)))
+        .collect()
+}
+
+fn open(pid: u32) -> Process {
+    Process::open(&SysRoot::host(), pid, false).expect("open the workload child")
+}
+
+#[test]
+fn lab_page_idle_finds_hot_and_cold() {
+    let Some(kernel) = lab() else {
+        engine::skip!(
+            "not in the madvd kernel lab (tests/lab-run runs this on a 6.12 kernel with page_idle)"
+        )
+    };
+    let root = SysRoot::host();
+    let st = engine::ops::page_idle::status(&root);
+    println!("page_idle status on {kernel}: {st:?}");
+    if kernel == "debian" {
+        assert!(!st.usable, "Debian ships CONFIG_IDLE_PAGE_TRACKING off");
+        let why = st.why_not.unwrap();
+        assert!(why.contains("CONFIG_IDLE_PAGE_TRACKING is off"), "{why}");
+        return;
+    }
+    assert!(
+        st.usable,
+        "page_idle must be usable on the lab kernel: {:?}",
+        st.why_not
+    );
+    let mut w = spawn_child(40 * MIB, 0.0, 1);
+    let (mapping, hot) = (w.mapping(), w.hot());
+    w.mark().unwrap();
+    let mut ops = PageIdle::new(&root).unwrap();
+    let id = ops.add_target(open(w.pid()));
+    ops.target_ranges(id).unwrap();
+    let regions = fixed_regions(mapping, 40);
+    let mut tally = vec![Tally::default(); regions.len()];
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let intervals = 20;
+    for _ in 0..intervals {
+        sample_once(
+            &mut ops,
+            id,
+            &regions,
+            &mut rng,
+            Duration::from_millis(50),
+            &mut tally,
+        );
+    }
+    let v: Vec<_> = regions
+        .iter()
+        .zip(&tally)
+        .map(|(r, t)| (*r, verdict(*t, intervals / 2)))
+        .collect();
+    let (h, c) = found(&v, mapping, hot);
+    println!("page_idle: {intervals} intervals, stats {:?}", ops.stats());
+    println!("child: {:?}", w.truth().unwrap());
+    println!(
+        "page_idle: hot bytes found hot {:.1}%, cold bytes found cold {:.1}%",
+        h * 100.0,
+        c * 100.0
+    );
+    assert!(
+        h >= 0.90 && c >= 0.90,
+        "page_idle: hot {h:.3}, cold {c:.3}; tallies {tally:?}"
+    );
+    assert_eq!(w.verify().unwrap().bad_pages, 0);
+}
+
+#[test]
+fn lab_kernel_damon_finds_hot_and_cold() {
+    let Some(kernel) = lab() else {
+        engine::skip!("not in the madvd kernel lab (kernel DAMON is driven for real only there)")
+    };
+    let root = SysRoot::host();
+    let st = engine::ops::damon::status(&root);
+    assert!(
+        st.usable,
+        "kernel DAMON must be usable on {kernel}: {:?}",
+        st.why_not
+    );
+    let w = spawn_child(40 * MIB, 0.0, 2);
+    let (mapping, hot) = (w.mapping(), w.hot());
+    let id = TargetId(w.pid());
+    let attrs = Attrs {
+        sample_us: 10_000,
+        aggr_us: 200_000,
+        ops_update_us: 5_000_000,
+        ..Attrs::default()
+    };
+    let mut kd = KernelDamon::start(&root, &[id], attrs).unwrap();
+    // A bounded number of aggregations: the verdict must hold by the last of them.
+    let max_snapshots = 25;
+    let t0 = Instant::now();
+    let mut last = None;
+    for k in 1..=max_snapshots {
+        let s = kd
+            .next_snapshot()
+            .unwrap()
+            .expect("kdamond runs while the child lives");
+        let v = snapshot_verdicts(&s, id);
+        let (h, c) = found(&v, mapping, hot);
+        println!(
+            "kernel DAMON snapshot {k} ({} regions, {:.1}s): hot found {:.1}%, cold found {:.1}%",
+            v.len(),
+            t0.elapsed().as_secs_f64(),
+            h * 100.0,
+            c * 100.0
+        );
+        last = Some((h, c, s));
+        if k >= 10 && h >= 0.9 && c >= 0.9 {
+            break;
+        }
+    }
+    let (h, c, s) = last.unwrap();
+    assert!(
+        h >= 0.90 && c >= 0.90,
+        "kernel DAMON after {} snapshots: hot {h:.3} cold {c:.3}: {s:?}",
+        s.aggregation
+    );
+    kd.stop().unwrap();
+    let nr =
+        std::fs::read_to_string(root.sys_file(ADMIN_REL).join("kdamonds/nr_kdamonds")).unwrap();
+    assert_eq!(nr.trim(), "0", "the driver removed its kdamond");
+}
+
+#[test]
+fn lab_soft_dirty_finds_a_written_hot_set() {
+    let Some(kernel) = lab() else {
+        engine::skip!(
+            "not in the madvd kernel lab (this host's kernel has no CONFIG_MEM_SOFT_DIRTY)"
+        )
+    };
+    let st = engine::ops::soft_dirty::status(&SysRoot::host());
+    println!("soft_dirty status on {kernel}: {st:?}");
+    assert!(
+        st.usable,
+        "soft-dirty must be usable on {kernel}: {:?}",
+        st.why_not
+    );
+    assert!(st.description.contains("WRITES ONLY"));
+    // Hot accesses all write: the written hot set is found.
+    let (written, _) = soft_dirty_run(1.0, 3);
+    let (h, c) = written;
+    println!(
+        "soft_dirty (writing child): written hot found {:.1}%, cold found {:.1}%",
+        h * 100.0,
+        c * 100.0
+    );
+    assert!(
+        h >= 0.90 && c >= 0.90,
+        "soft-dirty on a writing child: hot {h:.3} cold {c:.3}"
+    );
+    // Hot accesses only read: soft-dirty sees nothing (writes only, as it says).
+    let ((h, c), _) = soft_dirty_run(0.0, 4);
+    println!(
+        "soft_dirty (reading child): read hot found hot {:.1}%, cold found cold {:.1}%",
+        h * 100.0,
+        c * 100.0
+    );
+    assert!(
+        h <= 0.10 && c >= 0.90,
+        "soft-dirty must not see reads: hot {h:.3} cold {c:.3}"
+    );
+}
+
+fn soft_dirty_run(write_fraction: f64, seed: u64) -> ((f64, f64), Vec<Tally>) {
+    let mut w = spawn_child(20 * MIB, write_fraction, seed);
+    let (mapping, hot) = (w.mapping(), w.hot());
+    w.mark().unwrap();
+    let mut ops = SoftDirty::new();
+    let id = ops.add_target(open(w.pid()));
+    ops.target_ranges(id).unwrap();
+    let regions = fixed_regions(mapping, 40);
+    let mut tally = vec![Tally::default(); regions.len()];
+    let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
+    // The debug-built child rewrites whole pages: a few thousand page writes per second
+    // under TCG, so an interval must be long enough for most of the 512 hot pages to be
+    // written in it (the child's own count is printed below).
+    for _ in 0..8 {
+        sample_once(
+            &mut ops,
+            id,
+            &regions,
+            &mut rng,
+            Duration::from_millis(400),
+            &mut tally,
+        );
+    }
+    println!(
+        "soft_dirty child (write_fraction {write_fraction}): {:?}",
+        w.truth().unwrap()
+    );
+    let v: Vec<_> = regions
+        .iter()
+        .zip(&tally)
+        .map(|(r, t)| (*r, verdict(*t, 4)))
+        .collect();
+    (found(&v, mapping, hot), tally)
+}
+
+/// The refault probe and page_idle alternate interval by interval on the same child over
+/// one fixed region set; their hot/cold verdicts must agree on ≥ 90% of the regions.
+#[test]
+fn lab_probe_and_page_idle_agree() {
+    let Some(kernel) = lab() else {
+        engine::skip!("not in the madvd kernel lab (page_idle exists only there)")
+    };
+    if kernel == "debian" {
+        let st = engine::ops::page_idle::status(&SysRoot::host());
+        assert!(!st.usable);
+        println!(
+            "probe vs page_idle: nothing to compare on debian (page_idle: {:?})",
+            st.why_not
+        );
+        return;
+    }
+    let swap = std::fs::read_to_string("/proc/swaps").unwrap();
+    assert!(
+        swap.lines().count() >= 2,
+        "the probe needs swap: run with --swap-zram ({swap})"
+    );
+    let root = SysRoot::host();
+    let mut w = spawn_child(40 * MIB, 0.0, 5);
+    let (mapping, hot) = (w.mapping(), w.hot());
+    w.mark().unwrap();
+    let mut pi = PageIdle::new(&root).unwrap();
+    let id = pi.add_target(open(w.pid()));
+    let mut probe = Probe::new(
+        root.clone(),
+        ProbeConfig {
+            max_samples_per_sec: None,
+            ..ProbeConfig::default()
+        },
+    );
+    probe.add_target(open(w.pid()));
+    pi.target_ranges(id).unwrap();
+    probe.target_ranges(id).unwrap();
+    let regions = fixed_regions(mapping, 40);
+    let mut t_pi = vec![Tally::default(); regions.len()];
+    let mut t_pr = vec![Tally::default(); regions.len()];
+    let mut rng = Rng(77);
+    let rounds = 12;
+    for _ in 0..rounds {
+        sample_once(
+            &mut pi,
+            id,
+            &regions,
+            &mut rng,
+            Duration::from_millis(100),
+            &mut t_pi,
+        );
+        sample_once(
+            &mut probe,
+            id,
+            &regions,
+            &mut rng,
+            Duration::from_millis(100),
+            &mut t_pr,
+        );
+    }
+    let (mut both, mut agree) = (0, 0);
+    for (a, b) in t_pi.iter().zip(&t_pr) {
+        if let (Some(x), Some(y)) = (verdict(*a, rounds / 2), verdict(*b, rounds / 2)) {
+            both += 1;
+            agree += (x == y) as u32;
+        }
+    }
+    let v_pi: Vec<_> = regions
+        .iter()
+        .zip(&t_pi)
+        .map(|(r, t)| (*r, verdict(*t, rounds / 2)))
+        .collect();
+    let v_pr: Vec<_> = regions
+        .iter()
+        .zip(&t_pr)
+        .map(|(r, t)| (*r, verdict(*t, rounds / 2)))
+        .collect();
+    println!("child: {:?}", w.truth().unwrap());
+    println!(
+        "probe stats {:?}; page_idle stats {:?}",
+        probe.stats(),
+        pi.stats()
+    );
+    println!(
+        "probe vs page_idle: {agree}/{both} of {} regions agree; page_idle found {:?}, probe found {:?}",
+        regions.len(),
+        found(&v_pi, mapping, hot),
+        found(&v_pr, mapping, hot)
+    );
+    assert!(
+        both as usize * 10 >= regions.len() * 9,
+        "both gave a verdict on too few regions: {both}"
+    );
+    assert!(
+        agree * 10 >= both * 9,
+        "agreement {agree}/{both}: page_idle {t_pi:?} probe {t_pr:?}"
+    );
+}
+
+/// The driver on the real 6.12 sysfs writes what it writes on the fake tree, in the same
+/// order; the real tree it builds has the fake's layout; a second owner is refused as busy;
+/// everything is removed at the end.
+#[test]
+fn lab_damon_sysfs_real_tree_matches_the_fake() {
+    let Some(kernel) = lab() else {
+        engine::skip!("not in the madvd kernel lab (never write the host's /sys/kernel/mm/damon)")
+    };
+    let admin = SysRoot::host().sys_file(ADMIN_REL);
+    let w = spawn_child(8 * MIB, 0.0, 6);
+    let attrs = SysfsAttrs::from(&Attrs::default());
+    let real = Logged::new(RealSysfs, &admin);
+    let real_log = real.log();
+    let d = DamonSysfs::start(Box::new(real), &admin, &[w.pid()], attrs).unwrap();
+    // The layout the driver built, against the fake's after the same start.
+    let dir = tempfile::tempdir().unwrap();
+    let fake = FakeDamonSysfs::new(dir.path()).unwrap();
+    let fd = DamonSysfs::start(Box::new(fake.clone()), fake.admin(), &[w.pid()], attrs).unwrap();
+    assert_eq!(
+        *real_log.lock().unwrap(),
+        fake.writes(),
+        "same writes, same order on {kernel}"
+    );
+    let mut real_files = Vec::new();
+    walk(&admin, &admin, &mut real_files);
+    real_files.sort();
+    assert_eq!(
+        real_files,
+        fake.files(),
+        "the fake tree is laid out like {kernel}'s"
+    );
+    // A second owner finds it busy and touches nothing.
+    let e = DamonSysfs::start(Box::new(RealSysfs), &admin, &[w.pid()], attrs).unwrap_err();
+    assert!(matches!(e, DamonSysfsError::InUse { .. }), "{e}");
+    // EBUSY from the real kernel: nr_kdamonds while ours runs.
+    let busy = std::fs::write(admin.join("kdamonds/nr_kdamonds"), "0").unwrap_err();
+    assert_eq!(busy.raw_os_error(), Some(libc_ebusy()), "{busy}");
+    d.stop().unwrap();
+    fd.stop().unwrap();
+    let mut after = Vec::new();
+    walk(&admin, &admin, &mut after);
+    assert_eq!(
+        after,
+        vec!["kdamonds/nr_kdamonds".to_string()],
+        "everything created was removed"
+    );
+}
+
+fn libc_ebusy() -> i32 {
+    16 // EBUSY on Linux (asm-generic/errno-base.h)
+}
+
+fn walk(base: &Path, d: &Path, out: &mut Vec<String>) {
+    for e in std::fs::read_dir(d).unwrap().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            walk(base, &p, out);
+        } else {
+            out.push(p.strip_prefix(base).unwrap().to_string_lossy().into_owned());
+        }
+    }
+}
+
+/// CPU cost of each primitive on the same target, as ratios to the refault probe, measured
+/// in one run (docs/performance.md "Access checks in the lab"). Same fixed region set, same
+/// number of sampling intervals for the per-sample checks; kernel DAMON (the kdamond's own
+/// CPU time) for the same wall time at the same sampling interval.
+#[test]
+fn lab_cpu_per_primitive() {
+    let Some(kernel) = lab() else {
+        engine::skip!(
+            "not in the madvd kernel lab (page_idle, soft-dirty and kernel DAMON exist only there)"
+        )
+    };
+    let swap = std::fs::read_to_string("/proc/swaps").unwrap();
+    assert!(
+        swap.lines().count() >= 2,
+        "the probe needs swap: run with --swap-zram"
+    );
+    let root = SysRoot::host();
+    let w = spawn_child(40 * MIB, 0.1, 8);
+    let id = TargetId(w.pid());
+    let regions = fixed_regions(w.mapping(), 40);
+    let intervals = 40u32;
+    let wait = Duration::from_millis(20);
+    let mut results: Vec<(&str, f64, f64)> = Vec::new(); // (name, cpu s, wall s)
+    let mut run = |name: &'static str, ops: &mut dyn AccessCheck| {
+        ops.target_ranges(id).unwrap();
+        let mut tally = vec![Tally::default(); regions.len()];
+        let mut rng = Rng(99);
+        let (c0, t0) = (self_cpu(), Instant::now());
+        for _ in 0..intervals {
+            sample_once(ops, id, &regions, &mut rng, wait, &mut tally);
+        }
+        results.push((name, self_cpu() - c0, t0.elapsed().as_secs_f64()));
+    };
+    let mut probe = Probe::new(
+        root.clone(),
+        ProbeConfig {
+            max_samples_per_sec: None,
+            ..ProbeConfig::default()
+        },
+    );
+    probe.add_target(open(w.pid()));
+    run("probe", &mut probe);
+    if kernel == "lab" {
+        let mut pi = PageIdle::new(&root).unwrap();
+        pi.add_target(open(w.pid()));
+        run("page_idle", &mut pi);
+    }
+    let mut sd = SoftDirty::new();
+    sd.add_target(open(w.pid()));
+    run("soft_dirty", &mut sd);
+    // Kernel DAMON: the kdamond's CPU over the same wall time as the probe's run.
+    let wall = results[0].2;
+    let attrs = Attrs {
+        sample_us: 20_000,
+        aggr_us: 400_000,
+        ..Attrs::default()
+    };
+    let mut kd = KernelDamon::start(&root, &[id], attrs).unwrap();
+    let kpid = kd.kdamond_pid().unwrap().expect("kdamond pid");
+    let c0 = task_cpu(kpid);
+    let t0 = Instant::now();
+    std::thread::sleep(Duration::from_secs_f64(wall));
+    let kcpu = task_cpu(kpid) - c0;
+    results.push(("damon (kdamond)", kcpu, t0.elapsed().as_secs_f64()));
+    kd.stop().unwrap();
+    let probe_rate = results[0].1 / results[0].2;
+    println!(
+        "CPU per primitive on {kernel} (40 MiB child, 40 regions, {intervals} intervals of {} ms):",
+        wait.as_millis()
+    );
+    println!("| primitive | CPU s | wall s | CPU/wall | ratio to probe |");
+    for (name, cpu, wall) in &results {
+        println!(
+            "| {name} | {cpu:.3} | {wall:.2} | {:.4} | {:.2} |",
+            cpu / wall,
+            (cpu / wall) / probe_rate
+        );
+    }
+    assert!(results.iter().all(|r| r.1 >= 0.0 && r.2 > 0.0));
+}
+
+/// The calling thread's CPU seconds (user + system, CLOCK_THREAD_CPUTIME_ID): the
+/// sampling work and the system calls it makes, not the churn thread's.
+fn self_cpu() -> f64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec through a valid pointer.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    assert_eq!(rc, 0);
+    ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9
+}
+
+/// A task's CPU seconds: /proc/PID/schedstat's on-CPU nanoseconds when the kernel has
+/// schedstats, else utime + stime from /proc/PID/stat (USER_HZ = 100 ticks).
+fn task_cpu(pid: u32) -> f64 {
+    if let Ok(s) = std::fs::read_to_string(format!("/proc/{pid}/schedstat")) {
+        if let Some(ns) = s
+            .split_whitespace()
+            .next()
+            .and_then(|v| v.parse::<u64>().ok())
+        {
+            return ns as f64 * 1e-9;
+        }
+    }
+    stat_cpu(&std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap())
+}
+fn stat_cpu(stat: &str) -> f64 {
+    // Fields after the ")" that ends comm: state is field 3; utime 14, stime 15.
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap();
+    ticks as f64 / 100.0
+}
