@@ -34,6 +34,13 @@
 //!    [`ApplyErrorKind::Permission`], one error logged per pid ([`ActuatorError::PermissionDenied`]
 //!    says what is missing), and nothing more is tried on that target in this round.
 //!
+//! A piece the kernel fails is reported whole, by kind, with none of its bytes counted as
+//! applied — even when the kernel did advise part of it first (e.g. ENOMEM for a piece that
+//! was partly unmapped since the snapshot: the still-mapped part was advised): reports err on
+//! the side of "not applied", never the other way. Where Android re-issues the failing iovec
+//! alone, the actuator puts it at the head of the next full call: its errno comes back the
+//! same way, in one call fewer.
+//!
 //! Safety rails: madvd itself, pid 1 and kernel threads are never advised
 //! ([`ApplyErrorKind::Refused`]); page-out stops before free swap would fall under a headroom
 //! (default 10 % of `SwapTotal`, [`ApplyErrorKind::SwapHeadroom`], logged once when entered);
@@ -675,7 +682,15 @@ impl<S: ActuatorSys> Actuator<S> {
                         }
                         Errno::EPERM | Errno::EACCES => {
                             if self.denied_logged.insert(target.pid) {
-                                tracing::error!(errno = %e, "{}", ActuatorError::PermissionDenied { pid: target.pid });
+                                // mm_access() fails first (EACCES) without ptrace read access;
+                                // then the CAP_SYS_NICE check (EPERM): process_madvise(),
+                                // mm/madvise.c, Linux 6.12.
+                                let missing = if e == Errno::EACCES {
+                                    "ptrace read access to the target (PTRACE_MODE_READ)"
+                                } else {
+                                    "CAP_SYS_NICE"
+                                };
+                                tracing::error!(errno = %e, missing, "{}", ActuatorError::PermissionDenied { pid: target.pid });
                             }
                             *stop = Some(ApplyErrorKind::Permission);
                         }
