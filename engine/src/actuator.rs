@@ -263,8 +263,8 @@ pub trait ActuatorSys {
     fn now_ns(&mut self) -> u64;
 }
 
-/// The running system: [`madvise::process_madvise`] on the target's pidfd, `<proc>/meminfo`,
-/// `Instant`.
+/// The running system: [`madvise::process_madvise`] on the target's pidfd,
+/// [`read_swap_mem`](crate::kernel::swap::read_swap_mem) (`<proc>/meminfo`), `Instant`.
 #[derive(Debug)]
 pub struct HostSys {
     root: SysRoot,
@@ -293,13 +293,10 @@ impl ActuatorSys for HostSys {
         }
     }
     fn swap(&mut self) -> std::io::Result<SwapStat> {
-        use procfs_core::FromRead;
-        let path = self.root.proc_file("meminfo");
-        let m = procfs_core::Meminfo::from_file(&path)
-            .map_err(|e| std::io::Error::other(format!("{}: {e}", path.display())))?;
+        let m = crate::kernel::swap::read_swap_mem(&self.root).map_err(std::io::Error::other)?;
         Ok(SwapStat {
-            total: m.swap_total,
-            free: m.swap_free,
+            total: m.total,
+            free: m.free,
         })
     }
     fn now_ns(&mut self) -> u64 {
