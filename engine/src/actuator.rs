@@ -54,6 +54,29 @@
 //!
 //! The kernel, the swap gauge and the clock sit behind one small seam, [`ActuatorSys`], so the
 //! batching/resume logic is unit-tested against a simulated kernel without a process.
+//!
+//! ```no_run
+//! use engine::actuator::{Actuator, ActuatorConfig, ApplyOpts, Target};
+//! use engine::process::Process;
+//! use engine::{AddrRange, Advice, AdviceRequest, SysRoot};
+//!
+//! let root = SysRoot::host();
+//! let p = Process::open(&root, 4242, false).unwrap();
+//! let vmas: Vec<AddrRange> = p.maps().unwrap().iter().map(|v| v.range).collect();
+//! let target = Target::from_process(&p, vmas);
+//! let req = AdviceRequest { target: p.id(), range: AddrRange::new(0x7f00_0000_0000, 0x7f00_0040_0000), advice: Advice::Pageout, scheme: 0 };
+//! let mut act = Actuator::new(root, ActuatorConfig::default());
+//! let report = act.apply(&[target], &[req], ApplyOpts::default());
+//! println!("{} bytes applied in {} ns; not applied: {:?}", report.bytes_applied(), report.elapsed_ns(), report.errors_by_kind());
+//! ```
+//!
+//! A target is only ever built from a pidfd (or a [`Process`](crate::process::Process), which
+//! holds one), never from a bare pid number:
+//!
+//! ```compile_fail
+//! let vma = [engine::AddrRange::new(0x1000, 0x2000)];
+//! let t = engine::actuator::Target::new(&engine::SysRoot::host(), 4242u32, vma);
+//! ```
 
 use crate::advice::{Advice, AdviceRequest};
 use crate::kernel::madvise::{self, IOV_MAX, MAX_RW_COUNT};
