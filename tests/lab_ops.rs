@@ -61,7 +61,7 @@ fn spawn_child(size: u64, write_fraction: f64, seed: u64) -> Workload {
 }
 
 /// Pin the child's threads to vCPU 0 and keep a "TLB churn" thread of ours on vCPU 0 that
-/// wakes every millisecond.
+/// wakes every millisecond (SCHED_FIFO, so it preempts the child each time).
 ///
 /// Why: x86 does not flush the TLB when it clears a PTE's Accessed bit (page_idle's and
 /// kernel DAMON's mkold, `ptep_clear_young_notify`; arch/x86/mm/pgtable.c 6.12,
@@ -80,6 +80,12 @@ fn co_schedule(pid: u32) {
     CHURN.call_once(|| {
         std::thread::spawn(|| {
             pin(0, 0);
+            // Real-time priority, so each wakeup preempts the child at once (a CFS thread
+            // waking beside a CPU-bound one may wait for the end of its slice).
+            let param = libc::sched_param { sched_priority: 1 };
+            // SAFETY: sched_setscheduler reads one sched_param through a valid pointer.
+            let rc = unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO, &param) };
+            assert_eq!(rc, 0, "SCHED_FIFO: {}", std::io::Error::last_os_error());
             loop {
                 std::thread::sleep(Duration::from_millis(1));
             }
@@ -280,10 +286,12 @@ fn lab_page_idle_finds_hot_and_cold() {
                 break;
             }
         }
-        let due = Duration::from_micros(mon.next_step_at_us());
-        if let Some(wait) = due.checked_sub(t0.elapsed()) {
-            std::thread::sleep(wait);
-        }
+        // A full sampling interval between prepare and check, as kdamond_fn does
+        // (mm/damon/core.c 6.12: prepare_access_checks; kdamond_usleep(sample_interval);
+        // check_accesses). Sleeping only until `next_step_at_us` would shrink that window
+        // to nothing whenever a step takes longer than the interval (it does under TCG),
+        // and every page would look idle.
+        std::thread::sleep(Duration::from_micros(attrs.sample_us));
     }
     let (h, c, s) = last.expect("at least one aggregation");
     print_regions(&s, id, mapping, hot);
