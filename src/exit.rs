@@ -8,8 +8,6 @@ use std::fmt;
 /// Exit codes. Keep in sync with docs/cli.md.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Code {
-    /// 0: success.
-    Ok = 0,
     /// 1: the work failed (I/O, kernel refusal, a record file with bad lines), or `check`
     /// found invalid files.
     Failure = 1,

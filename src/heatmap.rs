@@ -23,7 +23,6 @@ pub struct Grid {
     pub total: u64,
     /// Row-major, row 0 = lowest addresses.
     pub cells: Vec<f32>,
-    pub target: u32,
     pub frames: usize,
 }
 
@@ -45,6 +44,7 @@ impl Grid {
     }
 
     /// The collapsed offset of an address inside one of the spans.
+    #[cfg(test)]
     pub fn offset_of(&self, addr: u64) -> Option<u64> {
         let mut acc = 0;
         for &(s, e) in &self.spans {
@@ -57,6 +57,7 @@ impl Grid {
     }
 
     /// Mean rate of the rows covering `[lo, hi)` (addresses) in one column.
+    #[cfg(test)]
     pub fn mean_rate(&self, col: usize, lo: u64, hi: u64) -> f32 {
         let (Some(a), Some(b)) = (self.offset_of(lo), self.offset_of(hi - 1)) else {
             return f32::NAN;
@@ -183,7 +184,6 @@ pub fn build(rec: &Loaded, target: u32, cols: usize, rows: usize) -> Result<Grid
         spans,
         total,
         cells,
-        target,
         frames: frames.len(),
     })
 }

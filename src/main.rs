@@ -1,13 +1,18 @@
 //! `madvd`: the command line. Wires the engine's stages (ops → monitor → schemes → actuator)
 //! for live targets, records and renders, and runs the demo. See docs/cli.md.
 
+mod child;
 mod cli;
 mod cmd;
 mod exit;
 mod heatmap;
+mod pipeline;
+mod policy;
 mod record;
 mod signals;
 mod swap;
+mod sysinfo;
+mod targets;
 mod units;
 
 use clap::error::ErrorKind;
@@ -70,7 +75,24 @@ fn init_tracing(verbose: u8) {
 }
 
 fn dispatch(cli: Cli) -> anyhow::Result<()> {
+    let root = cli
+        .sysroot
+        .as_ref()
+        .map(engine::SysRoot::under)
+        .unwrap_or_default();
+    if matches!(
+        cli.cmd,
+        Command::Run(_) | Command::Monitor(_) | Command::Record(_) | Command::Demo(_)
+    ) {
+        signals::install()?;
+    }
     match cli.cmd {
+        Command::Ops(a) => cmd::ops::run(&root, a),
+        Command::Check(a) => cmd::check::run(a),
+        Command::Demo(a) => cmd::demo::run(&root, a),
+        Command::Run(a) => cmd::run::run(&root, a),
+        Command::Monitor(a) => cmd::monitor::run(&root, a),
+        Command::Record(a) => cmd::record::run(&root, a),
         Command::Report(r) => cmd::report::run(r),
         Command::Workload(w) => {
             let spec = engine::workload::WorkloadSpec::from_json(&w.spec)
@@ -78,9 +100,5 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
             engine::workload::run_child(&spec, std::io::stdin().lock(), std::io::stdout())?;
             Ok(())
         }
-        other => Err(exit::err(
-            Code::Failure,
-            format!("{other:?}: not wired yet"),
-        )),
     }
 }

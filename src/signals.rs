@@ -64,18 +64,3 @@ impl Stop {
         self.0.clone()
     }
 }
-
-/// Sleep up to `d`, waking early when `stop` is set. Returns true when stopped.
-pub fn sleep_unless_stopped(stop: &Stop, d: std::time::Duration) -> bool {
-    let end = std::time::Instant::now() + d;
-    loop {
-        if stop.is_set() {
-            return true;
-        }
-        let now = std::time::Instant::now();
-        if now >= end {
-            return false;
-        }
-        std::thread::sleep((end - now).min(std::time::Duration::from_millis(50)));
-    }
-}

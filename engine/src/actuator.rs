@@ -133,6 +133,22 @@ impl<'a> Target<'a> {
         }
     }
 
+    /// A target opened with [`Process::open`](crate::process::Process::open) (which refused
+    /// madvd itself and kernel threads already; self and pid 1 are checked again at apply),
+    /// with the VMAs of the snapshot, e.g. `p.maps()?.iter().map(|v| v.range)`.
+    pub fn from_process(
+        p: &'a crate::process::Process,
+        vmas: impl IntoIterator<Item = AddrRange>,
+    ) -> Self {
+        Self {
+            id: p.id(),
+            pid: p.pid(),
+            pidfd: Some(p.pidfd().as_fd()),
+            vmas: normalize_vmas(vmas),
+            kernel_thread: false,
+        }
+    }
+
     /// A target with no process behind it, for driving the planning and batching logic against
     /// a simulated [`ActuatorSys`] (the host syscall fails such a target with EBADF).
     pub fn simulated(

@@ -1,3 +1,9 @@
 //! One module per subcommand. Each takes its parsed arguments and returns `anyhow::Result`.
 
+pub mod check;
+pub mod demo;
+pub mod monitor;
+pub mod ops;
+pub mod record;
 pub mod report;
+pub mod run;

@@ -1,0 +1,505 @@
+//! `madvd demo`: one command that shows what madvd does and measures it against the
+//! workload's own ground truth.
+//!
+//! 1. swap: the machine's own, else a temporary zram device (removed at the end, also on
+//!    Ctrl-C: every exit path returns through `Drop`s, the workload child first);
+//! 2. a workload child (this binary, `madvd workload`): `size` bytes in ONE private anonymous
+//!    mapping, first-touched by itself; a hot 10% read at random, the rest cold; the hot set
+//!    moves by its own size once, at about 40% of the monitored phase;
+//! 3. baseline: the child's throughput with nothing watching it;
+//! 4. monitored phase: the stage loop (`pipeline.rs`) with policies/demo.ron and the best
+//!    access primitive here; snapshots recorded for the heatmap;
+//! 5. the measured window — the second half of the monitored phase, after the move — gives the
+//!    oracle: the bytes the child did not touch in it (its own touched-page bitmap);
+//! 6. results: memory saved (VmSwap, RSS, MemAvailable), oracle, saved/oracle, throughput
+//!    before vs during, the primitive, and a heatmap PNG; then every page of the child is
+//!    checked against its expected content (nothing lost by paging out).
+
+use crate::child::WorkloadChild;
+use crate::cli::DemoArgs;
+use crate::exit::{err, Code};
+use crate::pipeline::{self, Actuation, Clock, Event, SchemeLine, Stages};
+use crate::record::{Frame, Header, RecordWriter, Source, FORMAT, VERSION};
+use crate::signals::{self, Stop};
+use crate::swap::TempSwap;
+use crate::sysinfo::{self, ProcMem, SysMem};
+use crate::targets;
+use crate::units::{fmt_bytes, fmt_bytes_f};
+use anyhow::{Context, Result};
+use engine::actuator::ActuatorConfig;
+use engine::monitor::Monitor;
+use engine::workload::{Fill, Pattern, WorkloadSpec};
+use engine::{SysRoot, TargetId};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// The built-in policy (a copy of policies/demo.ron).
+pub const DEMO_POLICY: &str = include_str!("../../policies/demo.ron");
+
+#[derive(Serialize, Clone, Debug, Default)]
+pub struct Throughput {
+    pub before_ops_per_s: f64,
+    pub during_ops_per_s: f64,
+    /// (1 − during/before) × 100; negative when the child ran faster while monitored.
+    pub slowdown_pct: f64,
+}
+
+#[derive(Serialize, Clone, Debug, Default)]
+pub struct SavedJson {
+    /// VmSwap at the end − at the start of the monitored phase (the child's pages in swap).
+    pub vm_swap_bytes: i64,
+    /// VmRSS at the start − at the end.
+    pub rss_bytes: i64,
+    /// MemAvailable at the end − at the start (system-wide: other processes move it too; with
+    /// zram, the compressed copies cost memory).
+    pub mem_available_bytes: i64,
+}
+
+#[derive(Serialize, Clone, Debug, Default)]
+pub struct ZramJson {
+    pub orig_data_size: u64,
+    pub compr_data_size: u64,
+    pub mem_used_total: u64,
+}
+
+/// The demo's result (`--json`).
+#[derive(Serialize, Clone, Debug, Default)]
+pub struct Summary {
+    pub ops: String,
+    pub dry_run: bool,
+    pub size_bytes: u64,
+    pub hot_fraction: f64,
+    pub baseline_s: f64,
+    pub monitored_s: f64,
+    /// The measured window (end of the monitored phase) the oracle is computed over.
+    pub window_s: f64,
+    pub swap: String,
+    pub saved: SavedJson,
+    /// Bytes of the child's mapping not touched during the measured window (ground truth).
+    pub oracle_bytes: u64,
+    /// saved.vm_swap_bytes / oracle_bytes.
+    pub saved_over_oracle: f64,
+    pub throughput: Throughput,
+    pub hot_moved: bool,
+    pub advised_bytes: u64,
+    /// Bytes the schemes asked for that were not applied, by reason.
+    pub not_applied: std::collections::BTreeMap<String, u64>,
+    pub schemes: Vec<SchemeLine>,
+    pub probe_pageouts: u64,
+    pub snapshots: u64,
+    pub zram: Option<ZramJson>,
+    pub verified_pages: u64,
+    pub bad_pages: u64,
+    pub heatmap: Option<PathBuf>,
+    pub record: Option<PathBuf>,
+    pub interrupted: bool,
+}
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
+pub fn run(root: &SysRoot, a: DemoArgs) -> Result<()> {
+    let size = a.size.unwrap_or(if a.short { 256 << 20 } else { 1 << 30 });
+    let monitored = a
+        .for_
+        .unwrap_or(Duration::from_secs(if a.short { 24 } else { 75 }));
+    let baseline = if a.short {
+        Duration::from_secs(4)
+    } else {
+        Duration::from_secs(10)
+    };
+    if size < (64 << 20) {
+        return Err(err(Code::Usage, "--size must be at least 64MiB"));
+    }
+    let root_user = is_root();
+    let dry_run = a.dry_run || !root_user;
+    if !root_user {
+        eprintln!(
+            "madvd demo: not running as root, so this is a DRY RUN: nothing will be paged out.\n  \
+             A real run needs root for: creating the temporary zram swap (CAP_SYS_ADMIN: swapon, /sys/class/zram-control),\n  \
+             advising another process with process_madvise (CAP_SYS_NICE) and the refault probe (CAP_SYS_NICE + swap).\n  \
+             Run: sudo {} demo",
+            std::env::current_exe().map(|p| p.display().to_string()).unwrap_or_else(|_| "madvd".into())
+        );
+    }
+    let policy = match &a.policy {
+        Some(p) => crate::policy::load(p)?,
+        None => schemes::Policy::from_str(DEMO_POLICY, Path::new("policies/demo.ron"))
+            .map_err(crate::policy::policy_error)?,
+    };
+    let out = if a.json { None } else { Some(()) };
+    let say = |s: String| {
+        if out.is_some() {
+            eprintln!("{s}");
+        }
+    };
+
+    // 1. Swap (declared before the child: dropped after it, so swapoff has nothing to pull in).
+    let swap = if root_user {
+        Some(
+            TempSwap::ensure(root, (2 * size).max(1 << 30), Duration::from_secs(90))
+                .context("demo swap")?,
+        )
+    } else {
+        None
+    };
+    let swap_desc = swap
+        .as_ref()
+        .map_or("none (not root)".to_string(), |s| s.describe());
+    say(format!("swap: {swap_desc}"));
+
+    // 2. The workload child. The hot set moves once, ~40% into the monitored phase.
+    let first_touch_guess = Duration::from_millis(1500 * size.div_ceil(1 << 30).max(1));
+    let move_at = first_touch_guess + baseline + monitored.mul_f64(0.4);
+    let spec = WorkloadSpec {
+        size,
+        hot_fraction: 0.10,
+        hot_offset: 0.0,
+        pattern: Pattern::Moving {
+            period_ms: move_at.as_millis() as u64,
+        },
+        fill: Fill::Pattern,
+        write_fraction: 0.0,
+        nohugepage: true,
+        two_mappings: false,
+        rate_limit: None,
+        seed: 7,
+    };
+    say(format!(
+        "workload: {} in one mapping, 10% hot (read at random), 90% cold; the hot set moves once",
+        fmt_bytes(size)
+    ));
+    let mut child = WorkloadChild::spawn(&spec)?;
+    let pid = child.pid;
+    say(format!(
+        "workload child pid {pid}: mapping {} (hot {})",
+        child.mappings[0], child.hot
+    ));
+
+    let total = baseline + monitored;
+    let pb = if a.json {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::with_draw_target(Some(total.as_secs()), ProgressDrawTarget::stderr())
+    };
+    pb.set_style(
+        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len}s {msg}")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+
+    // 3. Baseline throughput.
+    let interrupted = |pb: &ProgressBar| -> Result<()> {
+        if signals::stop_requested() {
+            pb.finish_and_clear();
+            return Err(err(
+                Code::Interrupted,
+                "interrupted: workload stopped, temporary swap removed",
+            ));
+        }
+        Ok(())
+    };
+    let t_start = Instant::now();
+    child.mark()?;
+    pb.set_message("baseline: the workload alone");
+    while t_start.elapsed() < baseline {
+        interrupted(&pb)?;
+        std::thread::sleep(Duration::from_millis(100));
+        pb.set_position(t_start.elapsed().as_secs());
+    }
+    let before = child.truth()?;
+
+    // 4. The monitored phase.
+    let status = targets::choose(root, &a.ops)?;
+    let procs = targets::open_all(root, &[pid], false)?;
+    let act_procs = targets::reopen_all(root, &procs, false)?;
+    let ops = targets::build_ops(status.name, root, procs)?;
+    let attrs = targets::settle_attrs(
+        ops.default_attrs(),
+        |at| policy.apply_monitor_overrides(at),
+        &Default::default(),
+    )?;
+    let mut mon = Monitor::new(attrs, 0xdead_beef).map_err(|e| err(Code::Usage, e.to_string()))?;
+    mon.add_target(TargetId(pid));
+    let planner = crate::policy::planner(&policy, root)?;
+    let rec_path = a
+        .record
+        .clone()
+        .unwrap_or_else(|| std::env::temp_dir().join(format!("madvd-demo-{pid}.rec")));
+    let header = Header {
+        format: FORMAT.into(),
+        version: VERSION,
+        source: Source::Pid {
+            pids: vec![pid],
+            comms: vec!["madvd-workload".into()],
+        },
+        ops: status.name.into(),
+        attrs,
+        started_unix_ms: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64),
+        kernel: sysinfo::kernel_release(),
+    };
+    let mut rec = RecordWriter::create(&rec_path, &header)?;
+    say(format!(
+        "monitoring with {} ({} sampling, {} aggregation), policy {}{}",
+        status.name,
+        crate::units::fmt_duration_us(attrs.sample_us),
+        crate::units::fmt_duration_us(attrs.aggr_us),
+        a.policy
+            .as_deref()
+            .map_or("policies/demo.ron (built in)".into(), |p| p
+                .display()
+                .to_string()),
+        if dry_run { ", DRY RUN" } else { "" }
+    ));
+    let mem0: ProcMem = sysinfo::proc_mem(root, pid).unwrap_or_default();
+    let sys0: Option<SysMem> = sysinfo::sys_mem(root);
+    child.mark()?;
+    let stop = Stop::new();
+    let running = pipeline::start(Stages {
+        root: root.clone(),
+        monitor: mon,
+        ops,
+        act: Some(Actuation {
+            planner,
+            procs: act_procs,
+            dry_run,
+            config: ActuatorConfig::default(),
+        }),
+        stop: stop.clone(),
+        clock: Clock::start(),
+    })?;
+    let t_mon = Instant::now();
+    let window_at = monitored.mul_f64(0.5);
+    let mut first_half = None;
+    let mut summary = Summary {
+        ops: status.name.into(),
+        dry_run,
+        size_bytes: size,
+        hot_fraction: spec.hot_fraction,
+        ..Default::default()
+    };
+    let mut gone = false;
+    let mut was_interrupted = false;
+    while t_mon.elapsed() < monitored {
+        if signals::stop_requested() {
+            was_interrupted = true;
+            break;
+        }
+        if first_half.is_none() && t_mon.elapsed() >= window_at {
+            // End of the first half: its throughput; then the measured window starts.
+            first_half = Some(child.truth()?);
+            child.mark()?;
+        }
+        match running.events.recv_timeout(Duration::from_millis(100)) {
+            Ok(Event::Snapshot(s, cost)) => {
+                summary.probe_pageouts = cost.probe_pageouts;
+                if s.aggregated {
+                    summary.snapshots += 1;
+                    rec.write_frame(&Frame::from_snapshot(&s, 0))?;
+                }
+            }
+            Ok(Event::Applied(r, stats)) => {
+                summary.advised_bytes += r.bytes_applied();
+                for o in &r.outcomes {
+                    for (k, b) in &o.errors {
+                        *summary
+                            .not_applied
+                            .entry(format!("{k:?}").to_lowercase())
+                            .or_default() += b;
+                    }
+                }
+                summary.schemes = stats;
+            }
+            Ok(Event::Gone(_)) | Ok(Event::AllGone) => {
+                gone = true;
+                break;
+            }
+            Ok(Event::Failed(m)) => pb.println(format!("madvd: warning: {m}")),
+            Err(_) => {}
+        }
+        let m = sysinfo::proc_mem(root, pid).unwrap_or_default();
+        pb.set_position((baseline + t_mon.elapsed()).as_secs());
+        pb.set_message(format!(
+            "{}: advised {}, child VmSwap {}, RSS {}",
+            if first_half.is_some() {
+                "measured window"
+            } else {
+                "monitoring"
+            },
+            fmt_bytes(summary.advised_bytes),
+            fmt_bytes(m.swap),
+            fmt_bytes(m.rss)
+        ));
+    }
+    let events = running.events.clone();
+    running.stop_and_join();
+    while let Ok(ev) = events.try_recv() {
+        if let Event::Applied(r, stats) = ev {
+            summary.advised_bytes += r.bytes_applied();
+            summary.schemes = stats;
+        }
+    }
+    rec.finish(if was_interrupted {
+        "signal"
+    } else {
+        "duration"
+    })?;
+    if gone {
+        pb.finish_and_clear();
+        return Err(err(
+            Code::Failure,
+            format!("the workload child (pid {pid}) exited during the demo"),
+        ));
+    }
+    if was_interrupted {
+        pb.finish_and_clear();
+        return Err(err(
+            Code::Interrupted,
+            "interrupted: workload stopped, temporary swap removed",
+        ));
+    }
+
+    // 5. Measure.
+    let window = child.truth()?;
+    let mem1 = sysinfo::proc_mem(root, pid).unwrap_or_default();
+    let sys1 = sysinfo::sys_mem(root);
+    pb.finish_and_clear();
+    let first = first_half.unwrap_or_else(|| window.clone());
+    let during_ops = first.ops + window.ops;
+    let during_s = (first.elapsed_ms + window.elapsed_ms) as f64 / 1000.0;
+    let during = during_ops as f64 / during_s.max(1e-3);
+    summary.baseline_s = before.elapsed_ms as f64 / 1000.0;
+    summary.monitored_s = t_mon.elapsed().as_secs_f64();
+    summary.window_s = window.elapsed_ms as f64 / 1000.0;
+    summary.swap = swap_desc;
+    summary.saved = SavedJson {
+        vm_swap_bytes: mem1.swap as i64 - mem0.swap as i64,
+        rss_bytes: mem0.rss as i64 - mem1.rss as i64,
+        mem_available_bytes: match (sys0, sys1) {
+            (Some(a), Some(b)) => b.mem_available as i64 - a.mem_available as i64,
+            _ => 0,
+        },
+    };
+    summary.oracle_bytes = window.untouched_bytes;
+    summary.saved_over_oracle =
+        summary.saved.vm_swap_bytes.max(0) as f64 / (window.untouched_bytes.max(1)) as f64;
+    summary.throughput = Throughput {
+        before_ops_per_s: before.ops_per_sec,
+        during_ops_per_s: during,
+        slowdown_pct: (1.0 - during / before.ops_per_sec.max(1e-9)) * 100.0,
+    };
+    summary.hot_moved = window.hot != child.hot;
+    summary.zram = swap
+        .as_ref()
+        .and_then(|s| s.zram_mm_stat())
+        .map(|(o, c, m)| ZramJson {
+            orig_data_size: o,
+            compr_data_size: c,
+            mem_used_total: m,
+        });
+
+    // Heatmap.
+    let png = a
+        .heatmap
+        .clone()
+        .unwrap_or_else(|| std::env::temp_dir().join("madvd-demo-heatmap.png"));
+    match crate::record::read(&rec_path).and_then(|r| {
+        let g = crate::heatmap::build(&r, pid, 300, 150)?;
+        crate::heatmap::render(&g, &crate::cmd::report::title(&r, pid), &png)
+    }) {
+        Ok(()) => summary.heatmap = Some(png),
+        Err(e) => eprintln!("madvd: warning: heatmap: {}", crate::exit::one_line(&e)),
+    }
+    if a.record.is_some() {
+        summary.record = Some(rec_path.clone());
+    } else {
+        let _ = std::fs::remove_file(&rec_path);
+    }
+
+    // 6. Nothing lost: every page of the child still holds what it wrote.
+    let v = child.verify()?;
+    summary.verified_pages = v.pages;
+    summary.bad_pages = v.bad_pages;
+    drop(child);
+    drop(swap);
+
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+    } else {
+        print_summary(&summary);
+    }
+    if summary.bad_pages > 0 {
+        return Err(err(
+            Code::Failure,
+            format!(
+                "{} of {} pages of the workload changed: data lost",
+                summary.bad_pages, summary.verified_pages
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn print_summary(s: &Summary) {
+    println!();
+    println!(
+        "madvd demo — results{}",
+        if s.dry_run {
+            " (DRY RUN: nothing was advised)"
+        } else {
+            ""
+        }
+    );
+    println!("  access primitive       {}", s.ops);
+    println!(
+        "  workload               {} in one mapping, {:.0}% hot, hot set moved: {}",
+        fmt_bytes(s.size_bytes),
+        s.hot_fraction * 100.0,
+        if s.hot_moved { "yes" } else { "no" }
+    );
+    println!("  monitored              {:.1} s (baseline {:.1} s before it); measured window: last {:.1} s", s.monitored_s, s.baseline_s, s.window_s);
+    println!(
+        "  memory saved           VmSwap +{}, RSS −{}, MemAvailable {}",
+        fmt_bytes_f(s.saved.vm_swap_bytes as f64),
+        fmt_bytes_f(s.saved.rss_bytes as f64),
+        fmt_bytes_f(s.saved.mem_available_bytes as f64)
+    );
+    if let Some(z) = &s.zram {
+        println!(
+            "  zram                   holds {} in {} ({} used)",
+            fmt_bytes(z.orig_data_size),
+            fmt_bytes(z.compr_data_size),
+            fmt_bytes(z.mem_used_total)
+        );
+    }
+    println!(
+        "  oracle                 {} untouched by the workload during the window",
+        fmt_bytes(s.oracle_bytes)
+    );
+    println!("  saved / oracle         {:.2}", s.saved_over_oracle);
+    println!(
+        "  throughput             {:.0} ops/s before, {:.0} ops/s during: slowdown {:.1}%",
+        s.throughput.before_ops_per_s, s.throughput.during_ops_per_s, s.throughput.slowdown_pct
+    );
+    println!(
+        "  advised                {} by {} scheme(s); probe page-outs {}",
+        fmt_bytes(s.advised_bytes),
+        s.schemes.len(),
+        s.probe_pageouts
+    );
+    println!(
+        "  data check             {} pages verified, {} bad",
+        s.verified_pages, s.bad_pages
+    );
+    println!("  swap                   {}", s.swap);
+    match &s.heatmap {
+        Some(p) => println!("  heatmap                {}", p.display()),
+        None => println!("  heatmap                (not written)"),
+    }
+}

@@ -1,0 +1,79 @@
+//! `madvd ops`: the access primitives, whether each is usable here, and why not.
+
+use crate::cli::OpsArgs;
+use anyhow::Result;
+use engine::ops::detect::{detect, pick};
+use engine::ops::OpsStatus;
+use engine::SysRoot;
+
+pub fn run(root: &SysRoot, a: OpsArgs) -> Result<()> {
+    let all = detect(root);
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&all)?);
+    } else {
+        print!("{}", table(&all));
+    }
+    Ok(())
+}
+
+/// The table for people: one row per primitive in auto order, then which one auto picks.
+pub fn table(all: &[OpsStatus]) -> String {
+    let mut s = format!(
+        "{:<11} {:<7} {:<40} {}\n",
+        "PRIMITIVE", "USABLE", "SEES", "WHY NOT / WHAT IT IS"
+    );
+    for o in all {
+        let why = o
+            .why_not
+            .clone()
+            .unwrap_or_else(|| o.description.to_string());
+        let g = if o.granularity.chars().count() > 40 {
+            format!("{}…", o.granularity.chars().take(39).collect::<String>())
+        } else {
+            o.granularity.to_string()
+        };
+        s += &format!(
+            "{:<11} {:<7} {:<40} {}\n",
+            o.name,
+            if o.usable { "yes" } else { "no" },
+            g,
+            why
+        );
+    }
+    s += &match pick(all, None) {
+        Ok(p) => format!("\nauto picks: {} (override with --ops NAME)\n", p.name),
+        Err(e) => format!("\nauto picks nothing: {e}\n"),
+    };
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn st(name: &'static str, usable: bool, rank: u32) -> OpsStatus {
+        OpsStatus {
+            name,
+            usable,
+            why_not: (!usable).then(|| format!("{name} needs X")),
+            granularity: "page",
+            description: "desc",
+            rank,
+        }
+    }
+
+    #[test]
+    fn table_lists_every_primitive_and_the_pick() {
+        let t = table(&[
+            st("page_idle", false, 0),
+            st("probe", true, 2),
+            st("smaps", true, 4),
+        ]);
+        assert!(t.contains("page_idle   no"), "{t}");
+        assert!(t.contains("page_idle needs X"), "{t}");
+        assert!(t.contains("probe       yes"), "{t}");
+        assert!(t.contains("auto picks: probe"), "{t}");
+        let t = table(&[st("probe", false, 2)]);
+        assert!(t.contains("auto picks nothing"), "{t}");
+    }
+}

@@ -1,0 +1,164 @@
+//! `madvd record`: write the monitor's aggregated snapshots to a record file
+//! (docs/record-format.md), from live processes or from the simulator.
+
+use crate::cli::RecordArgs;
+use crate::exit::{err, Code};
+use crate::pipeline::{self, Clock, Event, Stages};
+use crate::record::{Frame, Header, RecordWriter, Source, FORMAT, VERSION};
+use crate::signals::{self, Stop};
+use crate::targets;
+use crate::units::fmt_duration_us;
+use anyhow::Result;
+use engine::monitor::Monitor;
+use engine::ops::sim::{SimOps, SimSpace, SCENARIOS};
+use engine::{AccessCheck, SysRoot, TargetId};
+use std::time::{Duration, Instant};
+
+pub fn run(root: &SysRoot, a: RecordArgs) -> Result<()> {
+    match a.sim.clone() {
+        Some(s) => record_sim(&s, a),
+        None => record_live(root, a),
+    }
+}
+
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// Record the simulator as fast as it runs: simulated time, no sleeping.
+pub fn record_sim(scenario: &str, a: RecordArgs) -> Result<()> {
+    let space = SimSpace::scenario(scenario, a.sim_size).map_err(|e| {
+        err(
+            Code::Usage,
+            format!(
+                "--sim {scenario}: {e} (scenarios: {})",
+                SCENARIOS.join(", ")
+            ),
+        )
+    })?;
+    let mut ops = SimOps::single(TargetId(1), space);
+    let attrs = targets::settle_attrs(ops.default_attrs(), |_| {}, &a.attrs)?;
+    let mut mon = Monitor::new(attrs, 42).map_err(|e| err(Code::Usage, e.to_string()))?;
+    mon.add_target(TargetId(1));
+    let header = Header {
+        format: FORMAT.into(),
+        version: VERSION,
+        source: Source::Sim {
+            scenario: scenario.into(),
+            size: a.sim_size,
+        },
+        ops: "sim".into(),
+        attrs,
+        started_unix_ms: unix_ms(),
+        kernel: None,
+    };
+    let mut w = RecordWriter::create(&a.output, &header)?;
+    let end_us = a.for_.unwrap_or(Duration::from_secs(60)).as_micros() as u64;
+    let mut now = 0u64;
+    while now < end_us {
+        now += attrs.sample_us;
+        let out = mon.step(now, &mut ops);
+        if let Some(s) = out.snapshot {
+            w.write_frame(&Frame::from_snapshot(&s, 0))?;
+        }
+        if signals::stop_requested() {
+            let n = w.snapshots();
+            w.finish("signal")?;
+            eprintln!("interrupted: {} snapshots in {}", n, a.output.display());
+            return Ok(());
+        }
+    }
+    let n = w.snapshots();
+    w.finish("duration")?;
+    eprintln!(
+        "recorded {n} snapshots ({} simulated) of sim '{scenario}' to {}",
+        fmt_duration_us(end_us),
+        a.output.display()
+    );
+    Ok(())
+}
+
+fn record_live(root: &SysRoot, a: RecordArgs) -> Result<()> {
+    let status = targets::choose(root, &a.ops)?;
+    let procs = targets::open_all(root, &a.pid, a.allow_pid1)?;
+    let comms: Vec<String> = procs.iter().map(|p| p.comm().to_string()).collect();
+    let pids: Vec<u32> = procs.iter().map(|p| p.pid()).collect();
+    let ops = targets::build_ops(status.name, root, procs)?;
+    let attrs = targets::settle_attrs(ops.default_attrs(), |_| {}, &a.attrs)?;
+    let mut mon = Monitor::new(attrs, std::process::id() as u64)
+        .map_err(|e| err(Code::Usage, e.to_string()))?;
+    for &p in &pids {
+        mon.add_target(TargetId(p));
+    }
+    let header = Header {
+        format: FORMAT.into(),
+        version: VERSION,
+        source: Source::Pid {
+            pids: pids.clone(),
+            comms,
+        },
+        ops: status.name.into(),
+        attrs,
+        started_unix_ms: unix_ms(),
+        kernel: crate::sysinfo::kernel_release(),
+    };
+    let mut w = RecordWriter::create(&a.output, &header)?;
+    let stop = Stop::new();
+    let clock = Clock::start();
+    let running = pipeline::start(Stages {
+        root: root.clone(),
+        monitor: mon,
+        ops,
+        act: None,
+        stop: stop.clone(),
+        clock,
+    })?;
+    let t0 = Instant::now();
+    let pb = indicatif::ProgressBar::new_spinner();
+    pb.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+    pb.enable_steady_tick(Duration::from_millis(250));
+    let mut reason = "duration";
+    loop {
+        if signals::stop_requested() {
+            reason = "signal";
+            break;
+        }
+        if a.for_.is_some_and(|d| t0.elapsed() >= d) {
+            break;
+        }
+        match running.events.recv_timeout(Duration::from_millis(100)) {
+            Ok(Event::Snapshot(s, _)) if s.aggregated => {
+                w.write_frame(&Frame::from_snapshot(&s, 0))?;
+                pb.set_message(format!(
+                    "recording {} with {}: {} snapshots, {} regions, {:.0} s",
+                    a.output.display(),
+                    status.name,
+                    w.snapshots(),
+                    s.nr_regions(),
+                    t0.elapsed().as_secs_f64()
+                ));
+            }
+            Ok(Event::Gone(t)) => pb.println(format!("pid {t} exited: dropped")),
+            Ok(Event::AllGone) => {
+                reason = "targets_gone";
+                break;
+            }
+            Ok(Event::Failed(m)) => pb.println(format!("madvd: warning: {m}")),
+            Ok(_) => {}
+            Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
+        }
+    }
+    running.stop_and_join();
+    pb.finish_and_clear();
+    let n = w.snapshots();
+    w.finish(reason)?;
+    eprintln!(
+        "recorded {n} snapshots to {} ({reason})",
+        a.output.display()
+    );
+    Ok(())
+}

@@ -1,0 +1,371 @@
+//! `madvd run`: apply a policy to live processes until stopped — the stage loop of
+//! `pipeline.rs` with periodic and final summaries.
+
+use crate::cli::RunArgs;
+use crate::exit::{err, Code};
+use crate::pipeline::{self, Actuation, Clock, Event, SchemeLine, Stages};
+use crate::signals::{self, Stop};
+use crate::sysinfo::{self, ProcMem, SysMem};
+use crate::targets;
+use crate::units::{fmt_bytes, fmt_bytes_f};
+use anyhow::Result;
+use engine::access::MonitorCost;
+use engine::actuator::ActuatorConfig;
+use engine::monitor::Monitor;
+use engine::{ApplyErrorKind, ApplyReport, SysRoot, TargetId};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+/// Memory figures relative to the start of the run (positive = memory saved).
+#[derive(Clone, Copy, Debug, Default, Serialize)]
+pub struct Saved {
+    /// Σ over live targets of VmSwap now − VmSwap at start.
+    pub swap_bytes: i64,
+    /// Σ over live targets of VmRSS at start − VmRSS now.
+    pub rss_bytes: i64,
+    /// MemAvailable now − MemAvailable at start (system-wide: other processes move it too).
+    pub mem_available_bytes: i64,
+}
+
+/// Everything the summaries print, accumulated from the events.
+#[derive(Default)]
+pub struct Tally {
+    pub snapshots: u64,
+    pub regions: usize,
+    pub cost: MonitorCost,
+    pub schemes: Vec<SchemeLine>,
+    pub rounds: u64,
+    pub bytes_applied: u64,
+    pub elapsed_ns: u64,
+    pub errors: BTreeMap<String, u64>,
+    pub gone: Vec<u32>,
+}
+
+impl Tally {
+    pub fn report(&mut self, r: &ApplyReport, stats: Vec<SchemeLine>) {
+        self.rounds += 1;
+        self.bytes_applied += r.bytes_applied();
+        self.elapsed_ns += r.elapsed_ns();
+        for o in &r.outcomes {
+            for (k, b) in &o.errors {
+                if !matches!(k, ApplyErrorKind::DryRun) {
+                    *self
+                        .errors
+                        .entry(format!("{k:?}").to_lowercase())
+                        .or_default() += b;
+                }
+            }
+        }
+        self.schemes = stats;
+    }
+}
+
+/// Baselines for "memory saved".
+pub struct Baseline {
+    pub procs: BTreeMap<u32, ProcMem>,
+    pub sys: Option<SysMem>,
+}
+
+impl Baseline {
+    pub fn take(root: &SysRoot, pids: &[u32]) -> Self {
+        Self {
+            procs: pids
+                .iter()
+                .filter_map(|&p| sysinfo::proc_mem(root, p).map(|m| (p, m)))
+                .collect(),
+            sys: sysinfo::sys_mem(root),
+        }
+    }
+
+    pub fn saved(&self, root: &SysRoot, gone: &[u32]) -> Saved {
+        let mut s = Saved::default();
+        for (pid, m0) in &self.procs {
+            if gone.contains(pid) {
+                continue;
+            }
+            if let Some(m) = sysinfo::proc_mem(root, *pid) {
+                s.swap_bytes += m.swap as i64 - m0.swap as i64;
+                s.rss_bytes += m0.rss as i64 - m.rss as i64;
+            }
+        }
+        if let (Some(a), Some(b)) = (self.sys, sysinfo::sys_mem(root)) {
+            s.mem_available_bytes = b.mem_available as i64 - a.mem_available as i64;
+        }
+        s
+    }
+}
+
+#[derive(Serialize)]
+struct Line<'a> {
+    #[serde(rename = "final")]
+    is_final: bool,
+    t_s: f64,
+    ops: &'a str,
+    dry_run: bool,
+    targets: usize,
+    regions: usize,
+    snapshots: u64,
+    rounds: u64,
+    bytes_applied: u64,
+    actuation_ms: f64,
+    schemes: &'a [SchemeLine],
+    saved: Saved,
+    probe_pageouts: u64,
+    samples: u64,
+    errors: &'a BTreeMap<String, u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<&'a str>,
+}
+
+fn human(l: &Line<'_>) -> String {
+    let advised = if l.schemes.is_empty() {
+        "no schemes".to_string()
+    } else {
+        l.schemes
+            .iter()
+            .map(|s| format!("{} {} {}", s.name, s.action, fmt_bytes(s.sz_applied)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let inactive: Vec<String> = l
+        .schemes
+        .iter()
+        .filter(|s| !s.active)
+        .map(|s| {
+            format!(
+                "{} ({})",
+                s.name,
+                s.inactive_reason.as_deref().unwrap_or("inactive")
+            )
+        })
+        .collect();
+    let per_s = if l.t_s > 0.0 {
+        l.probe_pageouts as f64 / l.t_s
+    } else {
+        0.0
+    };
+    let mut s = format!(
+        "[{:>7.1}s] {}{} | {} targets, {} regions | advised: {} | saved: swap {}, rss {}, MemAvailable {} | probe: {} page-outs ({:.0}/s)",
+        l.t_s,
+        l.ops,
+        if l.dry_run { " (dry run)" } else { "" },
+        l.targets,
+        l.regions,
+        advised,
+        fmt_bytes_f(l.saved.swap_bytes as f64),
+        fmt_bytes_f(l.saved.rss_bytes as f64),
+        fmt_bytes_f(l.saved.mem_available_bytes as f64),
+        l.probe_pageouts,
+        per_s
+    );
+    if !inactive.is_empty() {
+        s += &format!(" | inactive: {}", inactive.join(", "));
+    }
+    if !l.errors.is_empty() {
+        s += &format!(
+            " | not applied: {}",
+            l.errors
+                .iter()
+                .map(|(k, b)| format!("{k} {}", fmt_bytes(*b)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    if let Some(r) = l.reason {
+        s = format!("final ({r}): {s}");
+    }
+    s
+}
+
+/// Resolve `--pid/--cgroup/--comm` to pids.
+pub fn resolve_pids(root: &SysRoot, a: &crate::cli::Targets) -> Result<Vec<u32>> {
+    if !a.pid.is_empty() {
+        let mut v = a.pid.clone();
+        v.sort_unstable();
+        v.dedup();
+        return Ok(v);
+    }
+    if let Some(cg) = &a.cgroup {
+        let v = sysinfo::pids_in_cgroup(cg).map_err(|e| {
+            err(
+                Code::Target,
+                format!("{}: cannot read cgroup.procs: {e}", cg.display()),
+            )
+        })?;
+        let me = std::process::id();
+        let v: Vec<u32> = v.into_iter().filter(|&p| p != me).collect();
+        if v.is_empty() {
+            return Err(err(
+                Code::Target,
+                format!("{}: no processes in this cgroup", cg.display()),
+            ));
+        }
+        return Ok(v);
+    }
+    let name = a.comm.as_deref().expect("clap requires one kind of target");
+    let me = std::process::id();
+    let v: Vec<u32> = sysinfo::pids_by_comm(root, name)
+        .map_err(|e| err(Code::Failure, format!("{}: {e}", root.proc.display())))?
+        .into_iter()
+        .filter(|&p| p != me)
+        .collect();
+    if v.is_empty() {
+        return Err(err(
+            Code::Target,
+            format!("no process named '{name}' (as /proc/PID/comm shows it)"),
+        ));
+    }
+    Ok(v)
+}
+
+pub fn run(root: &SysRoot, a: RunArgs) -> Result<()> {
+    let policy = crate::policy::load(&a.policy)?;
+    let pids = resolve_pids(root, &a.targets)?;
+    let status = targets::choose(root, &a.ops)?;
+    let procs = targets::open_all(root, &pids, a.allow_pid1)?;
+    let act_procs = targets::reopen_all(root, &procs, a.allow_pid1)?;
+    let ops = targets::build_ops(status.name, root, procs)?;
+    let attrs = targets::settle_attrs(
+        ops.default_attrs(),
+        |at| policy.apply_monitor_overrides(at),
+        &a.attrs,
+    )?;
+    let mut mon = Monitor::new(attrs, std::process::id() as u64)
+        .map_err(|e| err(Code::Usage, e.to_string()))?;
+    for &p in &pids {
+        mon.add_target(TargetId(p));
+    }
+    let planner = crate::policy::planner(&policy, root)?;
+    let baseline = Baseline::take(root, &pids);
+    let stop = Stop::new();
+    let running = pipeline::start(Stages {
+        root: root.clone(),
+        monitor: mon,
+        ops,
+        act: Some(Actuation {
+            planner,
+            procs: act_procs,
+            dry_run: a.dry_run,
+            config: ActuatorConfig::default(),
+        }),
+        stop: stop.clone(),
+        clock: Clock::start(),
+    })?;
+    if !a.json {
+        eprintln!(
+            "madvd run: {} on {} target(s) [{}] with {}{}; {} sampling, {} aggregation; Ctrl-C stops",
+            a.policy.display(),
+            pids.len(),
+            pids.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(" "),
+            status.name,
+            if a.dry_run { " (dry run: nothing is advised)" } else { "" },
+            crate::units::fmt_duration_us(attrs.sample_us),
+            crate::units::fmt_duration_us(attrs.aggr_us)
+        );
+    }
+    let t0 = Instant::now();
+    let mut tally = Tally::default();
+    let mut next_print = t0 + a.every;
+    let reason;
+    loop {
+        if signals::stop_requested() {
+            stop.set();
+            reason = signals::signal_name().unwrap_or("signal");
+            break;
+        }
+        if a.for_.is_some_and(|d| t0.elapsed() >= d) {
+            reason = "duration";
+            break;
+        }
+        match running.events.recv_timeout(Duration::from_millis(100)) {
+            Ok(Event::Snapshot(s, cost)) => {
+                tally.cost = cost;
+                if s.aggregated {
+                    tally.snapshots += 1;
+                    tally.regions = s.nr_regions();
+                }
+            }
+            Ok(Event::Applied(r, stats)) => tally.report(&r, stats),
+            Ok(Event::Gone(t)) => {
+                if !tally.gone.contains(&t.0) {
+                    tally.gone.push(t.0);
+                    eprintln!(
+                        "pid {t} exited: dropped ({} target(s) left)",
+                        pids.len() - tally.gone.len()
+                    );
+                }
+            }
+            Ok(Event::AllGone) => {
+                reason = "targets_gone";
+                break;
+            }
+            Ok(Event::Failed(m)) => eprintln!("madvd: warning: {m}"),
+            Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
+                reason = "stopped";
+                break;
+            }
+        }
+        if Instant::now() >= next_print {
+            next_print += a.every;
+            print_line(&a, status.name, &tally, &baseline, root, &pids, t0, None);
+        }
+    }
+    // Stop at a batch boundary, then account whatever the last round reported.
+    stop.set();
+    let events = running.events.clone();
+    running.stop_and_join();
+    while let Ok(ev) = events.try_recv() {
+        if let Event::Applied(r, stats) = ev {
+            tally.report(&r, stats);
+        }
+    }
+    print_line(
+        &a,
+        status.name,
+        &tally,
+        &baseline,
+        root,
+        &pids,
+        t0,
+        Some(reason),
+    );
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn print_line(
+    a: &RunArgs,
+    ops: &str,
+    t: &Tally,
+    base: &Baseline,
+    root: &SysRoot,
+    pids: &[u32],
+    t0: Instant,
+    reason: Option<&str>,
+) {
+    let line = Line {
+        is_final: reason.is_some(),
+        t_s: t0.elapsed().as_secs_f64(),
+        ops,
+        dry_run: a.dry_run,
+        targets: pids.len() - t.gone.len(),
+        regions: t.regions,
+        snapshots: t.snapshots,
+        rounds: t.rounds,
+        bytes_applied: t.bytes_applied,
+        actuation_ms: t.elapsed_ns as f64 / 1e6,
+        schemes: &t.schemes,
+        saved: base.saved(root, &t.gone),
+        probe_pageouts: t.cost.probe_pageouts,
+        samples: t.cost.samples,
+        errors: &t.errors,
+        reason,
+    };
+    if a.json {
+        println!("{}", serde_json::to_string(&line).expect("serializes"));
+    } else {
+        println!("{}", human(&line));
+    }
+}

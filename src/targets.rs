@@ -1,0 +1,167 @@
+//! Turning CLI choices into engine pieces: open the target processes (each through a pidfd,
+//! refusals mapped to exit codes), pick and build the access check, and settle the monitoring
+//! attributes (the check's defaults, then the policy's `monitor` section, then CLI flags).
+
+use crate::cli::AttrOverrides;
+use crate::exit::{err, Code};
+use anyhow::Result;
+use engine::ops::detect::{detect, pick};
+use engine::ops::probe::{Probe, ProbeConfig};
+use engine::ops::smaps::SmapsCheck;
+use engine::ops::OpsStatus;
+use engine::process::{Process, ProcessError};
+use engine::{AccessCheck, Attrs, SysRoot};
+
+/// Exit code for a process that cannot be a target.
+pub fn process_error(e: ProcessError) -> anyhow::Error {
+    let code = match &e {
+        ProcessError::Permission { .. } => Code::Permission,
+        ProcessError::Myself { .. }
+        | ProcessError::Init
+        | ProcessError::KernelThread { .. }
+        | ProcessError::Thread { .. }
+        | ProcessError::NoSuchProcess { .. }
+        | ProcessError::Gone { .. } => Code::Target,
+        _ if e.is_gone() => Code::Target,
+        _ => Code::Failure,
+    };
+    err(code, e.to_string())
+}
+
+/// Open every pid (all or nothing: the first failure is the error).
+pub fn open_all(root: &SysRoot, pids: &[u32], allow_pid1: bool) -> Result<Vec<Process>> {
+    let mut v = Vec::with_capacity(pids.len());
+    for &pid in pids {
+        v.push(Process::open(root, pid, allow_pid1).map_err(process_error)?);
+    }
+    Ok(v)
+}
+
+/// A second handle on each target for the actuation thread, opened while the first handle's
+/// pidfd is held: if the first process is still alive after the second open, the pid was not
+/// reused in between, so both handles name the same process.
+pub fn reopen_all(root: &SysRoot, procs: &[Process], allow_pid1: bool) -> Result<Vec<Process>> {
+    let mut v = Vec::with_capacity(procs.len());
+    for p in procs {
+        let q = Process::open(root, p.pid(), allow_pid1).map_err(process_error)?;
+        if !p.is_alive() {
+            return Err(err(
+                Code::Target,
+                format!("pid {} exited while being opened", p.pid()),
+            ));
+        }
+        v.push(q);
+    }
+    Ok(v)
+}
+
+/// Which primitive to use: `auto` or a name (must be usable here).
+pub fn choose(root: &SysRoot, name: &str) -> Result<OpsStatus> {
+    let all = detect(root);
+    let forced = (name != "auto").then_some(name);
+    match pick(&all, forced) {
+        Ok(s) => Ok(s.clone()),
+        Err(e) => Err(err(
+            if forced.is_some() {
+                Code::Usage
+            } else {
+                Code::Failure
+            },
+            e.to_string(),
+        )),
+    }
+}
+
+/// Build the access check `name` over `procs`.
+pub fn build_ops(
+    name: &str,
+    root: &SysRoot,
+    procs: Vec<Process>,
+) -> Result<Box<dyn AccessCheck + Send>> {
+    match name {
+        "probe" => {
+            let mut p = Probe::new(root.clone(), ProbeConfig::default());
+            for proc in procs {
+                p.add_target(proc);
+            }
+            Ok(Box::new(p))
+        }
+        "smaps" => {
+            let mut s = SmapsCheck::new();
+            for proc in procs {
+                s.add_target(proc);
+            }
+            Ok(Box::new(s))
+        }
+        "sim" => Err(err(
+            Code::Usage,
+            "--ops sim watches no real process: use `madvd record --sim SCENARIO`",
+        )),
+        other => Err(err(
+            Code::Failure,
+            format!("access primitive `{other}` cannot drive live targets in this build"),
+        )),
+    }
+}
+
+/// The check's defaults, then the policy's `monitor` section (`policy` applies it), then
+/// the CLI flags; validated.
+pub fn settle_attrs(
+    defaults: Attrs,
+    policy: impl FnOnce(&mut Attrs),
+    cli: &AttrOverrides,
+) -> Result<Attrs> {
+    let mut a = defaults;
+    policy(&mut a);
+    if let Some(d) = cli.sample {
+        a.sample_us = d.as_micros() as u64;
+    }
+    if let Some(d) = cli.aggr {
+        a.aggr_us = d.as_micros() as u64;
+    }
+    if let Some(d) = cli.update {
+        a.ops_update_us = d.as_micros() as u64;
+    }
+    if let Some(n) = cli.min_regions {
+        a.min_nr_regions = n;
+    }
+    if let Some(n) = cli.max_regions {
+        a.max_nr_regions = n;
+    }
+    a.validate()
+        .map_err(|e| err(Code::Usage, format!("monitoring attributes: {e}")))?;
+    Ok(a)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn cli_overrides_beat_policy_beats_defaults() {
+        let cli = AttrOverrides {
+            aggr: Some(Duration::from_secs(3)),
+            ..Default::default()
+        };
+        let a = settle_attrs(Attrs::default(), |a| a.sample_us = 50_000, &cli).unwrap();
+        assert_eq!((a.sample_us, a.aggr_us), (50_000, 3_000_000));
+        let bad = AttrOverrides {
+            sample: Some(Duration::from_secs(5)),
+            aggr: Some(Duration::from_secs(1)),
+            ..Default::default()
+        };
+        let e = settle_attrs(Attrs::default(), |_| {}, &bad).unwrap_err();
+        assert_eq!(crate::exit::code_of(&e), Code::Usage);
+        assert!(format!("{e:#}").contains("sample interval"), "{e:#}");
+    }
+
+    #[test]
+    fn unknown_pid_is_a_target_error_naming_the_pid() {
+        let e = open_all(&SysRoot::host(), &[999_999_999], false).unwrap_err();
+        assert_eq!(crate::exit::code_of(&e), Code::Target);
+        assert!(format!("{e:#}").contains("999999999"), "{e:#}");
+        let e = open_all(&SysRoot::host(), &[std::process::id()], false).unwrap_err();
+        assert_eq!(crate::exit::code_of(&e), Code::Target);
+    }
+}
