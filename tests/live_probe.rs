@@ -316,3 +316,77 @@ fn monitor_with_smaps_finds_the_hot_mapping() {
         "cold mapping: {c_hot:.3} hot, rate {c_rate:.3}"
     );
 }
+
+/// A workload whose mapping has transparent huge pages (MADV_HUGEPAGE): the probe must not
+/// page out single pages of them (that would split them, mm/madvise.c 6.12): its samples
+/// there are Unknown and the huge pages stay whole.
+#[test]
+fn probe_never_splits_huge_pages() {
+    if !testkit::is_root() {
+        engine::skip!("needs root (process_madvise of another process needs CAP_SYS_NICE)");
+    }
+    let _swap = match swap::acquire(512 << 20) {
+        Ok(g) => g,
+        Err(e) => engine::skip!("no swap fixture: {e}"),
+    };
+    let spec = WorkloadSpec {
+        size: 64 << 20,
+        nohugepage: false,
+        ..WorkloadSpec::default()
+    };
+    let w = Workload::spawn(exe(), &spec).unwrap();
+    let m = w.mapping();
+    let proc = Process::open(&SysRoot::host(), w.pid(), false).unwrap();
+    let ahp = |p: &Process| -> u64 {
+        p.smaps()
+            .unwrap()
+            .iter()
+            .filter(|v| v.vma.range.intersects(&m))
+            .map(|v| v.anon_huge_pages)
+            .sum()
+    };
+    let before = ahp(&proc);
+    if before < 8 << 20 {
+        engine::skip!(
+            "no transparent huge pages here ({before} bytes AnonHugePages after MADV_HUGEPAGE)"
+        );
+    }
+    let mut probe = Probe::new(
+        SysRoot::host(),
+        ProbeConfig {
+            max_samples_per_sec: None,
+            ..ProbeConfig::default()
+        },
+    );
+    let id = probe.add_target(proc);
+    probe.target_ranges(id).unwrap();
+    let mut rng = rand::rngs::SmallRng::seed_from_u64(11);
+    let n = 32u64;
+    let rsz = m.len() / n;
+    for _ in 0..5 {
+        let mut samples: Vec<SampleReq> = (0..n)
+            .map(|i| {
+                let r = AddrRange::new(m.start + i * rsz, m.start + (i + 1) * rsz);
+                SampleReq {
+                    region: r,
+                    addr: rng.gen_range(r.start..r.end) / PAGE * PAGE,
+                }
+            })
+            .collect();
+        probe.prepare(id, &mut samples).unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+        let mut out = vec![Access::Unknown; samples.len()];
+        probe.check(id, &samples, &mut out).unwrap();
+    }
+    let st = probe.stats();
+    eprintln!("AnonHugePages before {before}; stats {st:?}");
+    assert!(
+        st.huge > 0,
+        "no sample was recognised as a huge page: {st:?}"
+    );
+    let after = ahp(probe.process(id).unwrap());
+    assert!(
+        after >= before,
+        "huge pages were split: AnonHugePages {before} -> {after}"
+    );
+}
