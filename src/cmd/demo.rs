@@ -68,6 +68,8 @@ pub struct ZramJson {
 #[derive(Serialize, Clone, Debug, Default)]
 pub struct Summary {
     pub ops: String,
+    /// The workload child (gone when the demo ends).
+    pub workload_pid: u32,
     pub dry_run: bool,
     pub size_bytes: u64,
     pub hot_fraction: f64,
