@@ -1,0 +1,434 @@
+//! `madvd agent` end to end: config checking with file:line:column errors (any user), and,
+//! as root, a live agent selecting a workload child through a cgroup it creates and by pid,
+//! scraped over loopback while it runs, reloaded (bad config kept out, SIGHUP, good config
+//! taken), with nothing left behind.
+
+#[path = "../src/agent/expo.rs"]
+mod expo;
+
+use assert_cmd::Command;
+use engine::testkit::Workload;
+use engine::workload::WorkloadSpec;
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+fn exe() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_madvd"))
+}
+
+fn repo(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
+}
+
+const STAT_POLICY: &str = r#"// Count every region, advise nothing.
+(schemes: [(name: "all", pattern: (), action: stat)])
+"#;
+
+#[test]
+fn shipped_example_config_checks() {
+    let out = Command::new(exe())
+        .args(["agent", "--check", "--config"])
+        .arg(repo("deploy/agent.ron"))
+        .output()
+        .unwrap();
+    let so = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{so}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(so.contains(": ok: 3 group(s)"), "{so}");
+    assert!(so.contains("web: Cgroup("), "{so}");
+}
+
+#[test]
+fn bad_config_and_bad_policy_name_file_line_column() {
+    let d = tempfile::tempdir().unwrap();
+    let cfg = d.path().join("agent.ron");
+    std::fs::write(
+        &cfg,
+        "(\n  targets: [\n    (name: \"w\", select: Comm(\"x\"), policy: \"p.ron\"),\n  ],\n  rescan: \"ten seconds\",\n)\n",
+    )
+    .unwrap();
+    let out = Command::new(exe())
+        .args(["agent", "--check", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let se = String::from_utf8_lossy(&out.stderr);
+    let want = format!("{}:5:11: rescan:", cfg.display());
+    assert!(se.contains(&want), "{se}");
+
+    // The config is fine, its policy is not: the policy's position is named.
+    std::fs::write(
+        &cfg,
+        "(targets: [(name: \"w\", select: Comm(\"x\"), policy: \"p.ron\")])\n",
+    )
+    .unwrap();
+    std::fs::write(
+        d.path().join("p.ron"),
+        "(schemes: [\n  (name: \"a\", pattern: (), action: dontneed),\n])\n",
+    )
+    .unwrap();
+    let out = Command::new(exe())
+        .args(["agent", "--check", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let se = String::from_utf8_lossy(&out.stderr);
+    let want = format!("{}:2:", d.path().join("p.ron").display());
+    assert!(se.contains(&want) && se.contains("dontneed"), "{se}");
+
+    // A missing policy file.
+    std::fs::remove_file(d.path().join("p.ron")).unwrap();
+    let out = Command::new(exe())
+        .args(["agent", "--check", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert_ne!(out.status.code(), Some(0));
+    let se = String::from_utf8_lossy(&out.stderr);
+    assert!(se.contains("p.ron: cannot read policy"), "{se}");
+}
+
+/// GET `path` on 127.0.0.1:`port`: (status line, body).
+fn get(port: u16, path: &str) -> Option<(String, String)> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(s, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    let (head, body) = out.split_once("\r\n\r\n")?;
+    Some((head.lines().next()?.to_string(), body.to_string()))
+}
+
+fn scrape(port: u16) -> BTreeMap<String, expo::Family> {
+    let (status, body) = get(port, "/metrics").expect("metrics reachable");
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    expo::parse(&body).unwrap_or_else(|e| panic!("invalid exposition: {e}\n{body}"))
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A cgroup made under the v2 tree for the test; processes moved back and removed on drop.
+struct TestCgroup {
+    dir: PathBuf,
+    parent: PathBuf,
+}
+
+impl TestCgroup {
+    fn create() -> Option<TestCgroup> {
+        let parent = PathBuf::from("/sys/fs/cgroup/unified");
+        if !parent.join("cgroup.procs").exists() {
+            return None;
+        }
+        let dir = parent.join(format!("madvd-agent-test-{}", std::process::id()));
+        std::fs::create_dir(&dir).ok()?;
+        Some(TestCgroup { dir, parent })
+    }
+    fn enter(&self, pid: u32) {
+        std::fs::write(self.dir.join("cgroup.procs"), pid.to_string()).unwrap();
+    }
+}
+
+impl Drop for TestCgroup {
+    fn drop(&mut self) {
+        if let Ok(t) = std::fs::read_to_string(self.dir.join("cgroup.procs")) {
+            for p in t.lines() {
+                let _ = std::fs::write(self.parent.join("cgroup.procs"), p);
+            }
+        }
+        for _ in 0..50 {
+            if std::fs::remove_dir(&self.dir).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("could not remove {}", self.dir.display());
+    }
+}
+
+/// The agent child, killed on drop (a failed assertion must not leave it running).
+struct AgentChild(Option<Child>);
+
+impl AgentChild {
+    fn wait(&mut self, limit: Duration) -> (std::process::ExitStatus, String) {
+        let mut c = self.0.take().unwrap();
+        let t0 = Instant::now();
+        loop {
+            if let Some(st) = c.try_wait().unwrap() {
+                let mut se = String::new();
+                c.stderr.take().unwrap().read_to_string(&mut se).unwrap();
+                return (st, se);
+            }
+            if t0.elapsed() > limit {
+                let _ = c.kill();
+                let _ = c.wait();
+                panic!("agent did not stop within {limit:?}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for AgentChild {
+    fn drop(&mut self) {
+        if let Some(c) = &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let t0 = Instant::now();
+    while t0.elapsed() < limit {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    false
+}
+
+fn v(f: &BTreeMap<String, expo::Family>, name: &str, labels: &[(&str, &str)]) -> f64 {
+    expo::value(f, name, labels).unwrap_or(-1.0)
+}
+
+#[test]
+fn live_agent_selects_scrapes_reloads_and_cleans_up() {
+    if !engine::testkit::is_root() {
+        engine::skip!("needs root: process_madvise/pagemap on a child, and a test cgroup");
+    }
+    let Some(cg) = TestCgroup::create() else {
+        engine::skip!("no writable cgroup v2 tree at /sys/fs/cgroup/unified");
+    };
+    let spec = WorkloadSpec {
+        size: 48 << 20,
+        ..Default::default()
+    };
+    let wl = Workload::spawn(exe(), &spec).expect("workload child");
+    let pid = wl.pid();
+    cg.enter(pid);
+
+    let d = tempfile::tempdir().unwrap();
+    std::fs::write(d.path().join("stat.ron"), STAT_POLICY).unwrap();
+    let cfg = d.path().join("agent.ron");
+    let port = free_port();
+    // The cgroup group comes first: it takes the child; the pid group then finds it taken.
+    let config = |rescan: &str, extra: &str| {
+        format!(
+            "(targets: [\n  (name: \"bycg\", select: Cgroup(\"{}\"), policy: \"stat.ron\"),\n  (name: \"bypid\", select: Pid({pid}), policy: \"stat.ron\", ops: Named(\"smaps\")),\n{extra}],\n rescan: \"{rescan}\", listen: \"off\")\n",
+            cg.dir.display()
+        )
+    };
+    std::fs::write(&cfg, config("1 s", "")).unwrap();
+    let child = std::process::Command::new(exe())
+        .args(["agent", "--for", "14s", "--listen"])
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("--config")
+        .arg(&cfg)
+        .env("MADVD_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut agent = AgentChild(Some(child));
+
+    // The target appears in its group and is sampled.
+    let mut m = BTreeMap::new();
+    let ok = wait_until(Duration::from_secs(6), || {
+        if get(port, "/healthz").map(|(s, _)| s) != Some("HTTP/1.1 200 OK".into()) {
+            return false;
+        }
+        m = scrape(port);
+        v(&m, "madvd_group_targets", &[("group", "bycg")]) == 1.0
+            && v(&m, "madvd_group_samples_total", &[("group", "bycg")]) > 0.0
+            && v(
+                &m,
+                "madvd_group_actuation_rounds_total",
+                &[("group", "bycg")],
+            ) > 0.0
+    });
+    assert!(ok, "bycg never had its target sampled: {m:#?}");
+    assert_eq!(v(&m, "madvd_group_targets", &[("group", "bypid")]), 0.0);
+    assert!(v(&m, "madvd_group_regions", &[("group", "bycg")]) >= 1.0);
+    let all = [("group", "bycg"), ("scheme", "all"), ("action", "stat")];
+    assert!(
+        v(&m, "madvd_scheme_tried_regions_total", &all) > 0.0,
+        "{m:#?}"
+    );
+    assert_eq!(v(&m, "madvd_scheme_active", &all), 1.0);
+    assert_eq!(v(&m, "madvd_config_last_reload_success", &[]), 1.0);
+
+    // A bad config (its policy names an unknown action) is refused; the old one runs on.
+    std::fs::write(
+        d.path().join("bad.ron"),
+        "(schemes: [(name: \"x\", pattern: (), action: zap)])\n",
+    )
+    .unwrap();
+    std::fs::write(
+        &cfg,
+        config(
+            "1 s",
+            "  (name: \"new\", select: Comm(\"nonexistent\"), policy: \"bad.ron\"),\n",
+        ),
+    )
+    .unwrap();
+    let ok = wait_until(Duration::from_secs(5), || {
+        m = scrape(port);
+        v(&m, "madvd_config_reload_errors_total", &[]) == 1.0
+    });
+    assert!(ok, "bad config not refused: {m:#?}");
+    assert_eq!(v(&m, "madvd_config_last_reload_success", &[]), 0.0);
+    assert_eq!(v(&m, "madvd_config_reloads_total", &[]), 0.0);
+    assert_eq!(v(&m, "madvd_group_targets", &[("group", "bycg")]), 1.0);
+    assert_eq!(v(&m, "madvd_group_targets", &[("group", "new")]), -1.0);
+    // SIGHUP re-reads it: still bad.
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(agent.0.as_ref().unwrap().id() as i32),
+        nix::sys::signal::Signal::SIGHUP,
+    )
+    .unwrap();
+    let ok = wait_until(Duration::from_secs(3), || {
+        m = scrape(port);
+        v(&m, "madvd_config_reload_errors_total", &[]) == 2.0
+    });
+    assert!(ok, "SIGHUP did not reload: {m:#?}");
+
+    // A good change is taken: the new group starts, the unchanged ones keep running.
+    let before = v(&m, "madvd_group_snapshots_total", &[("group", "bycg")]);
+    std::fs::write(
+        &cfg,
+        config(
+            "1 s",
+            "  (name: \"new\", select: Comm(\"nonexistent\"), policy: \"stat.ron\"),\n",
+        ),
+    )
+    .unwrap();
+    let ok = wait_until(Duration::from_secs(5), || {
+        m = scrape(port);
+        v(&m, "madvd_config_reloads_total", &[]) == 1.0
+    });
+    assert!(ok, "good config not taken: {m:#?}");
+    assert_eq!(v(&m, "madvd_config_last_reload_success", &[]), 1.0);
+    assert_eq!(v(&m, "madvd_group_targets", &[("group", "new")]), 0.0);
+    assert_eq!(v(&m, "madvd_group_targets", &[("group", "bycg")]), 1.0);
+    assert_eq!(
+        v(&m, "madvd_group_targets_added_total", &[("group", "bycg")]),
+        1.0
+    );
+    assert!(v(&m, "madvd_group_snapshots_total", &[("group", "bycg")]) >= before);
+
+    // The child exits: dropped once.
+    wl.kill();
+    let ok = wait_until(Duration::from_secs(5), || {
+        m = scrape(port);
+        v(&m, "madvd_group_targets", &[("group", "bycg")]) == 0.0
+    });
+    assert!(ok, "exited child not dropped: {m:#?}");
+    assert_eq!(
+        v(
+            &m,
+            "madvd_group_targets_dropped_total",
+            &[("group", "bycg")]
+        ),
+        1.0
+    );
+
+    let (st, se) = agent.wait(Duration::from_secs(20));
+    assert!(st.success(), "{st}\n{se}");
+    let added = format!("pid {pid} (madvd) added");
+    assert_eq!(se.matches(&added).count(), 1, "{se}");
+    assert_eq!(se.matches(&format!("pid {pid} (madvd)")).count(), 2, "{se}");
+    assert!(se.contains("config reload (file changed) refused"), "{se}");
+    assert!(
+        se.contains(&format!("{}:1:", d.path().join("bad.ron").display())),
+        "{se}"
+    );
+    assert!(
+        se.contains("config reloaded (file changed): started [new]"),
+        "{se}"
+    );
+    // Nothing left behind: the agent's port is closed (the cgroup goes with `cg`).
+    assert!(TcpStream::connect(("127.0.0.1", port)).is_err());
+    drop(cg);
+}
+
+#[test]
+fn once_prints_metrics_for_a_pid_target() {
+    if !engine::testkit::is_root() {
+        engine::skip!("needs root: pagemap and process_madvise on a child");
+    }
+    let wl = Workload::spawn(
+        exe(),
+        &WorkloadSpec {
+            size: 32 << 20,
+            ..Default::default()
+        },
+    )
+    .expect("workload child");
+    let d = tempfile::tempdir().unwrap();
+    std::fs::write(d.path().join("stat.ron"), STAT_POLICY).unwrap();
+    let cfg = d.path().join("agent.ron");
+    std::fs::write(
+        &cfg,
+        format!(
+            "(targets: [(name: \"one\", select: Pid({}), policy: \"stat.ron\", ops: Named(\"smaps\"))], listen: \"off\")\n",
+            wl.pid()
+        ),
+    )
+    .unwrap();
+    let out = Command::new(exe())
+        .args(["agent", "--once", "--dry-run", "--config"])
+        .arg(&cfg)
+        .timeout(Duration::from_secs(60))
+        .output()
+        .unwrap();
+    let so = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let m = expo::parse(&so).unwrap_or_else(|e| panic!("{e}\n{so}"));
+    assert_eq!(
+        v(&m, "madvd_group_targets", &[("group", "one")]),
+        1.0,
+        "{so}"
+    );
+    assert!(
+        v(
+            &m,
+            "madvd_group_actuation_rounds_total",
+            &[("group", "one")]
+        ) >= 1.0,
+        "{so}"
+    );
+    assert!(
+        v(&m, "madvd_group_samples_total", &[("group", "one")]) > 0.0,
+        "{so}"
+    );
+    assert_eq!(
+        v(
+            &m,
+            "madvd_group_info",
+            &[("group", "one"), ("dry_run", "true"), ("ops", "smaps")]
+        ),
+        1.0,
+        "{so}"
+    );
+    wl.kill();
+}
