@@ -432,3 +432,108 @@ fn once_prints_metrics_for_a_pid_target() {
     );
     wl.kill();
 }
+
+/// The ConfigMap's files in deploy/k8s/daemonset.yaml (block scalars under `data:`).
+fn configmap_files(yaml: &str) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    let mut in_data = false;
+    for line in yaml.lines() {
+        if line.starts_with("data:") {
+            in_data = true;
+            continue;
+        }
+        if !in_data {
+            continue;
+        }
+        if line.starts_with("---") || (!line.is_empty() && !line.starts_with(' ')) {
+            in_data = false;
+            continue;
+        }
+        if let Some(key) = line
+            .strip_prefix("  ")
+            .filter(|l| !l.starts_with(' '))
+            .and_then(|l| l.strip_suffix(": |"))
+        {
+            out.push((key.to_string(), String::new()));
+        } else if let Some((_, text)) = out.last_mut() {
+            text.push_str(line.strip_prefix("    ").unwrap_or(""));
+            text.push('\n');
+        }
+    }
+    out
+}
+
+#[test]
+fn daemonset_configmap_checks() {
+    let yaml = std::fs::read_to_string(repo("deploy/k8s/daemonset.yaml")).unwrap();
+    let files = configmap_files(&yaml);
+    let names: Vec<&str> = files.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(
+        names,
+        ["agent.ron", "reclaim-cold.ron", "cold-deprioritize.ron"]
+    );
+    let d = tempfile::tempdir().unwrap();
+    for (n, t) in &files {
+        std::fs::write(d.path().join(n), t).unwrap();
+    }
+    let out = Command::new(exe())
+        .args(["agent", "--check", "--config"])
+        .arg(d.path().join("agent.ron"))
+        .output()
+        .unwrap();
+    let so = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{so}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        so.contains("ok: 2 group(s)") && so.contains("0.0.0.0:9464"),
+        "{so}"
+    );
+    for want in [
+        "hostPID: true",
+        "SYS_NICE",
+        "SYS_PTRACE",
+        "prometheus.io/scrape",
+    ] {
+        assert!(yaml.contains(want), "daemonset.yaml lacks {want}");
+    }
+}
+
+#[test]
+fn systemd_unit_verifies() {
+    let unit = std::fs::read_to_string(repo("deploy/madvd.service")).unwrap();
+    for want in [
+        "Restart=on-failure",
+        "ExecReload=/bin/kill -HUP $MAINPID",
+        "CapabilityBoundingSet=CAP_SYS_NICE CAP_SYS_PTRACE",
+    ] {
+        assert!(unit.contains(want), "madvd.service lacks {want}");
+    }
+    let Ok(which) = std::process::Command::new("systemd-analyze")
+        .arg("--version")
+        .output()
+    else {
+        engine::skip!("systemd-analyze is not installed: the unit is not verified");
+    };
+    if !which.status.success() {
+        engine::skip!("systemd-analyze does not run here: the unit is not verified");
+    }
+    let d = tempfile::tempdir().unwrap();
+    let path = d.path().join("madvd.service");
+    std::fs::write(
+        &path,
+        unit.replace("/usr/local/bin/madvd", &exe().display().to_string()),
+    )
+    .unwrap();
+    let out = std::process::Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&path)
+        .output()
+        .unwrap();
+    let se = String::from_utf8_lossy(&out.stderr);
+    // Only messages about this unit count (the host's own units may have warnings).
+    let ours: Vec<&str> = se.lines().filter(|l| l.contains("madvd.service")).collect();
+    assert!(out.status.success() && ours.is_empty(), "{se}");
+}

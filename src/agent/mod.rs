@@ -183,7 +183,19 @@ fn start(b: Built, carried: Counters) -> Result<Group> {
         },
     )
     .with_context(|| format!("group `{}`: cannot start its threads", b.plan.spec.name))?;
+    // Every scheme has its series from the start (zeros until the first round).
+    let mut current = Counters::default();
+    for s in &b.plan.policy.schemes {
+        current.schemes.insert(
+            (s.name.clone(), s.action.name().to_string()),
+            SchemeMetrics {
+                active: s.watermarks.is_none(),
+                ..Default::default()
+            },
+        );
+    }
     let m = GroupMetrics {
+        current,
         name: b.plan.spec.name.clone(),
         policy: b.plan.spec.policy.display().to_string(),
         ops: b.plan.ops.to_string(),
