@@ -109,8 +109,11 @@ fn co_schedule(pid: u32) {
 
 /// vCPU 1 when there are two or more (`run --cpus 1` leaves only vCPU 0).
 fn monitor_cpu() -> usize {
-    let n = std::thread::available_parallelism().map_or(1, |n| n.get());
-    n.min(2) - 1
+    // Online CPUs, not `available_parallelism` (that follows this thread's affinity,
+    // which the tests change).
+    // SAFETY: sysconf has no memory-safety preconditions.
+    let n = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
+    (n.clamp(1, 2) - 1) as usize
 }
 
 fn pin(tid: i32, cpu: usize) {
