@@ -444,6 +444,7 @@ fn lab_probe_and_page_idle_agree() {
         root.clone(),
         ProbeConfig {
             max_samples_per_sec: None,
+            max_pageouts_per_sec: None,
             ..ProbeConfig::default()
         },
     );
@@ -612,6 +613,7 @@ fn lab_cpu_per_primitive() {
         root.clone(),
         ProbeConfig {
             max_samples_per_sec: None,
+            max_pageouts_per_sec: None,
             ..ProbeConfig::default()
         },
     );
