@@ -21,7 +21,10 @@ use std::time::Instant;
 const P: u64 = 4096;
 
 fn env_u64(key: &str, default: u64) -> u64 {
-    std::env::var(key).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(key)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 /// The target: maps `size` bytes privately, first-touches them, then serves commands:
@@ -30,12 +33,25 @@ fn env_u64(key: &str, default: u64) -> u64 {
 fn child(size: u64, mut sock: UnixStream) -> ! {
     // SAFETY: a fresh private anonymous mapping of our own.
     let base = unsafe {
-        libc::mmap(std::ptr::null_mut(), size as usize, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1, 0)
+        libc::mmap(
+            std::ptr::null_mut(),
+            size as usize,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
     };
     assert_ne!(base, libc::MAP_FAILED);
     let base = base as u64;
     // SAFETY: advising our own mapping; 4 KiB pages so the page-table walk is the same every run.
-    unsafe { libc::madvise(base as *mut libc::c_void, size as usize, libc::MADV_NOHUGEPAGE) };
+    unsafe {
+        libc::madvise(
+            base as *mut libc::c_void,
+            size as usize,
+            libc::MADV_NOHUGEPAGE,
+        )
+    };
     for off in (0..size).step_by(P as usize) {
         // SAFETY: inside our mapping.
         unsafe { ((base + off) as *mut u64).write_volatile(off) };
@@ -58,7 +74,11 @@ fn child(size: u64, mut sock: UnixStream) -> ! {
             }
             b'M' => {
                 let t = Instant::now();
-                engine::kernel::madvise::madvise_self(AddrRange::new(base, base + size), Advice::Cold).unwrap();
+                engine::kernel::madvise::madvise_self(
+                    AddrRange::new(base, base + size),
+                    Advice::Cold,
+                )
+                .unwrap();
                 t.elapsed().as_nanos() as u64
             }
             _ => std::process::exit(0),
@@ -89,7 +109,10 @@ fn main() {
     // Pin both processes to one CPU (MADVD_BENCH_CPU, default 0; -1: no pinning): the
     // advisor then walks the target's page tables from the same caches the target's own
     // madvise would, so the comparison measures the actuator, not cross-core cache traffic.
-    let cpu = std::env::var("MADVD_BENCH_CPU").ok().and_then(|v| v.parse::<i64>().ok()).unwrap_or(0);
+    let cpu = std::env::var("MADVD_BENCH_CPU")
+        .ok()
+        .and_then(|v| v.parse::<i64>().ok())
+        .unwrap_or(0);
     if cpu >= 0 {
         let mut set = nix::sched::CpuSet::new();
         set.set(cpu as usize).unwrap();
@@ -121,7 +144,14 @@ fn main() {
     );
     println!(
         "{:>7} {:>6} {:>12} {:>12} {:>10} {:>10} {:>12} {:>9}",
-        "N", "calls", "in-proc ms", "actuator ms", "in GiB/s", "act GiB/s", "ratio(med)", "ratio(min)"
+        "N",
+        "calls",
+        "in-proc ms",
+        "actuator ms",
+        "in GiB/s",
+        "act GiB/s",
+        "ratio(med)",
+        "ratio(min)"
     );
     for n in [1u64, 100, 10_000] {
         let step = (size / n) & !(P - 1);
@@ -129,7 +159,12 @@ fn main() {
             .map(|i| {
                 let s = base + i * step;
                 let e = if i + 1 == n { map.end } else { s + step };
-                AdviceRequest { target: TargetId(pid as u32), range: AddrRange::new(s, e), advice: Advice::Cold, scheme: 0 }
+                AdviceRequest {
+                    target: TargetId(pid as u32),
+                    range: AddrRange::new(s, e),
+                    advice: Advice::Cold,
+                    scheme: 0,
+                }
             })
             .collect();
         // Warm-up (untimed): one of each.

@@ -8,7 +8,9 @@
 //! lab (`in_madvd_lab()`: collapse there runs with THP `always`). Without them the tests skip
 //! loudly.
 
-use engine::actuator::{Actuator, ActuatorConfig, ActuatorSys, ApplyOpts, HostSys, SwapStat, Target};
+use engine::actuator::{
+    Actuator, ActuatorConfig, ActuatorSys, ApplyOpts, HostSys, SwapStat, Target,
+};
 use engine::kernel::pidfd::Pidfd;
 use engine::testkit::{self, swap, Workload};
 use engine::workload::{Fill, Pattern, WorkloadSpec};
@@ -25,11 +27,21 @@ fn exe() -> &'static Path {
 }
 
 fn req(pid: u32, r: AddrRange, advice: Advice) -> AdviceRequest {
-    AdviceRequest { target: TargetId(pid), range: r, advice, scheme: 0 }
+    AdviceRequest {
+        target: TargetId(pid),
+        range: r,
+        advice,
+        scheme: 0,
+    }
 }
 
 fn err(r: &ApplyReport, k: ApplyErrorKind) -> u64 {
-    r.outcomes.iter().flat_map(|o| o.errors.iter()).filter(|(e, _)| *e == k).map(|(_, b)| b).sum()
+    r.outcomes
+        .iter()
+        .flat_map(|o| o.errors.iter())
+        .filter(|(e, _)| *e == k)
+        .map(|(_, b)| b)
+        .sum()
 }
 
 fn assert_accounted(r: &ApplyReport) {
@@ -46,7 +58,10 @@ fn status_kb(pid: u32, key: &str) -> u64 {
 
 fn field_kb(text: &str, key: &str) -> u64 {
     text.lines()
-        .find_map(|l| l.strip_prefix(key).and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok()))
+        .find_map(|l| {
+            l.strip_prefix(key)
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        })
         .unwrap_or_else(|| panic!("{key} not found"))
 }
 
@@ -58,11 +73,30 @@ fn meminfo_kb(key: &str) -> u64 {
 /// Pages freed by reclaim land there first and are *not* in MemFree/MemAvailable until the
 /// lists are drained; with the pcp high auto-tuning of Linux 6.7+ (mm/page_alloc.c
 /// `nr_pcp_high`, `decay_pcp_high`) they can hold ~40k pages per cpu on a 24 GiB machine.
+fn other_meminfo() -> Vec<(&'static str, i64)> {
+    [
+        "MemFree:",
+        "Active(file):",
+        "Inactive(file):",
+        "KReclaimable:",
+        "SUnreclaim:",
+        "AnonPages:",
+        "SwapCached:",
+    ]
+    .iter()
+    .map(|k| (*k, meminfo_kb(k) as i64))
+    .collect()
+}
+
 fn pcp_free_bytes() -> i64 {
     std::fs::read_to_string("/proc/zoneinfo")
         .unwrap()
         .lines()
-        .filter_map(|l| l.trim().strip_prefix("count:").and_then(|v| v.trim().parse::<i64>().ok()))
+        .filter_map(|l| {
+            l.trim()
+                .strip_prefix("count:")
+                .and_then(|v| v.trim().parse::<i64>().ok())
+        })
         .sum::<i64>()
         * P as i64
 }
@@ -127,7 +161,11 @@ fn no_data_lost_under_repeated_advice_with_zram_swap() {
                 // not page-aligned.
                 let start = map.start - MB + rng.below(map.len() + MB);
                 let len = 1 + rng.below(4 * MB);
-                let (s, e) = if rng.below(8) == 0 { (start, start + len) } else { (start & !(P - 1), (start + len) & !(P - 1)) };
+                let (s, e) = if rng.below(8) == 0 {
+                    (start, start + len)
+                } else {
+                    (start & !(P - 1), (start + len) & !(P - 1))
+                };
                 req(pid, AddrRange::new(s, e.max(s + 1)), advice)
             })
             .collect();
@@ -154,7 +192,10 @@ fn no_data_lost_under_repeated_advice_with_zram_swap() {
         act.stats()
     );
     // The advice really did something: page-out moved pages to swap over the run.
-    assert!(applied[1] > 0 && applied[0] > 0 && applied[2] > 0, "{applied:?}");
+    assert!(
+        applied[1] > 0 && applied[0] > 0 && applied[2] > 0,
+        "{applied:?}"
+    );
     if applied[3] == 0 {
         eprintln!("no_data_lost: MADV_COLLAPSE applied nothing here (THP unavailable?); the lab run covers it");
     }
@@ -168,13 +209,24 @@ struct Freed {
     vm_swap_delta: u64,
     avail_delta: i64,
     pcp_delta: i64,
+    /// Free-memory change over an equal window without advice.
+    noise: i64,
+    window_ms: u64,
+    /// Other /proc/meminfo deltas (KiB), for the record.
+    other: Vec<(&'static str, i64)>,
     zram_orig_delta: i64,
     zram_compr_delta: i64,
     zram_used_delta: i64,
 }
 
 fn measure_pageout(fill: Fill, size: u64, guard: &swap::SwapGuard) -> Freed {
-    let spec = WorkloadSpec { size, hot_fraction: 0.01, fill, seed: 11, ..Default::default() };
+    let spec = WorkloadSpec {
+        size,
+        hot_fraction: 0.01,
+        fill,
+        seed: 11,
+        ..Default::default()
+    };
     let mut w = Workload::spawn(exe(), &spec).unwrap();
     // Nothing may touch the pages while we measure.
     w.pause().unwrap();
@@ -182,17 +234,38 @@ fn measure_pageout(fill: Fill, size: u64, guard: &swap::SwapGuard) -> Freed {
     let pfd = Pidfd::open(pid).unwrap();
     let target = Target::new(&SysRoot::host(), &pfd, w.mappings().iter().copied());
     let mut act = Actuator::new(SysRoot::host(), ActuatorConfig::default());
-    let reqs: Vec<AdviceRequest> = w.mappings().iter().map(|m| req(pid, *m, Advice::Pageout)).collect();
-    let zram = |g: &swap::SwapGuard| g.zram_mm_stat().map(|m| (m.orig_data_size as i64, m.compr_data_size as i64, m.mem_used_total as i64));
+    let reqs: Vec<AdviceRequest> = w
+        .mappings()
+        .iter()
+        .map(|m| req(pid, *m, Advice::Pageout))
+        .collect();
+    let zram = |g: &swap::SwapGuard| {
+        g.zram_mm_stat().map(|m| {
+            (
+                m.orig_data_size as i64,
+                m.compr_data_size as i64,
+                m.mem_used_total as i64,
+            )
+        })
+    };
     let swap0 = status_kb(pid, "VmSwap:");
     let z0 = zram(guard).unwrap_or_default();
     let pcp0 = pcp_free_bytes();
     let avail0 = meminfo_kb("MemAvailable:");
+    let other0 = other_meminfo();
+    let t = std::time::Instant::now();
     let r = act.apply(std::slice::from_ref(&target), &reqs, ApplyOpts::default());
+    let dt = t.elapsed();
     let avail1 = meminfo_kb("MemAvailable:");
+    let other1 = other_meminfo();
     let pcp1 = pcp_free_bytes();
     let z1 = zram(guard).unwrap_or_default();
     let swap1 = status_kb(pid, "VmSwap:");
+    // Control window of the same length with no advice: how much the rest of the machine
+    // moved free memory meanwhile (printed next to the figures).
+    let c0 = meminfo_kb("MemAvailable:") as i64 * 1024 + pcp_free_bytes();
+    std::thread::sleep(dt);
+    let c1 = meminfo_kb("MemAvailable:") as i64 * 1024 + pcp_free_bytes();
     assert_accounted(&r);
     assert_eq!(r.errors_by_kind(), vec![], "{r:?}");
     let v = w.verify().unwrap();
@@ -203,6 +276,13 @@ fn measure_pageout(fill: Fill, size: u64, guard: &swap::SwapGuard) -> Freed {
         vm_swap_delta: (swap1 - swap0) * 1024,
         avail_delta: (avail1 as i64 - avail0 as i64) * 1024,
         pcp_delta: pcp1 - pcp0,
+        noise: c1 - c0,
+        other: other0
+            .iter()
+            .zip(other1.iter())
+            .map(|((k, a), (_, b))| (*k, b - a))
+            .collect(),
+        window_ms: dt.as_millis() as u64,
         zram_orig_delta: z1.0 - z0.0,
         zram_compr_delta: z1.1 - z0.1,
         zram_used_delta: z1.2 - z0.2,
@@ -214,8 +294,11 @@ fn measure_pageout(fill: Fill, size: u64, guard: &swap::SwapGuard) -> Freed {
 /// holds for them (`mm_stat` mem_used_total), within 10 % of the advised bytes — not just RSS.
 /// Freed pages first sit on the per-cpu free lists, which MemAvailable does not count until
 /// they drain: the figure checked is ΔMemAvailable + Δ(per-cpu free pages), both printed.
-/// MemAvailable is machine-wide and the machine is shared, so each case gets 3 attempts and
-/// every attempt's figures are printed.
+/// MemAvailable is machine-wide and the machine is shared, so each case gets up to 6
+/// attempts, every attempt's figures are printed, and each has a control window of the same
+/// length without advice that shows how much the rest of the machine moved free memory
+/// meanwhile: the case passes on a matching attempt, fails if it missed in quiet windows
+/// only, and the MemAvailable part skips loudly if no window was quiet.
 #[test]
 fn pageout_really_frees_memory_compressible_and_random() {
     if !testkit::is_root() {
@@ -228,10 +311,14 @@ fn pageout_really_frees_memory_compressible_and_random() {
     if guard.zram_device().is_none() {
         engine::skip!("the machine already has a swap that is not our zram: zram mm_stat cannot be attributed");
     }
-    let size = if testkit::in_madvd_lab() { 32 * MB } else { 128 * MB };
+    let size = if testkit::in_madvd_lab() {
+        32 * MB
+    } else {
+        128 * MB
+    };
     for fill in [Fill::Pattern, Fill::Random] {
-        let mut ok = false;
-        for attempt in 1..=3 {
+        let (mut ok, mut quiet_misses) = (false, 0);
+        for attempt in 1..=6 {
             let f = measure_pageout(fill, size, &guard);
             let expected_avail = f.advised as i64 - f.zram_used_delta;
             let tol = f.advised as i64 / 10;
@@ -239,7 +326,7 @@ fn pageout_really_frees_memory_compressible_and_random() {
             let freed = f.avail_delta + f.pcp_delta;
             let avail_ok = (freed - expected_avail).abs() <= tol;
             eprintln!(
-                "pageout_frees {fill:?} attempt {attempt}: advised {} KiB, VmSwap +{} KiB, zram orig +{} KiB compr +{} KiB used +{} KiB (ratio {:.3}), MemAvailable {:+} KiB + per-cpu free lists {:+} KiB = {:+} KiB, expected {:+} KiB (advised - zram used) ± {} KiB: swap {} avail {}",
+                "pageout_frees {fill:?} attempt {attempt}: advised {} KiB, VmSwap +{} KiB, zram orig +{} KiB compr +{} KiB used +{} KiB (ratio {:.3}), MemAvailable {:+} KiB + per-cpu free lists {:+} KiB = {:+} KiB, expected {:+} KiB (advised - zram used) ± {} KiB; control window {} ms: {:+} KiB: swap {} avail {}",
                 f.advised >> 10,
                 f.vm_swap_delta >> 10,
                 f.zram_orig_delta >> 10,
@@ -251,26 +338,58 @@ fn pageout_really_frees_memory_compressible_and_random() {
                 freed >> 10,
                 expected_avail >> 10,
                 tol >> 10,
+                f.window_ms,
+                f.noise >> 10,
                 if swap_ok { "ok" } else { "OFF" },
                 if avail_ok { "ok" } else { "OFF" },
             );
+            eprintln!("    other meminfo deltas (KiB): {:?}", f.other);
             assert_eq!(f.advised, size, "the whole mapping was advised");
             // VmSwap is per process: no noise from the rest of the machine. Always required.
-            assert!(swap_ok, "VmSwap grew {} for {} advised", f.vm_swap_delta, f.advised);
+            assert!(
+                swap_ok,
+                "VmSwap grew {} for {} advised",
+                f.vm_swap_delta, f.advised
+            );
             // zram saw exactly these pages.
-            assert!((f.zram_orig_delta - f.advised as i64).abs() <= tol, "zram orig +{}", f.zram_orig_delta);
+            assert!(
+                (f.zram_orig_delta - f.advised as i64).abs() <= tol,
+                "zram orig +{}",
+                f.zram_orig_delta
+            );
             match fill {
                 // Compressible: zram holds a fraction, so most of the advised bytes are freed.
-                Fill::Pattern => assert!(f.zram_used_delta < f.advised as i64 / 2, "zram used +{}", f.zram_used_delta),
+                Fill::Pattern => assert!(
+                    f.zram_used_delta < f.advised as i64 / 2,
+                    "zram used +{}",
+                    f.zram_used_delta
+                ),
                 // Random: zram saves little: it holds ~all of it, and little is freed.
-                Fill::Random => assert!(f.zram_compr_delta > f.advised as i64 * 9 / 10, "zram compr +{}", f.zram_compr_delta),
+                Fill::Random => assert!(
+                    f.zram_compr_delta > f.advised as i64 * 9 / 10,
+                    "zram compr +{}",
+                    f.zram_compr_delta
+                ),
             }
             if avail_ok {
                 ok = true;
                 break;
             }
+            // A miss counts only when the control window shows the rest of the machine kept
+            // still (moved free memory by less than half the tolerance); otherwise the
+            // attempt says nothing and is repeated.
+            if f.noise.abs() <= tol / 2 {
+                quiet_misses += 1;
+            }
         }
-        assert!(ok, "{fill:?}: MemAvailable never matched advised - zram used within 10% in 3 attempts (figures above)");
+        if !ok && quiet_misses == 0 {
+            testkit::skip(
+                &format!("actuator_live::pageout_really_frees_memory ({fill:?} MemAvailable part)"),
+                "the machine moved free memory more than the tolerance in every control window (figures above); VmSwap and zram checks passed",
+            );
+            continue;
+        }
+        assert!(ok, "{fill:?}: MemAvailable missed advised - zram used by more than 10% in {quiet_misses} quiet attempt(s) (figures above)");
     }
 }
 
@@ -285,7 +404,12 @@ struct AfterFirstCall<F: FnMut()> {
 }
 
 impl<F: FnMut()> ActuatorSys for AfterFirstCall<F> {
-    fn process_madvise(&mut self, t: &Target<'_>, iov: &[AddrRange], advice: Advice) -> Result<u64, Errno> {
+    fn process_madvise(
+        &mut self,
+        t: &Target<'_>,
+        iov: &[AddrRange],
+        advice: Advice,
+    ) -> Result<u64, Errno> {
         let r = self.inner.process_madvise(t, iov, advice);
         self.errors.push(r);
         self.calls += 1;
@@ -309,7 +433,11 @@ fn kill_and_wait(pid: u32, reap: bool) {
     if !reap {
         flags |= nix::sys::wait::WaitPidFlag::WNOWAIT;
     }
-    nix::sys::wait::waitid(nix::sys::wait::Id::Pid(nix::unistd::Pid::from_raw(pid as i32)), flags).unwrap();
+    nix::sys::wait::waitid(
+        nix::sys::wait::Id::Pid(nix::unistd::Pid::from_raw(pid as i32)),
+        flags,
+    )
+    .unwrap();
 }
 
 /// The target is killed after the first of three calls (3000 single-page requests): the first
@@ -322,42 +450,86 @@ fn target_exiting_mid_batch_is_reported_gone() {
         engine::skip!("needs root (CAP_SYS_NICE for process_madvise)");
     }
     for reap in [false, true] {
-        let w = Workload::spawn(exe(), &WorkloadSpec { size: 3000 * P, ..Default::default() }).unwrap();
+        let w = Workload::spawn(
+            exe(),
+            &WorkloadSpec {
+                size: 3000 * P,
+                ..Default::default()
+            },
+        )
+        .unwrap();
         let pid = w.pid();
         let map = w.mapping();
         let pfd = Pidfd::open(pid).unwrap();
         let target = Target::new(&SysRoot::host(), &pfd, [map]);
-        let sys = AfterFirstCall { inner: HostSys::new(SysRoot::host()), calls: 0, after_first: || kill_and_wait(pid, reap), errors: vec![] };
+        let sys = AfterFirstCall {
+            inner: HostSys::new(SysRoot::host()),
+            calls: 0,
+            after_first: || kill_and_wait(pid, reap),
+            errors: vec![],
+        };
         let mut act = Actuator::with_sys(sys, ActuatorConfig::default());
-        let reqs: Vec<AdviceRequest> =
-            (0..3000).map(|i| req(pid, AddrRange::new(map.start + i * P, map.start + (i + 1) * P), Advice::Cold)).collect();
+        let reqs: Vec<AdviceRequest> = (0..3000)
+            .map(|i| {
+                req(
+                    pid,
+                    AddrRange::new(map.start + i * P, map.start + (i + 1) * P),
+                    Advice::Cold,
+                )
+            })
+            .collect();
         let r = act.apply(std::slice::from_ref(&target), &reqs, ApplyOpts::default());
         assert_accounted(&r);
         assert_eq!(r.bytes_applied(), 1024 * P, "reap={reap}");
         assert_eq!(err(&r, ApplyErrorKind::TargetGone), (3000 - 1024) * P);
         assert_eq!(r.gone, vec![TargetId(pid)]);
-        assert_eq!(act.sys().errors, vec![Ok(1024 * P), Err(Errno::ESRCH)], "reap={reap}");
+        assert_eq!(
+            act.sys().errors,
+            vec![Ok(1024 * P), Err(Errno::ESRCH)],
+            "reap={reap}"
+        );
         drop(w);
     }
 }
 
-/// The workload unmaps 256 KiB in the middle after the snapshot was taken: those bytes are
-/// reported Unmapped (the kernel's ENOMEM), every other page applied.
+/// The workload unmaps 256 KiB in the middle after the snapshot (its `Process::maps()`) was
+/// taken: those bytes are reported Unmapped (the kernel's ENOMEM), every other page applied.
 #[test]
 fn range_unmapped_between_snapshot_and_apply_is_reported_and_the_rest_applied() {
     if !testkit::is_root() {
         engine::skip!("needs root (CAP_SYS_NICE for process_madvise)");
     }
-    let mut w = Workload::spawn(exe(), &WorkloadSpec { size: 8 * MB, hot_fraction: 0.05, ..Default::default() }).unwrap();
+    let mut w = Workload::spawn(
+        exe(),
+        &WorkloadSpec {
+            size: 8 * MB,
+            hot_fraction: 0.05,
+            ..Default::default()
+        },
+    )
+    .unwrap();
     let pid = w.pid();
     let snap = w.mapping();
-    let pfd = Pidfd::open(pid).unwrap();
-    let target = Target::new(&SysRoot::host(), &pfd, [snap]);
+    // The snapshot: the process' VMAs as the monitor would have read them.
+    let p = engine::process::Process::open(&SysRoot::host(), pid, false).unwrap();
+    let vmas: Vec<AddrRange> = p.maps().unwrap().iter().map(|v| v.range).collect();
+    assert!(vmas.contains(&snap));
+    let target = Target::from_process(&p, vmas);
     let gone = w.unmap(4 * MB, 256 << 10).unwrap();
     let mut act = Actuator::new(SysRoot::host(), ActuatorConfig::default());
     // 64 KiB requests over the whole mapping.
-    let reqs: Vec<AdviceRequest> =
-        (0..snap.len() / (64 << 10)).map(|i| req(pid, AddrRange::new(snap.start + i * (64 << 10), snap.start + (i + 1) * (64 << 10)), Advice::Cold)).collect();
+    let reqs: Vec<AdviceRequest> = (0..snap.len() / (64 << 10))
+        .map(|i| {
+            req(
+                pid,
+                AddrRange::new(
+                    snap.start + i * (64 << 10),
+                    snap.start + (i + 1) * (64 << 10),
+                ),
+                Advice::Cold,
+            )
+        })
+        .collect();
     let r = act.apply(std::slice::from_ref(&target), &reqs, ApplyOpts::default());
     assert_accounted(&r);
     assert_eq!(err(&r, ApplyErrorKind::Unmapped), gone.len());
@@ -408,8 +580,9 @@ fn fork_file_child(file: &std::fs::File, pages: u64) -> Option<(u32, OwnedFd)> {
             }
         }
     }
-    // SAFETY: closing our copy of the write end; taking ownership of the read end.
+    // SAFETY: closing our copy of the write end, which nothing else owns.
     unsafe { libc::close(fds[1]) };
+    // SAFETY: the read end is a fresh fd from pipe2 that nothing else owns.
     let rd = unsafe { OwnedFd::from_raw_fd(fds[0]) };
     let mut ok = 0u8;
     // SAFETY: reading one byte into a local.
@@ -427,7 +600,9 @@ fn present_pages(pid: u32, pages: u64) -> u64 {
     let f = std::fs::File::open(format!("/proc/{pid}/pagemap")).unwrap();
     let mut buf = vec![0u8; (pages * 8) as usize];
     f.read_exact_at(&mut buf, ADDR / P * 8).unwrap();
-    buf.chunks_exact(8).filter(|c| u64::from_ne_bytes((*c).try_into().unwrap()) >> 63 == 1).count() as u64
+    buf.chunks_exact(8)
+        .filter(|c| u64::from_ne_bytes((*c).try_into().unwrap()) >> 63 == 1)
+        .count() as u64
 }
 
 /// Make the next fork get `pid` (root: /proc/sys/kernel/ns_last_pid, CAP_SYS_ADMIN over the
@@ -454,7 +629,9 @@ fn reused_pid_is_never_advised() {
     let root = SysRoot::host();
     let range = AddrRange::new(ADDR, ADDR + pages * P);
 
-    let Some((a, _a_pipe)) = fork_file_child(&file, pages) else { panic!("child A could not map {ADDR:#x}") };
+    let Some((a, _a_pipe)) = fork_file_child(&file, pages) else {
+        panic!("child A could not map {ADDR:#x}")
+    };
     let a_fd = Pidfd::open(a).unwrap();
     let a_target = Target::new(&root, &a_fd, [range]);
     kill_and_wait(a, true);
@@ -473,12 +650,18 @@ fn reused_pid_is_never_advised() {
             None => {}
         }
     }
-    let Some((b_pid, _b_pipe)) = b else { panic!("could not get pid {a} again in 50 tries") };
+    let Some((b_pid, _b_pipe)) = b else {
+        panic!("could not get pid {a} again in 50 tries")
+    };
     assert_eq!(b_pid, a);
     assert_eq!(present_pages(b_pid, pages), pages, "B has its pages mapped");
 
     let mut act = Actuator::new(root.clone(), ActuatorConfig::default());
-    let r = act.apply(std::slice::from_ref(&a_target), &[req(a, range, Advice::Pageout)], ApplyOpts::default());
+    let r = act.apply(
+        std::slice::from_ref(&a_target),
+        &[req(a, range, Advice::Pageout)],
+        ApplyOpts::default(),
+    );
     assert_accounted(&r);
     assert_eq!(r.bytes_applied(), 0);
     assert_eq!(err(&r, ApplyErrorKind::TargetGone), range.len());
@@ -488,11 +671,18 @@ fn reused_pid_is_never_advised() {
     // Control: the same advice through B's own pidfd pages them out.
     let b_fd = Pidfd::open(b_pid).unwrap();
     let b_target = Target::new(&root, &b_fd, [range]);
-    let r = act.apply(std::slice::from_ref(&b_target), &[req(b_pid, range, Advice::Pageout)], ApplyOpts::default());
+    let r = act.apply(
+        std::slice::from_ref(&b_target),
+        &[req(b_pid, range, Advice::Pageout)],
+        ApplyOpts::default(),
+    );
     assert_eq!(r.bytes_applied(), range.len(), "{r:?}");
     let left = present_pages(b_pid, pages);
     kill_and_wait(b_pid, true);
-    assert!(left < pages / 2, "page-out through B's pidfd left {left}/{pages} pages present: the check could not tell");
+    assert!(
+        left < pages / 2,
+        "page-out through B's pidfd left {left}/{pages} pages present: the check could not tell"
+    );
 }
 
 // --- EPERM as a non-root user ----------------------------------------------------------------------
@@ -513,17 +703,35 @@ fn eperm_child() {
     let mut act = Actuator::new(SysRoot::host(), ActuatorConfig::default());
     // Two advice kinds, many requests: one call, then the target is dropped for the round.
     let reqs: Vec<AdviceRequest> = (0..8)
-        .map(|i| req(pid, AddrRange::new(range.start + i * P, range.start + (i + 1) * P), if i % 2 == 0 { Advice::Cold } else { Advice::Pageout }))
+        .map(|i| {
+            req(
+                pid,
+                AddrRange::new(range.start + i * P, range.start + (i + 1) * P),
+                if i % 2 == 0 {
+                    Advice::Cold
+                } else {
+                    Advice::Pageout
+                },
+            )
+        })
         .collect();
     let r = act.apply(std::slice::from_ref(&target), &reqs, ApplyOpts::default());
     assert_accounted(&r);
     assert_eq!(err(&r, ApplyErrorKind::Permission), 8 * P, "{r:?}");
     assert_eq!(act.stats().calls, 1);
-    let msg = r.permission_errors().iter().map(|e| e.to_string()).collect::<Vec<_>>();
+    let msg = r
+        .permission_errors()
+        .iter()
+        .map(|e| e.to_string())
+        .collect::<Vec<_>>();
     assert_eq!(msg.len(), 1);
     // What the kernel said, for the record (EACCES: no ptrace read access; EPERM: no
     // CAP_SYS_NICE).
-    let raw = engine::kernel::madvise::process_madvise(std::os::fd::AsFd::as_fd(&pfd), &[range], Advice::Cold);
+    let raw = engine::kernel::madvise::process_madvise(
+        std::os::fd::AsFd::as_fd(&pfd),
+        &[range],
+        Advice::Cold,
+    );
     println!("\nEPERM-CHILD-OK errno={raw:?} {}", msg[0]);
 }
 
@@ -540,20 +748,37 @@ fn eperm_as_non_root_user() {
     // Targets: a root-owned workload, and a `nobody` one.
     for as_nobody in [false, true] {
         let mut cmd = std::process::Command::new(exe());
-        cmd.arg("workload").args(WorkloadSpec { size: 16 * P, ..Default::default() }.to_args());
-        cmd.stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped());
+        cmd.arg("workload").args(
+            WorkloadSpec {
+                size: 16 * P,
+                ..Default::default()
+            }
+            .to_args(),
+        );
+        cmd.stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped());
         if as_nobody {
             cmd.uid(65534).gid(65534);
         }
         let mut child = cmd.spawn().unwrap();
         let mut line = String::new();
-        std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().unwrap()), &mut line).unwrap();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+            &mut line,
+        )
+        .unwrap();
         let ev: serde_json::Value = serde_json::from_str(&line).unwrap();
         let m = &ev["mappings"][0];
         let (start, end) = (m["start"].as_u64().unwrap(), m["end"].as_u64().unwrap());
         let pid = child.id();
         let out = std::process::Command::new(&me)
-            .args(["--exact", "eperm_child", "--ignored", "--nocapture", "--test-threads=1"])
+            .args([
+                "--exact",
+                "eperm_child",
+                "--ignored",
+                "--nocapture",
+                "--test-threads=1",
+            ])
             .env(EPERM_ENV, format!("{pid}:{start}:{end}"))
             .env("MADVD_SKIP_LOG", "/dev/null")
             .uid(65534)
@@ -564,12 +789,30 @@ fn eperm_as_non_root_user() {
         let _ = child.wait();
         let stdout = String::from_utf8_lossy(&out.stdout);
         let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(out.status.success(), "as_nobody={as_nobody}: {stdout}\n{stderr}");
-        let line = stdout.lines().find(|l| l.starts_with("EPERM-CHILD-OK")).unwrap_or_else(|| panic!("{stdout}"));
-        let expect = if as_nobody { "errno=Err(EPERM)" } else { "errno=Err(EACCES)" };
+        assert!(
+            out.status.success(),
+            "as_nobody={as_nobody}: {stdout}\n{stderr}"
+        );
+        let line = stdout
+            .lines()
+            .find(|l| l.starts_with("EPERM-CHILD-OK"))
+            .unwrap_or_else(|| panic!("{stdout}"));
+        let expect = if as_nobody {
+            "errno=Err(EPERM)"
+        } else {
+            "errno=Err(EACCES)"
+        };
         assert!(line.contains(expect), "{line}");
-        eprintln!("eperm (target owned by {}): {line}", if as_nobody { "nobody" } else { "root" });
-        assert!(line.contains(&format!("pid {pid}")) && line.contains("CAP_SYS_NICE") && line.contains("ptrace"), "{line}");
+        eprintln!(
+            "eperm (target owned by {}): {line}",
+            if as_nobody { "nobody" } else { "root" }
+        );
+        assert!(
+            line.contains(&format!("pid {pid}"))
+                && line.contains("CAP_SYS_NICE")
+                && line.contains("ptrace"),
+            "{line}"
+        );
     }
 }
 
@@ -581,14 +824,22 @@ fn eperm_as_non_root_user() {
 fn init_self_and_kernel_threads_are_refused() {
     let root = SysRoot::host();
     let mut targets = Vec::new();
-    let fds: Vec<Pidfd> = [1u32, std::process::id(), 2].iter().filter_map(|&p| Pidfd::open(p).ok()).collect();
+    let fds: Vec<Pidfd> = [1u32, std::process::id(), 2]
+        .iter()
+        .filter_map(|&p| Pidfd::open(p).ok())
+        .collect();
     for f in &fds {
         targets.push(Target::new(&root, f, [AddrRange::new(0x10000, 0x20000)]));
     }
-    if fds.len() < 3 || !std::fs::read_to_string("/proc/2/comm").is_ok_and(|c| c.trim() == "kthreadd") {
+    if fds.len() < 3
+        || !std::fs::read_to_string("/proc/2/comm").is_ok_and(|c| c.trim() == "kthreadd")
+    {
         engine::skip!("no kthreadd at pid 2 (in a pid namespace?)");
     }
-    let reqs: Vec<AdviceRequest> = fds.iter().map(|f| req(f.pid(), AddrRange::new(0x10000, 0x20000), Advice::Pageout)).collect();
+    let reqs: Vec<AdviceRequest> = fds
+        .iter()
+        .map(|f| req(f.pid(), AddrRange::new(0x10000, 0x20000), Advice::Pageout))
+        .collect();
     let mut act = Actuator::new(root, ActuatorConfig::default());
     let r = act.apply(&targets, &reqs, ApplyOpts::default());
     assert_eq!(err(&r, ApplyErrorKind::Refused), 3 * 0x10000, "{r:?}");
@@ -601,13 +852,27 @@ fn dry_run_applies_nothing_to_a_live_process() {
     if !testkit::is_root() {
         engine::skip!("needs root (CAP_SYS_NICE for process_madvise)");
     }
-    let mut w = Workload::spawn(exe(), &WorkloadSpec { size: 4 * MB, ..Default::default() }).unwrap();
+    let mut w = Workload::spawn(
+        exe(),
+        &WorkloadSpec {
+            size: 4 * MB,
+            ..Default::default()
+        },
+    )
+    .unwrap();
     w.pause().unwrap();
     let pid = w.pid();
     let pfd = Pidfd::open(pid).unwrap();
     let target = Target::new(&SysRoot::host(), &pfd, [w.mapping()]);
     let mut act = Actuator::new(SysRoot::host(), ActuatorConfig::default());
-    let r = act.apply(std::slice::from_ref(&target), &[req(pid, w.mapping(), Advice::Pageout)], ApplyOpts { dry_run: true, cancel: None });
+    let r = act.apply(
+        std::slice::from_ref(&target),
+        &[req(pid, w.mapping(), Advice::Pageout)],
+        ApplyOpts {
+            dry_run: true,
+            cancel: None,
+        },
+    );
     assert!(r.dry_run);
     assert_eq!(err(&r, ApplyErrorKind::DryRun), 4 * MB);
     assert_eq!(act.stats().calls, 0);
@@ -629,7 +894,15 @@ fn pageout_stops_at_the_swap_headroom() {
     if guard.zram_device().is_none() {
         engine::skip!("the machine already has its own swap: not filling it");
     }
-    let mut w = Workload::spawn(exe(), &WorkloadSpec { size: 96 * MB, hot_fraction: 0.01, ..Default::default() }).unwrap();
+    let mut w = Workload::spawn(
+        exe(),
+        &WorkloadSpec {
+            size: 96 * MB,
+            hot_fraction: 0.01,
+            ..Default::default()
+        },
+    )
+    .unwrap();
     w.pause().unwrap();
     let pid = w.pid();
     let pfd = Pidfd::open(pid).unwrap();
@@ -637,7 +910,15 @@ fn pageout_stops_at_the_swap_headroom() {
     let mut act = Actuator::new(SysRoot::host(), ActuatorConfig::default());
     // 1 MiB requests, as a scheme would send them.
     let m = w.mapping();
-    let reqs: Vec<AdviceRequest> = (0..m.len() / MB).map(|i| req(pid, AddrRange::new(m.start + i * MB, m.start + (i + 1) * MB), Advice::Pageout)).collect();
+    let reqs: Vec<AdviceRequest> = (0..m.len() / MB)
+        .map(|i| {
+            req(
+                pid,
+                AddrRange::new(m.start + i * MB, m.start + (i + 1) * MB),
+                Advice::Pageout,
+            )
+        })
+        .collect();
     let r = act.apply(std::slice::from_ref(&target), &reqs, ApplyOpts::default());
     let total = meminfo_kb("SwapTotal:") * 1024;
     let free = meminfo_kb("SwapFree:") * 1024;
@@ -651,10 +932,20 @@ fn pageout_stops_at_the_swap_headroom() {
         err(&r, ApplyErrorKind::SwapHeadroom) >> 10,
         swapped >> 10
     );
-    assert!(free >= total / 10, "free swap {free} under the headroom of {total}");
+    assert!(
+        free >= total / 10,
+        "free swap {free} under the headroom of {total}"
+    );
     assert!(err(&r, ApplyErrorKind::SwapHeadroom) > 0);
-    assert_eq!(r.bytes_applied() + err(&r, ApplyErrorKind::SwapHeadroom), m.len());
+    assert_eq!(
+        r.bytes_applied() + err(&r, ApplyErrorKind::SwapHeadroom),
+        m.len()
+    );
     // It did page out up to the headroom (the swap is ours alone while we hold the fixture).
-    assert!(r.bytes_applied() >= total * 8 / 10, "applied {} of {total}", r.bytes_applied());
+    assert!(
+        r.bytes_applied() >= total * 8 / 10,
+        "applied {} of {total}",
+        r.bytes_applied()
+    );
     assert_eq!(w.verify().unwrap().bad_pages, 0);
 }

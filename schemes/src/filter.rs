@@ -7,7 +7,8 @@
 //!
 //! Two layers, as in the kernel's "core" and "ops" filters:
 //! - **region layer** (evaluated by [`crate::Schemes::plan`]): `addr`, `target`, and
-//!   madvd's per-target `cgroup` (the target's cgroup comes from the driver's map);
+//!   madvd's per-target `cgroup` (the target's cgroups come from `/proc/PID/cgroup` through
+//!   the metric source, or from the driver's map);
 //! - **page layer**: `anon`, `young`, evaluated per page by whoever can look at pages (the
 //!   driver, with pagemap / page_idle) through [`PageFilter`].
 
@@ -46,6 +47,13 @@ impl RegionFilter {
         self.filters.is_empty()
     }
 
+    /// True when a filter needs the target's cgroup.
+    pub fn needs_cgroups(&self) -> bool {
+        self.filters
+            .iter()
+            .any(|f| matches!(f.kind, FilterKind::Cgroup(_)))
+    }
+
     /// `damos_filter_out()` for the piece `*piece` of a region. An address filter that
     /// straddles the piece shortens it to the part on one side of the boundary (as
     /// `damos_filter_match()` splits the region) and the remainder is returned for the
@@ -53,13 +61,13 @@ impl RegionFilter {
     pub fn filter_out(
         &self,
         target: TargetId,
-        cgroup: Option<&str>,
+        cgroups: Option<&[String]>,
         piece: &mut AddrRange,
         min_region_sz: u64,
     ) -> (bool, Option<AddrRange>) {
         let mut rest = None;
         for f in &self.filters {
-            let (matched, split) = filter_match(f, target, cgroup, *piece, min_region_sz);
+            let (matched, split) = filter_match(f, target, cgroups, *piece, min_region_sz);
             if let Some(at) = split {
                 // A later split can only shorten the piece further: the remainder runs from
                 // the newest split point to the end of the original piece.
@@ -80,14 +88,14 @@ impl RegionFilter {
 fn filter_match(
     f: &FilterSpec,
     target: TargetId,
-    cgroup: Option<&str>,
+    cgroups: Option<&[String]>,
     piece: AddrRange,
     min_region_sz: u64,
 ) -> (bool, Option<u64>) {
     let (matched, split) = match &f.kind {
         FilterKind::Target(t) => (TargetId(*t) == target, None),
         FilterKind::Cgroup(c) => (
-            cgroup.is_some_and(|g| engine::kernel::cgroup::is_under(g, c)),
+            cgroups.is_some_and(|gs| gs.iter().any(|g| engine::kernel::cgroup::is_under(g, c))),
             None,
         ),
         FilterKind::Addr { start, end } => {
@@ -318,11 +326,11 @@ mod tests {
     fn cgroup_filter_uses_the_targets_group() {
         let rf = RegionFilter::new(&[f(FilterKind::Cgroup("/app".into()), true, true)]);
         let mut p = AddrRange::new(0, 4096);
-        assert!(
-            !rf.filter_out(TargetId(1), Some("/app/worker"), &mut p, 4096)
-                .0
-        );
-        assert!(rf.filter_out(TargetId(1), Some("/other"), &mut p, 4096).0);
+        // Either of a target's cgroups (v2 path, v1 memory path) may match.
+        let app = ["/".to_string(), "/app/worker".to_string()];
+        let other = ["/other".to_string()];
+        assert!(!rf.filter_out(TargetId(1), Some(&app), &mut p, 4096).0);
+        assert!(rf.filter_out(TargetId(1), Some(&other), &mut p, 4096).0);
         // Unknown cgroup: does not match the allow filter, so the default (reject) applies.
         assert!(rf.filter_out(TargetId(1), None, &mut p, 4096).0);
     }

@@ -12,10 +12,10 @@
 //!   `node_memcg_used_bp` is relative to the node's memory instead.
 
 use crate::policy::{GoalMetric, GoalSpec};
-use engine::kernel::cgroup::{CgroupMounts, MemoryUsage};
+use engine::kernel::cgroup::{self, CgroupMounts, MemoryUsage};
 use engine::kernel::meminfo::{self, MemInfo};
 use engine::kernel::psi;
-use engine::SysRoot;
+use engine::{SysRoot, TargetId};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
@@ -33,6 +33,13 @@ pub trait MetricSource: Send {
     fn some_mem_psi_total_us(&self, cgroup: Option<&str>) -> Result<u64, MetricError>;
     /// Memory usage and limit of `cgroup`.
     fn cgroup_memory(&self, cgroup: &str) -> Result<MemoryUsage, MetricError>;
+    /// The cgroups of a target process, as `/proc/PID/cgroup` names them (the v2 path and,
+    /// on a hybrid host, the v1 memory controller's path), for `cgroup` filters.
+    fn target_cgroups(&self, target: TargetId) -> Result<Vec<String>, MetricError> {
+        Err(MetricError(format!(
+            "no cgroup information for target {target}"
+        )))
+    }
 }
 
 /// The running system (or a fixture tree) through a [`SysRoot`].
@@ -79,6 +86,21 @@ impl MetricSource for SysMetrics {
             .memory_usage(&self.root, cgroup)
             .map_err(|e| MetricError(e.to_string()))
     }
+
+    fn target_cgroups(&self, target: TargetId) -> Result<Vec<String>, MetricError> {
+        let lines = cgroup::read_proc_cgroup(&self.root, target.0)
+            .map_err(|e| MetricError(e.to_string()))?;
+        let mut out: Vec<String> = Vec::new();
+        for p in [cgroup::v2_path(&lines), cgroup::v1_memory_path(&lines)]
+            .into_iter()
+            .flatten()
+        {
+            if !out.iter().any(|o| o == p) {
+                out.push(p.to_string());
+            }
+        }
+        Ok(out)
+    }
 }
 
 /// Values set by hand, shared between clones (a test keeps one handle, the schemes another).
@@ -92,6 +114,7 @@ struct FakeState {
     meminfo: HashMap<Option<u32>, MemInfo>,
     psi: HashMap<Option<String>, u64>,
     cgroups: HashMap<String, MemoryUsage>,
+    targets: HashMap<TargetId, Vec<String>>,
 }
 
 impl FakeMetrics {
@@ -125,6 +148,12 @@ impl FakeMetrics {
                 .insert(cgroup.to_string(), MemoryUsage { usage, limit })
         });
     }
+    pub fn set_target_cgroups(&self, target: TargetId, cgroups: &[&str]) {
+        self.with(|s| {
+            s.targets
+                .insert(target, cgroups.iter().map(|c| c.to_string()).collect())
+        });
+    }
 }
 
 impl MetricSource for FakeMetrics {
@@ -148,6 +177,10 @@ impl MetricSource for FakeMetrics {
     fn cgroup_memory(&self, cgroup: &str) -> Result<MemoryUsage, MetricError> {
         self.with(|s| s.cgroups.get(cgroup).copied())
             .ok_or_else(|| MetricError(format!("fake: no cgroup {cgroup}")))
+    }
+    fn target_cgroups(&self, target: TargetId) -> Result<Vec<String>, MetricError> {
+        self.with(|s| s.targets.get(&target).cloned())
+            .ok_or_else(|| MetricError(format!("fake: no cgroups of target {target}")))
     }
 }
 
@@ -348,7 +381,18 @@ mod tests {
             "some avg10=0.00 avg60=0.00 avg300=0.00 total=55\n",
         )
         .unwrap();
+        std::fs::create_dir_all(root.proc_file("42")).unwrap();
+        std::fs::write(
+            root.pid_file(42, "cgroup"),
+            "4:memory:/batch/j1\n1:cpu:/\n0::/user.slice\n",
+        )
+        .unwrap();
         let env = SysMetrics::new(root);
+        assert_eq!(
+            env.target_cgroups(TargetId(42)).unwrap(),
+            vec!["/user.slice".to_string(), "/batch/j1".to_string()]
+        );
+        assert!(env.target_cgroups(TargetId(43)).is_err());
         assert_eq!(
             env.meminfo(None).unwrap().free_mem_rate_permille(),
             Some(100)

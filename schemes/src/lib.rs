@@ -85,6 +85,9 @@ impl Policy {
     }
 }
 
+const PAGE_FILTER_REASON: &str =
+    "page-level filters (anon, young) need a driver that evaluates them (Schemes::enable_page_filters)";
+
 #[derive(Debug)]
 struct SchemeState {
     region_filter: RegionFilter,
@@ -103,8 +106,22 @@ pub struct Schemes {
     specs: Vec<SchemeSpec>,
     states: Vec<SchemeState>,
     env: Box<dyn MetricSource>,
-    target_cgroups: HashMap<TargetId, String>,
+    /// Cgroups given by the driver; they take precedence over `cgroup_cache`.
+    target_cgroups: HashMap<TargetId, Vec<String>>,
+    /// Cgroups read through the metric source: (paths, or `None` if unreadable; read at µs).
+    cgroup_cache: HashMap<TargetId, (Option<Vec<String>>, u64)>,
+    /// Whether the driver evaluates page-level filters (see [`Schemes::enable_page_filters`]).
+    page_filters_enabled: bool,
 }
+
+/// How long a target's cgroups read from `/proc/PID/cgroup` stay cached, µs.
+pub const CGROUP_REFRESH_US: u64 = 60_000_000;
+
+// The driver runs the schemes on its actuation thread.
+const _: fn() = || {
+    fn send<T: Send>() {}
+    send::<Schemes>();
+};
 
 impl std::fmt::Debug for Schemes {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -154,6 +171,8 @@ impl Schemes {
             states,
             env,
             target_cgroups: HashMap::new(),
+            cgroup_cache: HashMap::new(),
+            page_filters_enabled: false,
         })
     }
 
@@ -161,10 +180,27 @@ impl Schemes {
         &self.specs
     }
 
-    /// The cgroup (v2 path as `/proc/PID/cgroup` shows it, or the v1 memory path) of each
-    /// target, for `cgroup` filters. A target without an entry matches no cgroup filter.
-    pub fn set_target_cgroups(&mut self, map: HashMap<TargetId, String>) {
+    /// The cgroups of each target (paths as `/proc/PID/cgroup` shows them: the v2 path and,
+    /// on a hybrid host, the v1 memory path), for `cgroup` filters. Targets not in the map
+    /// are looked up through the metric source ([`MetricSource::target_cgroups`], cached
+    /// for [`CGROUP_REFRESH_US`]). A scheme with a `cgroup` filter skips a target whose
+    /// cgroups cannot be known.
+    pub fn set_target_cgroups(&mut self, map: HashMap<TargetId, Vec<String>>) {
         self.target_cgroups = map;
+    }
+
+    /// Declare that the driver evaluates page-level filters (`anon`, `young`) on every
+    /// request of a scheme that has them, with [`Schemes::page_filter`], before applying it.
+    /// Until then such schemes stay inactive (reason in their stats): applying their advice
+    /// without the filters would advise pages the policy excludes.
+    pub fn enable_page_filters(&mut self) {
+        self.page_filters_enabled = true;
+        for (sp, st) in self.specs.iter().zip(&mut self.states) {
+            if st.stats.inactive_reason.as_deref() == Some(PAGE_FILTER_REASON) {
+                st.stats.inactive_reason = None;
+                st.stats.active = sp.watermarks.is_none() || st.wmark.activated;
+            }
+        }
     }
 
     /// Set the current value of a `user_input` goal (by index among the scheme's goals).
@@ -296,6 +332,13 @@ impl Schemes {
                 }
             }
 
+            // Page-level filters need the driver (see enable_page_filters).
+            if st.page_filter.is_some() && !self.page_filters_enabled {
+                st.stats.active = false;
+                st.stats.inactive_reason = Some(PAGE_FILTER_REASON.to_string());
+                continue;
+            }
+
             // Apply interval (next_apply_sis, core.c 6.7+): due schemes advance whether or not
             // they are active.
             let interval = spec.apply_interval_us.unwrap_or(snap.attrs.aggr_us).max(1);
@@ -307,8 +350,19 @@ impl Schemes {
             if spec.watermarks.is_some() && !st.wmark.activated {
                 continue;
             }
+            let cgroups = if st.region_filter.needs_cgroups() {
+                resolve_cgroups(
+                    snap,
+                    now_us,
+                    &self.target_cgroups,
+                    &mut self.cgroup_cache,
+                    self.env.as_ref(),
+                )
+            } else {
+                HashMap::new()
+            };
             adjust_quota(spec, st, snap, now_us, self.env.as_ref());
-            apply_scheme(idx, spec, st, snap, &self.target_cgroups, &mut out);
+            apply_scheme(idx, spec, st, snap, &cgroups, &mut out);
         }
         out
     }
@@ -327,6 +381,41 @@ impl Schemes {
             }
         }
     }
+}
+
+/// The cgroups of each target of the snapshot: the driver's map first, else the metric
+/// source (cached). Targets whose cgroups cannot be read are left out.
+fn resolve_cgroups(
+    snap: &Snapshot,
+    now_us: u64,
+    given: &HashMap<TargetId, Vec<String>>,
+    cache: &mut HashMap<TargetId, (Option<Vec<String>>, u64)>,
+    env: &dyn MetricSource,
+) -> HashMap<TargetId, Vec<String>> {
+    let mut out = HashMap::new();
+    for t in &snap.targets {
+        if let Some(g) = given.get(&t.target) {
+            out.insert(t.target, g.clone());
+            continue;
+        }
+        let stale = cache
+            .get(&t.target)
+            .is_none_or(|(_, at)| now_us < *at || now_us - *at >= CGROUP_REFRESH_US);
+        if stale {
+            let got = env.target_cgroups(t.target);
+            if let Err(e) = &got {
+                if !cache.contains_key(&t.target) {
+                    tracing::warn!(target_id = %t.target, "cgroup filter: cgroups unknown, target skipped: {e}");
+                }
+            }
+            cache.insert(t.target, (got.ok(), now_us));
+        }
+        if let Some((Some(g), _)) = cache.get(&t.target) {
+            out.insert(t.target, g.clone());
+        }
+    }
+    cache.retain(|id, _| snap.targets.iter().any(|t| t.target == *id));
+    out
 }
 
 /// The score a region has for this scheme's priority.
@@ -416,7 +505,7 @@ fn apply_scheme(
     spec: &SchemeSpec,
     st: &mut SchemeState,
     snap: &Snapshot,
-    cgroups: &HashMap<TargetId, String>,
+    cgroups: &HashMap<TargetId, Vec<String>>,
     out: &mut Vec<AdviceRequest>,
 ) {
     let min_sz = snap.attrs.min_region_sz.max(1);
@@ -429,7 +518,11 @@ fn apply_scheme(
         }
     }
     'targets: for t in &snap.targets {
-        let cgroup = cgroups.get(&t.target).map(String::as_str);
+        let cgroup = cgroups.get(&t.target).map(Vec::as_slice);
+        if cgroup.is_none() && st.region_filter.needs_cgroups() {
+            // The target's cgroups are unknown: a cgroup filter cannot decide, so skip it.
+            continue;
+        }
         let last = t.regions.len().saturating_sub(1);
         for (ri, r) in t.regions.iter().enumerate() {
             // Check the quota.
@@ -476,7 +569,7 @@ fn apply_scheme(
                     break;
                 }
                 // Split to fit the rest of the quota.
-                if esz != 0 && st.quota.charged_sz + p.len() > esz {
+                if esz != 0 && st.quota.charged_sz.saturating_add(p.len()) > esz {
                     let sz = align_down(esz - st.quota.charged_sz, min_sz);
                     if sz == 0 {
                         // damos_update_stat(s, 0, 0): tried, nothing charged.
@@ -513,11 +606,11 @@ fn apply_scheme(
                         scheme: idx,
                     });
                 }
-                st.quota.charged_sz += sz;
+                st.quota.charged_sz = st.quota.charged_sz.saturating_add(sz);
                 st.stats.nr_tried += 1;
-                st.stats.sz_tried += sz;
+                st.stats.sz_tried = st.stats.sz_tried.saturating_add(sz);
                 if esz != 0 && st.quota.charged_sz >= esz {
-                    st.quota.resume = Some((t.target, p.end + 1));
+                    st.quota.resume = Some((t.target, p.end.saturating_add(1)));
                 }
             }
         }

@@ -216,8 +216,8 @@ fn cgroup_filter_uses_the_drivers_map() {
         one_scheme("pattern: (), action: cold, filters: [(kind: cgroup(\"/batch\"), allow: true)]");
     let (mut s, _) = schemes(&p);
     s.set_target_cgroups(HashMap::from([
-        (TargetId(1), "/batch/job".to_string()),
-        (TargetId(2), "/web".to_string()),
+        (TargetId(1), vec!["/".to_string(), "/batch/job".to_string()]),
+        (TargetId(2), vec!["/web".to_string()]),
     ]));
     let reqs = s.plan(
         &snapshot(
@@ -230,12 +230,32 @@ fn cgroup_filter_uses_the_drivers_map() {
 }
 
 #[test]
+fn cgroup_filter_reads_target_cgroups_from_the_source() {
+    // A reject filter: targets in /batch are left alone. Target 3's cgroups are unknown: it
+    // is skipped rather than advised against the policy's intent.
+    let p = one_scheme(
+        "pattern: (), action: cold, filters: [(kind: cgroup(\"/batch\"), allow: false)]",
+    );
+    let (mut s, env) = schemes(&p);
+    env.set_target_cgroups(TargetId(1), &["/", "/batch/job"]);
+    env.set_target_cgroups(TargetId(2), &["/web"]);
+    let snap = |t| snapshot(t, vec![(1, idle(1, 1)), (2, idle(1, 1)), (3, idle(1, 1))]);
+    let reqs = s.plan(&snap(100_000), 100_000);
+    assert_eq!(reqs.iter().map(|r| r.target.0).collect::<Vec<_>>(), vec![2]);
+    // Cached: a change shows only after the refresh interval.
+    env.set_target_cgroups(TargetId(2), &["/batch/moved"]);
+    assert_eq!(s.plan(&snap(200_000), 200_000).len(), 1);
+    let later = 200_000 + schemes::CGROUP_REFRESH_US;
+    assert!(s.plan(&snap(later), later).is_empty());
+}
+
+#[test]
 fn page_filters_are_handed_to_the_driver() {
     let p = one_scheme(
         "pattern: (), action: pageout, filters: [(kind: anon, matching: false, allow: false)]",
     );
     let (mut s, _) = schemes(&p);
-    let pf = s.page_filter(0).expect("page filter");
+    let pf = s.page_filter(0).expect("page filter").clone();
     // "not anon -> reject": file pages are not paged out.
     assert!(!pf.admits(&PageInfo {
         anon: Some(false),
@@ -245,12 +265,25 @@ fn page_filters_are_handed_to_the_driver() {
         anon: Some(true),
         young: None
     }));
+    // Until the driver says it evaluates page filters, the scheme does nothing.
+    assert!(s
+        .plan(&snapshot(100_000, vec![(1, idle(1, 1))]), 100_000)
+        .is_empty());
+    let st = &s.stats()[0];
+    assert!(!st.active);
+    assert!(st
+        .inactive_reason
+        .as_deref()
+        .unwrap()
+        .contains("enable_page_filters"));
+    s.enable_page_filters();
     // The region layer passes everything (ops filters exist).
     assert_eq!(
-        s.plan(&snapshot(100_000, vec![(1, idle(1, 1))]), 100_000)
+        s.plan(&snapshot(200_000, vec![(1, idle(1, 1))]), 200_000)
             .len(),
         1
     );
+    assert!(s.stats()[0].active);
 }
 
 #[test]

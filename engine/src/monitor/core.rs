@@ -101,6 +101,9 @@ pub fn merge_two_regions(l: &mut Region, r: &Region) {
 /// `last_nr_accesses`, else increment it; merge a region into its left neighbour when they
 /// are adjacent, their `nr_accesses` differ by at most `thres`, and the merged size stays
 /// within `sz_limit`.
+///
+/// Not ported: mainline's later extra age reset when `nr_accesses` crosses zero
+/// ("`(nr_accesses == 0) != (last_nr_accesses == 0)`", merged after 6.12, not backported).
 pub fn merge_regions_of(regions: &mut Vec<Region>, thres: u32, sz_limit: u64, count_age: bool) {
     let n = regions.len();
     let mut w = 0usize;
@@ -130,13 +133,16 @@ pub fn merge_regions_of(regions: &mut Vec<Region>, thres: u32, sz_limit: u64, co
     regions.truncate(w);
 }
 
-/// `kdamond_merge_regions()` as in Linux 6.12.117 (mm/damon/core.c, including the stable
-/// backports of "merge regions aggressively when max_nr_regions is unmet" and its two fixes):
-/// merge every target with `threshold`; while the total count is above `max_nr_regions`,
-/// repeat with the threshold doubled (at least 1) — capped at `max_thres` = aggr / sample —
-/// until the count fits or the threshold reached `max_thres`. Age is counted on the first
-/// pass only. (Mainline around 6.15 still re-ages on every pass and lets the threshold run
-/// past `max_thres`: see docs in /work/shared/reference/damon-kernel.md, "K612 vs K615".)
+/// `kdamond_merge_regions()` as in Linux 6.12.117 (mm/damon/core.c; commit 310d6c15e910
+/// "mm/damon/core: merge regions aggressively when max_nr_regions is unmet" plus its two
+/// stable fixes tagged `Cc: stable # 6.10`: "skip aging from repeated aggressive merging"
+/// and the threshold cap): merge every target with `threshold`; while the total count is
+/// above `max_nr_regions`, repeat with the threshold doubled (at least 1) — capped at
+/// `max_thres` = aggr / sample — until the count fits or the threshold reached `max_thres`.
+/// Age is counted on the first pass only. The older loop, still in mainline core.c around
+/// 6.15 (`do { merge; thres = max(1, thres * 2) } while (nr > max && thres / 2 < max_thres)`),
+/// re-ages every pass and lets the threshold overshoot `max_thres`; madvd follows the lab
+/// kernel, 6.12.117.
 pub fn merge_regions(
     targets: &mut [&mut Vec<Region>],
     threshold: u32,
@@ -290,6 +296,66 @@ pub fn region_sz_limit<'a>(
         total
     };
     sz.max(min_region)
+}
+
+/// madvd extension (no kernel counterpart): keep at least `min_nr_regions` regions over all
+/// targets. The kernel enforces its lower bound only through the merge size limit
+/// (total / min_nr_regions), which leaves fewer regions when init pieces larger than the
+/// limit never got split (`__damon_va_init_regions` floors the piece count) — e.g. 9 of 11.
+/// While the count is below the minimum, the largest region (that is at least two minimum
+/// regions big) is cut in two at its aligned middle; both halves keep its statistics, as
+/// `damon_split_region_at` does. Only runs when the count is below the minimum, so the
+/// kernel's behaviour is unchanged otherwise.
+pub fn split_to_min_regions(
+    targets: &mut [&mut Vec<Region>],
+    min_nr_regions: u32,
+    min_region: u64,
+) {
+    loop {
+        let nr: usize = targets.iter().map(|t| t.len()).sum();
+        if nr >= min_nr_regions as usize {
+            return;
+        }
+        let mut best: Option<(usize, usize, u64)> = None;
+        for (ti, t) in targets.iter().enumerate() {
+            for (ri, r) in t.iter().enumerate() {
+                if r.size() >= 2 * min_region && best.is_none_or(|(_, _, sz)| r.size() > sz) {
+                    best = Some((ti, ri, r.size()));
+                }
+            }
+        }
+        let Some((ti, ri, sz)) = best else { return };
+        split_region_at(targets[ti], ri, align_down(sz / 2, min_region));
+    }
+}
+
+/// `mult_frac(x, n, d)` (include/linux/math.h): `x * n / d` without overflowing `x * n`.
+pub fn mult_frac(x: u64, n: u64, d: u64) -> u64 {
+    (x / d) * n + ((x % d) * n) / d
+}
+
+/// `damon_nr_accesses_to_accesses_bp()` (mm/damon/core.c, 6.12.117): the access ratio in
+/// basis points of `damon_max_nr_accesses(attrs)`.
+pub fn nr_accesses_to_accesses_bp(nr_accesses: u32, attrs: &crate::attrs::Attrs) -> u32 {
+    mult_frac(nr_accesses as u64, 10_000, attrs.max_nr_accesses() as u64) as u32
+}
+
+/// `damon_accesses_bp_to_nr_accesses()` (mm/damon/core.c, 6.12.117).
+pub fn accesses_bp_to_nr_accesses(accesses_bp: u32, attrs: &crate::attrs::Attrs) -> u32 {
+    (accesses_bp as u64 * attrs.max_nr_accesses() as u64 / 10_000) as u32
+}
+
+/// `damon_update_monitoring_result()` (mm/damon/core.c, 6.12.117): convert a region's
+/// `nr_accesses` (through the access ratio) and `age` (by the aggregation intervals) to new
+/// attributes; `nr_accesses_bp` becomes `nr_accesses * 10000`.
+pub fn update_monitoring_result(
+    r: &mut Region,
+    old: &crate::attrs::Attrs,
+    new: &crate::attrs::Attrs,
+) {
+    r.nr_accesses = accesses_bp_to_nr_accesses(nr_accesses_to_accesses_bp(r.nr_accesses, old), new);
+    r.nr_accesses_bp = r.nr_accesses.saturating_mul(10_000);
+    r.age = (r.age as u64 * old.aggr_us / new.aggr_us.max(1)) as u32;
 }
 
 #[cfg(test)]
@@ -580,6 +646,59 @@ mod tests {
             .collect();
         merge_regions(&mut [&mut t], 1, u64::MAX, 4, 2);
         assert_eq!(t.len(), 8);
+    }
+
+    /// `damon_test_update_monitoring_result` (core-kunit.h, 6.12.117).
+    #[test]
+    fn kunit_update_monitoring_result() {
+        let a = |sample_us, aggr_us| crate::attrs::Attrs {
+            sample_us,
+            aggr_us,
+            ..Default::default()
+        };
+        let old = a(10, 1000);
+        let mut r = Region::new(3, 7);
+        r.nr_accesses = 15;
+        r.age = 20;
+        update_monitoring_result(&mut r, &old, &a(100, 10000));
+        assert_eq!((r.nr_accesses, r.age), (15, 2));
+        update_monitoring_result(&mut r, &old, &a(1, 1000));
+        assert_eq!((r.nr_accesses, r.age), (150, 2));
+        update_monitoring_result(&mut r, &old, &a(1, 100));
+        assert_eq!((r.nr_accesses, r.age), (150, 20));
+    }
+
+    /// `damon_test_nr_accesses_to_accesses_bp` (core-kunit.h, 6.12.117): with
+    /// max_nr_accesses clamped to UINT_MAX, 123 accesses are 0 bp.
+    #[test]
+    fn kunit_nr_accesses_to_accesses_bp() {
+        let attrs = crate::attrs::Attrs {
+            sample_us: 10,
+            aggr_us: (u32::MAX as u64 + 1) * 10,
+            ..Default::default()
+        };
+        assert_eq!(attrs.max_nr_accesses(), u32::MAX);
+        assert_eq!(nr_accesses_to_accesses_bp(123, &attrs), 0);
+    }
+
+    #[test]
+    fn split_to_min_regions_only_below_min() {
+        let mut t = regions(&[(0, 100), (100, 110), (200, 201)]);
+        t[0].age = 4;
+        split_to_min_regions(&mut [&mut t], 5, 1);
+        let got: Vec<(u64, u64)> = t.iter().map(|r| (r.start(), r.end())).collect();
+        assert_eq!(
+            got,
+            vec![(0, 25), (25, 50), (50, 100), (100, 110), (200, 201)]
+        );
+        assert!(t[..3].iter().all(|r| r.age == 4));
+        // At or above the minimum: untouched.
+        split_to_min_regions(&mut [&mut t], 3, 1);
+        assert_eq!(t.len(), 5);
+        // Nothing splittable: gives up.
+        let mut t = regions(&[(0, 1)]);
+        split_to_min_regions(&mut [&mut t], 3, 1);
+        assert_eq!(t.len(), 1);
     }
 
     #[test]

@@ -11,11 +11,13 @@
 //! monitoring ranges; then prepare the next samples.
 //!
 //! madvd's additions to the kernel's rules, each documented where it lives:
-//! - `Unknown` answers ([`core::update_access_unknown`], [`core::finalize_unknown`]);
+//! - `Unknown` answers ([`update_access_unknown`], [`finalize_unknown`]);
 //! - a sample budget (`AccessCheck::max_samples_per_sec`): regions are sampled round-robin
 //!   by address from a per-target cursor, so the regions not sampled for the longest time
 //!   come first; the others answer `Unknown` for that interval;
-//! - targets with fewer than three mappings ([`init::monitoring_ranges`]);
+//! - targets with fewer than three mappings ([`monitoring_ranges`]);
+//! - at least `min_nr_regions` regions after init and after each merge
+//!   ([`split_to_min_regions`]; the kernel's size limit alone does not guarantee it);
 //! - the split's `last_nr_regions` is per monitor, not a global.
 
 pub mod core;
@@ -24,9 +26,10 @@ pub mod init;
 mod tests;
 
 pub use self::core::{
-    finalize_unknown, merge_regions, merge_regions_of, merge_two_regions, moving_sum,
-    region_sz_limit, reset_aggregated, split_region_at, split_regions, split_regions_of,
-    update_access_rate, update_access_unknown,
+    accesses_bp_to_nr_accesses, finalize_unknown, merge_regions, merge_regions_of,
+    merge_two_regions, moving_sum, mult_frac, nr_accesses_to_accesses_bp, region_sz_limit,
+    reset_aggregated, split_region_at, split_regions, split_regions_of, split_to_min_regions,
+    update_access_rate, update_access_unknown, update_monitoring_result,
 };
 pub use self::init::{
     evenly_split, init_regions, monitoring_ranges, set_regions, three_regions, EvenlySplitError,
@@ -139,6 +142,27 @@ impl Monitor {
         &self.attrs
     }
 
+    /// Change the attributes while running, as `damon_set_attrs()` does (mm/damon/core.c,
+    /// 6.12.117): validate; the next aggregation and update are due a full new interval from
+    /// now; every region's `nr_accesses` and `age` are converted to the new intervals
+    /// (`damon_update_monitoring_result`).
+    pub fn set_attrs(&mut self, attrs: Attrs) -> Result<(), AttrsError> {
+        attrs.validate()?;
+        let old = self.attrs;
+        self.next_aggr_sis = self.passed_sis + attrs.aggr_us / attrs.sample_us;
+        self.next_update_sis = self.passed_sis + (attrs.ops_update_us / attrs.sample_us).max(1);
+        for t in self.targets.iter_mut() {
+            for r in t.regions.iter_mut() {
+                self::core::update_monitoring_result(r, &old, &attrs);
+                r.nr_known = 0;
+            }
+        }
+        self.samples_in_aggr = 0;
+        self.attrs = attrs;
+        self.refresh_sz_limit();
+        Ok(())
+    }
+
     /// Add a target; its regions are built from `ops.target_ranges` at the next step.
     /// Adding a target twice is a no-op.
     pub fn add_target(&mut self, id: TargetId) {
@@ -163,7 +187,7 @@ impl Monitor {
             .map(|t| t.regions.as_slice())
     }
 
-    /// The monitoring ranges (three regions, or fewer: [`init::monitoring_ranges`]) the
+    /// The monitoring ranges (three regions, or fewer: [`monitoring_ranges`]) the
     /// target's regions were last reconciled with.
     pub fn ranges(&self, id: TargetId) -> Option<&[AddrRange]> {
         self.targets
@@ -221,6 +245,13 @@ impl Monitor {
         let mut out = StepOutput::default();
         self.last_now_us = now_us;
         let len_window = self.attrs.max_nr_accesses();
+
+        // 0. Tell the check which ranges were advised since the last step (apply_report):
+        // its pending samples there, and its next probes, would measure the advice.
+        for t in self.targets.iter_mut().filter(|t| !t.advised.is_empty()) {
+            ops.note_advised(t.id, &t.advised);
+            t.advised.clear();
+        }
 
         // 1. Check the samples the previous step prepared (kdamond_fn: ops.check_accesses).
         let any_prepared = self.targets.iter().any(|t| t.prepared);
@@ -284,6 +315,13 @@ impl Monitor {
             self.drop_gone(&out.gone);
             if built {
                 self.refresh_sz_limit();
+                let mut lists: Vec<&mut Vec<Region>> =
+                    self.targets.iter_mut().map(|t| &mut t.regions).collect();
+                split_to_min_regions(
+                    &mut lists,
+                    self.attrs.min_nr_regions,
+                    self.attrs.min_region_sz,
+                );
             }
         }
 
@@ -324,6 +362,11 @@ impl Monitor {
                 self.sz_limit,
                 self.attrs.max_nr_regions,
                 self.attrs.max_nr_accesses(),
+            );
+            split_to_min_regions(
+                &mut lists,
+                self.attrs.min_nr_regions,
+                self.attrs.min_region_sz,
             );
         }
         for t in self.targets.iter_mut() {
@@ -413,10 +456,6 @@ impl Monitor {
             };
             left = left.saturating_sub(quota);
             choose_samples(t, quota, self.attrs.min_region_sz, &mut self.rng);
-            if !t.advised.is_empty() {
-                ops.note_advised(t.id, &t.advised);
-                t.advised.clear();
-            }
             match ops.prepare(t.id, &mut t.samples) {
                 Ok(()) => {
                     t.prepared = true;
@@ -465,7 +504,8 @@ impl Monitor {
     /// action (mm/damon/core.c 6.12.117). A region only partly covered is first split at the
     /// range boundary (bounds aligned outwards to the minimum region size), so no byte
     /// outside an applied range loses its age. The ranges are also passed to the access
-    /// check before the next prepare (`AccessCheck::note_advised`).
+    /// check at the start of the next step, before it checks the pending samples
+    /// (`AccessCheck::note_advised`).
     pub fn apply_report(&mut self, report: &ApplyReport) {
         let min = self.attrs.min_region_sz;
         for o in report.outcomes.iter().filter(|o| o.bytes_applied > 0) {

@@ -92,7 +92,7 @@ pub fn status(root: &SysRoot) -> OpsStatus {
         why_not,
         granularity: "region (kernel DAMON vaddr, PTE Accessed bits)",
         description: "the kernel's own DAMON via sysfs: a kdamond monitors the targets, madvd reads its regions back",
-        rank: 20,
+        rank: crate::ops::detect::RANK_DAMON,
     }
 }
 

@@ -10,11 +10,11 @@ use nix::errno::Errno;
 use thiserror::Error;
 
 /// Auto-detection ranks (lower wins).
-pub const RANK_PAGE_IDLE: u32 = 0;
-pub const RANK_DAMON: u32 = 1;
-pub const RANK_PROBE: u32 = 2;
-pub const RANK_SOFT_DIRTY: u32 = 3;
-pub const RANK_SMAPS: u32 = 4;
+pub const RANK_PAGE_IDLE: u32 = 10;
+pub const RANK_DAMON: u32 = 20;
+pub const RANK_PROBE: u32 = 30;
+pub const RANK_SOFT_DIRTY: u32 = 40;
+pub const RANK_SMAPS: u32 = 50;
 /// Never picked automatically.
 pub const RANK_SIM: u32 = u32::MAX;
 
@@ -25,10 +25,10 @@ const CAP_SYS_NICE: u32 = 23;
 /// The status of every primitive, in auto order.
 pub fn detect(root: &SysRoot) -> Vec<OpsStatus> {
     let mut v = vec![
-        not_built_yet("page_idle", "page (PTE Accessed bit)", RANK_PAGE_IDLE),
-        not_built_yet("damon", "region (kernel DAMON vaddr)", RANK_DAMON),
+        crate::ops::page_idle::status(root),
+        crate::ops::damon::status(root),
         probe_status(root),
-        not_built_yet("soft_dirty", "page (writes only)", RANK_SOFT_DIRTY),
+        crate::ops::soft_dirty::status(root),
         smaps_status(root),
         sim_status(),
     ];
@@ -193,18 +193,6 @@ pub fn smaps_status(root: &SysRoot) -> OpsStatus {
         crate::ops::smaps::GRANULARITY,
         "smaps Referenced after clear_refs 1: which mappings were touched, on any kernel, no swap needed",
         RANK_SMAPS,
-    )
-}
-
-/// Placeholder for a primitive whose module has not landed yet (page_idle, damon,
-/// soft_dirty come with the lab issue): listed, never usable.
-fn not_built_yet(name: &'static str, granularity: &'static str, rank: u32) -> OpsStatus {
-    status(
-        name,
-        Some("not built yet".to_owned()),
-        granularity,
-        "kernel primitive (not built yet)",
-        rank,
     )
 }
 

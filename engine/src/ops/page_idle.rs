@@ -3,14 +3,14 @@
 //! through idle page tracking (`CONFIG_IDLE_PAGE_TRACKING`, mm/page_idle.c 6.12).
 //!
 //! Per sampling interval and target:
-//! - **prepare**: `/proc/PID/pagemap` gives each sample page's PFN (root only); a THP tail
-//!   page is replaced by its head (page_idle ignores tails; `/proc/kpageflags` says which is
-//!   which); the PFNs are marked idle in `/sys/kernel/mm/page_idle/bitmap`, one `pwrite`
-//!   per run of consecutive 64-page words, and read straight back: a page that does not
-//!   read idle right after being marked is one page_idle cannot track (not on an LRU list
-//!   yet — fresh pages sit in a per-CPU LRU batch until drained —, not a user page, or in
-//!   the partial last bitmap word) and its sample is `Unknown` rather than a false
-//!   "accessed";
+//! - **prepare**: `/proc/PID/pagemap` gives each sample page's PFN (root only); the PFNs
+//!   are marked idle in `/sys/kernel/mm/page_idle/bitmap`, one `pwrite` per run of
+//!   consecutive 64-page words, and read straight back. A page that does not read idle
+//!   right after being marked is either a THP tail (page_idle ignores tails:
+//!   `/proc/kpageflags` says so, and the folio's head is marked and tracked instead) or one
+//!   page_idle cannot track (not on an LRU list yet — fresh pages sit in a per-CPU LRU batch
+//!   until drained —, not a user page, or in the partial last bitmap word): its sample is
+//!   `Unknown` rather than a false "accessed";
 //! - **check**: the pagemap is read again (a page that moved or left is `Unknown`), then
 //!   the bitmap words: still idle ⇒ `NotAccessed`, not idle ⇒ `Accessed`.
 //!
@@ -62,7 +62,7 @@ pub fn status(root: &SysRoot) -> OpsStatus {
         why_not,
         granularity: "page (PTE Accessed bit)",
         description: "idle page tracking: marks each sample page idle and reads it back, the Accessed bits kernel DAMON reads",
-        rank: 10,
+        rank: crate::ops::detect::RANK_PAGE_IDLE,
     }
 }
 
@@ -99,8 +99,8 @@ pub struct PageIdleStats {
     pub tracked: u64,
     /// Not present (never touched, swapped out): Unknown.
     pub not_present: u64,
-    /// Did not read idle right after being marked (per-CPU LRU batch, not an LRU page,
-    /// partial last word): Unknown.
+    /// Did not read idle right after being marked, nor through a THP head (per-CPU LRU
+    /// batch, not an LRU page, partial last word): Unknown.
     pub untrackable: u64,
     /// Tracked through a THP head page.
     pub thp_tail: u64,
@@ -159,14 +159,23 @@ impl PageIdle {
         self.stats
     }
 
+    /// The head PFN of the folio `pfn` is a tail page of, from `/proc/kpageflags` (one
+    /// 8-byte read for the page itself, one read of up to 512 entries before it for a
+    /// tail). `None` for a page that is no tail, or when kpageflags is not readable.
     fn head_of(&mut self, pfn: u64) -> Option<u64> {
         let f = self.kpageflags.as_ref()?;
+        let mut own = [0u8; 8];
+        self.cost.syscalls += 1;
+        if f.read_at(&mut own, pfn * 8).ok()? != 8
+            || u64::from_ne_bytes(own) & KPF_COMPOUND_TAIL == 0
+        {
+            return None;
+        }
         let first = pfn.saturating_sub(MAX_FOLIO_PAGES - 1);
         let n = (pfn - first + 1) as usize;
         self.flags_buf.resize(n * 8, 0);
-        let got = f.read_at(&mut self.flags_buf, first * 8).ok()?;
         self.cost.syscalls += 1;
-        if got != n * 8 {
+        if f.read_at(&mut self.flags_buf, first * 8).ok()? != n * 8 {
             return None;
         }
         let flags: Vec<u64> = self
@@ -174,9 +183,6 @@ impl PageIdle {
             .chunks_exact(8)
             .map(|c| u64::from_ne_bytes(c.try_into().expect("8 bytes")))
             .collect();
-        if flags[n - 1] & KPF_COMPOUND_TAIL == 0 {
-            return None;
-        }
         find_head(first, &flags)
     }
 
@@ -275,7 +281,6 @@ impl PageIdle {
         samples: &mut [SampleReq],
     ) -> Result<(), AccessError> {
         t.prep.clear();
-        let mut tracked: Vec<u64> = Vec::with_capacity(samples.len());
         for s in samples.iter() {
             let e = entry(t, id, s.addr)?;
             self.cost.syscalls += 1;
@@ -288,15 +293,9 @@ impl PageIdle {
                                 .into(),
                         });
                     };
-                    let head = self.head_of(pfn);
-                    if head.is_some() {
-                        self.stats.thp_tail += 1;
-                    }
-                    let tr = head.unwrap_or(pfn);
-                    tracked.push(tr);
                     Prep::Tracked {
                         page_pfn: pfn,
-                        tracked: tr,
+                        tracked: pfn,
                     }
                 }
                 Some(_) => {
@@ -311,25 +310,77 @@ impl PageIdle {
             };
             t.prep.push(prep);
         }
-        let words = page_idle::words_for(tracked.iter().copied());
+        // Mark idle and read straight back; a page that does not read idle may be a THP
+        // tail: retry those through their head page, once.
+        let failed = self.mark_and_verify(&mut t.prep)?;
+        if !failed.is_empty() {
+            let mut retry = false;
+            for &i in &failed {
+                if let Prep::Tracked { page_pfn, .. } = t.prep[i] {
+                    if let Some(head) = self.head_of(page_pfn) {
+                        self.stats.thp_tail += 1;
+                        t.prep[i] = Prep::Tracked {
+                            page_pfn,
+                            tracked: head,
+                        };
+                        retry = true;
+                        continue;
+                    }
+                }
+                self.stats.untrackable += 1;
+                t.prep[i] = Prep::Skip;
+            }
+            if retry {
+                for i in self.mark_and_verify_only(&mut t.prep, &failed)? {
+                    self.stats.untrackable += 1;
+                    t.prep[i] = Prep::Skip;
+                }
+            }
+        }
+        for p in &t.prep {
+            if matches!(p, Prep::Tracked { .. }) {
+                self.stats.tracked += 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// Mark every tracked sample's page idle and read the words back: the indexes of the
+    /// samples whose page did not read idle.
+    fn mark_and_verify(&mut self, prep: &mut [Prep]) -> Result<Vec<usize>, AccessError> {
+        let all: Vec<usize> = (0..prep.len()).collect();
+        self.mark_and_verify_only(prep, &all)
+    }
+
+    fn mark_and_verify_only(
+        &mut self,
+        prep: &mut [Prep],
+        which: &[usize],
+    ) -> Result<Vec<usize>, AccessError> {
+        let pfns = which.iter().filter_map(|&i| match prep[i] {
+            Prep::Tracked { tracked, .. } => Some(tracked),
+            Prep::Skip => None,
+        });
+        let words = page_idle::words_for(pfns);
+        if words.is_empty() {
+            return Ok(Vec::new());
+        }
         self.bitmap.set_idle(&words).map_err(|e| self.io_err(e))?;
         let idx: Vec<u64> = words.iter().map(|w| w.0).collect();
         let back = self.bitmap.read_words(&idx).map_err(|e| self.io_err(e))?;
         self.cost.syscalls += 2 * page_idle::runs(&idx).len() as u64;
-        for p in t.prep.iter_mut() {
-            if let Prep::Tracked { tracked, .. } = *p {
+        let mut failed = Vec::new();
+        for &i in which {
+            if let Prep::Tracked { tracked, .. } = prep[i] {
                 let k = idx
                     .binary_search(&page_idle::word_index(tracked))
                     .expect("word of a tracked sample");
-                if page_idle::is_idle(back[k], tracked) == Some(true) {
-                    self.stats.tracked += 1;
-                } else {
-                    self.stats.untrackable += 1;
-                    *p = Prep::Skip;
+                if page_idle::is_idle(back[k], tracked) != Some(true) {
+                    failed.push(i);
                 }
             }
         }
-        Ok(())
+        Ok(failed)
     }
 }
 
@@ -382,6 +433,135 @@ mod tests {
         } else {
             assert!(s.why_not.unwrap().contains("needs root"));
         }
-        assert_eq!((s.name, s.rank), ("page_idle", 10));
+        assert_eq!(
+            (s.name, s.rank),
+            ("page_idle", crate::ops::detect::RANK_PAGE_IDLE)
+        );
+    }
+}
+
+/// The check's logic against a live process, on any kernel: a regular file stands in for
+/// the bitmap (bits written stay set — "idle" — until the test clears them, as an access
+/// would), the PFNs are real (pagemap, as root).
+#[cfg(test)]
+mod live_tests {
+    use super::*;
+    use std::process::{Child, Command, Stdio};
+
+    fn skip(reason: &str) {
+        #[cfg(feature = "testkit")]
+        crate::testkit::skip("ops::page_idle::live_tests", reason);
+        #[cfg(not(feature = "testkit"))]
+        eprintln!("SKIP ops::page_idle::live_tests: {reason}");
+    }
+
+    struct Kill(Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+
+    #[test]
+    fn tracks_real_pfns_through_a_fake_bitmap() {
+        if !is_root() {
+            return skip("needs root: PFNs in /proc/PID/pagemap are root-only");
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let root = SysRoot {
+            proc: "/proc".into(),
+            sys: dir.path().join("sys"),
+            dev: "/dev".into(),
+        };
+        let bm = IdleBitmap::path_in(&root);
+        std::fs::create_dir_all(bm.parent().unwrap()).unwrap();
+        let f = std::fs::File::create(&bm).unwrap();
+        f.set_len(1 << 22).unwrap(); // sparse: PFNs up to 2^25 (128 GiB)
+        let child = Kill(
+            Command::new("sleep")
+                .arg("30")
+                .stdin(Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50)); // let it exec
+        let proc = Process::open(&root, child.0.id(), false).unwrap();
+        let mut ops = PageIdle::new(&root).unwrap();
+        let id = ops.add_target(proc);
+        let ranges = ops.target_ranges(id).unwrap();
+        assert!(!ranges.is_empty());
+        // The first page of each mapping that is present (the ELF headers, libc, stack...).
+        let mut samples: Vec<SampleReq> = Vec::new();
+        {
+            let t = ops.targets.get_mut(&id).unwrap();
+            for r in &ranges {
+                if let Ok(Some(e)) = t.proc.pagemap().entry(r.start) {
+                    if e.present() && e.pfn().is_some() {
+                        samples.push(SampleReq {
+                            region: *r,
+                            addr: r.start,
+                        });
+                    }
+                }
+            }
+        }
+        if samples.len() < 2 {
+            return skip("fewer than two present pages with PFNs in `sleep`");
+        }
+        let n = samples.len();
+        let mut out = vec![Access::Unknown; n];
+
+        // Marked idle and nothing cleared the bits: every sample is NotAccessed.
+        ops.prepare(id, &mut samples).unwrap();
+        assert_eq!(ops.stats().tracked, n as u64, "{:?}", ops.stats());
+        ops.check(id, &samples, &mut out).unwrap();
+        assert!(out.iter().all(|a| *a == Access::NotAccessed), "{out:?}");
+
+        // An access clears the idle bit: every sample is Accessed.
+        ops.prepare(id, &mut samples).unwrap();
+        std::fs::write(&bm, []).unwrap();
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&bm)
+            .unwrap()
+            .set_len(1 << 22)
+            .unwrap();
+        ops.check(id, &samples, &mut out).unwrap();
+        assert!(out.iter().all(|a| *a == Access::Accessed), "{out:?}");
+
+        // A page whose word the bitmap does not return at check (the partial last word:
+        // here the file ends inside it) answers Unknown; the words before it still answer.
+        ops.prepare(id, &mut samples).unwrap();
+        let pfn = |ops: &mut PageIdle, addr: u64| {
+            let t = ops.targets.get_mut(&id).unwrap();
+            t.proc
+                .pagemap()
+                .entry(addr)
+                .unwrap()
+                .unwrap()
+                .pfn()
+                .unwrap()
+        };
+        let top = (0..n)
+            .max_by_key(|&i| pfn(&mut ops, samples[i].addr))
+            .unwrap();
+        let top_pfn = pfn(&mut ops, samples[top].addr);
+        let f = std::fs::OpenOptions::new().write(true).open(&bm).unwrap();
+        f.set_len(page_idle::word_offset(top_pfn) + 3).unwrap();
+        ops.check(id, &samples, &mut out).unwrap();
+        for i in 0..n {
+            let p = pfn(&mut ops, samples[i].addr);
+            let want = if page_idle::word_index(p) == page_idle::word_index(top_pfn) {
+                Access::Unknown
+            } else {
+                Access::NotAccessed
+            };
+            assert_eq!(
+                out[i], want,
+                "sample {i} (pfn {p:#x}, top {top_pfn:#x}): {out:?}"
+            );
+        }
+        assert!(ops.cost().syscalls > 0);
     }
 }

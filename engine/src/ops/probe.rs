@@ -10,9 +10,11 @@
 //!
 //! Pages a page-out would not move ("never left") are never probed — they would look
 //! accessed without being so: the probe picks its sample page inside private anonymous,
-//! non-huge, unlocked memory (maps + smaps `VmFlags`/`AnonHugePages`, re-read each update
-//! interval), and at prepare time reads the pagemap around the monitor's address to pick a
-//! page that is present and mapped by this process alone (bit 56; `MADV_PAGEOUT` skips pages
+//! unlocked memory (maps and `VmLck`, re-read each update interval), and at prepare time
+//! reads the pagemap around the monitor's address to pick a page that is present, not part
+//! of a huge page (`/proc/kpageflags` of its PFN; without PFNs — not root — or with locked
+//! memory, VMAs are classified from smaps `VmFlags`/`AnonHugePages` instead, which costs in
+//! proportion to the target's size), and mapped by this process alone (bit 56; `MADV_PAGEOUT` skips pages
 //! shared with another process, e.g. touched before a fork: `madvise_cold_or_pageout_pte_range`,
 //! mm/madvise.c 6.12). A region with no such page answers Unknown. With no swap, or free swap
 //! under the pages it would use plus a margin, every sample is Unknown.
@@ -82,6 +84,8 @@ pub struct ProbeStats {
     pub advised: u64,
     /// Skipped: no swap, or free swap too low.
     pub no_swap: u64,
+    /// Skipped: the candidate pages were part of a huge page (kpageflags).
+    pub huge: u64,
     /// The page-out of that page failed (range unmapped since the last maps read, ...).
     pub pageout_failed: u64,
     pub accessed: u64,
@@ -107,6 +111,8 @@ struct Target {
     /// Per sample of the current interval, in the order prepare got them.
     prep: Vec<Prep>,
     entries: Vec<PagemapEntry>,
+    /// Huge pages are told apart per page through `/proc/kpageflags` (no smaps needed).
+    per_page_thp: bool,
 }
 
 /// The refault probe over live targets (each opened as a [`Process`]).
@@ -118,10 +124,15 @@ pub struct Probe {
     cost: MonitorCost,
     stats: ProbeStats,
     warned_swap: bool,
+    /// The pagemap hides PFNs from us (no CAP_SYS_ADMIN): kpageflags cannot be used.
+    pfn_hidden: bool,
+    /// `/proc/kpageflags` (root only), to skip huge pages per sample page.
+    kpageflags: Option<std::fs::File>,
 }
 
 impl Probe {
     pub fn new(root: SysRoot, cfg: ProbeConfig) -> Self {
+        let kpageflags = std::fs::File::open(root.proc_file("kpageflags")).ok();
         Self {
             root,
             cfg,
@@ -130,6 +141,8 @@ impl Probe {
             cost: MonitorCost::default(),
             stats: ProbeStats::default(),
             warned_swap: false,
+            pfn_hidden: false,
+            kpageflags,
         }
     }
 
@@ -144,6 +157,7 @@ impl Probe {
                 advised: Vec::new(),
                 prep: Vec::new(),
                 entries: Vec::new(),
+                per_page_thp: false,
             },
         );
         id
@@ -268,6 +282,25 @@ pub fn pick_page(
     None
 }
 
+/// `/proc/kpageflags` bits (include/uapi/linux/kernel-page-flags.h, Linux 6.12).
+pub const KPF_COMPOUND_HEAD: u64 = 1 << 15;
+pub const KPF_COMPOUND_TAIL: u64 = 1 << 16;
+pub const KPF_THP: u64 = 1 << 22;
+
+/// Part of a huge or large folio (THP, mTHP, any compound page): not probed. Pure.
+pub fn is_huge(flags: u64) -> bool {
+    flags & (KPF_THP | KPF_COMPOUND_HEAD | KPF_COMPOUND_TAIL) != 0
+}
+
+fn read_kpageflags(f: &std::fs::File, pfn: u64) -> Option<u64> {
+    use std::os::unix::fs::FileExt;
+    let mut b = [0u8; 8];
+    match f.read_at(&mut b, pfn * 8) {
+        Ok(8) => Some(u64::from_ne_bytes(b)),
+        _ => None,
+    }
+}
+
 /// Answer for a page that was paged out at prepare (pagemap bits 63 / 62). Pure.
 pub fn classify(entry: Option<PagemapEntry>) -> Access {
     match entry {
@@ -342,9 +375,36 @@ impl AccessCheck for Probe {
         self.cfg.max_samples_per_sec
     }
 
+    /// The VMAs from maps. Probe-able memory: private anonymous VMAs, huge pages skipped per
+    /// sample page through `/proc/kpageflags` — unless that cannot be read (not root: no PFNs)
+    /// or the target has locked memory (`VmLck`), then from smaps (`VmFlags`, `AnonHugePages`),
+    /// which walks the page tables and so costs in proportion to the target's size.
     fn target_ranges(&mut self, id: TargetId) -> Result<Vec<AddrRange>, AccessError> {
         let thp = thp_mode(&self.root);
+        let per_page = self.kpageflags.is_some() && !self.pfn_hidden;
         let t = self.target(id)?;
+        if per_page {
+            let vmas = t.proc.maps().map_err(|e| access_error(id, e))?;
+            let locked = t
+                .proc
+                .status()
+                .map_err(|e| access_error(id, e))?
+                .vm_lck
+                .unwrap_or(0)
+                > 0;
+            if !locked {
+                t.per_page_thp = true;
+                t.probeable = vmas
+                    .iter()
+                    .filter(|v| v.is_private_anonymous())
+                    .map(|v| v.range)
+                    .collect();
+                self.cost.syscalls += 2;
+                return Ok(crate::kernel::maps::target_ranges(&vmas));
+            }
+        }
+        let t = self.target(id)?;
+        t.per_page_thp = false;
         let smaps = t.proc.smaps().map_err(|e| access_error(id, e))?;
         t.probeable = smaps
             .iter()
@@ -370,6 +430,8 @@ impl AccessCheck for Probe {
         } else if swap_ok {
             self.warned_swap = false;
         }
+        let kpf = self.kpageflags.as_ref();
+        let mut pfn_hidden = false;
         let t = self
             .targets
             .get_mut(&id)
@@ -410,8 +472,42 @@ impl AccessCheck for Probe {
             if t.entries.is_empty() && !t.proc.is_alive() {
                 return Err(AccessError::TargetGone(id));
             }
-            let Some(k) = t.entries.iter().position(|e| resident_exclusive(*e)) else {
-                stats.not_resident += 1;
+            let mut found = None;
+            let mut huge = false;
+            let mut kpf_reads = 0;
+            for (k, e) in t.entries.iter().enumerate() {
+                if !resident_exclusive(*e) {
+                    continue;
+                }
+                if t.per_page_thp {
+                    // A single-page PAGEOUT inside a huge page splits it: look at the page's
+                    // flags first (a few reads at most: a huge page spans the whole window).
+                    let (Some(f), Some(pfn)) = (kpf, e.pfn()) else {
+                        pfn_hidden = true;
+                        break;
+                    };
+                    if kpf_reads == 4 {
+                        break;
+                    }
+                    kpf_reads += 1;
+                    preads += 1;
+                    match read_kpageflags(f, pfn) {
+                        Some(flags) if !is_huge(flags) => {}
+                        _ => {
+                            huge = true;
+                            continue;
+                        }
+                    }
+                }
+                found = Some(k);
+                break;
+            }
+            let Some(k) = found else {
+                if huge {
+                    stats.huge += 1;
+                } else {
+                    stats.not_resident += 1;
+                }
                 continue;
             };
             let addr = start + k as u64 * page;
@@ -458,6 +554,11 @@ impl AccessCheck for Probe {
         self.stats.not_resident += stats.not_resident;
         self.stats.advised += stats.advised;
         self.stats.pageout_failed += stats.pageout_failed;
+        self.stats.huge += stats.huge;
+        if pfn_hidden && !self.pfn_hidden {
+            tracing::warn!("refault probe: pagemap shows no PFNs (needs CAP_SYS_ADMIN): huge pages are told apart through smaps from the next update");
+            self.pfn_hidden = true;
+        }
         Ok(())
     }
 
@@ -602,6 +703,14 @@ mod tests {
             ),
             None
         );
+    }
+
+    #[test]
+    fn huge_and_compound_pages_are_not_probed() {
+        assert!(is_huge(KPF_THP | KPF_COMPOUND_HEAD));
+        assert!(is_huge(KPF_COMPOUND_TAIL));
+        assert!(!is_huge(1 << 5 | 1 << 11)); // LRU | ANON
+        assert!(!is_huge(0));
     }
 
     #[test]

@@ -167,6 +167,7 @@ pub struct SimSpace {
     cache: Vec<Band>,
     gone: bool,
     samples: u64,
+    unknown_answers: u64,
 }
 
 /// splitmix64: a fast, well-mixed hash of one word.
@@ -213,6 +214,7 @@ impl SimSpace {
             cache: Vec::new(),
             gone: false,
             samples: 0,
+            unknown_answers: 0,
         })
     }
 
@@ -413,6 +415,11 @@ impl SimSpace {
         self.hot_ranges(from, to).iter().map(|r| r.len()).sum()
     }
 
+    /// Samples answered so far, and how many of them `Unknown`.
+    pub fn answered(&self) -> (u64, u64) {
+        (self.samples, self.unknown_answers)
+    }
+
     /// The noise probability per data page per interval.
     pub fn noise(&self) -> f64 {
         self.noise
@@ -429,6 +436,7 @@ impl SimSpace {
             *o = if self.unknown_fraction > 0.0
                 && draw(self.seed, page, i, 3) < self.unknown_fraction
             {
+                self.unknown_answers += 1;
                 Access::Unknown
             } else if self.touched_with(&self.cache, s.addr, i) {
                 Access::Accessed

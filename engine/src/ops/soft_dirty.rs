@@ -38,7 +38,7 @@ pub fn status(root: &SysRoot) -> OpsStatus {
         why_not,
         granularity: "page (writes only)",
         description: DESCRIPTION,
-        rank: 40,
+        rank: crate::ops::detect::RANK_SOFT_DIRTY,
     }
 }
 
