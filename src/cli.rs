@@ -114,7 +114,7 @@ Not root: says what is missing and runs in dry-run (nothing advised, no swap mad
 const DEMO_EXAMPLES: &str = "\
 Examples:
   sudo madvd demo
-  sudo madvd demo --short --json        (about 30 s, JSON summary on stdout)";
+  sudo madvd demo --short --json        (about 40 s, JSON summary on stdout)";
 
 /// How to pick targets for `run`.
 #[derive(Debug, Args, Clone)]
@@ -285,10 +285,10 @@ pub struct SummaryArgs {
 
 #[derive(Debug, Args)]
 pub struct DemoArgs {
-    /// Short mode for tests and CI (about 30 s, 256 MiB workload).
+    /// Short mode for tests and CI (about 40 s, 256 MiB workload).
     #[arg(long)]
     pub short: bool,
-    /// Length of the monitored phase (default 75s; 20s with --short).
+    /// Length of the monitored phase (default 70s; 24s with --short).
     #[arg(long = "for", value_name = "DURATION", value_parser = parse_nonzero_duration)]
     pub for_: Option<Duration>,
     /// Workload size (one mapping). Default 1GiB (256MiB with --short).

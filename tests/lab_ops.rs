@@ -570,6 +570,7 @@ fn lab_probe_and_page_idle_agree() {
         root.clone(),
         ProbeConfig {
             max_samples_per_sec: None,
+            max_pageouts_per_sec: None,
             ..ProbeConfig::default()
         },
     );
@@ -750,6 +751,7 @@ fn lab_cpu_per_primitive() {
             root.clone(),
             ProbeConfig {
                 max_samples_per_sec: None,
+                max_pageouts_per_sec: None,
                 ..ProbeConfig::default()
             },
         );

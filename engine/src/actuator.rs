@@ -34,6 +34,13 @@
 //!    [`ApplyErrorKind::Permission`], one error logged per pid ([`ActuatorError::PermissionDenied`]
 //!    says what is missing), and nothing more is tried on that target in this round.
 //!
+//! A piece the kernel fails is reported whole, by kind, with none of its bytes counted as
+//! applied — even when the kernel did advise part of it first (e.g. ENOMEM for a piece that
+//! was partly unmapped since the snapshot: the still-mapped part was advised): reports err on
+//! the side of "not applied", never the other way. Where Android re-issues the failing iovec
+//! alone, the actuator puts it at the head of the next full call: its errno comes back the
+//! same way, in one call fewer.
+//!
 //! Safety rails: madvd itself, pid 1 and kernel threads are never advised
 //! ([`ApplyErrorKind::Refused`]); page-out stops before free swap would fall under a headroom
 //! (default 10 % of `SwapTotal`, [`ApplyErrorKind::SwapHeadroom`], logged once when entered);
@@ -47,6 +54,29 @@
 //!
 //! The kernel, the swap gauge and the clock sit behind one small seam, [`ActuatorSys`], so the
 //! batching/resume logic is unit-tested against a simulated kernel without a process.
+//!
+//! ```no_run
+//! use engine::actuator::{Actuator, ActuatorConfig, ApplyOpts, Target};
+//! use engine::process::Process;
+//! use engine::{AddrRange, Advice, AdviceRequest, SysRoot};
+//!
+//! let root = SysRoot::host();
+//! let p = Process::open(&root, 4242, false).unwrap();
+//! let vmas: Vec<AddrRange> = p.maps().unwrap().iter().map(|v| v.range).collect();
+//! let target = Target::from_process(&p, vmas);
+//! let req = AdviceRequest { target: p.id(), range: AddrRange::new(0x7f00_0000_0000, 0x7f00_0040_0000), advice: Advice::Pageout, scheme: 0 };
+//! let mut act = Actuator::new(root, ActuatorConfig::default());
+//! let report = act.apply(&[target], &[req], ApplyOpts::default());
+//! println!("{} bytes applied in {} ns; not applied: {:?}", report.bytes_applied(), report.elapsed_ns(), report.errors_by_kind());
+//! ```
+//!
+//! A target is only ever built from a pidfd (or a [`Process`](crate::process::Process), which
+//! holds one), never from a bare pid number:
+//!
+//! ```compile_fail
+//! let vma = [engine::AddrRange::new(0x1000, 0x2000)];
+//! let t = engine::actuator::Target::new(&engine::SysRoot::host(), 4242u32, vma);
+//! ```
 
 use crate::advice::{Advice, AdviceRequest};
 use crate::kernel::madvise::{self, IOV_MAX, MAX_RW_COUNT};
@@ -256,8 +286,8 @@ pub trait ActuatorSys {
     fn now_ns(&mut self) -> u64;
 }
 
-/// The running system: [`madvise::process_madvise`] on the target's pidfd, `<proc>/meminfo`,
-/// `Instant`.
+/// The running system: [`madvise::process_madvise`] on the target's pidfd,
+/// [`read_swap_mem`](crate::kernel::swap::read_swap_mem) (`<proc>/meminfo`), `Instant`.
 #[derive(Debug)]
 pub struct HostSys {
     root: SysRoot,
@@ -286,13 +316,10 @@ impl ActuatorSys for HostSys {
         }
     }
     fn swap(&mut self) -> std::io::Result<SwapStat> {
-        use procfs_core::FromRead;
-        let path = self.root.proc_file("meminfo");
-        let m = procfs_core::Meminfo::from_file(&path)
-            .map_err(|e| std::io::Error::other(format!("{}: {e}", path.display())))?;
+        let m = crate::kernel::swap::read_swap_mem(&self.root).map_err(std::io::Error::other)?;
         Ok(SwapStat {
-            total: m.swap_total,
-            free: m.swap_free,
+            total: m.total,
+            free: m.free,
         })
     }
     fn now_ns(&mut self) -> u64 {
@@ -675,7 +702,15 @@ impl<S: ActuatorSys> Actuator<S> {
                         }
                         Errno::EPERM | Errno::EACCES => {
                             if self.denied_logged.insert(target.pid) {
-                                tracing::error!(errno = %e, "{}", ActuatorError::PermissionDenied { pid: target.pid });
+                                // mm_access() fails first (EACCES) without ptrace read access;
+                                // then the CAP_SYS_NICE check (EPERM): process_madvise(),
+                                // mm/madvise.c, Linux 6.12.
+                                let missing = if e == Errno::EACCES {
+                                    "ptrace read access to the target (PTRACE_MODE_READ)"
+                                } else {
+                                    "CAP_SYS_NICE"
+                                };
+                                tracing::error!(errno = %e, missing, "{}", ActuatorError::PermissionDenied { pid: target.pid });
                             }
                             *stop = Some(ApplyErrorKind::Permission);
                         }

@@ -149,7 +149,12 @@ fn record_live(root: &SysRoot, a: RecordArgs) -> Result<()> {
             Ok(Event::Failed(m)) => pb.println(format!("madvd: warning: {m}")),
             Ok(_) => {}
             Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
-            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
+                if signals::stop_requested() {
+                    reason = "signal";
+                }
+                break;
+            }
         }
     }
     running.stop_and_join();

@@ -303,7 +303,7 @@ pub fn run(root: &SysRoot, a: RunArgs) -> Result<()> {
             Ok(Event::Failed(m)) => eprintln!("madvd: warning: {m}"),
             Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
             Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
-                reason = "stopped";
+                reason = signals::signal_name().unwrap_or("stopped");
                 break;
             }
         }

@@ -676,6 +676,45 @@ fn pageout_without_swap_is_not_limited_and_unreadable_swap_stops_it() {
     assert!(a.sys().calls.is_empty());
 }
 
+#[test]
+fn host_sys_reads_swap_under_its_sysroot_and_stops_pageout_there() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("proc")).unwrap();
+    std::fs::write(
+        dir.path().join("proc/meminfo"),
+        "MemTotal: 1000 kB\nSwapTotal: 102400 kB\nSwapFree: 5120 kB\n",
+    )
+    .unwrap();
+    let mut sys = HostSys::new(SysRoot::under(dir.path()));
+    assert_eq!(
+        sys.swap().unwrap(),
+        SwapStat {
+            total: 100 * MB,
+            free: 5 * MB
+        }
+    );
+    let vma = [AddrRange::new(0, P)];
+    let mut a = Actuator::new(SysRoot::under(dir.path()), ActuatorConfig::default());
+    let r = a.apply(
+        &[target(&vma)],
+        &[req(PID, 0, P, Advice::Pageout)],
+        ApplyOpts::default(),
+    );
+    assert_eq!(err(&r.outcomes[0], ApplyErrorKind::SwapHeadroom), P);
+    assert_eq!(a.stats().calls, 0);
+    // No meminfo: not paging out blind.
+    let mut a = Actuator::new(
+        SysRoot::under(dir.path().join("nowhere")),
+        ActuatorConfig::default(),
+    );
+    let r = a.apply(
+        &[target(&vma)],
+        &[req(PID, 0, P, Advice::Pageout)],
+        ApplyOpts::default(),
+    );
+    assert_eq!(err(&r.outcomes[0], ApplyErrorKind::SwapHeadroom), P);
+}
+
 // --- time -------------------------------------------------------------------------------------
 
 #[test]

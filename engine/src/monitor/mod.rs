@@ -11,13 +11,13 @@
 //! monitoring ranges; then prepare the next samples.
 //!
 //! madvd's additions to the kernel's rules, each documented where it lives:
-//! - `Unknown` answers ([`core::update_access_unknown`], [`core::finalize_unknown`]);
+//! - `Unknown` answers ([`update_access_unknown`], [`finalize_unknown`]);
 //! - a sample budget (`AccessCheck::max_samples_per_sec`): regions are sampled round-robin
 //!   by address from a per-target cursor, so the regions not sampled for the longest time
 //!   come first; the others answer `Unknown` for that interval;
-//! - targets with fewer than three mappings ([`init::monitoring_ranges`]);
+//! - targets with fewer than three mappings ([`monitoring_ranges`]);
 //! - at least `min_nr_regions` regions after init and after each merge
-//!   ([`core::split_to_min_regions`]; the kernel's size limit alone does not guarantee it);
+//!   ([`split_to_min_regions`]; the kernel's size limit alone does not guarantee it);
 //! - the split's `last_nr_regions` is per monitor, not a global.
 
 pub mod core;
@@ -187,7 +187,7 @@ impl Monitor {
             .map(|t| t.regions.as_slice())
     }
 
-    /// The monitoring ranges (three regions, or fewer: [`init::monitoring_ranges`]) the
+    /// The monitoring ranges (three regions, or fewer: [`monitoring_ranges`]) the
     /// target's regions were last reconciled with.
     pub fn ranges(&self, id: TargetId) -> Option<&[AddrRange]> {
         self.targets

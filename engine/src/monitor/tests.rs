@@ -718,10 +718,8 @@ proptest! {
         let mut now = 0;
         run_aggregations(&mut m, &mut ops, &mut now, 4);
         let before = m.regions(T).unwrap().to_vec();
-        // Make every age non-zero so a reset is visible.
-        let before: Vec<Region> = before.into_iter().map(|mut r| { r.age += 1; r }).collect();
-        // Install the bumped ages through the public path: rebuild a monitor state is not
-        // possible, so compare against (age + 1 - 1): track expected ages from `before`.
+        // After 4 aggregations most ages are non-zero, so a reset is visible.
+        prop_assert!(before.iter().filter(|r| r.age > 0).count() * 2 >= before.len());
         let span_start = before.first().unwrap().start();
         let span_end = before.last().unwrap().end();
         let mut applied: Vec<AddrRange> = Vec::new();
@@ -745,7 +743,7 @@ proptest! {
             if inside {
                 prop_assert_eq!(r.age, 0);
             } else {
-                prop_assert_eq!(r.age, old.age - 1, "untouched region {:?} changed age", r.ar);
+                prop_assert_eq!(r.age, old.age, "untouched region {:?} changed age", r.ar);
             }
         }
     }

@@ -10,11 +10,11 @@ use nix::errno::Errno;
 use thiserror::Error;
 
 /// Auto-detection ranks (lower wins).
-pub const RANK_PAGE_IDLE: u32 = 0;
-pub const RANK_DAMON: u32 = 1;
-pub const RANK_PROBE: u32 = 2;
-pub const RANK_SOFT_DIRTY: u32 = 3;
-pub const RANK_SMAPS: u32 = 4;
+pub const RANK_PAGE_IDLE: u32 = 10;
+pub const RANK_DAMON: u32 = 20;
+pub const RANK_PROBE: u32 = 30;
+pub const RANK_SOFT_DIRTY: u32 = 40;
+pub const RANK_SMAPS: u32 = 50;
 /// Never picked automatically.
 pub const RANK_SIM: u32 = u32::MAX;
 

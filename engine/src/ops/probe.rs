@@ -10,9 +10,11 @@
 //!
 //! Pages a page-out would not move ("never left") are never probed — they would look
 //! accessed without being so: the probe picks its sample page inside private anonymous,
-//! non-huge, unlocked memory (maps + smaps `VmFlags`/`AnonHugePages`, re-read each update
-//! interval), and at prepare time reads the pagemap around the monitor's address to pick a
-//! page that is present and mapped by this process alone (bit 56; `MADV_PAGEOUT` skips pages
+//! unlocked memory (maps and `VmLck`, re-read each update interval), and at prepare time
+//! reads the pagemap around the monitor's address to pick a page that is present, not part
+//! of a huge page (`/proc/kpageflags` of its PFN; without PFNs — not root — or with locked
+//! memory, VMAs are classified from smaps `VmFlags`/`AnonHugePages` instead, which costs in
+//! proportion to the target's size), and mapped by this process alone (bit 56; `MADV_PAGEOUT` skips pages
 //! shared with another process, e.g. touched before a fork: `madvise_cold_or_pageout_pte_range`,
 //! mm/madvise.c 6.12). A region with no such page answers Unknown. With no swap, or free swap
 //! under the pages it would use plus a margin, every sample is Unknown.
@@ -49,6 +51,10 @@ use std::os::fd::AsFd;
 pub struct ProbeConfig {
     /// Samples (page-outs) per second the monitor may ask for. `None`: no limit.
     pub max_samples_per_sec: Option<f64>,
+    /// Page-outs per second at most, whatever the monitor asks: the costly part of a sample,
+    /// bounded on its own so the probe's CPU does not grow with the share of the target's
+    /// address space that is probe-able. Samples over it answer Unknown. `None`: no limit.
+    pub max_pageouts_per_sec: Option<f64>,
     /// Pages looked at, from the monitor's address on, to find a present, exclusive page.
     pub window_pages: usize,
     /// Free swap the probe leaves alone (bytes), besides the pages of one interval.
@@ -57,10 +63,13 @@ pub struct ProbeConfig {
 
 impl Default for ProbeConfig {
     fn default() -> Self {
-        // 250 samples/s ≈ 250 × (20 µs page-out + 2 × 1.5 µs pagemap) ≈ 6 ms of CPU per
-        // second (0.6% of a core), see docs/performance.md "Refault probe".
+        // Measured (docs/performance.md, "Refault probe"): ~35-40 µs of the monitor's CPU per
+        // page-out (the page-out itself, zram compression included, and the pagemap reads),
+        // so 100 page-outs/s ≈ 0.4% of a core whatever the target's size; the monitor may ask
+        // for more samples (250/s), those outside probe-able memory cost no page-out.
         Self {
             max_samples_per_sec: Some(250.0),
+            max_pageouts_per_sec: Some(100.0),
             window_pages: 16,
             min_swap_free: 16 << 20,
         }
@@ -82,6 +91,10 @@ pub struct ProbeStats {
     pub advised: u64,
     /// Skipped: no swap, or free swap too low.
     pub no_swap: u64,
+    /// Skipped: over the page-out budget (`max_pageouts_per_sec`).
+    pub over_budget: u64,
+    /// Skipped: the candidate pages were part of a huge page (kpageflags).
+    pub huge: u64,
     /// The page-out of that page failed (range unmapped since the last maps read, ...).
     pub pageout_failed: u64,
     pub accessed: u64,
@@ -107,6 +120,8 @@ struct Target {
     /// Per sample of the current interval, in the order prepare got them.
     prep: Vec<Prep>,
     entries: Vec<PagemapEntry>,
+    /// Huge pages are told apart per page through `/proc/kpageflags` (no smaps needed).
+    per_page_thp: bool,
 }
 
 /// The refault probe over live targets (each opened as a [`Process`]).
@@ -118,10 +133,19 @@ pub struct Probe {
     cost: MonitorCost,
     stats: ProbeStats,
     warned_swap: bool,
+    /// The pagemap hides PFNs from us (no CAP_SYS_ADMIN): kpageflags cannot be used.
+    pfn_hidden: bool,
+    /// `/proc/kpageflags` (root only), to skip huge pages per sample page.
+    kpageflags: Option<std::fs::File>,
+    /// Page-out token bucket: tokens, and when they were last topped up.
+    tokens: f64,
+    refilled: Option<std::time::Instant>,
+    rng: u64,
 }
 
 impl Probe {
     pub fn new(root: SysRoot, cfg: ProbeConfig) -> Self {
+        let kpageflags = std::fs::File::open(root.proc_file("kpageflags")).ok();
         Self {
             root,
             cfg,
@@ -130,6 +154,11 @@ impl Probe {
             cost: MonitorCost::default(),
             stats: ProbeStats::default(),
             warned_swap: false,
+            pfn_hidden: false,
+            kpageflags,
+            tokens: 0.0,
+            refilled: None,
+            rng: 0x9e37_79b9_7f4a_7c15,
         }
     }
 
@@ -144,6 +173,7 @@ impl Probe {
                 advised: Vec::new(),
                 prep: Vec::new(),
                 entries: Vec::new(),
+                per_page_thp: false,
             },
         );
         id
@@ -268,6 +298,25 @@ pub fn pick_page(
     None
 }
 
+/// `/proc/kpageflags` bits (include/uapi/linux/kernel-page-flags.h, Linux 6.12).
+pub const KPF_COMPOUND_HEAD: u64 = 1 << 15;
+pub const KPF_COMPOUND_TAIL: u64 = 1 << 16;
+pub const KPF_THP: u64 = 1 << 22;
+
+/// Part of a huge or large folio (THP, mTHP, any compound page): not probed. Pure.
+pub fn is_huge(flags: u64) -> bool {
+    flags & (KPF_THP | KPF_COMPOUND_HEAD | KPF_COMPOUND_TAIL) != 0
+}
+
+fn read_kpageflags(f: &std::fs::File, pfn: u64) -> Option<u64> {
+    use std::os::unix::fs::FileExt;
+    let mut b = [0u8; 8];
+    match f.read_at(&mut b, pfn * 8) {
+        Ok(8) => Some(u64::from_ne_bytes(b)),
+        _ => None,
+    }
+}
+
 /// Answer for a page that was paged out at prepare (pagemap bits 63 / 62). Pure.
 pub fn classify(entry: Option<PagemapEntry>) -> Access {
     match entry {
@@ -342,9 +391,36 @@ impl AccessCheck for Probe {
         self.cfg.max_samples_per_sec
     }
 
+    /// The VMAs from maps. Probe-able memory: private anonymous VMAs, huge pages skipped per
+    /// sample page through `/proc/kpageflags` — unless that cannot be read (not root: no PFNs)
+    /// or the target has locked memory (`VmLck`), then from smaps (`VmFlags`, `AnonHugePages`),
+    /// which walks the page tables and so costs in proportion to the target's size.
     fn target_ranges(&mut self, id: TargetId) -> Result<Vec<AddrRange>, AccessError> {
         let thp = thp_mode(&self.root);
+        let per_page = self.kpageflags.is_some() && !self.pfn_hidden;
         let t = self.target(id)?;
+        if per_page {
+            let vmas = t.proc.maps().map_err(|e| access_error(id, e))?;
+            let locked = t
+                .proc
+                .status()
+                .map_err(|e| access_error(id, e))?
+                .vm_lck
+                .unwrap_or(0)
+                > 0;
+            if !locked {
+                t.per_page_thp = true;
+                t.probeable = vmas
+                    .iter()
+                    .filter(|v| v.is_private_anonymous())
+                    .map(|v| v.range)
+                    .collect();
+                self.cost.syscalls += 2;
+                return Ok(crate::kernel::maps::target_ranges(&vmas));
+            }
+        }
+        let t = self.target(id)?;
+        t.per_page_thp = false;
         let smaps = t.proc.smaps().map_err(|e| access_error(id, e))?;
         t.probeable = smaps
             .iter()
@@ -370,6 +446,8 @@ impl AccessCheck for Probe {
         } else if swap_ok {
             self.warned_swap = false;
         }
+        let kpf = self.kpageflags.as_ref();
+        let mut pfn_hidden = false;
         let t = self
             .targets
             .get_mut(&id)
@@ -410,8 +488,42 @@ impl AccessCheck for Probe {
             if t.entries.is_empty() && !t.proc.is_alive() {
                 return Err(AccessError::TargetGone(id));
             }
-            let Some(k) = t.entries.iter().position(|e| resident_exclusive(*e)) else {
-                stats.not_resident += 1;
+            let mut found = None;
+            let mut huge = false;
+            let mut kpf_reads = 0;
+            for (k, e) in t.entries.iter().enumerate() {
+                if !resident_exclusive(*e) {
+                    continue;
+                }
+                if t.per_page_thp {
+                    // A single-page PAGEOUT inside a huge page splits it: look at the page's
+                    // flags first (a few reads at most: a huge page spans the whole window).
+                    let (Some(f), Some(pfn)) = (kpf, e.pfn()) else {
+                        pfn_hidden = true;
+                        break;
+                    };
+                    if kpf_reads == 4 {
+                        break;
+                    }
+                    kpf_reads += 1;
+                    preads += 1;
+                    match read_kpageflags(f, pfn) {
+                        Some(flags) if !is_huge(flags) => {}
+                        _ => {
+                            huge = true;
+                            continue;
+                        }
+                    }
+                }
+                found = Some(k);
+                break;
+            }
+            let Some(k) = found else {
+                if huge {
+                    stats.huge += 1;
+                } else {
+                    stats.not_resident += 1;
+                }
                 continue;
             };
             let addr = start + k as u64 * page;
@@ -423,6 +535,30 @@ impl AccessCheck for Probe {
             chosen.push((addr, i));
         }
         t.advised.clear();
+        // The page-out budget: keep an unbiased subset of what fits (a token bucket over
+        // real time, at most one second's worth saved up).
+        if let Some(cap) = cfg.max_pageouts_per_sec {
+            let now = std::time::Instant::now();
+            let dt = self
+                .refilled
+                .map_or(0.1, |t| now.duration_since(t).as_secs_f64());
+            self.refilled = Some(now);
+            self.tokens = (self.tokens + cap * dt).min(cap.max(1.0));
+            let allowed = self.tokens.floor() as usize;
+            if chosen.len() > allowed {
+                let drop = chosen.len() - allowed;
+                for _ in 0..drop {
+                    // xorshift64: a cheap uniform pick of the sample to leave out.
+                    self.rng ^= self.rng << 13;
+                    self.rng ^= self.rng >> 7;
+                    self.rng ^= self.rng << 17;
+                    let k = (self.rng % chosen.len() as u64) as usize;
+                    chosen.swap_remove(k);
+                }
+                stats.over_budget += drop as u64;
+            }
+            self.tokens -= chosen.len() as f64;
+        }
         chosen.sort_unstable();
         // Two samples on one page (tiny regions): probe it once, answer both.
         let mut pages: Vec<u64> = chosen.iter().map(|c| c.0).collect();
@@ -458,6 +594,12 @@ impl AccessCheck for Probe {
         self.stats.not_resident += stats.not_resident;
         self.stats.advised += stats.advised;
         self.stats.pageout_failed += stats.pageout_failed;
+        self.stats.huge += stats.huge;
+        self.stats.over_budget += stats.over_budget;
+        if pfn_hidden && !self.pfn_hidden {
+            tracing::warn!("refault probe: pagemap shows no PFNs (needs CAP_SYS_ADMIN): huge pages are told apart through smaps from the next update");
+            self.pfn_hidden = true;
+        }
         Ok(())
     }
 
@@ -602,6 +744,14 @@ mod tests {
             ),
             None
         );
+    }
+
+    #[test]
+    fn huge_and_compound_pages_are_not_probed() {
+        assert!(is_huge(KPF_THP | KPF_COMPOUND_HEAD));
+        assert!(is_huge(KPF_COMPOUND_TAIL));
+        assert!(!is_huge(1 << 5 | 1 << 11)); // LRU | ANON
+        assert!(!is_huge(0));
     }
 
     #[test]
