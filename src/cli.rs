@@ -243,6 +243,7 @@ pub enum ReportCmd {
     )]
     Heatmap(HeatmapArgs),
     /// Working-set size (bytes in regions accessed at all) percentiles over the recording.
+    #[command(after_help = "Example:\n  madvd report wss app.rec --json")]
     Wss(WssArgs),
     /// What was recorded: source, primitive, intervals, duration, regions, WSS, hottest ranges.
     Summary(SummaryArgs),
@@ -258,6 +259,10 @@ pub struct HeatmapArgs {
     /// Target (pid) to draw; default: the first in the file.
     #[arg(long, value_name = "PID")]
     pub target: Option<u32>,
+    /// Only this address range, e.g. 0x7f0000000000-0x7f0040000000 (default: everything
+    /// monitored, gaps between mappings collapsed).
+    #[arg(long, value_name = "START-END", value_parser = parse_range)]
+    pub range: Option<(u64, u64)>,
     /// Time bins (columns).
     #[arg(long, default_value_t = 300)]
     pub cols: usize,
@@ -266,19 +271,43 @@ pub struct HeatmapArgs {
     pub rows: usize,
 }
 
+/// `START-END`, each hex (0x…) or decimal.
+pub fn parse_range(s: &str) -> Result<(u64, u64), String> {
+    let (a, b) = s
+        .split_once('-')
+        .ok_or_else(|| format!("'{s}' is not START-END"))?;
+    let num = |x: &str| {
+        let x = x.trim();
+        match x.strip_prefix("0x") {
+            Some(h) => u64::from_str_radix(h, 16),
+            None => x.parse(),
+        }
+        .map_err(|_| format!("'{x}' is not an address"))
+    };
+    let (a, b) = (num(a)?, num(b)?);
+    if a >= b {
+        return Err(format!("'{s}': start is not below end"));
+    }
+    Ok((a, b))
+}
+
 #[derive(Debug, Args)]
 pub struct WssArgs {
+    /// Record file written by `madvd record`.
     pub file: PathBuf,
     /// Target (pid); default: all targets summed.
     #[arg(long, value_name = "PID")]
     pub target: Option<u32>,
+    /// JSON: {"file", "snapshots", "percentiles": [[p, bytes], …]}.
     #[arg(long)]
     pub json: bool,
 }
 
 #[derive(Debug, Args)]
 pub struct SummaryArgs {
+    /// Record file written by `madvd record`.
     pub file: PathBuf,
+    /// JSON instead of text.
     #[arg(long)]
     pub json: bool,
 }

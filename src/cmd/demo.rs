@@ -193,6 +193,7 @@ pub fn run(root: &SysRoot, a: DemoArgs) -> Result<()> {
     let spawned = Instant::now();
     let mut child = WorkloadChild::spawn(&spec)?;
     let pid = child.pid;
+    let mapping = child.mappings[0];
     say(format!(
         "workload child pid {pid}: mapping {} (hot {})",
         child.mappings[0], child.hot
@@ -457,7 +458,8 @@ pub fn run(root: &SysRoot, a: DemoArgs) -> Result<()> {
         .clone()
         .unwrap_or_else(|| std::env::temp_dir().join("madvd-demo-heatmap.png"));
     match crate::record::read(&rec_path).and_then(|r| {
-        let g = crate::heatmap::build(&r, pid, 300, 150)?;
+        let m = mapping;
+        let g = crate::heatmap::build(&r, pid, 300, 150, Some((m.start, m.end)))?;
         crate::heatmap::render(&g, &crate::cmd::report::title(&r, pid), &png)
     }) {
         Ok(()) => summary.heatmap = Some(png),
