@@ -22,8 +22,9 @@ pub struct WorkloadChild {
 impl WorkloadChild {
     /// Spawn and wait until the child has first-touched its memory.
     pub fn spawn(spec: &WorkloadSpec) -> Result<WorkloadChild> {
-        let exe = std::env::current_exe().context("cannot find madvd's own executable")?;
-        let mut cmd = Command::new(&exe);
+        // /proc/self/exe, not the path: it still names this binary if the file was replaced.
+        let exe = std::path::Path::new("/proc/self/exe");
+        let mut cmd = Command::new(exe);
         cmd.arg("workload")
             .args(spec.to_args())
             .stdin(Stdio::piped())

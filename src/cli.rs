@@ -132,7 +132,7 @@ Not root: says what is missing and runs in dry-run (nothing advised, no swap mad
 const DEMO_EXAMPLES: &str = "\
 Examples:
   sudo madvd demo
-  sudo madvd demo --short --json        (about 30 s, JSON summary on stdout)";
+  sudo madvd demo --short --json        (about 40 s, JSON summary on stdout)";
 
 /// How to pick targets for `run`.
 #[derive(Debug, Args, Clone)]
@@ -261,6 +261,7 @@ pub enum ReportCmd {
     )]
     Heatmap(HeatmapArgs),
     /// Working-set size (bytes in regions accessed at all) percentiles over the recording.
+    #[command(after_help = "Example:\n  madvd report wss app.rec --json")]
     Wss(WssArgs),
     /// What was recorded: source, primitive, intervals, duration, regions, WSS, hottest ranges.
     Summary(SummaryArgs),
@@ -276,6 +277,10 @@ pub struct HeatmapArgs {
     /// Target (pid) to draw; default: the first in the file.
     #[arg(long, value_name = "PID")]
     pub target: Option<u32>,
+    /// Only this address range, e.g. 0x7f0000000000-0x7f0040000000 (default: everything
+    /// monitored, gaps between mappings collapsed).
+    #[arg(long, value_name = "START-END", value_parser = parse_range)]
+    pub range: Option<(u64, u64)>,
     /// Time bins (columns).
     #[arg(long, default_value_t = 300)]
     pub cols: usize,
@@ -284,29 +289,53 @@ pub struct HeatmapArgs {
     pub rows: usize,
 }
 
+/// `START-END`, each hex (0x…) or decimal.
+pub fn parse_range(s: &str) -> Result<(u64, u64), String> {
+    let (a, b) = s
+        .split_once('-')
+        .ok_or_else(|| format!("'{s}' is not START-END"))?;
+    let num = |x: &str| {
+        let x = x.trim();
+        match x.strip_prefix("0x") {
+            Some(h) => u64::from_str_radix(h, 16),
+            None => x.parse(),
+        }
+        .map_err(|_| format!("'{x}' is not an address"))
+    };
+    let (a, b) = (num(a)?, num(b)?);
+    if a >= b {
+        return Err(format!("'{s}': start is not below end"));
+    }
+    Ok((a, b))
+}
+
 #[derive(Debug, Args)]
 pub struct WssArgs {
+    /// Record file written by `madvd record`.
     pub file: PathBuf,
     /// Target (pid); default: all targets summed.
     #[arg(long, value_name = "PID")]
     pub target: Option<u32>,
+    /// JSON: {"file", "snapshots", "percentiles": [[p, bytes], …]}.
     #[arg(long)]
     pub json: bool,
 }
 
 #[derive(Debug, Args)]
 pub struct SummaryArgs {
+    /// Record file written by `madvd record`.
     pub file: PathBuf,
+    /// JSON instead of text.
     #[arg(long)]
     pub json: bool,
 }
 
 #[derive(Debug, Args)]
 pub struct DemoArgs {
-    /// Short mode for tests and CI (about 30 s, 256 MiB workload).
+    /// Short mode for tests and CI (about 40 s, 256 MiB workload).
     #[arg(long)]
     pub short: bool,
-    /// Length of the monitored phase (default 75s; 20s with --short).
+    /// Length of the monitored phase (default 70s; 24s with --short).
     #[arg(long = "for", value_name = "DURATION", value_parser = parse_nonzero_duration)]
     pub for_: Option<Duration>,
     /// Workload size (one mapping). Default 1GiB (256MiB with --short).

@@ -103,8 +103,15 @@ fn union_spans(frames: &[&Frame], target: u32) -> Vec<(u64, u64)> {
     out
 }
 
-/// Build the grid for one target (at most `cols` time bins, `rows` address bins).
-pub fn build(rec: &Loaded, target: u32, cols: usize, rows: usize) -> Result<Grid> {
+/// Build the grid for one target (at most `cols` time bins, `rows` address bins), over the
+/// whole monitored range or only `[lo, hi)` of it.
+pub fn build(
+    rec: &Loaded,
+    target: u32,
+    cols: usize,
+    rows: usize,
+    range: Option<(u64, u64)>,
+) -> Result<Grid> {
     let frames: Vec<&Frame> = rec
         .frames
         .iter()
@@ -113,7 +120,20 @@ pub fn build(rec: &Loaded, target: u32, cols: usize, rows: usize) -> Result<Grid
     if frames.is_empty() {
         bail!("{}: no snapshot of target {target}", rec.path.display());
     }
-    let spans = union_spans(&frames, target);
+    let mut spans = union_spans(&frames, target);
+    if let Some((lo, hi)) = range {
+        spans = spans
+            .into_iter()
+            .filter(|&(s, e)| s.max(lo) < e.min(hi))
+            .map(|(s, e)| (s.max(lo), e.min(hi)))
+            .collect();
+        if spans.is_empty() {
+            bail!(
+                "{}: target {target} has no monitored bytes in {lo:#x}-{hi:#x}",
+                rec.path.display()
+            );
+        }
+    }
     let total: u64 = spans.iter().map(|s| s.1 - s.0).sum();
     if total == 0 {
         bail!(
@@ -148,7 +168,12 @@ pub fn build(rec: &Loaded, target: u32, cols: usize, rows: usize) -> Result<Grid
         };
         for t in f.targets.iter().filter(|t| t.id == target) {
             for r in &t.regions {
-                let (a, b) = (off(r[0]) as f64, off(r[1] - 1) as f64 + 1.0);
+                let (rs, re) = match range {
+                    Some((lo, hi)) if r[1] <= lo || r[0] >= hi => continue,
+                    Some((lo, hi)) => (r[0].max(lo), r[1].min(hi)),
+                    None => (r[0], r[1]),
+                };
+                let (a, b) = (off(rs) as f64, off(re - 1) as f64 + 1.0);
                 let rate = r[2] as f64 / max;
                 let r0 = ((a / row_len) as usize).min(rows - 1);
                 let r1 = (((b - 1.0) / row_len) as usize).min(rows - 1);
@@ -360,7 +385,7 @@ mod tests {
     #[test]
     fn gaps_are_collapsed_and_the_hot_window_moves() {
         let l = loaded(64);
-        let g = build(&l, 42, 64, 128).unwrap();
+        let g = build(&l, 42, 64, 128, None).unwrap();
         assert_eq!(g.spans.len(), 3, "{:?}", g.spans);
         assert_eq!(g.total, (1 << 20) + (64 << 20) + 0x21000);
         let base = 0x7f00_0000_0000u64;
@@ -375,7 +400,7 @@ mod tests {
     #[test]
     fn renders_png_and_svg() {
         let l = loaded(40);
-        let g = build(&l, 42, 300, 150).unwrap();
+        let g = build(&l, 42, 300, 150, None).unwrap();
         assert_eq!(g.cols, 40);
         let dir = tempfile::tempdir().unwrap();
         for name in ["h.png", "h.svg"] {
@@ -389,7 +414,17 @@ mod tests {
     #[test]
     fn unknown_target_is_an_error() {
         let l = loaded(4);
-        assert!(build(&l, 7, 10, 10).is_err());
+        assert!(build(&l, 7, 10, 10, None).is_err());
+    }
+
+    #[test]
+    fn range_restricts_the_address_axis() {
+        let l = loaded(16);
+        let base = 0x7f00_0000_0000u64;
+        let g = build(&l, 42, 16, 64, Some((base, base + (64 << 20)))).unwrap();
+        assert_eq!(g.spans, vec![(base, base + (64 << 20))]);
+        assert!(g.mean_rate(0, base, base + (8 << 20)) > 0.8);
+        assert!(build(&l, 42, 16, 64, Some((1, 2))).is_err());
     }
 
     #[test]

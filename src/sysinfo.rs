@@ -91,6 +91,32 @@ pub fn pids_in_cgroup(dir: &std::path::Path) -> std::io::Result<Vec<u32>> {
     Ok(v)
 }
 
+/// CPU time a process used so far (user + system, all threads), µs, from `/proc/PID/stat`
+/// fields 14 and 15 (clock ticks; proc(5)).
+pub fn proc_cpu_us(root: &SysRoot, pid: u32) -> Option<u64> {
+    parse_stat_cpu_ticks(&std::fs::read_to_string(root.pid_file(pid, "stat")).ok()?)
+        .map(|t| t * 1_000_000 / clk_tck())
+}
+
+/// utime + stime ticks from a `/proc/PID/stat` line (the comm may contain spaces and
+/// parentheses: fields are counted after the last `)`).
+pub fn parse_stat_cpu_ticks(line: &str) -> Option<u64> {
+    let rest = &line[line.rfind(')')? + 1..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // After the comm: field 3 (state) is f[0], so field N is f[N - 3].
+    Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
+}
+
+fn clk_tck() -> u64 {
+    // SAFETY: sysconf has no memory-safety preconditions.
+    let v = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if v > 0 {
+        v as u64
+    } else {
+        100
+    }
+}
+
 /// `uname -r`.
 pub fn kernel_release() -> Option<String> {
     std::fs::read_to_string("/proc/sys/kernel/osrelease")
@@ -117,6 +143,13 @@ mod tests {
         let m = parse_meminfo(mi).unwrap();
         assert_eq!(m.mem_available, 20_000_000 * 1024);
         assert_eq!(m.swap_total, 0);
+    }
+
+    #[test]
+    fn stat_cpu_ticks() {
+        let l = "1234 (a (weird) name) S 1 1234 1234 0 -1 4194560 100 0 0 0 250 30 0 0 20 0 2 0 100 0 0";
+        assert_eq!(parse_stat_cpu_ticks(l), Some(280));
+        assert_eq!(parse_stat_cpu_ticks("garbage"), None);
     }
 
     #[test]

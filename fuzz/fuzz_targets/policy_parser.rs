@@ -6,7 +6,9 @@ use libfuzzer_sys::fuzz_target;
 use std::path::Path;
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(text) = std::str::from_utf8(data) else { return };
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
     // The field locator runs only on text ron accepted; feed it anything too.
     let loc = schemes::locate::Locator::new(text);
     let _ = loc.find("schemes[0].pattern.size.max");
@@ -17,7 +19,11 @@ fuzz_target!(|data: &[u8]| {
         }
         Err(e) => {
             let lines = text.split('\n').count();
-            assert!(e.line() >= 1 && e.line() <= lines, "line {} outside the text: {e}", e.line());
+            assert!(
+                e.line() >= 1 && e.line() <= lines,
+                "line {} outside the text: {e}",
+                e.line()
+            );
             assert!(e.column() >= 1, "column 0: {e}");
             let _ = e.to_string();
         }

@@ -569,7 +569,7 @@ fn apply_scheme(
                     break;
                 }
                 // Split to fit the rest of the quota.
-                if esz != 0 && st.quota.charged_sz + p.len() > esz {
+                if esz != 0 && st.quota.charged_sz.saturating_add(p.len()) > esz {
                     let sz = align_down(esz - st.quota.charged_sz, min_sz);
                     if sz == 0 {
                         // damos_update_stat(s, 0, 0): tried, nothing charged.
@@ -606,11 +606,11 @@ fn apply_scheme(
                         scheme: idx,
                     });
                 }
-                st.quota.charged_sz += sz;
+                st.quota.charged_sz = st.quota.charged_sz.saturating_add(sz);
                 st.stats.nr_tried += 1;
-                st.stats.sz_tried += sz;
+                st.stats.sz_tried = st.stats.sz_tried.saturating_add(sz);
                 if esz != 0 && st.quota.charged_sz >= esz {
-                    st.quota.resume = Some((t.target, p.end + 1));
+                    st.quota.resume = Some((t.target, p.end.saturating_add(1)));
                 }
             }
         }

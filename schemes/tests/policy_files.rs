@@ -270,3 +270,19 @@ fn optional_values_may_be_written_bare_or_with_some_and_struct_names() {
     assert_eq!(p.schemes[0].pattern.min_sz, 4096);
     assert_eq!(p.schemes[0].apply_interval_us, Some(50_000));
 }
+
+/// The complete example of docs/policy-format.md is a valid policy.
+#[test]
+fn format_doc_example_loads() {
+    let doc = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/policy-format.md"),
+    )
+    .unwrap();
+    let start = doc.find("```ron\n").expect("a ron block") + "```ron\n".len();
+    let end = start + doc[start..].find("```").unwrap();
+    let p = Policy::from_str(&doc[start..end], Path::new("docs/policy-format.md"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(p.schemes.len(), 1);
+    assert_eq!(p.schemes[0].filters.len(), 2);
+    assert_eq!(p.schemes[0].quota.goals.len(), 1);
+}

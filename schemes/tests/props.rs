@@ -171,3 +171,80 @@ proptest! {
         let _ = schemes::Policy::from_str(&text, std::path::Path::new("p"));
     }
 }
+
+/// A random scheme body built from the format's pieces.
+fn scheme_body_strategy() -> impl Strategy<Value = String> {
+    let action = prop::sample::select(vec!["pageout", "cold", "willneed", "collapse", "stat"]);
+    let pattern = prop::sample::select(vec![
+        "()",
+        "(accesses: (max: 0))",
+        "(accesses: (min: \"25%\"), age: (max: 50))",
+        "(size: (min: \"8 KiB\", max: \"1 MiB\"), age: (min: \"1 s\"))",
+    ]);
+    let quota = prop::sample::select(vec![
+        "",
+        ", quota: (size: \"64 KiB\", reset_interval: \"300 ms\")",
+        ", quota: (time: \"1 ms\", size: \"1 MiB\", weights: (accesses: 2, age: 1))",
+        ", quota: (reset_interval: \"200 ms\", goals: [(metric: user_input, target: 10, current: 3)])",
+    ]);
+    let filters = prop::sample::select(vec![
+        "",
+        ", filters: [(kind: addr(start: \"1 MiB\", end: \"1100 KiB\"), allow: false)]",
+        ", filters: [(kind: target(2), allow: true)]",
+        ", filters: [(kind: addr(start: 0x100000, end: 0x140000), allow: true), (kind: target(1), matching: false, allow: false)]",
+    ]);
+    let interval = prop::sample::select(vec![
+        "",
+        ", apply_interval: \"50 ms\"",
+        ", apply_interval: \"300 ms\"",
+    ]);
+    (action, pattern, quota, filters, interval)
+        .prop_map(|(a, p, q, f, i)| format!("pattern: {p}, action: {a}{q}{f}{i}"))
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
+
+    /// Whatever the (valid) policy and snapshots: every request lies inside a region of its
+    /// target, requests of one scheme in one plan do not overlap, collapse requests are whole
+    /// huge pages, and the counters never go back.
+    #[test]
+    fn requests_stay_inside_regions(
+        bodies in prop::collection::vec(scheme_body_strategy(), 1..4),
+        snaps in prop::collection::vec(prop::collection::vec(regions_strategy(), 1..3), 1..12),
+    ) {
+        let text = format!(
+            "(schemes: [{}])",
+            bodies.iter().enumerate().map(|(i, b)| format!("(name: \"s{i}\", {b})")).collect::<Vec<_>>().join(", ")
+        );
+        let p = policy(&text);
+        let mut s = Schemes::new(&p, Box::new(FakeMetrics::new())).unwrap();
+        let mut last_tried = vec![0u64; bodies.len()];
+        for (k, targets) in snaps.iter().enumerate() {
+            let now = (k as u64 + 1) * 100_000;
+            let snap = snapshot(now, targets.iter().enumerate().map(|(i, r)| (i as u32 + 1, r.clone())).collect());
+            let reqs = s.plan(&snap, now);
+            for q in &reqs {
+                let t = snap.targets.iter().find(|t| t.target == q.target).unwrap();
+                prop_assert!(!q.range.is_empty());
+                prop_assert!(t.regions.iter().any(|r| r.ar.start <= q.range.start && q.range.end <= r.ar.end), "{:?} outside the regions", q);
+                if q.advice == engine::Advice::Collapse {
+                    prop_assert_eq!(q.range.start % (2 << 20), 0);
+                    prop_assert_eq!(q.range.end % (2 << 20), 0);
+                }
+            }
+            for i in 0..bodies.len() {
+                let mut mine: Vec<_> = reqs.iter().filter(|q| q.scheme == i).map(|q| (q.target, q.range)).collect();
+                mine.sort();
+                for w in mine.windows(2) {
+                    prop_assert!(w[0].0 != w[1].0 || w[0].1.end <= w[1].1.start, "overlap {:?}", w);
+                }
+            }
+            s.account(&report_for(&reqs, 3), now);
+            for (i, st) in s.stats().iter().enumerate() {
+                prop_assert!(st.nr_tried >= last_tried[i]);
+                last_tried[i] = st.nr_tried;
+            }
+        }
+    }
+}

@@ -40,10 +40,21 @@ pub const DEMO_POLICY: &str = include_str!("../../policies/demo.ron");
 
 #[derive(Serialize, Clone, Debug, Default)]
 pub struct Throughput {
+    /// The child alone, before the monitored phase.
     pub before_ops_per_s: f64,
+    /// The child alone, after it (monitoring stopped, pages still out).
+    pub after_ops_per_s: f64,
     pub during_ops_per_s: f64,
-    /// (1 − during/before) × 100; negative when the child ran faster while monitored.
+    /// (1 − during / mean(before, after)) × 100; negative when the child ran faster while
+    /// monitored (noise from the machine's other load).
     pub slowdown_pct: f64,
+    /// The same per CPU-second of the child (ops / its user+system time): insensitive to how
+    /// much CPU the machine's other load leaves it; sees the cost madvd adds to each access
+    /// (refaults, TLB shootdowns), not madvd's own CPU use.
+    pub before_ops_per_cpu_s: f64,
+    pub after_ops_per_cpu_s: f64,
+    pub during_ops_per_cpu_s: f64,
+    pub cpu_slowdown_pct: f64,
 }
 
 #[derive(Serialize, Clone, Debug, Default)]
@@ -155,14 +166,18 @@ pub fn run(root: &SysRoot, a: DemoArgs) -> Result<()> {
     say(format!("swap: {swap_desc}"));
 
     // 2. The workload child. The hot set moves once, ~40% into the monitored phase.
+    // The child's pattern moves the hot set every `period` of its own clock (which starts
+    // before its first touch). One move: at `period` ≈ 55% of the child's expected life, so
+    // the second one (2 × period) falls after the end even if the first touch is slow.
     let first_touch_guess = Duration::from_millis(1500 * size.div_ceil(1 << 30).max(1));
-    let move_at = first_touch_guess + baseline + monitored.mul_f64(0.4);
+    let life = first_touch_guess + baseline + monitored + baseline;
+    let period = life.mul_f64(0.55);
     let spec = WorkloadSpec {
         size,
         hot_fraction: 0.10,
         hot_offset: 0.0,
         pattern: Pattern::Moving {
-            period_ms: move_at.as_millis() as u64,
+            period_ms: period.as_millis() as u64,
         },
         fill: Fill::Pattern,
         write_fraction: 0.0,
@@ -175,14 +190,16 @@ pub fn run(root: &SysRoot, a: DemoArgs) -> Result<()> {
         "workload: {} in one mapping, 10% hot (read at random), 90% cold; the hot set moves once",
         fmt_bytes(size)
     ));
+    let spawned = Instant::now();
     let mut child = WorkloadChild::spawn(&spec)?;
     let pid = child.pid;
+    let mapping = child.mappings[0];
     say(format!(
         "workload child pid {pid}: mapping {} (hot {})",
         child.mappings[0], child.hot
     ));
 
-    let total = baseline + monitored;
+    let total = baseline + monitored + baseline;
     let pb = if a.json {
         ProgressBar::hidden()
     } else {
@@ -206,6 +223,8 @@ pub fn run(root: &SysRoot, a: DemoArgs) -> Result<()> {
         Ok(())
     };
     let t_start = Instant::now();
+    let cpu = |pid| sysinfo::proc_cpu_us(root, pid).unwrap_or(0) as f64 / 1e6;
+    let cpu0 = cpu(pid);
     child.mark()?;
     pb.set_message("baseline: the workload alone");
     while t_start.elapsed() < baseline {
@@ -214,6 +233,7 @@ pub fn run(root: &SysRoot, a: DemoArgs) -> Result<()> {
         pb.set_position(t_start.elapsed().as_secs());
     }
     let before = child.truth()?;
+    let cpu1 = cpu(pid);
 
     // 4. The monitored phase.
     let status = targets::choose(root, &a.ops)?;
@@ -277,7 +297,8 @@ pub fn run(root: &SysRoot, a: DemoArgs) -> Result<()> {
         clock: Clock::start(),
     })?;
     let t_mon = Instant::now();
-    let window_at = monitored.mul_f64(0.5);
+    // The measured window starts 2 s after the move (the child's clock ≈ time since spawn).
+    let window_at_child = period + Duration::from_secs(2);
     let mut first_half = None;
     let mut summary = Summary {
         ops: status.name.into(),
@@ -293,7 +314,7 @@ pub fn run(root: &SysRoot, a: DemoArgs) -> Result<()> {
             was_interrupted = true;
             break;
         }
-        if first_half.is_none() && t_mon.elapsed() >= window_at {
+        if first_half.is_none() && spawned.elapsed() >= window_at_child {
             // End of the first half: its throughput; then the measured window starts.
             first_half = Some(child.truth()?);
             child.mark()?;
@@ -367,17 +388,29 @@ pub fn run(root: &SysRoot, a: DemoArgs) -> Result<()> {
         ));
     }
 
-    // 5. Measure.
+    // 5. Measure: the window's ground truth and memory now; then the child alone again, so
+    // "before" and "after" bracket "during" (the machine's other load drifts).
     let window = child.truth()?;
+    let cpu2 = cpu(pid);
+    summary.monitored_s = t_mon.elapsed().as_secs_f64();
     let mem1 = sysinfo::proc_mem(root, pid).unwrap_or_default();
     let sys1 = sysinfo::sys_mem(root);
+    child.mark()?;
+    let t_after = Instant::now();
+    pb.set_message("after: the workload alone again");
+    while t_after.elapsed() < baseline {
+        interrupted(&pb)?;
+        std::thread::sleep(Duration::from_millis(100));
+        pb.set_position((baseline + monitored + t_after.elapsed()).as_secs());
+    }
+    let after = child.truth()?;
+    let cpu3 = cpu(pid);
     pb.finish_and_clear();
     let first = first_half.unwrap_or_else(|| window.clone());
     let during_ops = first.ops + window.ops;
     let during_s = (first.elapsed_ms + window.elapsed_ms) as f64 / 1000.0;
     let during = during_ops as f64 / during_s.max(1e-3);
     summary.baseline_s = before.elapsed_ms as f64 / 1000.0;
-    summary.monitored_s = t_mon.elapsed().as_secs_f64();
     summary.window_s = window.elapsed_ms as f64 / 1000.0;
     summary.swap = swap_desc;
     summary.saved = SavedJson {
@@ -391,10 +424,23 @@ pub fn run(root: &SysRoot, a: DemoArgs) -> Result<()> {
     summary.oracle_bytes = window.untouched_bytes;
     summary.saved_over_oracle =
         summary.saved.vm_swap_bytes.max(0) as f64 / (window.untouched_bytes.max(1)) as f64;
+    let alone = (before.ops_per_sec + after.ops_per_sec) / 2.0;
+    let per_cpu = |ops: u64, s: f64| ops as f64 / s.max(1e-3);
+    let (b_cpu, d_cpu, a_cpu) = (
+        per_cpu(before.ops, cpu1 - cpu0),
+        per_cpu(during_ops, cpu2 - cpu1),
+        per_cpu(after.ops, cpu3 - cpu2),
+    );
+    let alone_cpu = (b_cpu + a_cpu) / 2.0;
     summary.throughput = Throughput {
         before_ops_per_s: before.ops_per_sec,
+        after_ops_per_s: after.ops_per_sec,
         during_ops_per_s: during,
-        slowdown_pct: (1.0 - during / before.ops_per_sec.max(1e-9)) * 100.0,
+        slowdown_pct: (1.0 - during / alone.max(1e-9)) * 100.0,
+        before_ops_per_cpu_s: b_cpu,
+        after_ops_per_cpu_s: a_cpu,
+        during_ops_per_cpu_s: d_cpu,
+        cpu_slowdown_pct: (1.0 - d_cpu / alone_cpu.max(1e-9)) * 100.0,
     };
     summary.hot_moved = window.hot != child.hot;
     summary.zram = swap
@@ -412,7 +458,8 @@ pub fn run(root: &SysRoot, a: DemoArgs) -> Result<()> {
         .clone()
         .unwrap_or_else(|| std::env::temp_dir().join("madvd-demo-heatmap.png"));
     match crate::record::read(&rec_path).and_then(|r| {
-        let g = crate::heatmap::build(&r, pid, 300, 150)?;
+        let m = mapping;
+        let g = crate::heatmap::build(&r, pid, 300, 150, Some((m.start, m.end)))?;
         crate::heatmap::render(&g, &crate::cmd::report::title(&r, pid), &png)
     }) {
         Ok(()) => summary.heatmap = Some(png),
@@ -486,8 +533,18 @@ fn print_summary(s: &Summary) {
     );
     println!("  saved / oracle         {:.2}", s.saved_over_oracle);
     println!(
-        "  throughput             {:.0} ops/s before, {:.0} ops/s during: slowdown {:.1}%",
-        s.throughput.before_ops_per_s, s.throughput.during_ops_per_s, s.throughput.slowdown_pct
+        "  throughput             {:.0} ops/s alone (before {:.0}, after {:.0}), {:.0} ops/s during: slowdown {:.1}%",
+        (s.throughput.before_ops_per_s + s.throughput.after_ops_per_s) / 2.0,
+        s.throughput.before_ops_per_s,
+        s.throughput.after_ops_per_s,
+        s.throughput.during_ops_per_s,
+        s.throughput.slowdown_pct
+    );
+    println!(
+        "  per CPU-second         {:.0} ops alone, {:.0} during: slowdown {:.1}% (the cost per access, apart from the machine's load)",
+        (s.throughput.before_ops_per_cpu_s + s.throughput.after_ops_per_cpu_s) / 2.0,
+        s.throughput.during_ops_per_cpu_s,
+        s.throughput.cpu_slowdown_pct
     );
     println!(
         "  advised                {} by {} scheme(s); probe page-outs {}",

@@ -42,7 +42,7 @@ fn heatmap_cmd(rec: &Loaded, a: HeatmapArgs) -> Result<()> {
         .output
         .clone()
         .unwrap_or_else(|| a.file.with_extension("png"));
-    let grid = heatmap::build(rec, target, a.cols, a.rows)?;
+    let grid = heatmap::build(rec, target, a.cols, a.rows, a.range)?;
     heatmap::render(&grid, &title(rec, target), &out)?;
     eprintln!(
         "wrote {} ({} snapshots of target {target}, {} x {} cells, {} monitored in {} spans)",
