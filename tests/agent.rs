@@ -230,7 +230,7 @@ fn live_agent_selects_scrapes_reloads_and_cleans_up() {
     // The cgroup group comes first: it takes the child; the pid group then finds it taken.
     let config = |rescan: &str, extra: &str| {
         format!(
-            "(targets: [\n  (name: \"bycg\", select: Cgroup(\"{}\"), policy: \"stat.ron\"),\n  (name: \"bypid\", select: Pid({pid}), policy: \"stat.ron\", ops: Named(\"smaps\")),\n{extra}],\n rescan: \"{rescan}\", listen: \"off\")\n",
+            "(targets: [\n  (name: \"bycg\", select: Cgroup(\"{}\"), policy: \"stat.ron\"),\n  (name: \"bypid\", select: Pid({pid}), policy: \"stat.ron\", ops: Named(\"smaps\")),\n  (name: \"kthreads\", select: Comm(\"kthreadd\"), policy: \"stat.ron\", ops: Named(\"smaps\")),\n{extra}],\n rescan: \"{rescan}\", listen: \"off\")\n",
             cg.dir.display()
         )
     };
@@ -264,6 +264,24 @@ fn live_agent_selects_scrapes_reloads_and_cleans_up() {
     });
     assert!(ok, "bycg never had its target sampled: {m:#?}");
     assert_eq!(v(&m, "madvd_group_targets", &[("group", "bypid")]), 0.0);
+    // Kernel threads are never targets: refused once each, counted.
+    assert_eq!(v(&m, "madvd_group_targets", &[("group", "kthreads")]), 0.0);
+    if std::fs::read_to_string("/proc/2/comm").is_ok_and(|c| c.trim() == "kthreadd") {
+        assert_eq!(
+            v(
+                &m,
+                "madvd_group_target_refusals_total",
+                &[("group", "kthreads"), ("reason", "kernel_thread")]
+            ),
+            1.0,
+            "{m:#?}"
+        );
+    } else {
+        engine::testkit::skip(
+            "agent::live_agent_selects_scrapes_reloads_and_cleans_up",
+            "no kthreadd visible in this pid namespace: the kernel-thread refusal is not checked",
+        );
+    }
     assert!(v(&m, "madvd_group_regions", &[("group", "bycg")]) >= 1.0);
     let all = [("group", "bycg"), ("scheme", "all"), ("action", "stat")];
     assert!(
