@@ -228,15 +228,15 @@ fn live_agent_selects_scrapes_reloads_and_cleans_up() {
     let cfg = d.path().join("agent.ron");
     let port = free_port();
     // The cgroup group comes first: it takes the child; the pid group then finds it taken.
-    let config = |rescan: &str, extra: &str| {
+    let config = |bycg_policy: &str, extra: &str| {
         format!(
-            "(targets: [\n  (name: \"bycg\", select: Cgroup(\"{}\"), policy: \"stat.ron\"),\n  (name: \"bypid\", select: Pid({pid}), policy: \"stat.ron\", ops: Named(\"smaps\")),\n  (name: \"kthreads\", select: Comm(\"kthreadd\"), policy: \"stat.ron\", ops: Named(\"smaps\")),\n{extra}],\n rescan: \"{rescan}\", listen: \"off\")\n",
+            "(targets: [\n  (name: \"bycg\", select: Cgroup(\"{}\"), policy: \"{bycg_policy}\"),\n  (name: \"bypid\", select: Pid({pid}), policy: \"stat.ron\", ops: Named(\"smaps\")),\n  (name: \"kthreads\", select: Comm(\"kthreadd\"), policy: \"stat.ron\", ops: Named(\"smaps\")),\n{extra}],\n rescan: \"1 s\", listen: \"off\")\n",
             cg.dir.display()
         )
     };
-    std::fs::write(&cfg, config("1 s", "")).unwrap();
+    std::fs::write(&cfg, config("stat.ron", "")).unwrap();
     let child = std::process::Command::new(exe())
-        .args(["agent", "--for", "14s", "--listen"])
+        .args(["agent", "--for", "20s", "--listen"])
         .arg(format!("127.0.0.1:{port}"))
         .arg("--config")
         .arg(&cfg)
@@ -300,7 +300,7 @@ fn live_agent_selects_scrapes_reloads_and_cleans_up() {
     std::fs::write(
         &cfg,
         config(
-            "1 s",
+            "stat.ron",
             "  (name: \"new\", select: Comm(\"nonexistent\"), policy: \"bad.ron\"),\n",
         ),
     )
@@ -331,7 +331,7 @@ fn live_agent_selects_scrapes_reloads_and_cleans_up() {
     std::fs::write(
         &cfg,
         config(
-            "1 s",
+            "stat.ron",
             "  (name: \"new\", select: Comm(\"nonexistent\"), policy: \"stat.ron\"),\n",
         ),
     )
@@ -349,6 +349,57 @@ fn live_agent_selects_scrapes_reloads_and_cleans_up() {
         1.0
     );
     assert!(v(&m, "madvd_group_snapshots_total", &[("group", "bycg")]) >= before);
+
+    // A policy change restarts its group: the process is taken again by the new pipeline,
+    // and the counters carry over (they never go down; the old scheme's series stays).
+    let tried = |m: &BTreeMap<String, expo::Family>, scheme: &str| {
+        v(
+            m,
+            "madvd_scheme_tried_regions_total",
+            &[("group", "bycg"), ("scheme", scheme), ("action", "stat")],
+        )
+    };
+    let (snaps, tried_all) = (
+        v(&m, "madvd_group_snapshots_total", &[("group", "bycg")]),
+        tried(&m, "all"),
+    );
+    std::fs::write(
+        d.path().join("stat2.ron"),
+        STAT_POLICY.replace("\"all\"", "\"all2\""),
+    )
+    .unwrap();
+    std::fs::write(
+        &cfg,
+        config(
+            "stat2.ron",
+            "  (name: \"new\", select: Comm(\"nonexistent\"), policy: \"stat.ron\"),\n",
+        ),
+    )
+    .unwrap();
+    let ok = wait_until(Duration::from_secs(8), || {
+        m = scrape(port);
+        v(&m, "madvd_config_reloads_total", &[]) == 2.0
+            && v(&m, "madvd_group_targets", &[("group", "bycg")]) == 1.0
+            && tried(&m, "all2") > 0.0
+    });
+    assert!(ok, "policy change not taken: {m:#?}");
+    assert_eq!(
+        v(&m, "madvd_group_targets_added_total", &[("group", "bycg")]),
+        2.0
+    );
+    assert!(v(&m, "madvd_group_snapshots_total", &[("group", "bycg")]) >= snaps);
+    assert!(tried(&m, "all") >= tried_all && tried_all > 0.0, "{m:#?}");
+    assert!(
+        v(
+            &m,
+            "madvd_group_info",
+            &[
+                ("group", "bycg"),
+                ("policy", &d.path().join("stat2.ron").display().to_string())
+            ]
+        ) == 1.0,
+        "{m:#?}"
+    );
 
     // The child exits: dropped once.
     wl.kill();
@@ -369,15 +420,24 @@ fn live_agent_selects_scrapes_reloads_and_cleans_up() {
     let (st, se) = agent.wait(Duration::from_secs(20));
     assert!(st.success(), "{st}\n{se}");
     let added = format!("pid {pid} (madvd) added");
-    assert_eq!(se.matches(&added).count(), 1, "{se}");
-    assert_eq!(se.matches(&format!("pid {pid} (madvd)")).count(), 2, "{se}");
+    // Added at start and again by the restarted group; dropped once when it exited.
+    assert_eq!(se.matches(&added).count(), 2, "{se}");
+    assert_eq!(se.matches(&format!("pid {pid} (madvd)")).count(), 3, "{se}");
+    assert!(
+        se.contains(&format!("pid {pid} (madvd) exited: dropped")),
+        "{se}"
+    );
     assert!(se.contains("config reload (file changed) refused"), "{se}");
     assert!(
         se.contains(&format!("{}:1:", d.path().join("bad.ron").display())),
         "{se}"
     );
     assert!(
-        se.contains("config reloaded (file changed): started [new]"),
+        se.contains("config reloaded (file changed): started [new], stopped [], unchanged [bycg bypid kthreads]"),
+        "{se}"
+    );
+    assert!(
+        se.contains("config reloaded (file changed): started [bycg], stopped [], unchanged [bypid kthreads new]"),
         "{se}"
     );
     // Nothing left behind: the agent's port is closed (the cgroup goes with `cg`).
