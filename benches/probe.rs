@@ -28,6 +28,28 @@ fn env_u64(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
+/// Pin `tid` (0: the calling thread) to `cpu`.
+fn pin(tid: i32, cpu: usize) {
+    // SAFETY: a zeroed cpu_set_t is a valid empty set; CPU_SET writes inside it; the
+    // affinity call reads it for the duration of the call.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        libc::sched_setaffinity(tid, std::mem::size_of::<libc::cpu_set_t>(), &set);
+    }
+}
+
+/// Pin every thread of `pid` to `cpu`.
+fn pin_process(pid: u32, cpu: usize) {
+    if let Ok(d) = std::fs::read_dir(format!("/proc/{pid}/task")) {
+        for e in d.flatten() {
+            if let Some(tid) = e.file_name().to_str().and_then(|s| s.parse().ok()) {
+                pin(tid, cpu);
+            }
+        }
+    }
+}
+
 fn thread_cpu() -> Duration {
     let mut ts = libc::timespec {
         tv_sec: 0,
@@ -145,6 +167,7 @@ fn settings(defaults: Attrs) -> Vec<Setting> {
             },
             cfg: ProbeConfig {
                 max_samples_per_sec: Some(1000.0),
+                max_pageouts_per_sec: Some(400.0),
                 ..d
             },
         },
@@ -157,6 +180,7 @@ fn settings(defaults: Attrs) -> Vec<Setting> {
             },
             cfg: ProbeConfig {
                 max_samples_per_sec: None,
+                max_pageouts_per_sec: None,
                 ..d
             },
         },
@@ -183,9 +207,20 @@ fn main() {
     let secs = env_u64("MADVD_BENCH_SECS", 10);
     let big = env_u64("MADVD_BENCH_BIG_GIB", 8);
     let only = std::env::var("MADVD_BENCH_ONLY").ok();
+    // MADVD_BENCH_CPU=N: the monitor and the workload share CPU N (the monitor's CPU time is
+    // then taken from the workload: the worst case; and no migration noise).
+    let cpu = std::env::var("MADVD_BENCH_CPU")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok());
+    if let Some(c) = cpu {
+        pin(0, c);
+    }
     let run_d = Duration::from_secs(secs);
     let defaults = Probe::new(SysRoot::host(), ProbeConfig::default()).default_attrs();
-    println!("# refault probe bench: {runs} interleaved on/off pairs of {secs} s each, 256 MiB child, hot 10%");
+    println!(
+        "# refault probe bench: {runs} interleaved on/off pairs of {secs} s each, 256 MiB child, hot 10%{}",
+        cpu.map_or(String::new(), |c| format!(", monitor and workload pinned to cpu {c}"))
+    );
     println!();
     println!("| setting | workload Mops/s off (median, min–max) | on (median, min–max) | slowdown (median of pairs, min–max) | monitor CPU % of a core (median, max) | probes/s (median) | hot recall (median, min) | cold recall (median, min) |");
     println!("|---|---|---|---|---|---|---|---|");
@@ -201,6 +236,9 @@ fn main() {
             ..WorkloadSpec::default()
         };
         let mut w = Workload::spawn(exe, &spec).expect("spawn workload");
+        if let Some(c) = cpu {
+            pin_process(w.pid(), c);
+        }
         let (m, hot) = (w.mapping(), w.hot());
         let mut mon = Monitored::new(w.pid(), s.attrs, s.cfg);
         // Warm-up: let the regions adapt before measuring (not counted).
@@ -250,11 +288,12 @@ fn main() {
         let (c, d) = spread(&on);
         let (e, f) = spread(&slow);
         println!(
-            "| {} ({} ms / {} ms, budget {}) | {:.2} ({a:.2}–{b:.2}) | {:.2} ({c:.2}–{d:.2}) | {:.1}% ({e:.1}–{f:.1}) | {:.2} (max {:.2}) | {:.0} | {:.3} (min {:.3}) | {:.3} (min {:.3}) |",
+            "| {} ({} ms / {} ms, budget {} samples, {} page-outs) | {:.2} ({a:.2}–{b:.2}) | {:.2} ({c:.2}–{d:.2}) | {:.1}% ({e:.1}–{f:.1}) | {:.2} (max {:.2}) | {:.0} | {:.3} (min {:.3}) | {:.3} (min {:.3}) |",
             s.name,
             s.attrs.sample_us / 1000,
             s.attrs.aggr_us / 1000,
-            s.cfg.max_samples_per_sec.map_or("none".to_string(), |b| format!("{b:.0}/s")),
+            s.cfg.max_samples_per_sec.map_or("no".to_string(), |b| format!("{b:.0}/s")),
+            s.cfg.max_pageouts_per_sec.map_or("no".to_string(), |b| format!("{b:.0}/s")),
             median(&off),
             median(&on),
             median(&slow),

@@ -67,10 +67,28 @@ pub enum Command {
         after_help = "Exit status: 0 when every file is valid, 1 otherwise.\n\nExample:\n  madvd check policies/*.ron"
     )]
     Check(CheckArgs),
+    /// Node agent: many target groups from a config file, hot reload, Prometheus metrics.
+    #[command(long_about = AGENT_LONG, after_help = AGENT_EXAMPLES)]
+    Agent(AgentArgs),
     /// The test/demo workload child (internal; spawned by the demo and the tests).
     #[command(hide = true)]
     Workload(WorkloadArgs),
 }
+
+const AGENT_LONG: &str = "\
+Run madvd as a node daemon. The config file (RON, see docs/agent.md and deploy/agent.ron) \
+names target groups: a selector (Cgroup, Comm, Exe or Pid) and the policy its processes get. \
+Processes are added as they appear and dropped when they exit (one log line each; madvd \
+itself, pid 1 and kernel threads are never targets). SIGHUP, or a change to the config or a \
+policy file, reloads everything: a new config that is invalid anywhere is refused whole and \
+the running one kept. Prometheus metrics on GET /metrics (and GET /healthz).";
+
+const AGENT_EXAMPLES: &str = "\
+Examples:
+  sudo madvd agent --config /etc/madvd/agent.ron
+  madvd agent --config deploy/agent.ron --check          (validate config and policies)
+  sudo madvd agent --config agent.ron --once --dry-run   (one round, metrics on stdout)
+  curl -s 127.0.0.1:9464/metrics | grep madvd_scheme_applied_bytes_total";
 
 const RUN_LONG: &str = "\
 Apply a policy file's schemes to live processes. The monitor samples the targets' memory with \
@@ -355,6 +373,28 @@ pub struct CheckArgs {
     /// Policy files.
     #[arg(required = true, value_name = "FILE")]
     pub files: Vec<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct AgentArgs {
+    /// Agent config file (RON; see docs/agent.md).
+    #[arg(long, short = 'c', value_name = "FILE")]
+    pub config: PathBuf,
+    /// Validate the config and every policy it names, print the groups, exit.
+    #[arg(long, conflicts_with_all = ["once", "for_"])]
+    pub check: bool,
+    /// One rescan and one actuation round per group, print the metrics to stdout, exit.
+    #[arg(long)]
+    pub once: bool,
+    /// Stop after this long (default: until SIGINT/SIGTERM).
+    #[arg(long = "for", value_name = "DURATION", value_parser = parse_nonzero_duration)]
+    pub for_: Option<Duration>,
+    /// Metrics address IP:PORT (overrides the config's `listen`).
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<std::net::SocketAddr>,
+    /// Apply no advice in any group (overrides the config).
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 #[derive(Debug, Args)]

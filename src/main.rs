@@ -1,6 +1,7 @@
 //! `madvd`: the command line. Wires the engine's stages (ops → monitor → schemes → actuator)
 //! for live targets, records and renders, and runs the demo. See docs/cli.md.
 
+mod agent;
 mod child;
 mod cli;
 mod cmd;
@@ -82,7 +83,11 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
         .unwrap_or_default();
     if matches!(
         cli.cmd,
-        Command::Run(_) | Command::Monitor(_) | Command::Record(_) | Command::Demo(_)
+        Command::Run(_)
+            | Command::Monitor(_)
+            | Command::Record(_)
+            | Command::Demo(_)
+            | Command::Agent(_)
     ) {
         signals::install()?;
     }
@@ -94,6 +99,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Monitor(a) => cmd::monitor::run(&root, a),
         Command::Record(a) => cmd::record::run(&root, a),
         Command::Report(r) => cmd::report::run(r),
+        Command::Agent(a) => cmd::agent::run(&root, a),
         Command::Workload(w) => {
             let spec = engine::workload::WorkloadSpec::from_json(&w.spec)
                 .map_err(|e| exit::err(Code::Usage, e))?;

@@ -137,9 +137,37 @@ pub struct Actuation {
     pub config: ActuatorConfig,
 }
 
+/// A change to the target set of running stages (used by `madvd agent`'s discovery; `run`,
+/// `monitor` and `record` start with a fixed set and pass no hooks).
+pub enum Control {
+    /// Watch `id`. The access check must already know the target (the agent's check takes
+    /// its handle through an inbox it drains before each call); `act` is the actuation
+    /// thread's own handle on the same process (its own pidfd).
+    Add { id: TargetId, act: Process },
+    /// Stop watching `id` (it left its cgroup, or no longer matches its selector).
+    Remove(TargetId),
+}
+
+/// Optional hooks for long-running front ends (the agent).
+#[derive(Default)]
+pub struct Hooks {
+    /// Targets added and removed while running, applied by the monitor thread before each
+    /// step (and forwarded to the actuation thread before the next snapshot reaches it).
+    pub control: Option<Receiver<Control>>,
+    /// Keep running while there is no target (they come and go); `AllGone` is never sent.
+    pub keep_when_empty: bool,
+}
+
 /// Start the stages.
 pub fn start(st: Stages) -> Result<Running> {
+    start_with(st, Hooks::default())
+}
+
+/// Start the stages with [`Hooks`].
+pub fn start_with(st: Stages, hooks: Hooks) -> Result<Running> {
     let (ev_tx, ev_rx) = unbounded::<Event>();
+    // Target changes the monitor thread forwards to the actuation thread.
+    let (act_ctl_tx, act_ctl_rx) = unbounded::<Control>();
     // One snapshot in flight: while actuation is busy, newer snapshots are not queued (the
     // schemes act on the next one after it is done, as a slow kdamond would).
     let (snap_tx, snap_rx) = bounded::<Arc<Snapshot>>(1);
@@ -159,7 +187,7 @@ pub fn start(st: Stages) -> Result<Running> {
                 std::thread::Builder::new()
                     .name("madvd-actuate".into())
                     .spawn(move || {
-                        actuation_loop(act, root, snap_rx, rep_tx, ev, stop, clock, due)
+                        actuation_loop(act, root, snap_rx, rep_tx, ev, stop, clock, due, act_ctl_rx)
                     })?,
             )
         }
@@ -179,6 +207,8 @@ pub fn start(st: Stages) -> Result<Running> {
                 stop,
                 clock,
                 due,
+                hooks,
+                act_ctl_tx,
             )
         })?;
     Ok(Running {
@@ -199,10 +229,28 @@ fn monitor_loop(
     stop: Stop,
     clock: Clock,
     due: Arc<AtomicU64>,
+    hooks: Hooks,
+    act_ctl: Sender<Control>,
 ) {
     loop {
         if stop.is_set() {
             return;
+        }
+        // Target changes (agent discovery): the actuation thread gets its handle first, so
+        // it knows the target before any snapshot with it arrives.
+        if let Some(rx) = &hooks.control {
+            while let Ok(c) = rx.try_recv() {
+                match c {
+                    Control::Add { id, act } => {
+                        let _ = act_ctl.send(Control::Add { id, act });
+                        mon.add_target(id);
+                    }
+                    Control::Remove(id) => {
+                        mon.remove_target(id);
+                        let _ = act_ctl.send(Control::Remove(id));
+                    }
+                }
+            }
         }
         // The feedback value, before the next step: age reset + "just advised" ranges.
         while let Ok(rep) = rep_rx.try_recv() {
@@ -213,6 +261,10 @@ fn monitor_loop(
             }
         }
         if mon.target_ids().is_empty() {
+            if hooks.keep_when_empty {
+                std::thread::sleep(Duration::from_millis(50));
+                continue;
+            }
             let _ = ev_tx.send(Event::AllGone);
             return;
         }
@@ -260,6 +312,7 @@ fn actuation_loop(
     stop: Stop,
     clock: Clock,
     due: Arc<AtomicU64>,
+    ctl: Receiver<Control>,
 ) {
     let mut actuator = Actuator::new(root.clone(), act.config.clone());
     let cancel = stop.flag();
@@ -272,6 +325,15 @@ fn actuation_loop(
             Err(RecvTimeoutError::Timeout) => continue,
             Err(RecvTimeoutError::Disconnected) => return,
         };
+        while let Ok(c) = ctl.try_recv() {
+            match c {
+                Control::Add { id, act: p } => {
+                    act.procs.retain(|q| q.id() != id);
+                    act.procs.push(p);
+                }
+                Control::Remove(id) => act.procs.retain(|q| q.id() != id),
+            }
+        }
         let now = clock.now_us();
         let reqs = act.planner.plan(&snap, now);
         if let Some(d) = act.planner.next_due_us() {

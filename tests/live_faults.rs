@@ -31,6 +31,7 @@ fn probe() -> Probe {
         SysRoot::host(),
         ProbeConfig {
             max_samples_per_sec: None,
+            max_pageouts_per_sec: None,
             ..ProbeConfig::default()
         },
     )
@@ -279,6 +280,7 @@ fn eperm_helper() {
         SysRoot::host(),
         ProbeConfig {
             max_samples_per_sec: None,
+            max_pageouts_per_sec: None,
             window_pages: 4096,
             ..ProbeConfig::default()
         },

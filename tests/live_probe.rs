@@ -38,6 +38,7 @@ fn probe_answers_follow_the_hot_set() {
         SysRoot::host(),
         ProbeConfig {
             max_samples_per_sec: None,
+            max_pageouts_per_sec: None,
             ..ProbeConfig::default()
         },
     );
@@ -251,6 +252,13 @@ fn monitor_with_probe_finds_the_hot_tenth() {
         per_sec <= 250.0 * 1.1,
         "{per_sec:.0} samples/s over the 250/s budget"
     );
+    // And the page-out budget (100/s, plus at most one second saved up).
+    let secs = start.elapsed().as_secs_f64();
+    let pageouts = probe.cost().probe_pageouts as f64;
+    assert!(
+        pageouts <= 100.0 * (secs + 1.0),
+        "{pageouts} page-outs in {secs:.1} s over 100/s"
+    );
 }
 
 /// smaps through the monitor: hot and cold in two mappings; the hot mapping's regions end
@@ -355,6 +363,7 @@ fn probe_never_splits_huge_pages() {
         SysRoot::host(),
         ProbeConfig {
             max_samples_per_sec: None,
+            max_pageouts_per_sec: None,
             ..ProbeConfig::default()
         },
     );

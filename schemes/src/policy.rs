@@ -474,7 +474,8 @@ impl Policy {
     }
 }
 
-fn ron_error(e: ron::error::SpannedError, origin: &Path) -> PolicyError {
+/// A `ron` error as `path:line:column: message` (also used for the agent's config file).
+pub fn ron_error(e: ron::error::SpannedError, origin: &Path) -> PolicyError {
     use ron::error::Error as E;
     let pos = Pos {
         line: e.span.start.line.max(1),

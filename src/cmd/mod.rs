@@ -1,5 +1,6 @@
 //! One module per subcommand. Each takes its parsed arguments and returns `anyhow::Result`.
 
+pub mod agent;
 pub mod check;
 pub mod demo;
 pub mod monitor;

@@ -4,7 +4,7 @@
 //!
 //! Layout and semantics are Linux 6.12's (`mm/damon/sysfs.c`, `mm/damon/sysfs-schemes.c`,
 //! Documentation/admin-guide/mm/damon/usage.rst), checked against the lab kernel (6.12.117)
-//! by `tests/lab_ops.rs::damon_sysfs_real_tree_matches_the_fake`:
+//! by `tests/lab_ops.rs` (`lab_damon_sysfs_real_tree_matches_the_fake`):
 //!
 //! ```text
 //! admin/kdamonds/nr_kdamonds
@@ -32,9 +32,11 @@
 //!   are only checked when `state` gets `on` (`damon_sysfs_turn_damon_on`).
 //! - `state` takes `on`, `off`, `commit`, `update_schemes_stats`,
 //!   `update_schemes_tried_bytes`, `update_schemes_tried_regions`,
-//!   `clear_schemes_tried_regions`, ...; `on` on a running kdamond is EBUSY, `off` or an
-//!   update on a stopped one is EINVAL (EPERM once its targets exited). The update write
-//!   blocks until the kdamond has filled `tried_regions` in its next scheme-apply pass.
+//!   `clear_schemes_tried_regions`, ...; `on` on a running kdamond is EBUSY; `off` on a
+//!   never-started one and an update on a stopped one are EINVAL; `off` after the kdamond
+//!   stopped because its targets exited is EPERM (all seen on 6.12.117). The update write
+//!   blocks until the kdamond has filled `tried_regions` in its next scheme-apply pass
+//!   (~0.1 s at a 100 ms aggregation interval, measured in the lab).
 //! - Tried-region directories are numbered by one counter across all schemes of the
 //!   context (scheme 0 gets 0..n0-1, scheme 1 continues at n0, ...; seen on 6.12.117).
 //! - A tried region carries no target index, so the driver gives each target its own

@@ -51,6 +51,10 @@ use std::os::fd::AsFd;
 pub struct ProbeConfig {
     /// Samples (page-outs) per second the monitor may ask for. `None`: no limit.
     pub max_samples_per_sec: Option<f64>,
+    /// Page-outs per second at most, whatever the monitor asks: the costly part of a sample,
+    /// bounded on its own so the probe's CPU does not grow with the share of the target's
+    /// address space that is probe-able. Samples over it answer Unknown. `None`: no limit.
+    pub max_pageouts_per_sec: Option<f64>,
     /// Pages looked at, from the monitor's address on, to find a present, exclusive page.
     pub window_pages: usize,
     /// Free swap the probe leaves alone (bytes), besides the pages of one interval.
@@ -59,10 +63,13 @@ pub struct ProbeConfig {
 
 impl Default for ProbeConfig {
     fn default() -> Self {
-        // 250 samples/s ≈ 250 × (20 µs page-out + 2 × 1.5 µs pagemap) ≈ 6 ms of CPU per
-        // second (0.6% of a core), see docs/performance.md "Refault probe".
+        // Measured (docs/performance.md, "Refault probe"): ~35-40 µs of the monitor's CPU per
+        // page-out (the page-out itself, zram compression included, and the pagemap reads),
+        // so 100 page-outs/s ≈ 0.4% of a core whatever the target's size; the monitor may ask
+        // for more samples (250/s), those outside probe-able memory cost no page-out.
         Self {
             max_samples_per_sec: Some(250.0),
+            max_pageouts_per_sec: Some(100.0),
             window_pages: 16,
             min_swap_free: 16 << 20,
         }
@@ -84,6 +91,8 @@ pub struct ProbeStats {
     pub advised: u64,
     /// Skipped: no swap, or free swap too low.
     pub no_swap: u64,
+    /// Skipped: over the page-out budget (`max_pageouts_per_sec`).
+    pub over_budget: u64,
     /// Skipped: the candidate pages were part of a huge page (kpageflags).
     pub huge: u64,
     /// The page-out of that page failed (range unmapped since the last maps read, ...).
@@ -128,6 +137,10 @@ pub struct Probe {
     pfn_hidden: bool,
     /// `/proc/kpageflags` (root only), to skip huge pages per sample page.
     kpageflags: Option<std::fs::File>,
+    /// Page-out token bucket: tokens, and when they were last topped up.
+    tokens: f64,
+    refilled: Option<std::time::Instant>,
+    rng: u64,
 }
 
 impl Probe {
@@ -143,6 +156,9 @@ impl Probe {
             warned_swap: false,
             pfn_hidden: false,
             kpageflags,
+            tokens: 0.0,
+            refilled: None,
+            rng: 0x9e37_79b9_7f4a_7c15,
         }
     }
 
@@ -519,6 +535,30 @@ impl AccessCheck for Probe {
             chosen.push((addr, i));
         }
         t.advised.clear();
+        // The page-out budget: keep an unbiased subset of what fits (a token bucket over
+        // real time, at most one second's worth saved up).
+        if let Some(cap) = cfg.max_pageouts_per_sec {
+            let now = std::time::Instant::now();
+            let dt = self
+                .refilled
+                .map_or(0.1, |t| now.duration_since(t).as_secs_f64());
+            self.refilled = Some(now);
+            self.tokens = (self.tokens + cap * dt).min(cap.max(1.0));
+            let allowed = self.tokens.floor() as usize;
+            if chosen.len() > allowed {
+                let drop = chosen.len() - allowed;
+                for _ in 0..drop {
+                    // xorshift64: a cheap uniform pick of the sample to leave out.
+                    self.rng ^= self.rng << 13;
+                    self.rng ^= self.rng >> 7;
+                    self.rng ^= self.rng << 17;
+                    let k = (self.rng % chosen.len() as u64) as usize;
+                    chosen.swap_remove(k);
+                }
+                stats.over_budget += drop as u64;
+            }
+            self.tokens -= chosen.len() as f64;
+        }
         chosen.sort_unstable();
         // Two samples on one page (tiny regions): probe it once, answer both.
         let mut pages: Vec<u64> = chosen.iter().map(|c| c.0).collect();
@@ -555,6 +595,7 @@ impl AccessCheck for Probe {
         self.stats.advised += stats.advised;
         self.stats.pageout_failed += stats.pageout_failed;
         self.stats.huge += stats.huge;
+        self.stats.over_budget += stats.over_budget;
         if pfn_hidden && !self.pfn_hidden {
             tracing::warn!("refault probe: pagemap shows no PFNs (needs CAP_SYS_ADMIN): huge pages are told apart through smaps from the next update");
             self.pfn_hidden = true;
