@@ -183,7 +183,19 @@ fn start(b: Built, carried: Counters) -> Result<Group> {
         },
     )
     .with_context(|| format!("group `{}`: cannot start its threads", b.plan.spec.name))?;
+    // Every scheme has its series from the start (zeros until the first round).
+    let mut current = Counters::default();
+    for s in &b.plan.policy.schemes {
+        current.schemes.insert(
+            (s.name.clone(), s.action.name().to_string()),
+            SchemeMetrics {
+                active: s.watermarks.is_none(),
+                ..Default::default()
+            },
+        );
+    }
     let m = GroupMetrics {
+        current,
         name: b.plan.spec.name.clone(),
         policy: b.plan.spec.policy.display().to_string(),
         ops: b.plan.ops.to_string(),
@@ -215,7 +227,7 @@ impl Group {
         if let Some(comm) = self.members.remove(&pid) {
             self.m.current.targets_dropped += 1;
             tracing::info!(
-                "group {}: pid {pid} ({comm}) {why}: dropped ({} targets)",
+                "group {}: pid {pid} ({comm}) {why}: dropped ({} target(s))",
                 self.name(),
                 self.members.len()
             );
@@ -253,7 +265,7 @@ impl Group {
                 self.members.insert(pid, comm.clone());
                 self.m.current.targets_added += 1;
                 tracing::info!(
-                    "group {}: pid {pid} ({comm}) added ({} targets)",
+                    "group {}: pid {pid} ({comm}) added ({} target(s))",
                     self.name(),
                     self.members.len()
                 );
@@ -348,8 +360,11 @@ impl Group {
                 }
                 Event::Applied(r, stats) => account(&mut self.m.current, &r, &stats),
                 Event::Gone(t) => {
-                    self.inbox.push(Change::Remove(t));
-                    self.drop_member(t.0, "exited");
+                    // Also tell the stages: the monitor and the actuator may each report
+                    // the same exit; all three sides stay consistent either way.
+                    if self.members.contains_key(&t.0) {
+                        self.remove(t.0, "exited");
+                    }
                 }
                 Event::AllGone => {}
                 Event::Failed(msg) => {
@@ -584,7 +599,13 @@ pub fn run(root: &SysRoot, opts: Options) -> Result<()> {
         print_check(&prepared);
         return Ok(());
     }
-    let listen = opts.listen.or(prepared.config.listen);
+    // `--once` is a one-shot (often next to a running agent on the same port): it serves
+    // metrics only when `--listen` asks for it.
+    let listen = if opts.once {
+        opts.listen
+    } else {
+        opts.listen.or(prepared.config.listen)
+    };
     let metrics = Arc::new(Mutex::new(AgentMetrics::default()));
     let server = match listen {
         Some(a) => Some(
