@@ -50,6 +50,19 @@ fn pin_process(pid: u32, cpu: usize) {
     }
 }
 
+/// CPU seconds (user + system) used so far by all threads of `pid` (`/proc/PID/stat` fields
+/// 14 and 15, in clock ticks).
+fn proc_cpu(pid: u32) -> f64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after = s.rsplit_once(')').map_or("", |x| x.1);
+    let f: Vec<&str> = after.split_whitespace().collect();
+    // After the comm: field 3 (state) is f[0], so utime (14) is f[11], stime (15) f[12].
+    let ticks: f64 = f.get(11).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0)
+        + f.get(12).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    // SAFETY: sysconf has no memory-safety preconditions.
+    ticks / unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64
+}
+
 fn thread_cpu() -> Duration {
     let mut ts = libc::timespec {
         tv_sec: 0,
@@ -222,8 +235,8 @@ fn main() {
         cpu.map_or(String::new(), |c| format!(", monitor and workload pinned to cpu {c}"))
     );
     println!();
-    println!("| setting | workload Mops/s off (median, min–max) | on (median, min–max) | slowdown (median of pairs, min–max) | monitor CPU % of a core (median, max) | probes/s (median) | hot recall (median, min) | cold recall (median, min) |");
-    println!("|---|---|---|---|---|---|---|---|");
+    println!("| setting | workload Mops/s off (median, min–max) | on (median, min–max) | slowdown, wall (median of pairs, min–max) | slowdown per workload CPU-second (median, min–max) | monitor CPU % of a core (median, max) | probes/s (median) | hot recall (median, min) | cold recall (median, min) |");
+    println!("|---|---|---|---|---|---|---|---|---|");
     for s in settings(defaults) {
         if only
             .as_deref()
@@ -243,10 +256,12 @@ fn main() {
         let mut mon = Monitored::new(w.pid(), s.attrs, s.cfg);
         // Warm-up: let the regions adapt before measuring (not counted).
         mon.run_for(Duration::from_micros(s.attrs.aggr_us * 8));
+        let mut slow_cpu = Vec::new();
         let (mut off, mut on, mut slow, mut cpu, mut pps, mut hr, mut cr) =
             (vec![], vec![], vec![], vec![], vec![], vec![], vec![]);
         for i in 0..runs {
             let mut pair = [0f64; 2];
+            let mut pair_cpu = [0f64; 2];
             let order = if i % 2 == 0 {
                 [false, true]
             } else {
@@ -254,6 +269,7 @@ fn main() {
             };
             for monitored in order {
                 w.mark().unwrap();
+                let wcpu0 = proc_cpu(w.pid());
                 let t0 = Instant::now();
                 if monitored {
                     let p0 = mon.probe.cost().probe_pageouts;
@@ -271,10 +287,15 @@ fn main() {
                 }
                 let t = w.truth().unwrap();
                 pair[monitored as usize] = t.ops_per_sec / 1e6;
+                // Throughput per CPU-second of the workload: immune to other processes
+                // taking the CPU on a shared machine; includes the refaults the probe causes.
+                pair_cpu[monitored as usize] =
+                    t.ops as f64 / (proc_cpu(w.pid()) - wcpu0).max(1e-3) / 1e6;
             }
             off.push(pair[0]);
             on.push(pair[1]);
             slow.push((1.0 - pair[1] / pair[0]) * 100.0);
+            slow_cpu.push((1.0 - pair_cpu[1] / pair_cpu[0]) * 100.0);
             eprintln!(
                 "{}: run {i}: off {:.2} on {:.2} Mops/s, cpu {:.2}%, {:.0} probes/s",
                 s.name,
@@ -287,8 +308,9 @@ fn main() {
         let (a, b) = spread(&off);
         let (c, d) = spread(&on);
         let (e, f) = spread(&slow);
+        let (g, h) = spread(&slow_cpu);
         println!(
-            "| {} ({} ms / {} ms, budget {} samples, {} page-outs) | {:.2} ({a:.2}–{b:.2}) | {:.2} ({c:.2}–{d:.2}) | {:.1}% ({e:.1}–{f:.1}) | {:.2} (max {:.2}) | {:.0} | {:.3} (min {:.3}) | {:.3} (min {:.3}) |",
+            "| {} ({} ms / {} ms, budget {} samples, {} page-outs) | {:.2} ({a:.2}–{b:.2}) | {:.2} ({c:.2}–{d:.2}) | {:.1}% ({e:.1}–{f:.1}) | {:.1}% ({g:.1}–{h:.1}) | {:.2} (max {:.2}) | {:.0} | {:.3} (min {:.3}) | {:.3} (min {:.3}) |",
             s.name,
             s.attrs.sample_us / 1000,
             s.attrs.aggr_us / 1000,
@@ -297,6 +319,7 @@ fn main() {
             median(&off),
             median(&on),
             median(&slow),
+            median(&slow_cpu),
             median(&cpu),
             spread(&cpu).1,
             median(&pps),
@@ -312,8 +335,12 @@ fn main() {
         return;
     }
     println!();
+    // MADVD_BENCH_PAUSED=1: the workloads stand still during the size comparison (no memory
+    // traffic of theirs competing with the monitor for caches and TLBs).
+    let paused = std::env::var_os("MADVD_BENCH_PAUSED").is_some();
     println!(
-        "| target | regions (end) | monitor CPU % of a core over {}s | probes/s |",
+        "| target{} | regions (end) | monitor CPU % of a core over {}s | probes/s |",
+        if paused { " (workload paused)" } else { "" },
         secs * 2
     );
     println!("|---|---|---|---|");
@@ -324,7 +351,10 @@ fn main() {
             hot_offset: 0.45,
             ..WorkloadSpec::default()
         };
-        let w = Workload::spawn(exe, &spec).expect("spawn workload");
+        let mut w = Workload::spawn(exe, &spec).expect("spawn workload");
+        if paused {
+            w.pause().unwrap();
+        }
         let mut mon = Monitored::new(w.pid(), defaults, ProbeConfig::default());
         mon.run_for(Duration::from_micros(defaults.aggr_us * 4));
         let p0 = mon.probe.cost().probe_pageouts;

@@ -370,6 +370,16 @@ mod tests {
             .arg("30")
             .spawn()
             .unwrap();
+        // spawn() returns once the child's exec released our mm (vfork semantics), which
+        // is a moment before the kernel sets the new comm: wait for exec to finish.
+        let comm_path = format!("/proc/{}/comm", child.id());
+        let t0 = std::time::Instant::now();
+        while t0.elapsed() < std::time::Duration::from_secs(5) {
+            if std::fs::read_to_string(&comm_path).is_ok_and(|c| c.trim() == "sleep") {
+                break;
+            }
+            std::thread::yield_now();
+        }
         let p = Process::open(&SysRoot::host(), child.id(), false).unwrap();
         assert_eq!(p.comm(), "sleep");
         assert!(p.is_alive());

@@ -97,6 +97,8 @@ pub struct Summary {
     pub throughput: Throughput,
     pub hot_moved: bool,
     pub advised_bytes: u64,
+    /// Wall time the actuator spent in process_madvise, ms.
+    pub actuation_ms: f64,
     /// Bytes the schemes asked for that were not applied, by reason.
     pub not_applied: std::collections::BTreeMap<String, u64>,
     pub schemes: Vec<SchemeLine>,
@@ -329,6 +331,7 @@ pub fn run(root: &SysRoot, a: DemoArgs) -> Result<()> {
             }
             Ok(Event::Applied(r, stats)) => {
                 summary.advised_bytes += r.bytes_applied();
+                summary.actuation_ms += r.elapsed_ns() as f64 / 1e6;
                 for o in &r.outcomes {
                     for (k, b) in &o.errors {
                         *summary
@@ -547,9 +550,10 @@ fn print_summary(s: &Summary) {
         s.throughput.cpu_slowdown_pct
     );
     println!(
-        "  advised                {} by {} scheme(s); probe page-outs {}",
+        "  advised                {} by {} scheme(s) in {:.0} ms of process_madvise (cold regions are re-advised as they age again); probe page-outs {}",
         fmt_bytes(s.advised_bytes),
         s.schemes.len(),
+        s.actuation_ms,
         s.probe_pageouts
     );
     println!(

@@ -83,7 +83,12 @@ impl Pagemap {
 
     /// Wrap a pagemap file already opened (e.g. through a pidfd check).
     pub fn from_file(file: File, path: PathBuf, page_size: u64) -> Self {
-        Self { file, path, page_size, buf: Vec::new() }
+        Self {
+            file,
+            path,
+            page_size,
+            buf: Vec::new(),
+        }
     }
 
     pub fn path(&self) -> &Path {
