@@ -501,6 +501,16 @@ mod tests {
         assert!(m.contains("no target groups"), "{m}");
     }
 
+    proptest::proptest! {
+        /// Any text: a value or a positioned error, never a panic.
+        #[test]
+        fn parse_never_panics(text in "\\PC{0,200}") {
+            if let Err(e) = p(&text) {
+                proptest::prop_assert!(e.line() >= 1 && e.column() >= 1, "{e}");
+            }
+        }
+    }
+
     #[test]
     fn never_panics_on_garbage() {
         for s in ["", "(", "((((((", "\u{0}", "(targets: [(", "(targets: 5)"] {

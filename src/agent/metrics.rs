@@ -731,6 +731,21 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        /// Whatever a group or scheme is called, the text parses back to the same labels.
+        #[test]
+        fn any_label_value_round_trips(scheme in "\\PC{0,40}", action in "[a-z\"\\\\\n]{0,10}", n in 0u64..u64::MAX / 2) {
+            let mut m = AgentMetrics::default();
+            let mut c = Counters::default();
+            c.schemes.insert((scheme.clone(), action.clone()), SchemeMetrics { nr_tried: n, ..Default::default() });
+            m.groups.insert("g".into(), GroupMetrics { name: "g".into(), current: c, ..Default::default() });
+            let text = render(&m);
+            let fams = expo::parse(&text).map_err(|e| proptest::test_runner::TestCaseError::fail(format!("{e}\n{text}")))?;
+            let got = expo::value(&fams, "madvd_scheme_tried_regions_total", &[("scheme", &scheme), ("action", &action)]);
+            proptest::prop_assert_eq!(got, Some(n as f64));
+        }
+    }
+
     #[test]
     fn escaping() {
         assert_eq!(escape("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");

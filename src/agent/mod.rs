@@ -562,8 +562,8 @@ impl Agent {
     }
 }
 
-/// Print what `--check` found.
-fn print_check(p: &Prepared) {
+/// Print what `--check` found (and which selected cgroups do not exist on this host yet).
+fn print_check(root: &SysRoot, p: &Prepared) {
     println!(
         "{}: ok: {} group(s), rescan every {}, metrics on {}{}",
         p.config.origin.display(),
@@ -588,6 +588,14 @@ fn print_check(p: &Prepared) {
             g.spec.max_targets,
             if g.dry_run { ", dry run" } else { "" }
         );
+        if let config::Selector::Cgroup(c) = &g.spec.select {
+            if !discover::reroot_cgroup(root, c).is_dir() {
+                println!(
+                    "    note: {} does not exist here (yet): the group waits for it",
+                    c.display()
+                );
+            }
+        }
     }
 }
 
@@ -596,7 +604,7 @@ pub fn run(root: &SysRoot, opts: Options) -> Result<()> {
     reload::install_sighup()?;
     let prepared = prepare(root, &opts)?;
     if opts.check {
-        print_check(&prepared);
+        print_check(root, &prepared);
         return Ok(());
     }
     // `--once` is a one-shot (often next to a running agent on the same port): it serves
