@@ -3,6 +3,7 @@
 //! refault probe needs swap), by the probe (it stops when free swap runs short) and by the
 //! actuator's swap headroom rail. Not the test fixture (that is `testkit::swap`).
 
+use crate::kernel::meminfo::{self, MeminfoError};
 use crate::sysroot::SysRoot;
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
@@ -22,6 +23,8 @@ pub enum SwapError {
         #[source]
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Meminfo(#[from] MeminfoError),
 }
 
 /// One active swap area. Sizes in bytes.
@@ -87,33 +90,11 @@ pub fn parse_swaps(r: impl BufRead, path: &Path) -> Result<Vec<SwapArea>, SwapEr
     Ok(out)
 }
 
-/// `SwapTotal` / `SwapFree` out of a meminfo file (other lines ignored). Missing lines: an
-/// error naming them (every kernel with `CONFIG_SWAP` prints both; without it they are 0).
-pub fn parse_meminfo_swap(r: impl BufRead, path: &Path) -> Result<SwapMem, SwapError> {
-    let (mut total, mut free) = (None, None);
-    for (i, line) in r.lines().enumerate() {
-        let line = line.map_err(|source| SwapError::Io {
-            path: path.to_owned(),
-            source,
-        })?;
-        let Some((k, v)) = line.split_once(':') else {
-            continue;
-        };
-        let slot = match k {
-            "SwapTotal" => &mut total,
-            "SwapFree" => &mut free,
-            _ => continue,
-        };
-        let n = v.trim().trim_end_matches("kB").trim();
-        *slot = Some(
-            n.parse::<u64>().map_err(|_| SwapError::Parse {
-                path: path.to_owned(),
-                line: i + 1,
-                msg: format!("bad {k}: {:?}", v.trim()),
-            })? * 1024,
-        );
-    }
-    match (total, free) {
+/// `SwapTotal` / `SwapFree` out of meminfo text (parsed by [`meminfo::parse`]; other lines
+/// ignored). Missing lines: an error naming them (every kernel with `CONFIG_SWAP` prints both).
+pub fn parse_meminfo_swap(text: &[u8], path: &Path) -> Result<SwapMem, SwapError> {
+    let info = meminfo::parse(text, path)?;
+    match (info.swap_total(), info.swap_free()) {
         (Some(total), Some(free)) => Ok(SwapMem { total, free }),
         _ => Err(SwapError::Parse {
             path: path.to_owned(),
@@ -138,8 +119,12 @@ pub fn read_swaps(root: &SysRoot) -> Result<Vec<SwapArea>, SwapError> {
 
 /// `SwapTotal` / `SwapFree` of `<proc>/meminfo`.
 pub fn read_swap_mem(root: &SysRoot) -> Result<SwapMem, SwapError> {
-    let (r, p) = open(root.proc_file("meminfo"))?;
-    parse_meminfo_swap(r, &p)
+    let path = root.proc_file("meminfo");
+    let text = std::fs::read(&path).map_err(|source| SwapError::Io {
+        path: path.clone(),
+        source,
+    })?;
+    parse_meminfo_swap(&text, &path)
 }
 
 #[cfg(test)]
@@ -188,7 +173,7 @@ mod tests {
             }
         );
         assert_eq!(m.used(), 48572 * 1024);
-        assert!(parse_meminfo_swap("MemTotal: 1 kB\n".as_bytes(), Path::new("m")).is_err());
+        assert!(parse_meminfo_swap(b"MemTotal: 1 kB\n", Path::new("m")).is_err());
     }
 
     #[test]
