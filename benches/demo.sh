@@ -16,7 +16,7 @@ for k in $(seq 1 "$n"); do
   # The demo waits up to 90 s for the machine-wide swap lock; if a test or another bench holds
   # it longer, wait and try again.
   for try in 1 2 3 4 5 6 7 8 9 10; do
-    if "$out/madvd" demo --json "$@" > "$out/run-$k.json" 2> "$out/run-$k.err"; then break; fi
+    if "$out/madvd" demo --json --record "$out/run-$k.rec" --heatmap "$out/run-$k.png" "$@" > "$out/run-$k.json" 2> "$out/run-$k.err"; then break; fi
     grep -q "swap is in use" "$out/run-$k.err" || { cat "$out/run-$k.err"; exit 1; }
     echo "run $k: swap lock busy, retrying ($try)"; sleep 20
   done

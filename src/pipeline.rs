@@ -232,6 +232,7 @@ fn monitor_loop(
     hooks: Hooks,
     act_ctl: Sender<Control>,
 ) {
+    let mut next_at = 0u64;
     loop {
         if stop.is_set() {
             return;
@@ -269,12 +270,15 @@ fn monitor_loop(
             return;
         }
         let now = clock.now_us();
-        let next = mon.next_step_at_us();
-        if next > now {
-            std::thread::sleep(Duration::from_micros((next - now).min(50_000)));
+        if next_at > now {
+            std::thread::sleep(Duration::from_micros((next_at - now).min(50_000)));
             continue;
         }
         let out = mon.step(clock.now_us(), ops.as_mut());
+        // A full sampling interval between this step's prepare and the next step's check,
+        // as kdamond_fn sleeps `sample_interval` after preparing (mm/damon/core.c 6.12): a
+        // step that took long must not shrink the window the workload has to touch a page.
+        next_at = clock.now_us() + mon.step_interval_us();
         for g in out.gone {
             let _ = ev_tx.send(Event::Gone(g));
         }

@@ -363,8 +363,24 @@ pub fn run(root: &SysRoot, a: DemoArgs) -> Result<()> {
             fmt_bytes(m.rss)
         ));
     }
+    // The end of the monitored phase: measure while the stages still run, then stop them.
+    let end = if gone || was_interrupted {
+        None
+    } else {
+        let w = child.truth()?;
+        let c = cpu(pid);
+        summary.monitored_s = t_mon.elapsed().as_secs_f64();
+        Some((
+            w,
+            c,
+            sysinfo::proc_mem(root, pid).unwrap_or_default(),
+            sysinfo::sys_mem(root),
+        ))
+    };
     let events = running.events.clone();
+    let t_stop = Instant::now();
     running.stop_and_join();
+    tracing::debug!("stages stopped in {:?}", t_stop.elapsed());
     while let Ok(ev) = events.try_recv() {
         if let Event::Applied(r, stats) = ev {
             summary.advised_bytes += r.bytes_applied();
@@ -393,12 +409,9 @@ pub fn run(root: &SysRoot, a: DemoArgs) -> Result<()> {
 
     // 5. Measure: the window's ground truth and memory now; then the child alone again, so
     // "before" and "after" bracket "during" (the machine's other load drifts).
-    let window = child.truth()?;
-    let cpu2 = cpu(pid);
-    summary.monitored_s = t_mon.elapsed().as_secs_f64();
-    let mem1 = sysinfo::proc_mem(root, pid).unwrap_or_default();
-    let sys1 = sysinfo::sys_mem(root);
+    let (window, cpu2, mem1, sys1) = end.expect("measured unless gone or interrupted");
     child.mark()?;
+    let cpu2_after = cpu(pid);
     let t_after = Instant::now();
     pb.set_message("after: the workload alone again");
     while t_after.elapsed() < baseline {
@@ -432,7 +445,7 @@ pub fn run(root: &SysRoot, a: DemoArgs) -> Result<()> {
     let (b_cpu, d_cpu, a_cpu) = (
         per_cpu(before.ops, cpu1 - cpu0),
         per_cpu(during_ops, cpu2 - cpu1),
-        per_cpu(after.ops, cpu3 - cpu2),
+        per_cpu(after.ops, cpu3 - cpu2_after),
     );
     let alone_cpu = (b_cpu + a_cpu) / 2.0;
     summary.throughput = Throughput {
