@@ -38,7 +38,6 @@ fn workload_child_reports_truth_and_verifies() {
 
 #[test]
 fn swap_fixture_makes_and_removes_zram_swap() {
-    let had = std::fs::read_to_string("/proc/swaps").unwrap();
     let g = match swap::acquire(64 << 20) {
         Ok(g) => g,
         Err(why) => engine::skip!("swap fixture unavailable: {why}"),
@@ -47,9 +46,10 @@ fn swap_fixture_makes_and_removes_zram_swap() {
     assert!(during.lines().count() >= 2, "swap active: {during}");
     let made = g.zram_device();
     drop(g);
+    // (Another user of the lock may make its own device right after we release it: only
+    // ours is checked.)
     if let Some(dev) = made {
         let after = std::fs::read_to_string("/proc/swaps").unwrap();
         assert!(!after.contains(dev.to_str().unwrap()), "{after}");
-        assert_eq!(after, had);
     }
 }

@@ -59,175 +59,27 @@ pub fn is_root() -> bool {
 }
 
 pub mod swap {
-    //! The machine-wide swap fixture. Every test that needs swap goes through [`acquire`],
-    //! which serialises them with an exclusive `flock` (across threads, processes and
-    //! checkouts) and makes a zram swap only when the machine has none — it never touches a
-    //! swap the machine already had. The guard removes what it made on drop, also when the
-    //! test panics; a device left by a killed test run is removed by the next `acquire`.
+    //! The machine-wide swap fixture: every test that needs swap goes through [`acquire`],
+    //! which serialises them with the machine-wide lock (across threads, processes and
+    //! checkouts; the demo takes the same lock) and makes a zram swap only when the machine
+    //! has none — it never touches a swap the machine already had. The guard removes what it
+    //! made on drop, also when the test panics. The mechanics are
+    //! [`crate::kernel::zram::TempSwap`], shared with `madvd demo`.
 
-    use std::fs::{self, File, OpenOptions};
-    use std::io;
-    use std::os::fd::AsRawFd;
-    use std::path::{Path, PathBuf};
-
-    const LOCK: &str = "/run/madvd-test-swap.lock";
-    const OWNER: &str = "/run/madvd-test-swap.owner";
-
-    /// zram's `mm_stat` (Documentation/admin-guide/blockdev/zram.rst, Linux 6.12): the first
-    /// three of its columns.
-    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-    pub struct MmStat {
-        pub orig_data_size: u64,
-        pub compr_data_size: u64,
-        pub mem_used_total: u64,
-    }
-
-    pub fn parse_mm_stat(text: &str) -> Option<MmStat> {
-        let v: Vec<u64> = text
-            .split_whitespace()
-            .take(3)
-            .map(|w| w.parse().ok())
-            .collect::<Option<_>>()?;
-        (v.len() == 3).then(|| MmStat {
-            orig_data_size: v[0],
-            compr_data_size: v[1],
-            mem_used_total: v[2],
-        })
-    }
+    pub use crate::kernel::zram::MmStat;
+    use crate::kernel::zram::TempSwap;
+    use crate::sysroot::SysRoot;
 
     /// Held while a test uses swap.
-    #[derive(Debug)]
-    pub struct SwapGuard {
-        _lock: File,
-        made: Option<u32>,
-    }
+    pub type SwapGuard = TempSwap;
 
-    impl SwapGuard {
-        /// `/dev/zramN` when this guard made the swap.
-        pub fn zram_device(&self) -> Option<PathBuf> {
-            self.made.map(|n| PathBuf::from(format!("/dev/zram{n}")))
-        }
-        pub fn zram_mm_stat(&self) -> Option<MmStat> {
-            let n = self.made?;
-            parse_mm_stat(&fs::read_to_string(format!("/sys/block/zram{n}/mm_stat")).ok()?)
-        }
-    }
-
-    fn has_swap() -> bool {
-        fs::read_to_string("/proc/swaps")
-            .map(|s| s.lines().skip(1).any(|l| !l.trim().is_empty()))
-            .unwrap_or(false)
-    }
-
-    fn write(path: impl AsRef<Path>, val: &str) -> Result<(), String> {
-        fs::write(path.as_ref(), val)
-            .map_err(|e| format!("write {val:?} to {}: {e}", path.as_ref().display()))
-    }
-
-    fn remove_device(n: u32) {
-        let dev = format!("/dev/zram{n}");
-        if let Ok(c) = std::ffi::CString::new(dev.clone()) {
-            // SAFETY: swapoff takes a NUL-terminated path; failure (not a swap) is harmless.
-            unsafe { libc::swapoff(c.as_ptr()) };
-        }
-        let _ = fs::write(format!("/sys/block/zram{n}/reset"), "1");
-        let _ = fs::write("/sys/class/zram-control/hot_remove", n.to_string());
-        let _ = fs::remove_file(OWNER);
-    }
-
-    /// Remove a zram swap left by a test process that died without its guard running.
-    fn reap_stale() {
-        let Ok(owner) = fs::read_to_string(OWNER) else {
-            return;
-        };
-        let mut it = owner.split_whitespace().map(|w| w.parse::<u32>());
-        if let (Some(Ok(pid)), Some(Ok(n))) = (it.next(), it.next()) {
-            if !Path::new(&format!("/proc/{pid}")).exists() {
-                remove_device(n);
-            }
-        }
-    }
-
-    /// Take the swap fixture. `Err(reason)` when swap can't be had here (not root, no zram).
+    /// Take the swap fixture (blocks while another test holds it). `Err(reason)` when swap
+    /// can't be had here (not root, no zram): the test then skips loudly.
     pub fn acquire(size: u64) -> Result<SwapGuard, String> {
         if !super::is_root() {
             return Err("needs root to create a zram swap".into());
         }
-        let lock = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(LOCK)
-            .map_err(|e| format!("{LOCK}: {e}"))?;
-        // SAFETY: flock on an fd we own; blocks until the exclusive lock is ours.
-        if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) } != 0 {
-            return Err(format!("flock {LOCK}: {}", io::Error::last_os_error()));
-        }
-        reap_stale();
-        if has_swap() {
-            return Ok(SwapGuard {
-                _lock: lock,
-                made: None,
-            });
-        }
-        if !Path::new("/sys/class/zram-control").exists() {
-            let _ = std::process::Command::new("modprobe")
-                .args(["zram", "num_devices=0"])
-                .status();
-        }
-        let n: u32 = fs::read_to_string("/sys/class/zram-control/hot_add")
-            .map_err(|e| format!("no zram here (/sys/class/zram-control/hot_add: {e})"))?
-            .trim()
-            .parse()
-            .map_err(|e| format!("zram hot_add: {e}"))?;
-        let guard = SwapGuard {
-            _lock: lock,
-            made: Some(n),
-        };
-        fs::write(OWNER, format!("{} {n}", std::process::id()))
-            .map_err(|e| format!("{OWNER}: {e}"))?;
-        let sys = format!("/sys/block/zram{n}");
-        let _ = fs::write(format!("{sys}/comp_algorithm"), "lz4");
-        write(format!("{sys}/disksize"), &size.to_string())?;
-        let dev = format!("/dev/zram{n}");
-        let st = std::process::Command::new("mkswap")
-            .arg(&dev)
-            .stdout(std::process::Stdio::null())
-            .status()
-            .map_err(|e| format!("mkswap: {e}"))?;
-        if !st.success() {
-            return Err(format!("mkswap {dev} failed: {st}"));
-        }
-        let c = std::ffi::CString::new(dev.clone()).expect("no NUL");
-        // SAFETY: swapon with a NUL-terminated path and no flags.
-        if unsafe { libc::swapon(c.as_ptr(), 0) } != 0 {
-            return Err(format!("swapon {dev}: {}", io::Error::last_os_error()));
-        }
-        Ok(guard) // on any error above, dropping `guard` removes the device
-    }
-
-    impl Drop for SwapGuard {
-        fn drop(&mut self) {
-            if let Some(n) = self.made {
-                remove_device(n);
-            }
-        }
-    }
-
-    #[cfg(test)]
-    mod tests {
-        #[test]
-        fn parses_mm_stat() {
-            let s = super::parse_mm_stat(
-                "  4096  74  12288        0    12288        0        0        0        0\n",
-            )
-            .unwrap();
-            assert_eq!(
-                (s.orig_data_size, s.compr_data_size, s.mem_used_total),
-                (4096, 74, 12288)
-            );
-            assert!(super::parse_mm_stat("1 2").is_none());
-        }
+        TempSwap::ensure(&SysRoot::host(), size, None, &|| false).map_err(|e| e.to_string())
     }
 }
 

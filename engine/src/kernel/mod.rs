@@ -14,3 +14,4 @@ pub mod psi;
 pub mod smaps;
 pub mod status;
 pub mod swap;
+pub mod zram;
