@@ -335,7 +335,7 @@ pub struct DemoArgs {
     /// Short mode for tests and CI (about 40 s, 256 MiB workload).
     #[arg(long)]
     pub short: bool,
-    /// Length of the monitored phase (default 70s; 24s with --short).
+    /// Length of the monitored phase (default 75s; 24s with --short).
     #[arg(long = "for", value_name = "DURATION", value_parser = parse_nonzero_duration)]
     pub for_: Option<Duration>,
     /// Workload size (one mapping). Default 1GiB (256MiB with --short).

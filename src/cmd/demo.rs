@@ -5,11 +5,11 @@
 //!    Ctrl-C: every exit path returns through `Drop`s, the workload child first);
 //! 2. a workload child (this binary, `madvd workload`): `size` bytes in ONE private anonymous
 //!    mapping, first-touched by itself; a hot 10% read at random, the rest cold; the hot set
-//!    moves by its own size once, at about 40% of the monitored phase;
+//!    moves by its own size once, at ~55% of the child's expected life (mid-monitoring);
 //! 3. baseline: the child's throughput with nothing watching it;
 //! 4. monitored phase: the stage loop (`pipeline.rs`) with policies/demo.ron and the best
 //!    access primitive here; snapshots recorded for the heatmap;
-//! 5. the measured window — the second half of the monitored phase, after the move — gives the
+//! 5. the measured window — from 2 s after the move to the end of the monitored phase — gives the
 //!    oracle: the bytes the child did not touch in it (its own touched-page bitmap);
 //! 6. results: memory saved (VmSwap, RSS, MemAvailable), oracle, saved/oracle, throughput
 //!    before vs during, the primitive, and a heatmap PNG; then every page of the child is
@@ -167,7 +167,7 @@ pub fn run(root: &SysRoot, a: DemoArgs) -> Result<()> {
         .map_or("none (not root)".to_string(), |s| s.describe());
     say(format!("swap: {swap_desc}"));
 
-    // 2. The workload child. The hot set moves once, ~40% into the monitored phase.
+    // 2. The workload child. The hot set moves once, about mid-way through monitoring.
     // The child's pattern moves the hot set every `period` of its own clock (which starts
     // before its first touch). One move: at `period` ≈ 55% of the child's expected life, so
     // the second one (2 × period) falls after the end even if the first touch is slow.
