@@ -11,7 +11,6 @@ mod pipeline;
 mod policy;
 mod record;
 mod signals;
-mod swap;
 mod sysinfo;
 mod targets;
 mod units;

@@ -56,14 +56,14 @@ fn swap_lock() -> std::fs::File {
         .create(true)
         .truncate(false)
         .write(true)
-        .open("/run/madvd-test-swap.lock")
+        .open(engine::kernel::zram::LOCK_PATH)
         .unwrap();
     // SAFETY: flock on an fd we own; blocks until the lock is ours.
     assert_eq!(unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) }, 0);
     f
 }
 
-const LOCK_HELD_ENV: &str = "MADVD_SWAP_LOCK_HELD_BY_PARENT";
+use engine::kernel::zram::LOCK_HELD_ENV;
 
 fn alive(pid: u32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/status"))

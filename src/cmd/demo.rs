@@ -21,12 +21,12 @@ use crate::exit::{err, Code};
 use crate::pipeline::{self, Actuation, Clock, Event, SchemeLine, Stages};
 use crate::record::{Frame, Header, RecordWriter, Source, FORMAT, VERSION};
 use crate::signals::{self, Stop};
-use crate::swap::TempSwap;
 use crate::sysinfo::{self, ProcMem, SysMem};
 use crate::targets;
 use crate::units::{fmt_bytes, fmt_bytes_f};
 use anyhow::{Context, Result};
 use engine::actuator::ActuatorConfig;
+use engine::kernel::zram::TempSwap;
 use engine::monitor::Monitor;
 use engine::workload::{Fill, Pattern, WorkloadSpec};
 use engine::{SysRoot, TargetId};
@@ -156,8 +156,13 @@ pub fn run(root: &SysRoot, a: DemoArgs) -> Result<()> {
     // 1. Swap (declared before the child: dropped after it, so swapoff has nothing to pull in).
     let swap = if root_user {
         Some(
-            TempSwap::ensure(root, (2 * size).max(1 << 30), Duration::from_secs(90))
-                .context("demo swap")?,
+            TempSwap::ensure(
+                root,
+                (2 * size).max(1 << 30),
+                Some(Duration::from_secs(90)),
+                &crate::signals::stop_requested,
+            )
+            .context("demo swap")?,
         )
     } else {
         None
@@ -462,10 +467,10 @@ pub fn run(root: &SysRoot, a: DemoArgs) -> Result<()> {
     summary.zram = swap
         .as_ref()
         .and_then(|s| s.zram_mm_stat())
-        .map(|(o, c, m)| ZramJson {
-            orig_data_size: o,
-            compr_data_size: c,
-            mem_used_total: m,
+        .map(|m| ZramJson {
+            orig_data_size: m.orig_data_size,
+            compr_data_size: m.compr_data_size,
+            mem_used_total: m.mem_used_total,
         });
 
     // Heatmap.
