@@ -20,23 +20,28 @@ pub fn skip_log_path() -> PathBuf {
 
 /// Record a skipped test, loudly. Use [`skip!`](crate::skip) inside a test to also return.
 pub fn skip(test: &str, reason: &str) {
-    let line = format!("SKIP {test}: {reason}");
-    eprintln!("{line}");
+    let line = format!("SKIP {test}: {reason}\n");
+    eprint!("{line}");
+    // One write of the whole line: tests run on parallel threads, and O_APPEND keeps a
+    // single write whole.
     if let Ok(mut f) = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(skip_log_path())
     {
-        let _ = writeln!(f, "{line}");
+        let _ = f.write_all(line.as_bytes());
     }
 }
 
-/// `skip!("reason {}", x)`: record the skip (named after the enclosing module and line) and
-/// return from the enclosing function.
+/// `skip!("reason {}", x)`: record the skip, named after the enclosing test function, and
+/// return from it.
 #[macro_export]
 macro_rules! skip {
     ($($arg:tt)*) => {{
-        $crate::testkit::skip(concat!(module_path!(), ":", line!()), &format!($($arg)*));
+        fn __here() {}
+        let name = ::std::any::type_name_of_val(&__here);
+        let name = name.strip_suffix("::__here").unwrap_or(name);
+        $crate::testkit::skip(name, &format!($($arg)*));
         return;
     }};
 }
