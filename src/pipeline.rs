@@ -11,6 +11,12 @@
 //!   own pidfd per target; for each snapshot it plans, applies, accounts, and sends the report
 //!   back.
 //!
+//! With kernel DAMON (`--ops damon`) the monitor thread holds a [`KernelDamon`] instead of
+//! the access check and [`Monitor`] ([`MonitorStage::Kernel`]): the kdamond hands back whole
+//! regions each aggregation, which go to the actuation thread the same way. The feedback
+//! cannot reach the kernel's regions (no age reset after advice, no "just advised" ranges);
+//! reports still carry exited targets back.
+//!
 //! The caller's thread receives [`Event`]s (snapshots, reports, dropped targets) for display
 //! and recording. Stopping: the caller sets the [`Stop`] flag (signal, `--for`, all targets
 //! gone); the actuator checks it between `process_madvise` calls (the rest of the round is
@@ -22,6 +28,7 @@ use crossbeam_channel::{bounded, unbounded, Receiver, RecvTimeoutError, Sender};
 use engine::access::MonitorCost;
 use engine::actuator::{Actuator, ActuatorConfig, ApplyOpts, Target};
 use engine::monitor::Monitor;
+use engine::ops::damon::KernelDamon;
 use engine::process::Process;
 use engine::{AccessCheck, AdviceRequest, ApplyReport, Snapshot, SysRoot, TargetId};
 use serde::Serialize;
@@ -118,6 +125,18 @@ impl Drop for Running {
     }
 }
 
+/// What the monitor thread runs: madvd's own monitor core over an access check, or the
+/// kernel's DAMON as a snapshot source.
+pub enum MonitorStage {
+    Core {
+        monitor: Monitor,
+        ops: Box<dyn AccessCheck + Send>,
+    },
+    /// A started kdamond over the targets (stopped, its sysfs directories removed, when the
+    /// monitor thread leaves: explicitly, or by its `Drop` on a panic).
+    Kernel(KernelDamon),
+}
+
 /// What to run.
 pub struct Stages {
     pub root: SysRoot,
@@ -165,6 +184,25 @@ pub fn start(st: Stages) -> Result<Running> {
 
 /// Start the stages with [`Hooks`].
 pub fn start_with(st: Stages, hooks: Hooks) -> Result<Running> {
+    let stage = MonitorStage::Core {
+        monitor: st.monitor,
+        ops: st.ops,
+    };
+    start_stage(stage, st.root, st.act, st.stop, st.clock, hooks)
+}
+
+/// Start a [`MonitorStage`] (and the actuation thread when `act` is given).
+pub fn start_stage(
+    stage: MonitorStage,
+    root: SysRoot,
+    act: Option<Actuation>,
+    stop: Stop,
+    clock: Clock,
+    hooks: Hooks,
+) -> Result<Running> {
+    if matches!(stage, MonitorStage::Kernel(_)) && hooks.control.is_some() {
+        anyhow::bail!("kernel DAMON watches a fixed set of targets: it cannot take target changes while running");
+    }
     let (ev_tx, ev_rx) = unbounded::<Event>();
     // Target changes the monitor thread forwards to the actuation thread.
     let (act_ctl_tx, act_ctl_rx) = unbounded::<Control>();
@@ -173,16 +211,11 @@ pub fn start_with(st: Stages, hooks: Hooks) -> Result<Running> {
     let (snap_tx, snap_rx) = bounded::<Arc<Snapshot>>(1);
     let (rep_tx, rep_rx) = unbounded::<ApplyReport>();
     let due = Arc::new(AtomicU64::new(u64::MAX));
-    let has_act = st.act.is_some();
-    let actuation = match st.act {
+    let stop_flag = stop;
+    let has_act = act.is_some();
+    let actuation = match act {
         Some(act) => {
-            let (ev, stop, clock, due, root) = (
-                ev_tx.clone(),
-                st.stop.clone(),
-                st.clock,
-                due.clone(),
-                st.root.clone(),
-            );
+            let (ev, stop, due, root) = (ev_tx.clone(), stop_flag.clone(), due.clone(), root);
             Some(
                 std::thread::Builder::new()
                     .name("madvd-actuate".into())
@@ -193,29 +226,21 @@ pub fn start_with(st: Stages, hooks: Hooks) -> Result<Running> {
         }
         None => None,
     };
-    let (stop, clock) = (st.stop.clone(), st.clock);
-    let (mon, ops) = (st.monitor, st.ops);
+    let stop = stop_flag.clone();
+    let snap_tx = has_act.then_some(snap_tx);
     let monitor = std::thread::Builder::new()
         .name("madvd-monitor".into())
-        .spawn(move || {
-            monitor_loop(
-                mon,
-                ops,
-                has_act.then_some(snap_tx),
-                rep_rx,
-                ev_tx,
-                stop,
-                clock,
-                due,
-                hooks,
-                act_ctl_tx,
-            )
+        .spawn(move || match stage {
+            MonitorStage::Core { monitor, ops } => monitor_loop(
+                monitor, ops, snap_tx, rep_rx, ev_tx, stop, clock, due, hooks, act_ctl_tx,
+            ),
+            MonitorStage::Kernel(kd) => kernel_loop(kd, snap_tx, rep_rx, ev_tx, stop),
         })?;
     Ok(Running {
         events: ev_rx,
         monitor: Some(monitor),
         actuation,
-        stop: st.stop,
+        stop: stop_flag,
     })
 }
 
@@ -306,6 +331,83 @@ fn monitor_loop(
     }
 }
 
+/// The note `run`/`monitor` print once when kernel DAMON is the monitor stage.
+pub const KERNEL_FEEDBACK_NOTE: &str = "kernel DAMON: the kernel keeps its own regions, so advice does not reset their age (the feedback stays in user space)";
+
+/// The monitor thread over kernel DAMON: each `next_snapshot` returns at the kdamond's next
+/// aggregation boundary; its snapshots go out as the core's do. Reports coming back only
+/// drop exited targets. The kdamond is stopped (and its sysfs directories removed) on every
+/// way out of this function: explicitly here, by `KernelDamon`'s `Drop` on a panic.
+fn kernel_loop(
+    mut kd: KernelDamon,
+    snap_tx: Option<Sender<Arc<Snapshot>>>,
+    rep_rx: Receiver<ApplyReport>,
+    ev_tx: Sender<Event>,
+    stop: Stop,
+) {
+    let aggr = Duration::from_micros(kd.attrs().aggr_us);
+    let mut targets: Vec<TargetId> = kd.targets().to_vec();
+    let mut last_call: Option<Instant> = None;
+    loop {
+        if stop.is_set() {
+            break;
+        }
+        while let Ok(rep) = rep_rx.try_recv() {
+            for g in &rep.gone {
+                if targets.contains(g) {
+                    targets.retain(|t| t != g);
+                    let _ = ev_tx.send(Event::Gone(*g));
+                }
+            }
+        }
+        if targets.is_empty() {
+            let _ = ev_tx.send(Event::AllGone);
+            break;
+        }
+        // Pace: at most two reads per aggregation interval, in case a read returns early.
+        if let Some(t) = last_call {
+            let min = aggr / 2;
+            if t.elapsed() < min {
+                std::thread::sleep((min - t.elapsed()).min(Duration::from_millis(50)));
+                continue;
+            }
+        }
+        last_call = Some(Instant::now());
+        match kd.next_snapshot() {
+            Ok(Some(mut s)) => {
+                s.targets.retain(|t| targets.contains(&t.target));
+                let s = Arc::new(s);
+                if let Some(tx) = &snap_tx {
+                    let _ = tx.try_send(s.clone());
+                }
+                if ev_tx
+                    .send(Event::Snapshot(s, MonitorCost::default()))
+                    .is_err()
+                {
+                    break;
+                }
+            }
+            // The kdamond stopped by itself: every target exited.
+            Ok(None) => {
+                for g in targets.drain(..) {
+                    let _ = ev_tx.send(Event::Gone(g));
+                }
+                let _ = ev_tx.send(Event::AllGone);
+                break;
+            }
+            Err(e) => {
+                let _ = ev_tx.send(Event::Failed(format!("kernel DAMON: {e}")));
+                break;
+            }
+        }
+    }
+    if let Err(e) = kd.stop() {
+        let msg = format!("kernel DAMON cleanup: {e}");
+        eprintln!("madvd: warning: {msg}");
+        let _ = ev_tx.send(Event::Failed(msg));
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 fn actuation_loop(
     mut act: Actuation,
@@ -389,5 +491,133 @@ fn actuation_loop(
         if ev_tx.send(Event::Applied(report, stats)).is_err() {
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use engine::kernel::damon_sysfs::fake::FakeDamonSysfs;
+    use engine::kernel::damon_sysfs::TriedRegion;
+    use engine::Attrs;
+
+    fn kernel(fake: &FakeDamonSysfs, targets: &[TargetId]) -> KernelDamon {
+        let attrs = Attrs {
+            sample_us: 1_000,
+            aggr_us: 20_000,
+            ..Attrs::default()
+        };
+        KernelDamon::start_with(Box::new(fake.clone()), &fake.admin(), targets, attrs).unwrap()
+    }
+
+    fn recv(r: &Running) -> Event {
+        r.events
+            .recv_timeout(Duration::from_secs(10))
+            .expect("an event within 10 s")
+    }
+
+    /// The kernel stage sends the kdamond's regions as snapshots, ends with `AllGone` when
+    /// the kdamond stops by itself, and removes its sysfs directories on the way out.
+    #[test]
+    fn kernel_stage_sends_the_kernels_regions_then_cleans_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let fake = FakeDamonSysfs::new(dir.path()).unwrap();
+        let before = fake.files();
+        fake.set_regions(
+            0,
+            vec![TriedRegion {
+                start: 0x10_000,
+                end: 0x20_000,
+                nr_accesses: 5,
+                age: 3,
+            }],
+        );
+        let kd = kernel(&fake, &[TargetId(4242)]);
+        assert_ne!(
+            fake.files(),
+            before,
+            "the kdamond's directories exist while it runs"
+        );
+        let r = start_stage(
+            MonitorStage::Kernel(kd),
+            SysRoot::host(),
+            None,
+            Stop::new(),
+            Clock::start(),
+            Hooks::default(),
+        )
+        .unwrap();
+        let Event::Snapshot(s, _) = recv(&r) else {
+            panic!("first event is not a snapshot")
+        };
+        assert!(s.aggregated);
+        assert_eq!(s.targets.len(), 1);
+        assert_eq!(s.targets[0].target, TargetId(4242));
+        let reg = &s.targets[0].regions[0];
+        assert_eq!(
+            (reg.start(), reg.end(), reg.nr_accesses, reg.age),
+            (0x10_000, 0x20_000, 5, 3)
+        );
+        fake.kdamond_exits().unwrap();
+        let mut all_gone = false;
+        while let Ok(ev) = r.events.recv_timeout(Duration::from_secs(10)) {
+            if matches!(ev, Event::AllGone) {
+                all_gone = true;
+                break;
+            }
+        }
+        assert!(all_gone, "a stopped kdamond ends the run with AllGone");
+        r.stop_and_join();
+        assert_eq!(
+            fake.files(),
+            before,
+            "the kdamond's directories are removed"
+        );
+    }
+
+    /// Stopping the stages (signal, `--for`) stops the kdamond and removes its directories.
+    #[test]
+    fn stopping_the_kernel_stage_stops_the_kdamond() {
+        let dir = tempfile::tempdir().unwrap();
+        let fake = FakeDamonSysfs::new(dir.path()).unwrap();
+        let before = fake.files();
+        let kd = kernel(&fake, &[TargetId(1), TargetId(2)]);
+        let r = start_stage(
+            MonitorStage::Kernel(kd),
+            SysRoot::host(),
+            None,
+            Stop::new(),
+            Clock::start(),
+            Hooks::default(),
+        )
+        .unwrap();
+        assert!(matches!(recv(&r), Event::Snapshot(..)));
+        r.stop_and_join();
+        assert_eq!(fake.files(), before);
+    }
+
+    /// The agent's target changes cannot reach a kdamond: refused up front (and the
+    /// kdamond, dropped with the stage, is cleaned up).
+    #[test]
+    fn kernel_stage_refuses_target_hooks() {
+        let dir = tempfile::tempdir().unwrap();
+        let fake = FakeDamonSysfs::new(dir.path()).unwrap();
+        let before = fake.files();
+        let (_tx, rx) = unbounded::<Control>();
+        let e = start_stage(
+            MonitorStage::Kernel(kernel(&fake, &[TargetId(1)])),
+            SysRoot::host(),
+            None,
+            Stop::new(),
+            Clock::start(),
+            Hooks {
+                control: Some(rx),
+                keep_when_empty: true,
+            },
+        )
+        .err()
+        .expect("refused");
+        assert!(e.to_string().contains("fixed set of targets"), "{e}");
+        assert_eq!(fake.files(), before);
     }
 }

@@ -4,13 +4,18 @@
 
 use crate::cli::AttrOverrides;
 use crate::exit::{err, Code};
+use crate::pipeline::MonitorStage;
 use anyhow::Result;
+use engine::monitor::Monitor;
+use engine::ops::damon::KernelDamon;
 use engine::ops::detect::{detect, pick};
+use engine::ops::page_idle::PageIdle;
 use engine::ops::probe::{Probe, ProbeConfig};
 use engine::ops::smaps::SmapsCheck;
+use engine::ops::soft_dirty::SoftDirty;
 use engine::ops::OpsStatus;
 use engine::process::{Process, ProcessError};
-use engine::{AccessCheck, Attrs, SysRoot};
+use engine::{AccessCheck, Attrs, SysRoot, TargetId};
 
 /// Exit code for a process that cannot be a target.
 pub fn process_error(e: ProcessError) -> anyhow::Error {
@@ -93,6 +98,25 @@ pub fn build_ops(
             }
             Ok(Box::new(s))
         }
+        "page_idle" => {
+            let mut p =
+                PageIdle::new(root).map_err(|e| err(Code::Failure, format!("page_idle: {e}")))?;
+            for proc in procs {
+                p.add_target(proc);
+            }
+            Ok(Box::new(p))
+        }
+        "soft_dirty" => {
+            let mut s = SoftDirty::new();
+            for proc in procs {
+                s.add_target(proc);
+            }
+            Ok(Box::new(s))
+        }
+        "damon" => Err(err(
+            Code::Failure,
+            "kernel DAMON is a snapshot source, not an access check: use `build_stage`",
+        )),
         "sim" => Err(err(
             Code::Usage,
             "--ops sim watches no real process: use `madvd record --sim SCENARIO`",
@@ -102,6 +126,44 @@ pub fn build_ops(
             format!("access primitive `{other}` cannot drive live targets in this build"),
         )),
     }
+}
+
+/// How output names a primitive: its name, and what it cannot see.
+pub fn label(name: &str) -> String {
+    match name {
+        "soft_dirty" => "soft_dirty (writes only)".into(),
+        other => other.into(),
+    }
+}
+
+/// The monitor stage for primitive `name` over `procs`, with its settled attributes:
+/// madvd's monitor core over an access check, or (for `damon`) a started kdamond (its
+/// defaults are DAMON's, `Attrs::default()`). `policy` applies a policy's `monitor` section.
+pub fn build_stage(
+    name: &str,
+    root: &SysRoot,
+    procs: Vec<Process>,
+    policy: impl FnOnce(&mut Attrs),
+    cli: &AttrOverrides,
+) -> Result<(MonitorStage, Attrs)> {
+    if name == "damon" {
+        let attrs = settle_attrs(Attrs::default(), policy, cli)?;
+        let ids: Vec<TargetId> = procs.iter().map(|p| p.id()).collect();
+        let kd = KernelDamon::start(root, &ids, attrs)
+            .map_err(|e| err(Code::Failure, format!("kernel DAMON: {e}")))?;
+        // The pidfds were held until the kdamond took the pids, so they name our targets.
+        drop(procs);
+        return Ok((MonitorStage::Kernel(kd), attrs));
+    }
+    let ids: Vec<TargetId> = procs.iter().map(|p| p.id()).collect();
+    let ops = build_ops(name, root, procs)?;
+    let attrs = settle_attrs(ops.default_attrs(), policy, cli)?;
+    let mut monitor = Monitor::new(attrs, std::process::id() as u64)
+        .map_err(|e| err(Code::Usage, e.to_string()))?;
+    for id in ids {
+        monitor.add_target(id);
+    }
+    Ok((MonitorStage::Core { monitor, ops }, attrs))
 }
 
 /// The check's defaults, then the policy's `monitor` section (`policy` applies it), then
@@ -163,5 +225,40 @@ mod tests {
         assert!(format!("{e:#}").contains("999999999"), "{e:#}");
         let e = open_all(&SysRoot::host(), &[std::process::id()], false).unwrap_err();
         assert_eq!(crate::exit::code_of(&e), Code::Target);
+    }
+
+    #[test]
+    fn soft_dirty_is_labelled_writes_only() {
+        assert_eq!(label("soft_dirty"), "soft_dirty (writes only)");
+        assert_eq!(label("page_idle"), "page_idle");
+    }
+
+    /// page_idle without the bitmap: a failure naming the missing file, not a panic.
+    #[test]
+    fn page_idle_without_its_bitmap_is_a_clear_failure() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = build_ops("page_idle", &SysRoot::under(dir.path()), Vec::new())
+            .err()
+            .expect("no bitmap under an empty root");
+        assert_eq!(crate::exit::code_of(&e), Code::Failure);
+        assert!(format!("{e:#}").contains("page_idle"), "{e:#}");
+        assert!(build_ops("soft_dirty", &SysRoot::host(), Vec::new()).is_ok());
+    }
+
+    /// Kernel DAMON on an empty root: refused before anything is written.
+    #[test]
+    fn damon_stage_refusal_is_a_failure() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = build_stage(
+            "damon",
+            &SysRoot::under(dir.path()),
+            Vec::new(),
+            |_| {},
+            &AttrOverrides::default(),
+        )
+        .err()
+        .expect("no DAMON sysfs under an empty root");
+        assert_eq!(crate::exit::code_of(&e), Code::Failure);
+        assert!(format!("{e:#}").contains("kernel DAMON"), "{e:#}");
     }
 }

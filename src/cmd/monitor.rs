@@ -4,12 +4,11 @@
 
 use crate::cli::MonitorArgs;
 use crate::exit::{err, Code};
-use crate::pipeline::{self, Clock, Event, Stages};
+use crate::pipeline::{self, Clock, Event, Hooks};
 use crate::signals::{self, Stop};
 use crate::targets;
 use crate::units::{fmt_bytes, fmt_duration_us};
 use anyhow::Result;
-use engine::monitor::Monitor;
 use engine::{Snapshot, SysRoot, TargetId};
 use serde::Serialize;
 use std::io::{IsTerminal, Write};
@@ -127,27 +126,24 @@ pub fn render(v: &View, rows: usize) -> String {
 pub fn run(root: &SysRoot, a: MonitorArgs) -> Result<()> {
     let status = targets::choose(root, &a.ops)?;
     let procs = targets::open_all(root, &[a.pid], a.allow_pid1)?;
-    let ops = targets::build_ops(status.name, root, procs)?;
-    let attrs = targets::settle_attrs(ops.default_attrs(), |_| {}, &a.attrs)?;
-    let mut mon = Monitor::new(attrs, std::process::id() as u64)
-        .map_err(|e| err(Code::Usage, e.to_string()))?;
-    mon.add_target(TargetId(a.pid));
+    let (stage, attrs) = targets::build_stage(status.name, root, procs, |_| {}, &a.attrs)?;
     let stop = Stop::new();
-    let running = pipeline::start(Stages {
-        root: root.clone(),
-        monitor: mon,
-        ops,
-        act: None,
-        stop: stop.clone(),
-        clock: Clock::start(),
-    })?;
+    let running = pipeline::start_stage(
+        stage,
+        root.clone(),
+        None,
+        stop.clone(),
+        Clock::start(),
+        Hooks::default(),
+    )?;
     let tty = std::io::stdout().is_terminal() && !a.json;
     let t0 = Instant::now();
+    let label = targets::label(status.name);
     if !a.json {
         eprintln!(
             "monitoring pid {} with {} ({} sampling, {} aggregation); Ctrl-C stops",
             a.pid,
-            status.name,
+            label,
             fmt_duration_us(attrs.sample_us),
             fmt_duration_us(attrs.aggr_us)
         );
@@ -159,7 +155,7 @@ pub fn run(root: &SysRoot, a: MonitorArgs) -> Result<()> {
         }
         match running.events.recv_timeout(Duration::from_millis(100)) {
             Ok(Event::Snapshot(s, _)) if s.aggregated => {
-                let v = view(&s, a.pid, status.name);
+                let v = view(&s, a.pid, if a.json { status.name } else { &label });
                 let mut out = std::io::stdout().lock();
                 if a.json {
                     writeln!(out, "{}", serde_json::to_string(&v)?)?;

@@ -3,7 +3,7 @@
 
 use crate::cli::RecordArgs;
 use crate::exit::{err, Code};
-use crate::pipeline::{self, Clock, Event, Stages};
+use crate::pipeline::{self, Clock, Event};
 use crate::record::{Frame, Header, RecordWriter, Source, FORMAT, VERSION};
 use crate::signals::{self, Stop};
 use crate::targets;
@@ -86,13 +86,7 @@ fn record_live(root: &SysRoot, a: RecordArgs) -> Result<()> {
     let procs = targets::open_all(root, &a.pid, a.allow_pid1)?;
     let comms: Vec<String> = procs.iter().map(|p| p.comm().to_string()).collect();
     let pids: Vec<u32> = procs.iter().map(|p| p.pid()).collect();
-    let ops = targets::build_ops(status.name, root, procs)?;
-    let attrs = targets::settle_attrs(ops.default_attrs(), |_| {}, &a.attrs)?;
-    let mut mon = Monitor::new(attrs, std::process::id() as u64)
-        .map_err(|e| err(Code::Usage, e.to_string()))?;
-    for &p in &pids {
-        mon.add_target(TargetId(p));
-    }
+    let (stage, attrs) = targets::build_stage(status.name, root, procs, |_| {}, &a.attrs)?;
     let header = Header {
         format: FORMAT.into(),
         version: VERSION,
@@ -108,14 +102,14 @@ fn record_live(root: &SysRoot, a: RecordArgs) -> Result<()> {
     let mut w = RecordWriter::create(&a.output, &header)?;
     let stop = Stop::new();
     let clock = Clock::start();
-    let running = pipeline::start(Stages {
-        root: root.clone(),
-        monitor: mon,
-        ops,
-        act: None,
-        stop: stop.clone(),
+    let running = pipeline::start_stage(
+        stage,
+        root.clone(),
+        None,
+        stop.clone(),
         clock,
-    })?;
+        pipeline::Hooks::default(),
+    )?;
     let t0 = Instant::now();
     let pb = indicatif::ProgressBar::new_spinner();
     pb.set_draw_target(indicatif::ProgressDrawTarget::stderr());

@@ -3,7 +3,7 @@
 
 use crate::cli::RunArgs;
 use crate::exit::{err, Code};
-use crate::pipeline::{self, Actuation, Clock, Event, SchemeLine, Stages};
+use crate::pipeline::{self, Actuation, Clock, Event, Hooks, SchemeLine};
 use crate::signals::{self, Stop};
 use crate::sysinfo::{self, ProcMem, SysMem};
 use crate::targets;
@@ -11,8 +11,7 @@ use crate::units::{fmt_bytes, fmt_bytes_f};
 use anyhow::Result;
 use engine::access::MonitorCost;
 use engine::actuator::ActuatorConfig;
-use engine::monitor::Monitor;
-use engine::{ApplyErrorKind, ApplyReport, SysRoot, TargetId};
+use engine::{ApplyErrorKind, ApplyReport, SysRoot};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -225,40 +224,46 @@ pub fn run(root: &SysRoot, a: RunArgs) -> Result<()> {
     let status = targets::choose(root, &a.ops)?;
     let procs = targets::open_all(root, &pids, a.allow_pid1)?;
     let act_procs = targets::reopen_all(root, &procs, a.allow_pid1)?;
-    let ops = targets::build_ops(status.name, root, procs)?;
-    let attrs = targets::settle_attrs(
-        ops.default_attrs(),
+    let (stage, attrs) = targets::build_stage(
+        status.name,
+        root,
+        procs,
         |at| policy.apply_monitor_overrides(at),
         &a.attrs,
     )?;
-    let mut mon = Monitor::new(attrs, std::process::id() as u64)
-        .map_err(|e| err(Code::Usage, e.to_string()))?;
-    for &p in &pids {
-        mon.add_target(TargetId(p));
-    }
+    let kernel = matches!(stage, pipeline::MonitorStage::Kernel(_));
     let planner = crate::policy::planner(&policy, root)?;
     let baseline = Baseline::take(root, &pids);
     let stop = Stop::new();
-    let running = pipeline::start(Stages {
-        root: root.clone(),
-        monitor: mon,
-        ops,
-        act: Some(Actuation {
+    let running = pipeline::start_stage(
+        stage,
+        root.clone(),
+        Some(Actuation {
             planner,
             procs: act_procs,
             dry_run: a.dry_run,
             config: ActuatorConfig::default(),
         }),
-        stop: stop.clone(),
-        clock: Clock::start(),
-    })?;
+        stop.clone(),
+        Clock::start(),
+        Hooks::default(),
+    )?;
+    // JSON keeps the bare name; the human lines say what the primitive cannot see.
+    let shown = if a.json {
+        status.name.to_string()
+    } else {
+        targets::label(status.name)
+    };
+    if kernel {
+        eprintln!("madvd: note: {}", pipeline::KERNEL_FEEDBACK_NOTE);
+    }
     if !a.json {
         eprintln!(
             "madvd run: {} on {} target(s) [{}] with {}{}; {} sampling, {} aggregation; Ctrl-C stops",
             a.policy.display(),
             pids.len(),
             pids.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(" "),
-            status.name,
+            shown,
             if a.dry_run { " (dry run: nothing is advised)" } else { "" },
             crate::units::fmt_duration_us(attrs.sample_us),
             crate::units::fmt_duration_us(attrs.aggr_us)
@@ -309,7 +314,7 @@ pub fn run(root: &SysRoot, a: RunArgs) -> Result<()> {
         }
         if Instant::now() >= next_print {
             next_print += a.every;
-            print_line(&a, status.name, &tally, &baseline, root, &pids, t0, None);
+            print_line(&a, &shown, &tally, &baseline, root, &pids, t0, None);
         }
     }
     // Stop at a batch boundary, then account whatever the last round reported.
@@ -321,16 +326,7 @@ pub fn run(root: &SysRoot, a: RunArgs) -> Result<()> {
             tally.report(&r, stats);
         }
     }
-    print_line(
-        &a,
-        status.name,
-        &tally,
-        &baseline,
-        root,
-        &pids,
-        t0,
-        Some(reason),
-    );
+    print_line(&a, &shown, &tally, &baseline, root, &pids, t0, Some(reason));
     Ok(())
 }
 

@@ -145,6 +145,16 @@ impl KernelDamon {
         })
     }
 
+    /// The attributes the kdamond runs with.
+    pub fn attrs(&self) -> Attrs {
+        self.attrs
+    }
+
+    /// The targets, in the order of the snapshots' `targets`.
+    pub fn targets(&self) -> &[TargetId] {
+        &self.targets
+    }
+
     /// The kdamond's pid (for its CPU time), if it runs.
     pub fn kdamond_pid(&mut self) -> Result<Option<u32>, KernelDamonError> {
         Ok(self.sysfs.kdamond_pid()?)
