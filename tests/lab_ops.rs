@@ -974,3 +974,77 @@ fn lab_cli_monitor_soft_dirty() {
     assert!(out.contains("ops soft_dirty (writes only)"), "{out}");
     assert!(err.contains("soft_dirty (writes only)"), "{err}");
 }
+
+/// `madvd run --ops damon`: the kernel's regions drive the schemes (a `stat` policy, so
+/// nothing is advised), the feedback note is printed once, and the kdamond is gone after.
+#[test]
+fn lab_cli_run_kernel_damon() {
+    let Some(_kernel) = lab() else {
+        engine::skip!("not in the madvd kernel lab (kernel DAMON is driven for real only there)")
+    };
+    let w = spawn_child(32 * MIB, 0.0, 14);
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("busy.ron");
+    std::fs::write(
+        &policy,
+        r#"(schemes: [(name: "busy", pattern: (accesses: (min: 1)), action: stat)])"#,
+    )
+    .unwrap();
+    let pid = w.pid().to_string();
+    let out = std::process::Command::new(exe())
+        .args(["run", "--policy"])
+        .arg(&policy)
+        .args([
+            "--pid",
+            &pid,
+            "--ops",
+            "damon",
+            "--sample",
+            "20ms",
+            "--aggr",
+            "400ms",
+            "--min-regions",
+            "200",
+            "--for",
+            "4s",
+            "--every",
+            "1s",
+            "--json",
+        ])
+        .output()
+        .expect("run madvd run");
+    let (o, e) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    println!(
+        "madvd run --ops damon -> {:?}\nstdout: {o}\nstderr: {e}",
+        out.status.code()
+    );
+    assert_eq!(out.status.code(), Some(0), "{e}");
+    assert_eq!(
+        e.matches("advice does not reset their age").count(),
+        1,
+        "the feedback note, once: {e}"
+    );
+    let last: serde_json::Value =
+        serde_json::from_str(o.lines().last().expect("a final line")).unwrap();
+    assert_eq!(last["final"], true);
+    assert_eq!(last["reason"], "duration");
+    assert_eq!(last["ops"], "damon");
+    assert!(last["snapshots"].as_u64().unwrap() >= 2, "{last}");
+    assert!(last["rounds"].as_u64().unwrap() >= 1, "{last}");
+    let busy = &last["schemes"][0];
+    assert_eq!(busy["name"], "busy");
+    assert!(
+        busy["sz_tried"].as_u64().unwrap() > 0,
+        "busy regions counted: {last}"
+    );
+    let nr = std::fs::read_to_string(
+        SysRoot::host()
+            .sys_file(ADMIN_REL)
+            .join("kdamonds/nr_kdamonds"),
+    )
+    .unwrap();
+    assert_eq!(nr.trim(), "0", "madvd run --ops damon left its kdamond");
+}
