@@ -210,6 +210,12 @@ impl Process {
         Ok(v)
     }
 
+    /// The monitorable address ranges from the maps (`kernel::maps::target_ranges`: the VMAs
+    /// without `[vsyscall]`, adjacent ones joined), for the three-region init.
+    pub fn target_ranges(&self) -> Result<Vec<crate::region::AddrRange>, ProcessError> {
+        Ok(crate::kernel::maps::target_ranges(&self.maps()?))
+    }
+
     /// The current smaps (walks the page tables: costs in proportion to the mapped size).
     pub fn smaps(&self) -> Result<Vec<SmapsVma>, ProcessError> {
         let f = self

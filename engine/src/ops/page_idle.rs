@@ -213,9 +213,9 @@ impl AccessCheck for PageIdle {
 
     fn target_ranges(&mut self, id: TargetId) -> Result<Vec<AddrRange>, AccessError> {
         let t = self.targets.get_mut(&id).ok_or_else(|| not_ours(id))?;
-        let vmas = t.proc.maps().map_err(|e| access_error(id, e))?;
+        let ranges = t.proc.target_ranges().map_err(|e| access_error(id, e))?;
         self.cost.syscalls += 1;
-        Ok(crate::kernel::maps::target_ranges(&vmas))
+        Ok(ranges)
     }
 
     fn prepare(&mut self, id: TargetId, samples: &mut [SampleReq]) -> Result<(), AccessError> {

@@ -80,10 +80,12 @@ impl AccessCheck for SmapsCheck {
     }
 
     fn target_ranges(&mut self, id: TargetId) -> Result<Vec<AddrRange>, AccessError> {
-        let p = self.proc(id)?;
-        let maps = p.maps().map_err(|e| access_error(id, e))?;
+        let ranges = self
+            .proc(id)?
+            .target_ranges()
+            .map_err(|e| access_error(id, e))?;
         self.cost.syscalls += 1;
-        Ok(crate::kernel::maps::target_ranges(&maps))
+        Ok(ranges)
     }
 
     fn prepare(&mut self, id: TargetId, _samples: &mut [SampleReq]) -> Result<(), AccessError> {

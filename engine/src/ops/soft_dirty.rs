@@ -175,9 +175,12 @@ impl AccessCheck for SoftDirty {
     }
 
     fn target_ranges(&mut self, id: TargetId) -> Result<Vec<AddrRange>, AccessError> {
-        let vmas = self.proc(id)?.maps().map_err(|e| access_error(id, e))?;
+        let ranges = self
+            .proc(id)?
+            .target_ranges()
+            .map_err(|e| access_error(id, e))?;
         self.cost.syscalls += 1;
-        Ok(crate::kernel::maps::target_ranges(&vmas))
+        Ok(ranges)
     }
 
     fn prepare(&mut self, id: TargetId, _samples: &mut [SampleReq]) -> Result<(), AccessError> {
