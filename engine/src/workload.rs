@@ -20,7 +20,9 @@
 
 use crate::region::AddrRange;
 use serde::{Deserialize, Serialize};
-use std::io::{self, BufRead, Write};
+use std::io::{self, BufRead, BufReader, Write};
+use std::path::Path;
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -579,6 +581,132 @@ fn access_loop(st: &State) {
         } else if batches % 64 == 0 {
             std::thread::yield_now();
         }
+    }
+}
+
+/// The parent's side of a workload child (`madvd workload --spec JSON`): the JSON-lines
+/// protocol above. Killed and reaped on drop. Tests use it as `engine::testkit::Workload`.
+pub struct Client {
+    child: Child,
+    stdin: ChildStdin,
+    stdout: BufReader<ChildStdout>,
+    pid: u32,
+    mappings: Vec<AddrRange>,
+    hot: AddrRange,
+}
+
+fn bad(msg: String) -> io::Error {
+    io::Error::other(msg)
+}
+
+impl Client {
+    /// Spawn `exe workload --spec ...` and wait until it has first-touched its memory.
+    pub fn spawn(exe: &Path, spec: &WorkloadSpec) -> io::Result<Client> {
+        let mut cmd = Command::new(exe);
+        cmd.arg("workload").args(spec.to_args());
+        Client::spawn_with(cmd)
+    }
+
+    /// As [`Client::spawn`] with a prepared command (`workload --spec ...` already added;
+    /// e.g. with its own process group): stdin and stdout are piped here.
+    pub fn spawn_with(mut cmd: Command) -> io::Result<Client> {
+        let mut child = cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).spawn()?;
+        let stdin = child.stdin.take().expect("piped");
+        let stdout = BufReader::new(child.stdout.take().expect("piped"));
+        let mut w = Client {
+            child,
+            stdin,
+            stdout,
+            pid: 0,
+            mappings: vec![],
+            hot: AddrRange::new(0, 0),
+        };
+        match w.read_event()? {
+            Event::Ready {
+                pid, mappings, hot, ..
+            } => {
+                w.pid = pid;
+                w.mappings = mappings;
+                w.hot = hot;
+                Ok(w)
+            }
+            other => Err(bad(format!("workload: expected ready, got {other:?}"))),
+        }
+    }
+
+    fn read_event(&mut self) -> io::Result<Event> {
+        let mut line = String::new();
+        if self.stdout.read_line(&mut line)? == 0 {
+            let status = self.child.wait()?;
+            return Err(bad(format!("workload exited ({status})")));
+        }
+        serde_json::from_str(&line).map_err(|e| bad(format!("workload said {line:?}: {e}")))
+    }
+
+    fn command(&mut self, cmd: &str) -> io::Result<Event> {
+        writeln!(self.stdin, "{cmd}")?;
+        self.stdin.flush()?;
+        match self.read_event()? {
+            Event::Error { message } => Err(bad(format!("workload {cmd}: {message}"))),
+            ev => Ok(ev),
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+    /// The first (or only) mapping.
+    pub fn mapping(&self) -> AddrRange {
+        self.mappings[0]
+    }
+    pub fn mappings(&self) -> &[AddrRange] {
+        &self.mappings
+    }
+    /// The hot range at start.
+    pub fn hot(&self) -> AddrRange {
+        self.hot
+    }
+    pub fn mark(&mut self) -> io::Result<()> {
+        self.command("mark").map(drop)
+    }
+    pub fn truth(&mut self) -> io::Result<Truth> {
+        match self.command("truth")? {
+            Event::Truth(t) => Ok(t),
+            ev => Err(bad(format!("workload truth: got {ev:?}"))),
+        }
+    }
+    pub fn verify(&mut self) -> io::Result<Verify> {
+        match self.command("verify")? {
+            Event::Verify(v) => Ok(v),
+            ev => Err(bad(format!("workload verify: got {ev:?}"))),
+        }
+    }
+    pub fn pause(&mut self) -> io::Result<()> {
+        self.command("pause").map(drop)
+    }
+    pub fn resume(&mut self) -> io::Result<()> {
+        self.command("resume").map(drop)
+    }
+    /// munmap `[mapping.start + off, + len)` inside the child.
+    pub fn unmap(&mut self, off: u64, len: u64) -> io::Result<AddrRange> {
+        match self.command(&format!("unmap {off} {len}"))? {
+            Event::Unmapped { range } => Ok(range),
+            ev => Err(bad(format!("workload unmap: got {ev:?}"))),
+        }
+    }
+    /// Kill and reap now.
+    pub fn kill(mut self) {
+        self.reap();
+    }
+    fn reap(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        self.reap();
     }
 }
 

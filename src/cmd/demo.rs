@@ -15,7 +15,6 @@
 //!    before vs during, the primitive, and a heatmap PNG; then every page of the child is
 //!    checked against its expected content (nothing lost by paging out).
 
-use crate::child::WorkloadChild;
 use crate::cli::DemoArgs;
 use crate::exit::{err, Code};
 use crate::pipeline::{self, Actuation, Clock, Event, SchemeLine, Stages};
@@ -198,12 +197,13 @@ pub fn run(root: &SysRoot, a: DemoArgs) -> Result<()> {
         fmt_bytes(size)
     ));
     let spawned = Instant::now();
-    let mut child = WorkloadChild::spawn(&spec)?;
-    let pid = child.pid;
-    let mapping = child.mappings[0];
+    let mut child = crate::child::spawn(&spec)?;
+    let pid = child.pid();
+    let mapping = child.mapping();
     say(format!(
         "workload child pid {pid}: mapping {} (hot {})",
-        child.mappings[0], child.hot
+        child.mapping(),
+        child.hot()
     ));
 
     let total = baseline + monitored + baseline;
@@ -463,7 +463,7 @@ pub fn run(root: &SysRoot, a: DemoArgs) -> Result<()> {
         during_ops_per_cpu_s: d_cpu,
         cpu_slowdown_pct: (1.0 - d_cpu / alone_cpu.max(1e-9)) * 100.0,
     };
-    summary.hot_moved = window.hot != child.hot;
+    summary.hot_moved = window.hot != child.hot();
     summary.zram = swap
         .as_ref()
         .and_then(|s| s.zram_mm_stat())
