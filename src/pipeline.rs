@@ -31,7 +31,6 @@ use engine::monitor::Monitor;
 use engine::ops::damon::KernelDamon;
 use engine::process::Process;
 use engine::{AccessCheck, AdviceRequest, ApplyReport, Snapshot, SysRoot, TargetId};
-use serde::Serialize;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -52,20 +51,8 @@ pub trait Planner: Send {
     }
 }
 
-/// One scheme's figures, as printed.
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
-pub struct SchemeLine {
-    pub name: String,
-    pub action: String,
-    pub nr_tried: u64,
-    pub sz_tried: u64,
-    pub nr_applied: u64,
-    pub sz_applied: u64,
-    pub qt_exceeds: u64,
-    pub active: bool,
-    /// Why the scheme is inactive (watermarks, ...), if it is.
-    pub inactive_reason: Option<String>,
-}
+/// One scheme's figures, as printed: the schemes crate's own stats value.
+pub use schemes::SchemeStats as SchemeLine;
 
 /// What the stages tell the caller.
 pub enum Event {

@@ -47,21 +47,7 @@ impl Planner for SchemesPlanner {
         self.0.account(report, now_us)
     }
     fn stats(&self) -> Vec<SchemeLine> {
-        self.0
-            .stats()
-            .into_iter()
-            .map(|s| SchemeLine {
-                name: s.name,
-                action: s.action,
-                nr_tried: s.nr_tried,
-                sz_tried: s.sz_tried,
-                nr_applied: s.nr_applied,
-                sz_applied: s.sz_applied,
-                qt_exceeds: s.qt_exceeds,
-                active: s.active,
-                inactive_reason: s.inactive_reason,
-            })
-            .collect()
+        self.0.stats()
     }
     fn next_due_us(&self) -> Option<u64> {
         self.0.next_apply_due_us()
