@@ -100,7 +100,7 @@ fn median(v: &mut [u64]) -> u64 {
 }
 
 fn main() {
-    if !nix::unistd::geteuid().is_root() {
+    if !engine::kernel::host::is_root() {
         eprintln!("SKIP bench actuator: needs root (CAP_SYS_NICE for process_madvise)");
         return;
     }

@@ -15,9 +15,9 @@ use engine::access::AccessCheck;
 use engine::monitor::Monitor;
 use engine::ops::probe::{Probe, ProbeConfig};
 use engine::process::Process;
-use engine::testkit::{self, swap, Workload};
-use engine::workload::WorkloadSpec;
+use engine::testkit::{self, swap};
 use engine::{AddrRange, Attrs, Region, SysRoot};
+use madvd_workload::{Client as Workload, WorkloadSpec};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -53,12 +53,8 @@ fn pin_process(pid: u32, cpu: usize) {
 /// CPU seconds (user + system) used so far by all threads of `pid` (`/proc/PID/stat` fields
 /// 14 and 15, in clock ticks).
 fn proc_cpu(pid: u32) -> f64 {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let after = s.rsplit_once(')').map_or("", |x| x.1);
-    let f: Vec<&str> = after.split_whitespace().collect();
-    // After the comm: field 3 (state) is f[0], so utime (14) is f[11], stime (15) f[12].
-    let ticks: f64 = f.get(11).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0)
-        + f.get(12).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    let path = engine::SysRoot::host().pid_file(pid, "stat");
+    let ticks = engine::kernel::stat::read_stat(&path).map_or(0.0, |s| s.cpu_ticks() as f64);
     // SAFETY: sysconf has no memory-safety preconditions.
     ticks / unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64
 }
@@ -123,8 +119,9 @@ struct Monitored {
 impl Monitored {
     fn new(pid: u32, attrs: Attrs, cfg: ProbeConfig) -> Self {
         let mut probe = Probe::new(SysRoot::host(), cfg);
-        let id =
-            probe.add_target(Process::open(&SysRoot::host(), pid, false).expect("open target"));
+        let id = probe
+            .add_target(Process::open(&SysRoot::host(), pid, false).expect("open target"))
+            .unwrap();
         let mut mon = Monitor::new(attrs, 1).expect("attrs");
         mon.add_target(id);
         Self {

@@ -1,10 +1,10 @@
 //! The demo's workload child: this same binary run as `madvd workload --spec JSON`
-//! (`engine::workload::run_child`), talked to through `engine::workload::Client`. It runs in
+//! (`madvd_workload::run_child`), talked to through `madvd_workload::Client`. It runs in
 //! its own process group (a Ctrl-C reaches madvd only, which then ends the demo in order) and
 //! dies with madvd (`PR_SET_PDEATHSIG`); the client's `Drop` kills and reaps it.
 
 use anyhow::{Context, Result};
-use engine::workload::{Client, WorkloadSpec};
+use madvd_workload::{Client, WorkloadSpec};
 use std::os::unix::process::CommandExt;
 use std::process::Command;
 

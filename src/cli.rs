@@ -54,6 +54,9 @@ pub enum Command {
     /// Render a record file: access heatmap (PNG/SVG), WSS percentiles, summary.
     #[command(subcommand)]
     Report(ReportCmd),
+    /// What-if: run a policy offline against a record; bytes it would advise, refault risk.
+    #[command(long_about = REPLAY_LONG, after_help = REPLAY_EXAMPLES)]
+    Replay(ReplayArgs),
     /// One-command demo (root): workload child + temporary zram swap + reclaim-cold policy.
     #[command(long_about = DEMO_LONG, after_help = DEMO_EXAMPLES)]
     Demo(DemoArgs),
@@ -110,12 +113,15 @@ Examples:
 const MONITOR_EXAMPLES: &str = "\
 Examples:
   sudo madvd monitor --pid 1234
-  sudo madvd monitor --pid 1234 --once --json | jq .wss_bytes";
+  sudo madvd monitor --pid 1234 --once --json | jq .wss_bytes
+  sudo madvd monitor --paddr                   (physical memory: the biggest System RAM range, per cgroup)
+  sudo madvd monitor --paddr 0x100000000-0x140000000 --once";
 
 const RECORD_EXAMPLES: &str = "\
 Examples:
   sudo madvd record --pid 1234 -o app.rec --for 2min
   madvd record --sim stairs -o stairs.rec --for 60s      (simulated; runs as fast as it can)
+  sudo madvd record --paddr -o ram.rec --for 1min        (physical memory, bytes per cgroup)
   madvd report heatmap app.rec -o app.png";
 
 const DEMO_LONG: &str = "\
@@ -149,10 +155,11 @@ pub struct Targets {
     pub comm: Option<String>,
 }
 
-/// Monitoring-interval overrides (beat the policy file's `monitor` section and the primitive's
-/// defaults).
+/// The monitoring-attribute flags (beat the policy file's `monitor` section and the
+/// primitive's defaults; `pipeline::StageConfig::new` turns them into the one
+/// `engine::AttrsOverride`).
 #[derive(Debug, Args, Clone, Default)]
-pub struct AttrOverrides {
+pub struct AttrFlags {
     /// Sampling interval (e.g. 100ms).
     #[arg(long, value_name = "DURATION", value_parser = parse_nonzero_duration)]
     pub sample: Option<Duration>,
@@ -168,6 +175,38 @@ pub struct AttrOverrides {
     /// Maximum number of regions per target.
     #[arg(long, value_name = "N")]
     pub max_regions: Option<u32>,
+    /// Auto-tune the sampling interval toward this observed access ratio (e.g. 4%, 400bp),
+    /// as the kernel does from 6.15. Any --tune-* flag turns tuning on; the others default
+    /// to the policy's `intervals_goal`, then to 4%, every 3 aggregations, 5ms..10s.
+    #[arg(long, value_name = "RATIO", value_parser = parse_access_ratio)]
+    pub tune_access: Option<u32>,
+    /// Tune every N aggregation intervals (at least 1).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub tune_aggrs: Option<u32>,
+    /// Shortest sampling interval tuning may choose (e.g. 5ms).
+    #[arg(long, value_name = "DURATION", value_parser = parse_nonzero_duration)]
+    pub tune_min_sample: Option<Duration>,
+    /// Longest sampling interval tuning may choose (e.g. 10s).
+    #[arg(long, value_name = "DURATION", value_parser = parse_nonzero_duration)]
+    pub tune_max_sample: Option<Duration>,
+}
+
+/// An access ratio for `--tune-access`: a percentage (`4%`) or basis points (`400bp`), above
+/// 0 and at most 100%. A bare number is refused (percent or basis points?).
+fn parse_access_ratio(s: &str) -> Result<u32, String> {
+    let t = s.trim();
+    if !(t.ends_with('%') || t.ends_with("bp")) {
+        return Err(format!(
+            "'{s}' needs a unit: a percentage (4%) or basis points (400bp)"
+        ));
+    }
+    let bp = schemes::units::basis_points(&schemes::units::Quantity::Str(t.to_string()))?;
+    match bp {
+        1..=10_000 => Ok(bp as u32),
+        _ => Err(format!(
+            "'{s}' is {bp} bp: the ratio must be above 0 and at most 100%"
+        )),
+    }
 }
 
 #[derive(Debug, Args)]
@@ -190,20 +229,34 @@ pub struct RunArgs {
     #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_nonzero_duration)]
     pub every: Duration,
     #[command(flatten)]
-    pub attrs: AttrOverrides,
+    pub attrs: AttrFlags,
     /// Machine-readable output: one JSON object per summary line, then the final summary.
     #[arg(long)]
     pub json: bool,
     /// Allow targeting pid 1 (refused otherwise).
     #[arg(long)]
     pub allow_pid1: bool,
+    /// Follow the targets' descendants as they fork and exit (each ops update interval;
+    /// a pid is taken only with the start time it was found with).
+    #[arg(long)]
+    pub children: bool,
 }
 
 #[derive(Debug, Args)]
 pub struct MonitorArgs {
     /// Process to watch.
-    #[arg(long, value_name = "PID")]
-    pub pid: u32,
+    #[arg(
+        long,
+        value_name = "PID",
+        required_unless_present = "paddr",
+        conflicts_with = "paddr"
+    )]
+    pub pid: Option<u32>,
+    /// Watch physical memory instead (the `paddr` primitive): RANGES is `START-END[,…]` (hex
+    /// `0x…` or decimal byte addresses, page-aligned, inside System RAM); without RANGES the
+    /// biggest System RAM range of /proc/iomem. Shows hot and cold bytes per memory cgroup.
+    #[arg(long, value_name = "RANGES", num_args = 0..=1, default_missing_value = "auto")]
+    pub paddr: Option<String>,
     /// Access primitive: `auto` or a name from `madvd ops`.
     #[arg(long, value_name = "auto|NAME", default_value = "auto")]
     pub ops: String,
@@ -220,7 +273,7 @@ pub struct MonitorArgs {
     #[arg(long, default_value_t = 40)]
     pub rows: usize,
     #[command(flatten)]
-    pub attrs: AttrOverrides,
+    pub attrs: AttrFlags,
     /// Allow targeting pid 1.
     #[arg(long)]
     pub allow_pid1: bool,
@@ -229,8 +282,12 @@ pub struct MonitorArgs {
 #[derive(Debug, Args)]
 pub struct RecordArgs {
     /// Process(es) to record.
-    #[arg(long, value_name = "PID", num_args = 1.., action = clap::ArgAction::Append, required_unless_present = "sim", conflicts_with = "sim")]
+    #[arg(long, value_name = "PID", num_args = 1.., action = clap::ArgAction::Append, required_unless_present_any = ["sim", "paddr"], conflicts_with_all = ["sim", "paddr"])]
     pub pid: Vec<u32>,
+    /// Record physical memory instead (`paddr`): RANGES as `madvd monitor --paddr`; each
+    /// snapshot also holds hot and cold bytes per memory cgroup.
+    #[arg(long, value_name = "RANGES", num_args = 0..=1, default_missing_value = "auto", conflicts_with = "sim")]
+    pub paddr: Option<String>,
     /// Record the simulator instead: a scenario name (hotcold, stairs, moving, ...).
     #[arg(long, value_name = "SCENARIO")]
     pub sim: Option<String>,
@@ -247,10 +304,53 @@ pub struct RecordArgs {
     #[arg(long, value_name = "SIZE", default_value = "1GiB", value_parser = parse_size)]
     pub sim_size: u64,
     #[command(flatten)]
-    pub attrs: AttrOverrides,
+    pub attrs: AttrFlags,
     /// Allow targeting pid 1.
     #[arg(long)]
     pub allow_pid1: bool,
+}
+
+const REPLAY_LONG: &str = "\
+Run a policy offline against a record made by `madvd record`: the recorded snapshots go \
+through the same schemes code as `madvd run` (apply intervals, quotas and their windows, \
+prioritization) on the record's own clock, and a what-if actuator reports every request as \
+applied (its time charged from a per-page cost model), so quota charging and the age reset \
+of advised regions work as in `run`. Nothing is advised. Reports the bytes each scheme \
+would advise over time and the refault risk: advised bytes the record shows accessed again \
+within --refault-window. Inputs a record lacks (watermarks' free-memory rate, PSI and memory \
+goals, residency, the refault guard) are named once each as notes; the replay goes on \
+without them. A record with a damaged tail is replayed up to its first bad line, which is \
+named (path:line:column and byte offset); the exit status is then 1.";
+
+const REPLAY_EXAMPLES: &str = "\
+Examples:
+  madvd replay --policy policies/reclaim-cold.ron app.rec
+  madvd replay --policy my.ron app.rec --refault-window 30s --json | jq .schemes
+  madvd replay --policy my.ron app.rec --json-lines --plot app-replay.png";
+
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    /// Policy file (RON) to replay.
+    #[arg(long, value_name = "FILE")]
+    pub policy: PathBuf,
+    /// Record file written by `madvd record`.
+    pub record: PathBuf,
+    /// Advised bytes accessed again within this long count as refault risk.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_nonzero_duration)]
+    pub refault_window: Duration,
+    /// Time charged per resident 4 KiB page paged out, for time quotas (what-if cost model;
+    /// a page still out from the replay's last page-out costs 200 ns).
+    #[arg(long, value_name = "NS", default_value_t = 10000)]
+    pub pageout_ns_per_page: u64,
+    /// One JSON object (schema in docs/cli.md) instead of text.
+    #[arg(long, conflicts_with = "json_lines")]
+    pub json: bool,
+    /// JSON lines: one `step` object per snapshot, then one `summary` object.
+    #[arg(long)]
+    pub json_lines: bool,
+    /// Also draw the record's heatmap with the advised and refaulted bytes under it (.png or .svg).
+    #[arg(long, value_name = "OUT")]
+    pub plot: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -395,11 +495,15 @@ pub struct AgentArgs {
     /// Apply no advice in any group (overrides the config).
     #[arg(long)]
     pub dry_run: bool,
+    /// Log lines on stderr: json (one object per line) or text. Default: json when stderr
+    /// is not a terminal.
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    pub log_format: Option<crate::logging::LogFormat>,
 }
 
 #[derive(Debug, Args)]
 pub struct WorkloadArgs {
-    /// The workload spec as JSON (engine::workload::WorkloadSpec::to_args).
+    /// The workload spec as JSON (madvd_workload::WorkloadSpec::to_args).
     #[arg(long)]
     pub spec: String,
 }

@@ -9,6 +9,24 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 use std::path::Path;
 
+/// Most time bins (`--cols`) and most address bins (`--rows`): the image is 1200 x 720
+/// pixels, and 4096 x 4096 cells are 64 MiB of grid (a bound keeps a typo from asking for
+/// hundreds of GB).
+pub const MAX_BINS: usize = 4096;
+
+/// `--cols` and `--rows` within [`MAX_BINS`]: else a usage error naming the flag.
+pub fn check_bins(cols: usize, rows: usize) -> Result<()> {
+    for (flag, v) in [("--cols", cols), ("--rows", rows)] {
+        if v > MAX_BINS {
+            return Err(crate::exit::err(
+                crate::exit::Code::Usage,
+                format!("{flag} {v}: at most {MAX_BINS} bins (the image is 1200 x 720 pixels)"),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Access rate per (row, column) cell. `NaN`: nothing monitored there at that time.
 #[derive(Clone, Debug)]
 pub struct Grid {
@@ -141,6 +159,7 @@ pub fn build(
             rec.path.display()
         );
     }
+    check_bins(cols, rows)?;
     let cols = cols.clamp(1, frames.len());
     let rows = rows.max(1);
     let max = rec.max_nr_accesses().max(1) as f64;
@@ -273,9 +292,9 @@ pub fn render(grid: &Grid, title: &str, out: &Path) -> Result<()> {
     Ok(())
 }
 
-type DrawResult<T> = std::result::Result<T, Box<dyn std::error::Error + Send + Sync>>;
+pub(crate) type DrawResult<T> = std::result::Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
-fn draw<DB: DrawingBackend>(
+pub(crate) fn draw<DB: DrawingBackend>(
     root: &DrawingArea<DB, Shift>,
     g: &Grid,
     title: &str,

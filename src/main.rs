@@ -7,9 +7,11 @@ mod cli;
 mod cmd;
 mod exit;
 mod heatmap;
+mod logging;
 mod pipeline;
 mod policy;
 mod record;
+mod replay;
 mod signals;
 mod sysinfo;
 mod targets;
@@ -35,43 +37,28 @@ fn main() -> ExitCode {
                     ExitCode::from(Code::Usage as u8)
                 }
                 _ => {
-                    eprintln!(
-                        "madvd: error: {}",
-                        exit::clap_one_line(&e.render().to_string())
-                    );
+                    let args: Vec<String> = std::env::args().collect();
+                    let format = logging::format_of_raw_args(&args);
+                    logging::init(0, format);
+                    let msg = exit::clap_one_line(&e.render().to_string());
+                    logging::error(format, &msg);
                     ExitCode::from(Code::Usage as u8)
                 }
             };
         }
     };
-    init_tracing(cli.verbose);
+    let format = match &cli.cmd {
+        Command::Agent(a) => logging::agent_format(a.log_format),
+        _ => logging::LogFormat::Text,
+    };
+    logging::init(cli.verbose, format);
     match dispatch(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("madvd: error: {}", exit::one_line(&e));
+            logging::error(format, &exit::one_line(&e));
             ExitCode::from(exit::code_of(&e) as u8)
         }
     }
-}
-
-fn init_tracing(verbose: u8) {
-    use tracing_subscriber::EnvFilter;
-    let default = match verbose {
-        0 => "warn,madvd=info",
-        1 => "info,madvd=debug",
-        _ => "debug,madvd=trace",
-    };
-    let filter = std::env::var("MADVD_LOG")
-        .ok()
-        .and_then(|v| EnvFilter::try_new(v).ok())
-        .or_else(|| EnvFilter::try_from_default_env().ok())
-        .unwrap_or_else(|| EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .without_time()
-        .with_target(false)
-        .try_init();
 }
 
 fn dispatch(cli: Cli) -> anyhow::Result<()> {
@@ -98,11 +85,12 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Monitor(a) => cmd::monitor::run(&root, a),
         Command::Record(a) => cmd::record::run(&root, a),
         Command::Report(r) => cmd::report::run(r),
+        Command::Replay(a) => cmd::replay::run(a),
         Command::Agent(a) => cmd::agent::run(&root, a),
         Command::Workload(w) => {
-            let spec = engine::workload::WorkloadSpec::from_json(&w.spec)
-                .map_err(|e| exit::err(Code::Usage, e))?;
-            engine::workload::run_child(&spec, std::io::stdin().lock(), std::io::stdout())?;
+            let spec = madvd_workload::WorkloadSpec::from_json(&w.spec)
+                .map_err(|e| exit::err(Code::Usage, e.to_string()))?;
+            madvd_workload::run_child(&spec, std::io::stdin().lock(), std::io::stdout())?;
             Ok(())
         }
     }

@@ -5,14 +5,15 @@
 //! reader renders what is intact and names the first bad line as `path:line:column`.
 
 use anyhow::{Context, Result};
-use engine::{Attrs, Snapshot};
+use engine::ops::paddr::owners::CgroupBytes;
+use engine::{AddrRange, Attrs, Snapshot};
 use serde::{Deserialize, Serialize};
 use std::fs::File;
 use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 pub const FORMAT: &str = "madvd-record";
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
 
 /// What was recorded.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -22,6 +23,8 @@ pub enum Source {
     Pid { pids: Vec<u32>, comms: Vec<String> },
     /// The simulator (`engine::ops::sim`), with its scenario name.
     Sim { scenario: String, size: u64 },
+    /// Physical memory (`madvd record --paddr`): the physical address ranges monitored.
+    Paddr { ranges: Vec<AddrRange> },
 }
 
 /// Line 1.
@@ -50,6 +53,11 @@ pub struct Header {
 pub struct FrameTarget {
     pub id: u32,
     pub regions: Vec<[u64; 4]>,
+    /// The target's mappings (VMAs) at the snapshot, `[start, end)` each, sorted, adjacent
+    /// ones merged: what `madvd replay` cuts advice at, as the live actuator does. Live
+    /// records only; absent in simulator records and in records of older madvd.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mappings: Vec<[u64; 2]>,
 }
 
 /// One aggregation snapshot (taken after merge, before reset, as schemes see it).
@@ -61,6 +69,9 @@ pub struct Frame {
     /// Aggregation number.
     pub aggr: u64,
     pub targets: Vec<FrameTarget>,
+    /// Physical memory only: the snapshot's hot and cold bytes per memory cgroup.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cgroups: Vec<CgroupBytes>,
 }
 
 /// The last line of a recording that ended cleanly.
@@ -88,6 +99,7 @@ impl Frame {
                 .targets
                 .iter()
                 .map(|t| FrameTarget {
+                    mappings: Vec::new(),
                     id: t.target.0,
                     regions: t
                         .regions
@@ -96,7 +108,26 @@ impl Frame {
                         .collect(),
                 })
                 .collect(),
+            cgroups: Vec::new(),
         }
+    }
+}
+
+/// Fill each target's `mappings` from `/proc/PID/maps` under `root` (live records). A
+/// target whose maps cannot be read (it exited) keeps none.
+pub fn add_mappings(f: &mut Frame, root: &engine::SysRoot) {
+    for t in &mut f.targets {
+        let Ok(vmas) = engine::kernel::maps::read_maps(&root.pid_file(t.id, "maps")) else {
+            continue;
+        };
+        let mut out: Vec<[u64; 2]> = Vec::with_capacity(vmas.len());
+        for v in vmas.iter().filter(|v| !v.is_gate()) {
+            match out.last_mut() {
+                Some(last) if last[1] == v.range.start => last[1] = v.range.end,
+                _ => out.push([v.range.start, v.range.end]),
+            }
+        }
+        t.mappings = out;
     }
 }
 
@@ -148,6 +179,10 @@ impl RecordWriter {
 pub struct Problem {
     pub line: usize,
     pub column: usize,
+    /// Byte offset of the start of the bad line in the file.
+    pub offset: u64,
+    /// Intact snapshots read before it (what a replay that stops here has used).
+    pub frames_before: usize,
     pub msg: String,
 }
 
@@ -188,11 +223,12 @@ impl Loaded {
             String::new()
         };
         Some(format!(
-            "{}:{}:{}: {}{more} (used the {} intact snapshots)",
+            "{}:{}:{}: {}{more} (byte offset {}; used the {} intact snapshots)",
             self.path.display(),
             p.line,
             p.column,
             p.msg,
+            p.offset,
             self.frames.len()
         ))
     }
@@ -263,19 +299,26 @@ pub fn read_from(path: &Path, r: impl BufRead) -> Result<Loaded> {
         problems: Vec::new(),
     };
     let mut lineno = 1;
+    // Byte offsets: of the line being read, and of the one after it.
+    let mut next_off = first.len() as u64 + 1;
+    let mut line_off;
     for l in lines {
         lineno += 1;
+        line_off = next_off;
         let l = match l {
             Ok(l) => l,
             Err(e) => {
                 out.problems.push(Problem {
                     line: lineno,
                     column: 1,
+                    offset: line_off,
+                    frames_before: out.frames.len(),
                     msg: format!("read failed: {e}"),
                 });
                 break;
             }
         };
+        next_off = line_off + l.len() as u64 + 1;
         if l.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
@@ -283,6 +326,8 @@ pub fn read_from(path: &Path, r: impl BufRead) -> Result<Loaded> {
             out.problems.push(Problem {
                 line: lineno,
                 column: 1,
+                offset: line_off,
+                frames_before: out.frames.len(),
                 msg: "data after the end line".into(),
             });
             continue;
@@ -293,6 +338,8 @@ pub fn read_from(path: &Path, r: impl BufRead) -> Result<Loaded> {
                 Err(e) => out.problems.push(Problem {
                     line: lineno,
                     column: e.column(),
+                    offset: line_off,
+                    frames_before: out.frames.len(),
                     msg: format!("bad end line: {e}"),
                 }),
             }
@@ -304,6 +351,8 @@ pub fn read_from(path: &Path, r: impl BufRead) -> Result<Loaded> {
                 Err(msg) => out.problems.push(Problem {
                     line: lineno,
                     column: 1,
+                    offset: line_off,
+                    frames_before: out.frames.len(),
                     msg,
                 }),
             },
@@ -316,6 +365,8 @@ pub fn read_from(path: &Path, r: impl BufRead) -> Result<Loaded> {
                 out.problems.push(Problem {
                     line: lineno,
                     column: e.column().max(1),
+                    offset: line_off,
+                    frames_before: out.frames.len(),
                     msg,
                 });
             }
@@ -326,6 +377,8 @@ pub fn read_from(path: &Path, r: impl BufRead) -> Result<Loaded> {
             out.problems.push(Problem {
                 line: lineno,
                 column: 1,
+                offset: next_off,
+                frames_before: out.frames.len(),
                 msg: format!(
                     "end line says {} snapshots, found {}",
                     end.snapshots,
@@ -430,7 +483,12 @@ pub(crate) mod tests {
                 Frame {
                     t_us: i as u64 * 100_000,
                     aggr: i as u64,
-                    targets: vec![FrameTarget { id: 42, regions }],
+                    targets: vec![FrameTarget {
+                        id: 42,
+                        regions,
+                        mappings: Vec::new(),
+                    }],
+                    cgroups: Vec::new(),
                 }
             })
             .collect();
@@ -474,9 +532,14 @@ pub(crate) mod tests {
         assert_eq!(l.frames.len(), 9);
         assert_eq!(l.problems.len(), 1);
         assert_eq!(l.problems[0].line, 11);
+        // Line 11 starts after the header and nine frames.
+        let whole_lines: usize = s.lines().take(10).map(|l| l.len() + 1).sum();
+        assert_eq!(l.problems[0].offset, whole_lines as u64);
+        assert_eq!(l.problems[0].frames_before, 9);
         let msg = l.problem_line().unwrap();
         assert!(msg.starts_with("x.rec:11:"), "{msg}");
         assert!(msg.contains("truncated"), "{msg}");
+        assert!(msg.contains(&format!("byte offset {whole_lines}")), "{msg}");
     }
 
     #[test]

@@ -1,19 +1,11 @@
 //! The few `/proc` figures the front ends print as "memory saved": a process's VmRSS and
-//! VmSwap (`/proc/PID/status`), the system's MemAvailable and free swap (`/proc/meminfo`).
-//! Pure parsers over bytes plus thin readers rooted at a `SysRoot`.
+//! VmSwap (`/proc/PID/status`), the system's MemAvailable and free swap (`/proc/meminfo`), a
+//! process's CPU time (`/proc/PID/stat`). Parsed by the engine's `kernel/` readers (one parser
+//! per `/proc` file), rooted at a `SysRoot`.
 
+use engine::kernel::{meminfo, stat, status};
 use engine::SysRoot;
 use serde::Serialize;
-
-/// kB fields of a `/proc` key-value file (`Key:   123 kB`), in bytes.
-fn kb_field(text: &str, key: &str) -> Option<u64> {
-    text.lines().find_map(|l| {
-        let rest = l.strip_prefix(key)?.strip_prefix(':')?;
-        let mut it = rest.split_whitespace();
-        let v: u64 = it.next()?.parse().ok()?;
-        Some(if it.next() == Some("kB") { v * 1024 } else { v })
-    })
-}
 
 /// Memory of one process.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
@@ -22,16 +14,13 @@ pub struct ProcMem {
     pub swap: u64,
 }
 
-pub fn parse_status(text: &str) -> Option<ProcMem> {
-    Some(ProcMem {
-        rss: kb_field(text, "VmRSS")?,
-        swap: kb_field(text, "VmSwap").unwrap_or(0),
-    })
-}
-
 /// `None` when the process is gone (or is a kernel thread, which has no VmRSS).
 pub fn proc_mem(root: &SysRoot, pid: u32) -> Option<ProcMem> {
-    parse_status(&std::fs::read_to_string(root.pid_file(pid, "status")).ok()?)
+    let st = status::read_status(&root.pid_file(pid, "status")).ok()?;
+    Some(ProcMem {
+        rss: st.vm_rss?,
+        swap: st.vm_swap.unwrap_or(0),
+    })
 }
 
 /// System memory.
@@ -43,17 +32,14 @@ pub struct SysMem {
     pub swap_free: u64,
 }
 
-pub fn parse_meminfo(text: &str) -> Option<SysMem> {
-    Some(SysMem {
-        mem_total: kb_field(text, "MemTotal")?,
-        mem_available: kb_field(text, "MemAvailable")?,
-        swap_total: kb_field(text, "SwapTotal").unwrap_or(0),
-        swap_free: kb_field(text, "SwapFree").unwrap_or(0),
-    })
-}
-
 pub fn sys_mem(root: &SysRoot) -> Option<SysMem> {
-    parse_meminfo(&std::fs::read_to_string(root.proc_file("meminfo")).ok()?)
+    let m = meminfo::read_system(root).ok()?;
+    Some(SysMem {
+        mem_total: m.mem_total()?,
+        mem_available: m.mem_available()?,
+        swap_total: m.swap_total().unwrap_or(0),
+        swap_free: m.swap_free().unwrap_or(0),
+    })
 }
 
 /// `/proc/PID/comm`, trimmed.
@@ -94,17 +80,8 @@ pub fn pids_in_cgroup(dir: &std::path::Path) -> std::io::Result<Vec<u32>> {
 /// CPU time a process used so far (user + system, all threads), µs, from `/proc/PID/stat`
 /// fields 14 and 15 (clock ticks; proc(5)).
 pub fn proc_cpu_us(root: &SysRoot, pid: u32) -> Option<u64> {
-    parse_stat_cpu_ticks(&std::fs::read_to_string(root.pid_file(pid, "stat")).ok()?)
-        .map(|t| t * 1_000_000 / clk_tck())
-}
-
-/// utime + stime ticks from a `/proc/PID/stat` line (the comm may contain spaces and
-/// parentheses: fields are counted after the last `)`).
-pub fn parse_stat_cpu_ticks(line: &str) -> Option<u64> {
-    let rest = &line[line.rfind(')')? + 1..];
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    // After the comm: field 3 (state) is f[0], so field N is f[N - 3].
-    Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
+    let st = stat::read_stat(&root.pid_file(pid, "stat")).ok()?;
+    Some(st.cpu_ticks().saturating_mul(1_000_000) / clk_tck())
 }
 
 fn clk_tck() -> u64 {
@@ -129,27 +106,33 @@ mod tests {
     use super::*;
 
     #[test]
-    fn status_and_meminfo() {
+    fn status_meminfo_and_stat_through_the_kernel_readers() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = SysRoot::under(dir.path());
+        std::fs::create_dir_all(root.pid_file(7, "")).unwrap();
+        std::fs::create_dir_all(root.pid_file(2, "")).unwrap();
         let st = "Name:\tcat\nVmPeak:\t  1000 kB\nVmRSS:\t    2048 kB\nVmSwap:\t      12 kB\n";
+        std::fs::write(root.pid_file(7, "status"), st).unwrap();
+        std::fs::write(root.pid_file(2, "status"), "Name:\tkthreadd\n").unwrap();
         assert_eq!(
-            parse_status(st),
+            proc_mem(&root, 7),
             Some(ProcMem {
                 rss: 2048 * 1024,
                 swap: 12 * 1024
             })
         );
-        assert_eq!(parse_status("Name:\tkthreadd\n"), None);
+        assert_eq!(proc_mem(&root, 2), None);
+        assert_eq!(proc_mem(&root, 3), None);
         let mi = "MemTotal:       24000000 kB\nMemFree:  1 kB\nMemAvailable:   20000000 kB\nSwapTotal: 0 kB\nSwapFree: 0 kB\n";
-        let m = parse_meminfo(mi).unwrap();
+        std::fs::write(root.proc_file("meminfo"), mi).unwrap();
+        let m = sys_mem(&root).unwrap();
         assert_eq!(m.mem_available, 20_000_000 * 1024);
         assert_eq!(m.swap_total, 0);
-    }
-
-    #[test]
-    fn stat_cpu_ticks() {
-        let l = "1234 (a (weird) name) S 1 1234 1234 0 -1 4194560 100 0 0 0 250 30 0 0 20 0 2 0 100 0 0";
-        assert_eq!(parse_stat_cpu_ticks(l), Some(280));
-        assert_eq!(parse_stat_cpu_ticks("garbage"), None);
+        let l = "7 (a (weird) name) S 1 7 7 0 -1 4194560 100 0 0 0 250 30 0 0 20 0 2 0 100 0 0";
+        std::fs::write(root.pid_file(7, "stat"), l).unwrap();
+        assert_eq!(proc_cpu_us(&root, 7), Some(280 * 1_000_000 / clk_tck()));
+        std::fs::write(root.pid_file(2, "stat"), "garbage").unwrap();
+        assert_eq!(proc_cpu_us(&root, 2), None);
     }
 
     #[test]

@@ -1,21 +1,12 @@
 //! Turning CLI choices into engine pieces: open the target processes (each through a pidfd,
-//! refusals mapped to exit codes), pick and build the access check, and settle the monitoring
-//! attributes (the check's defaults, then the policy's `monitor` section, then CLI flags).
+//! refusals mapped to exit codes) and pick the access primitive. Building the stages from
+//! them is `pipeline::build`.
 
-use crate::cli::AttrOverrides;
 use crate::exit::{err, Code};
-use crate::pipeline::MonitorStage;
 use anyhow::Result;
-use engine::monitor::Monitor;
-use engine::ops::damon::KernelDamon;
-use engine::ops::detect::{detect, pick};
-use engine::ops::page_idle::PageIdle;
-use engine::ops::probe::{Probe, ProbeConfig};
-use engine::ops::smaps::SmapsCheck;
-use engine::ops::soft_dirty::SoftDirty;
-use engine::ops::OpsStatus;
+use engine::ops::OpsKind;
 use engine::process::{Process, ProcessError};
-use engine::{AccessCheck, Attrs, SysRoot, TargetId};
+use engine::SysRoot;
 
 /// Exit code for a process that cannot be a target.
 pub fn process_error(e: ProcessError) -> anyhow::Error {
@@ -30,7 +21,11 @@ pub fn process_error(e: ProcessError) -> anyhow::Error {
         _ if e.is_gone() => Code::Target,
         _ => Code::Failure,
     };
-    err(code, e.to_string())
+    // The engine cannot know how its caller allows pid 1; the commands do it with a flag.
+    match e {
+        ProcessError::Init => err(code, "pid 1: refusing to target init without --allow-pid1"),
+        e => err(code, e.to_string()),
+    }
 }
 
 /// Open every pid (all or nothing: the first failure is the error).
@@ -61,162 +56,27 @@ pub fn reopen_all(root: &SysRoot, procs: &[Process], allow_pid1: bool) -> Result
 }
 
 /// Which primitive to use: `auto` or a name (must be usable here).
-pub fn choose(root: &SysRoot, name: &str) -> Result<OpsStatus> {
-    let all = detect(root);
-    let forced = (name != "auto").then_some(name);
-    match pick(&all, forced) {
-        Ok(s) => Ok(s.clone()),
-        Err(e) => Err(err(
-            if forced.is_some() {
-                Code::Usage
-            } else {
-                Code::Failure
-            },
-            e.to_string(),
-        )),
-    }
-}
-
-/// Build the access check `name` over `procs`.
-pub fn build_ops(
-    name: &str,
-    root: &SysRoot,
-    procs: Vec<Process>,
-) -> Result<Box<dyn AccessCheck + Send>> {
-    match name {
-        "probe" => {
-            let mut p = Probe::new(root.clone(), ProbeConfig::default());
-            for proc in procs {
-                p.add_target(proc);
-            }
-            Ok(Box::new(p))
-        }
-        "smaps" => {
-            let mut s = SmapsCheck::new();
-            for proc in procs {
-                s.add_target(proc);
-            }
-            Ok(Box::new(s))
-        }
-        "page_idle" => {
-            let mut p =
-                PageIdle::new(root).map_err(|e| err(Code::Failure, format!("page_idle: {e}")))?;
-            for proc in procs {
-                p.add_target(proc);
-            }
-            Ok(Box::new(p))
-        }
-        "soft_dirty" => {
-            let mut s = SoftDirty::new();
-            for proc in procs {
-                s.add_target(proc);
-            }
-            Ok(Box::new(s))
-        }
-        "damon" => Err(err(
-            Code::Failure,
-            "kernel DAMON is a snapshot source, not an access check: use `build_stage`",
-        )),
-        "sim" => Err(err(
-            Code::Usage,
-            "--ops sim watches no real process: use `madvd record --sim SCENARIO`",
-        )),
-        other => Err(err(
-            Code::Failure,
-            format!("access primitive `{other}` cannot drive live targets in this build"),
-        )),
-    }
-}
-
-/// How output names a primitive: its name, and what it cannot see.
-pub fn label(name: &str) -> String {
-    match name {
-        "soft_dirty" => "soft_dirty (writes only)".into(),
-        other => other.into(),
-    }
-}
-
-/// The monitor stage for primitive `name` over `procs`, with its settled attributes:
-/// madvd's monitor core over an access check, or (for `damon`) a started kdamond (its
-/// defaults are DAMON's, `Attrs::default()`). `policy` applies a policy's `monitor` section.
-pub fn build_stage(
-    name: &str,
-    root: &SysRoot,
-    procs: Vec<Process>,
-    policy: impl FnOnce(&mut Attrs),
-    cli: &AttrOverrides,
-) -> Result<(MonitorStage, Attrs)> {
-    if name == "damon" {
-        let attrs = settle_attrs(Attrs::default(), policy, cli)?;
-        let ids: Vec<TargetId> = procs.iter().map(|p| p.id()).collect();
-        let kd = KernelDamon::start(root, &ids, attrs)
-            .map_err(|e| err(Code::Failure, format!("kernel DAMON: {e}")))?;
-        // The pidfds were held until the kdamond took the pids, so they name our targets.
-        drop(procs);
-        return Ok((MonitorStage::Kernel(kd), attrs));
-    }
-    let ids: Vec<TargetId> = procs.iter().map(|p| p.id()).collect();
-    let ops = build_ops(name, root, procs)?;
-    let attrs = settle_attrs(ops.default_attrs(), policy, cli)?;
-    let mut monitor = Monitor::new(attrs, std::process::id() as u64)
-        .map_err(|e| err(Code::Usage, e.to_string()))?;
-    for id in ids {
-        monitor.add_target(id);
-    }
-    Ok((MonitorStage::Core { monitor, ops }, attrs))
-}
-
-/// The check's defaults, then the policy's `monitor` section (`policy` applies it), then
-/// the CLI flags; validated.
-pub fn settle_attrs(
-    defaults: Attrs,
-    policy: impl FnOnce(&mut Attrs),
-    cli: &AttrOverrides,
-) -> Result<Attrs> {
-    let mut a = defaults;
-    policy(&mut a);
-    if let Some(d) = cli.sample {
-        a.sample_us = d.as_micros() as u64;
-    }
-    if let Some(d) = cli.aggr {
-        a.aggr_us = d.as_micros() as u64;
-    }
-    if let Some(d) = cli.update {
-        a.ops_update_us = d.as_micros() as u64;
-    }
-    if let Some(n) = cli.min_regions {
-        a.min_nr_regions = n;
-    }
-    if let Some(n) = cli.max_regions {
-        a.max_nr_regions = n;
-    }
-    a.validate()
-        .map_err(|e| err(Code::Usage, format!("monitoring attributes: {e}")))?;
-    Ok(a)
+pub fn choose(root: &SysRoot, name: &str) -> Result<OpsKind> {
+    let forced = match name {
+        "auto" => None,
+        n => Some(
+            n.parse::<OpsKind>()
+                .map_err(|e| err(Code::Usage, e.to_string()))?,
+        ),
+    };
+    engine::ops::choose(root, forced).map_err(|e| {
+        let code = if forced.is_some() {
+            Code::Usage
+        } else {
+            Code::Failure
+        };
+        err(code, e.to_string())
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
-
-    #[test]
-    fn cli_overrides_beat_policy_beats_defaults() {
-        let cli = AttrOverrides {
-            aggr: Some(Duration::from_secs(3)),
-            ..Default::default()
-        };
-        let a = settle_attrs(Attrs::default(), |a| a.sample_us = 50_000, &cli).unwrap();
-        assert_eq!((a.sample_us, a.aggr_us), (50_000, 3_000_000));
-        let bad = AttrOverrides {
-            sample: Some(Duration::from_secs(5)),
-            aggr: Some(Duration::from_secs(1)),
-            ..Default::default()
-        };
-        let e = settle_attrs(Attrs::default(), |_| {}, &bad).unwrap_err();
-        assert_eq!(crate::exit::code_of(&e), Code::Usage);
-        assert!(format!("{e:#}").contains("sample interval"), "{e:#}");
-    }
 
     #[test]
     fn unknown_pid_is_a_target_error_naming_the_pid() {
@@ -228,37 +88,14 @@ mod tests {
     }
 
     #[test]
-    fn soft_dirty_is_labelled_writes_only() {
-        assert_eq!(label("soft_dirty"), "soft_dirty (writes only)");
-        assert_eq!(label("page_idle"), "page_idle");
-    }
-
-    /// page_idle without the bitmap: a failure naming the missing file, not a panic.
-    #[test]
-    fn page_idle_without_its_bitmap_is_a_clear_failure() {
+    fn ops_names_unknown_is_usage_unusable_forced_is_usage() {
+        let e = choose(&SysRoot::host(), "nope").unwrap_err();
+        assert_eq!(crate::exit::code_of(&e), Code::Usage);
+        assert!(format!("{e:#}").contains("known: page_idle"), "{e:#}");
         let dir = tempfile::tempdir().unwrap();
-        let e = build_ops("page_idle", &SysRoot::under(dir.path()), Vec::new())
-            .err()
-            .expect("no bitmap under an empty root");
+        let e = choose(&SysRoot::under(dir.path()), "smaps").unwrap_err();
+        assert_eq!(crate::exit::code_of(&e), Code::Usage);
+        let e = choose(&SysRoot::under(dir.path()), "auto").unwrap_err();
         assert_eq!(crate::exit::code_of(&e), Code::Failure);
-        assert!(format!("{e:#}").contains("page_idle"), "{e:#}");
-        assert!(build_ops("soft_dirty", &SysRoot::host(), Vec::new()).is_ok());
-    }
-
-    /// Kernel DAMON on an empty root: refused before anything is written.
-    #[test]
-    fn damon_stage_refusal_is_a_failure() {
-        let dir = tempfile::tempdir().unwrap();
-        let e = build_stage(
-            "damon",
-            &SysRoot::under(dir.path()),
-            Vec::new(),
-            |_| {},
-            &AttrOverrides::default(),
-        )
-        .err()
-        .expect("no DAMON sysfs under an empty root");
-        assert_eq!(crate::exit::code_of(&e), Code::Failure);
-        assert!(format!("{e:#}").contains("kernel DAMON"), "{e:#}");
     }
 }

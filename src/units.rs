@@ -1,44 +1,16 @@
-//! Units people type on the command line: durations (`500ms`, `30s`, `2min`, `1.5h`) and
-//! sizes (`4KiB`, `512MiB`, `1GiB`). Pure parsers, used as clap value parsers, so a bad value
-//! is one line naming the flag and the value.
+//! Units on the command line: durations (`500ms`, `30s`, `2min`, `1.5h`) and sizes (`4KiB`,
+//! `512MiB`, `1GiB`), parsed by `schemes::units` (the parser policy files use, in its
+//! command-line dialect), as clap value parsers, so a bad value is one line naming the flag
+//! and the value; and the formatting of bytes and times for people.
 
+use schemes::units::{self, Dialect};
 use std::time::Duration;
 
-/// Parse a duration with a unit: `us`/`µs`, `ms`, `s`/`sec`, `m`/`min`, `h`. Fractions are
-/// allowed (`1.5s`). A bare number is refused (is `30` seconds or milliseconds?).
+/// Parse a duration with a unit: `us`/`µs`, `ms`, `s`/`sec`, `min`, `h`. Fractions are
+/// allowed (`1.5s`). A bare number is refused (is `30` seconds or milliseconds?), and so is
+/// `m` (minutes, or MiB?).
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let t = s.trim();
-    let split = t
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let unit = unit.trim();
-    if num.is_empty() {
-        return Err(format!(
-            "'{s}' is not a duration: expected a number and a unit, e.g. 30s, 500ms, 2min"
-        ));
-    }
-    let v: f64 = num
-        .parse()
-        .map_err(|_| format!("'{num}' is not a number"))?;
-    let us_per = match unit {
-        "us" | "µs" | "usec" => 1.0,
-        "ms" | "msec" => 1e3,
-        "s" | "sec" | "secs" => 1e6,
-        "m" | "min" | "mins" => 60e6,
-        "h" | "hour" | "hours" => 3600e6,
-        "" => return Err(format!("'{s}' has no unit: write e.g. {num}s or {num}ms")),
-        other => {
-            return Err(format!(
-                "unknown time unit '{other}' (use us, ms, s, min or h)"
-            ))
-        }
-    };
-    let us = v * us_per;
-    if !us.is_finite() || us > 1e15 {
-        return Err(format!("'{s}' is too long"));
-    }
-    Ok(Duration::from_micros(us.round() as u64))
+    units::parse_time_us(s, Dialect::Cli).map(Duration::from_micros)
 }
 
 /// Like [`parse_duration`], refusing zero.
@@ -51,36 +23,10 @@ pub fn parse_nonzero_duration(s: &str) -> Result<Duration, String> {
 }
 
 /// Parse a size: `B`, `KiB`, `MiB`, `GiB`, `TiB` (also `K`, `M`, `G`, `KB`... as binary
-/// multiples, as `damo` and the kernel's sysfs do). A bare number is bytes.
+/// multiples, as `damo` and the kernel's sysfs do; any case, but not `m`). A bare number is
+/// bytes.
 pub fn parse_size(s: &str) -> Result<u64, String> {
-    let t = s.trim();
-    let split = t
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    if num.is_empty() {
-        return Err(format!("'{s}' is not a size: expected e.g. 512MiB or 1GiB"));
-    }
-    let v: f64 = num
-        .parse()
-        .map_err(|_| format!("'{num}' is not a number"))?;
-    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "k" | "kb" | "kib" => 1 << 10,
-        "m" | "mb" | "mib" => 1 << 20,
-        "g" | "gb" | "gib" => 1 << 30,
-        "t" | "tb" | "tib" => 1 << 40,
-        other => {
-            return Err(format!(
-                "unknown size unit '{other}' (use B, KiB, MiB, GiB or TiB)"
-            ))
-        }
-    };
-    let b = v * mult as f64;
-    if !b.is_finite() || b > u64::MAX as f64 / 2.0 {
-        return Err(format!("'{s}' is too large"));
-    }
-    Ok(b.round() as u64)
+    units::parse_size(s, Dialect::Cli)
 }
 
 /// `1.5 GiB`, `640 KiB`, `12 B`: for people.
@@ -133,7 +79,10 @@ mod tests {
         assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
         assert_eq!(parse_duration("1.5s").unwrap(), Duration::from_millis(1500));
         assert_eq!(parse_duration("2min").unwrap(), Duration::from_secs(120));
-        assert_eq!(parse_duration("2 m").unwrap(), Duration::from_secs(120));
+        // `m` is refused: minutes or MiB? (It meant minutes here and MiB in sizes.)
+        let e = parse_duration("2 m").unwrap_err();
+        assert!(e.contains("ambiguous") && e.contains("2min"), "{e}");
+        assert_eq!(parse_duration("2 mins").unwrap(), Duration::from_secs(120));
         assert_eq!(parse_duration("100us").unwrap(), Duration::from_micros(100));
         assert_eq!(parse_duration("1h").unwrap(), Duration::from_secs(3600));
         assert!(parse_duration("garbage")
@@ -149,6 +98,97 @@ mod tests {
         assert!(parse_nonzero_duration("0s").is_err());
     }
 
+    /// A flag's value parser, as a number of µs or bytes.
+    type Parse = fn(&str) -> Result<u64, String>;
+
+    /// The duration and size flags (from src/cli.rs), each with its parser.
+    fn unit_flags() -> Vec<(String, Parse)> {
+        let cli =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/src/cli.rs")).unwrap();
+        let lines: Vec<&str> = cli.lines().collect();
+        let mut out: Vec<(String, Parse)> = Vec::new();
+        for (i, l) in lines.iter().enumerate() {
+            let parse: Parse = if l.contains("value_parser = parse_nonzero_duration") {
+                |v| parse_nonzero_duration(v).map(|d| d.as_micros() as u64)
+            } else if l.contains("value_parser = parse_size") {
+                parse_size
+            } else {
+                continue;
+            };
+            let name = match l.split("long = \"").nth(1) {
+                Some(rest) => rest.split('"').next().unwrap().to_string(),
+                None => {
+                    let field = lines[i + 1].trim().trim_start_matches("pub ");
+                    field.split(':').next().unwrap().replace('_', "-")
+                }
+            };
+            if let Some(d) = l.split("default_value = \"").nth(1) {
+                let d = d.split('"').next().unwrap();
+                parse(d).unwrap_or_else(|e| panic!("src/cli.rs --{name} default {d:?}: {e}"));
+            }
+            out.push((format!("--{name}"), parse));
+        }
+        out
+    }
+
+    /// Every duration and size a command-line example in README.md, docs/ or deploy/ gives a
+    /// flag still parses (none uses `m`).
+    #[test]
+    fn every_documented_flag_value_parses() {
+        let flags = unit_flags();
+        for f in [
+            "--for",
+            "--sample",
+            "--aggr",
+            "--update",
+            "--every",
+            "--sim-size",
+            "--size",
+        ] {
+            assert!(
+                flags.iter().any(|(n, _)| n == f),
+                "{f} not found in src/cli.rs"
+            );
+        }
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let mut files = vec![root.join("README.md")];
+        for dir in ["docs", "deploy", "deploy/k8s"] {
+            for e in std::fs::read_dir(root.join(dir)).unwrap() {
+                let p = e.unwrap().path();
+                if p.is_file() && std::fs::read_to_string(&p).is_ok() {
+                    files.push(p);
+                }
+            }
+        }
+        let mut checked = 0;
+        for f in &files {
+            let text = std::fs::read_to_string(f).unwrap();
+            let words: Vec<&str> = text
+                .split(|c: char| c.is_whitespace() || "`|\"',()".contains(c))
+                .filter(|w| !w.is_empty())
+                .collect();
+            for (i, w) in words.iter().enumerate() {
+                let (flag, inline) = match w.split_once('=') {
+                    Some((f, v)) => (f, Some(v)),
+                    None => (*w, None),
+                };
+                let Some((_, parse)) = flags.iter().find(|(n, _)| n == flag) else {
+                    continue;
+                };
+                let Some(v) = inline.or(words.get(i + 1).copied()) else {
+                    continue;
+                };
+                if !v.starts_with(|c: char| c.is_ascii_digit()) {
+                    continue; // a synopsis (`--for <DURATION>`), prose, or `--for garbage`
+                }
+                let v = v.trim_end_matches(['.', ';', ':', ']']);
+                parse(v).unwrap_or_else(|e| panic!("{}: {flag} {v}: {e}", f.display()));
+                checked += 1;
+            }
+        }
+        assert!(checked >= 5, "only {checked} documented values found");
+    }
+
     #[test]
     fn sizes() {
         assert_eq!(parse_size("4KiB").unwrap(), 4096);
@@ -157,6 +197,17 @@ mod tests {
         assert_eq!(parse_size("123").unwrap(), 123);
         assert!(parse_size("12 parsecs").is_err());
         assert!(parse_size("MiB").is_err());
+        assert_eq!(parse_size("2M").unwrap(), 2 << 20);
+        assert_eq!(parse_size("2mb").unwrap(), 2 << 20);
+        let e = parse_size("2m").unwrap_err();
+        assert!(e.contains("ambiguous") && e.contains("2MiB"), "{e}");
+        // Huge: too large, with the largest; not an unknown unit `e30`.
+        let e = parse_size("1e30").unwrap_err();
+        assert!(e.contains("too large (the largest is 8 EiB)"), "{e}");
+        let e = parse_size("99999999999999999999999").unwrap_err();
+        assert!(e.contains("too large (the largest is 8 EiB)"), "{e}");
+        let e = parse_duration("1e30s").unwrap_err();
+        assert!(e.contains("too long"), "{e}");
         assert_eq!(fmt_bytes(1 << 30), "1.00 GiB");
         assert_eq!(fmt_bytes(3 << 19), "1.5 MiB");
     }

@@ -2,16 +2,14 @@
 //! give exactly one error line naming the pid or path, a non-zero exit code from the table in
 //! docs/cli.md, and leave nothing behind (no zram device, no stray child).
 
+mod common;
+
 use assert_cmd::Command;
-use engine::testkit::{self, Workload};
-use engine::workload::WorkloadSpec;
+use common::{exe, repo, spawn_sized};
+use madvd_workload::Client as Workload;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
-
-fn exe() -> &'static Path {
-    Path::new(env!("CARGO_BIN_EXE_madvd"))
-}
 
 fn madvd() -> Command {
     let mut c = Command::new(exe());
@@ -21,17 +19,19 @@ fn madvd() -> Command {
     c
 }
 
-fn repo(p: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join(p)
-}
-
 /// stderr is exactly one line, `madvd: error: …`, containing `needle`.
 fn one_error_line(stderr: &[u8], needle: &str) {
-    let s = String::from_utf8_lossy(stderr);
-    let lines: Vec<&str> = s.lines().filter(|l| !l.trim().is_empty()).collect();
-    assert_eq!(lines.len(), 1, "expected one error line, got:\n{s}");
-    assert!(lines[0].starts_with("madvd: error: "), "{s}");
-    assert!(lines[0].contains(needle), "expected {needle:?} in {s}");
+    bi_error_line(stderr, &[needle]);
+}
+
+/// `madvd ARGS` (in the repository) exits with `code` and one error line naming `needle`.
+fn fails(args: &[&str], code: i32, needle: &str) {
+    let a = madvd()
+        .args(args)
+        .current_dir(repo("."))
+        .assert()
+        .code(code);
+    one_error_line(&a.get_output().stderr, needle);
 }
 
 fn zram_devices() -> Vec<String> {
@@ -72,11 +72,7 @@ fn alive(pid: u32) -> bool {
 }
 
 fn small_child() -> Workload {
-    let spec = WorkloadSpec {
-        size: 32 << 20,
-        ..Default::default()
-    };
-    Workload::spawn(exe(), &spec).expect("workload child")
+    spawn_sized(32 << 20)
 }
 
 // ---- help, usage ----------------------------------------------------------------------
@@ -126,8 +122,8 @@ fn help_teaches() {
 
 #[test]
 fn for_garbage_is_a_usage_error() {
-    let a = madvd()
-        .args([
+    fails(
+        &[
             "run",
             "--policy",
             "policies/stat.ron",
@@ -135,12 +131,12 @@ fn for_garbage_is_a_usage_error() {
             "1",
             "--for",
             "garbage",
-        ])
-        .assert()
-        .code(2);
-    one_error_line(&a.get_output().stderr, "garbage");
-    let a = madvd()
-        .args([
+        ],
+        2,
+        "garbage",
+    );
+    fails(
+        &[
             "record",
             "--sim",
             "stairs",
@@ -148,16 +144,15 @@ fn for_garbage_is_a_usage_error() {
             "/dev/null",
             "--for",
             "30",
-        ])
-        .assert()
-        .code(2);
-    one_error_line(&a.get_output().stderr, "no unit");
+        ],
+        2,
+        "no unit",
+    );
 }
 
 #[test]
 fn missing_arguments_are_one_line_usage_errors() {
-    let a = madvd().args(["run", "--pid", "1"]).assert().code(2);
-    one_error_line(&a.get_output().stderr, "--policy");
+    fails(&["run", "--pid", "1"], 2, "--policy");
 }
 
 // ---- ops, check -------------------------------------------------------------------------
@@ -264,6 +259,108 @@ fn check_reports_path_line_column_for_each_bad_file() {
     );
 }
 
+/// Every policy written out in README.md and docs/ (```ron blocks with `schemes:`) passes
+/// `check` too, as the files in policies/ do.
+#[test]
+fn check_accepts_every_policy_in_the_docs() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut docs = vec![repo("README.md")];
+    docs.extend(
+        std::fs::read_dir(repo("docs"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|x| x == "md")),
+    );
+    let mut files = Vec::new();
+    for d in &docs {
+        let text = std::fs::read_to_string(d).unwrap();
+        for (i, block) in text.split("```ron\n").skip(1).enumerate() {
+            let block = &block[..block.find("```").unwrap()];
+            if block.contains("schemes:") {
+                let f = dir.path().join(format!(
+                    "{}-{i}.ron",
+                    d.file_stem().unwrap().to_string_lossy()
+                ));
+                std::fs::write(&f, block).unwrap();
+                files.push(f);
+            }
+        }
+    }
+    assert!(
+        files.iter().any(|f| f.ends_with("policy-format-0.ron")),
+        "{files:?}"
+    );
+    let out = madvd()
+        .arg("check")
+        .args(&files)
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let out = String::from_utf8(out).unwrap();
+    assert_eq!(
+        out.lines().filter(|l| l.contains(": ok (")).count(),
+        files.len(),
+        "{out}"
+    );
+}
+
+/// A policy with no schemes is refused, at the list; a byte order mark is skipped.
+#[test]
+fn check_refuses_a_policy_without_schemes_and_skips_a_bom() {
+    let dir = tempfile::tempdir().unwrap();
+    let empty = dir.path().join("empty.ron");
+    std::fs::write(&empty, "(\n    schemes: [],\n)\n").unwrap();
+    let a = madvd().arg("check").arg(&empty).assert().code(1);
+    let err = String::from_utf8_lossy(&a.get_output().stderr).into_owned();
+    assert!(
+        err.lines().any(|l| l
+            == format!(
+                "{}:2:14: schemes: no schemes: a policy needs at least one (a `stat` scheme only counts)",
+                empty.display()
+            )),
+        "{err}"
+    );
+    let bom = dir.path().join("bom.ron");
+    let mut text = b"\xef\xbb\xbf".to_vec();
+    text.extend_from_slice(&std::fs::read(repo("policies/stat.ron")).unwrap());
+    std::fs::write(&bom, text).unwrap();
+    madvd()
+        .arg("check")
+        .arg(&bom)
+        .assert()
+        .success()
+        .stdout(predicates::str::contains(": ok (2 schemes)"));
+}
+
+/// `m` (minutes in `--for`, MiB in `--sim-size`) is refused on the command line too, with
+/// the spelling to use; huge sizes are "too large", with the largest.
+#[test]
+fn m_and_huge_values_on_the_command_line() {
+    for (flag, value, needle) in [
+        ("--for", "2m", "ambiguous (minutes or MiB?): write \"2min\""),
+        (
+            "--sim-size",
+            "512m",
+            "ambiguous (minutes or MiB?): write \"512MiB\"",
+        ),
+        ("--sim-size", "1e30", "is too large (the largest is 8 EiB)"),
+        (
+            "--sim-size",
+            "99999999999999999999999",
+            "is too large (the largest is 8 EiB)",
+        ),
+        ("--for", "1e30s", "is too long (the largest is 1000000000s"),
+    ] {
+        let a = madvd()
+            .args(["record", "--sim", "stairs", "-o", "/dev/null", flag, value])
+            .assert()
+            .code(2);
+        one_error_line(&a.get_output().stderr, needle);
+    }
+}
+
 // ---- run --------------------------------------------------------------------------------
 
 #[test]
@@ -289,8 +386,8 @@ fn run_unreadable_policy_names_the_path() {
 
 #[test]
 fn run_unknown_pid_is_a_target_error() {
-    let a = madvd()
-        .args([
+    fails(
+        &[
             "run",
             "--policy",
             "policies/stat.ron",
@@ -298,29 +395,27 @@ fn run_unknown_pid_is_a_target_error() {
             "999999999",
             "--ops",
             "smaps",
-        ])
-        .current_dir(repo("."))
-        .assert()
-        .code(3);
-    one_error_line(&a.get_output().stderr, "999999999");
-    let a = madvd()
-        .args([
+        ],
+        3,
+        "999999999",
+    );
+    fails(
+        &[
             "run",
             "--policy",
             "policies/stat.ron",
             "--comm",
             "no-such-comm-xyz",
-        ])
-        .current_dir(repo("."))
-        .assert()
-        .code(3);
-    one_error_line(&a.get_output().stderr, "no-such-comm-xyz");
+        ],
+        3,
+        "no-such-comm-xyz",
+    );
 }
 
 #[test]
 fn run_refuses_pid_1_without_allow_pid1() {
-    let a = madvd()
-        .args([
+    fails(
+        &[
             "run",
             "--policy",
             "policies/stat.ron",
@@ -328,18 +423,15 @@ fn run_refuses_pid_1_without_allow_pid1() {
             "1",
             "--ops",
             "smaps",
-        ])
-        .current_dir(repo("."))
-        .assert()
-        .code(3);
-    one_error_line(&a.get_output().stderr, "pid 1");
+        ],
+        3,
+        "pid 1",
+    );
 }
 
 #[test]
 fn run_drops_a_target_that_exits_and_ends_cleanly() {
-    if !testkit::is_root() {
-        engine::skip!("needs root to read another process's smaps");
-    }
+    engine::need_root!("to read another process's smaps");
     let w = small_child();
     let pid = w.pid();
     let run = std::process::Command::new(exe())
@@ -394,9 +486,7 @@ fn run_drops_a_target_that_exits_and_ends_cleanly() {
 
 #[test]
 fn run_stops_on_sigint_with_a_final_summary() {
-    if !testkit::is_root() {
-        engine::skip!("needs root to read another process's smaps");
-    }
+    engine::need_root!("to read another process's smaps");
     let w = small_child();
     let run = std::process::Command::new(exe())
         .args([
@@ -438,9 +528,7 @@ fn run_stops_on_sigint_with_a_final_summary() {
 
 #[test]
 fn monitor_once_json() {
-    if !testkit::is_root() {
-        engine::skip!("needs root to read another process's smaps");
-    }
+    engine::need_root!("to read another process's smaps");
     let w = small_child();
     let out = madvd()
         .args([
@@ -472,11 +560,11 @@ fn monitor_once_json() {
 
 #[test]
 fn monitor_unknown_pid() {
-    let a = madvd()
-        .args(["monitor", "--ops", "smaps", "--pid", "999999999"])
-        .assert()
-        .code(3);
-    one_error_line(&a.get_output().stderr, "999999999");
+    fails(
+        &["monitor", "--ops", "smaps", "--pid", "999999999"],
+        3,
+        "999999999",
+    );
 }
 
 #[test]
@@ -604,9 +692,7 @@ fn report_on_garbage_is_one_line() {
 
 #[test]
 fn record_live_child() {
-    if !testkit::is_root() {
-        engine::skip!("needs root to read another process's smaps");
-    }
+    engine::need_root!("to read another process's smaps");
     let w = small_child();
     let dir = tempfile::tempdir().unwrap();
     let rec = dir.path().join("live.rec");
@@ -641,9 +727,7 @@ fn record_live_child() {
 /// (docs/performance.md, "Demo"), not to a timed assertion.
 #[test]
 fn demo_short_json_summary() {
-    if !testkit::is_root() {
-        engine::skip!("the demo needs root (zram swap, process_madvise)");
-    }
+    engine::need_root!("the demo makes a zram swap and calls process_madvise");
     if !Path::new("/sys/class/zram-control").exists()
         && std::fs::read_to_string("/proc/swaps").map_or(true, |s| s.lines().count() < 2)
     {
@@ -724,9 +808,7 @@ fn demo_short_json_summary() {
 /// removed.
 #[test]
 fn demo_interrupted_leaves_nothing_behind() {
-    if !testkit::is_root() {
-        engine::skip!("the demo needs root (zram swap, process_madvise)");
-    }
+    engine::need_root!("the demo makes a zram swap and calls process_madvise");
     let _lock = swap_lock();
     let zram_before = zram_devices();
     let swaps_before = std::fs::read_to_string("/proc/swaps").unwrap();
@@ -795,9 +877,7 @@ fn demo_interrupted_leaves_nothing_behind() {
 /// Not root: the demo says what it needs and runs as a dry run (nothing advised).
 #[test]
 fn demo_not_root_runs_dry() {
-    if !testkit::is_root() {
-        engine::skip!("needs root to drop to an unprivileged user");
-    }
+    engine::need_root!("to drop to an unprivileged user");
     let Ok(setpriv) = which("setpriv") else {
         engine::skip!("setpriv (util-linux) not installed")
     };
@@ -842,6 +922,12 @@ fn demo_not_root_runs_dry() {
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["dry_run"], true);
     assert_eq!(v["saved"]["vm_swap_bytes"], 0);
+    // One label per apply error, the metrics' (`dry_run`, not `dryrun`).
+    let not_applied = v["not_applied"].as_object().unwrap();
+    assert!(
+        not_applied.contains_key("dry_run") && !not_applied.contains_key("dryrun"),
+        "{not_applied:?}"
+    );
     assert!(!alive(v["workload_pid"].as_u64().unwrap() as u32));
 }
 
@@ -852,4 +938,379 @@ fn which(name: &str) -> Result<PathBuf, ()> {
         .map(|d| d.join(name))
         .find(|p| p.exists())
         .ok_or(())
+}
+
+// ---- bad input, answered (issue 12) -------------------------------------------------------
+// Self-contained helpers: prefixed `bi_` so a later dedup of the helpers above does not clash.
+
+/// A record of pid 4242 whose target exited before its first aggregation: snapshots, but
+/// none of them has a target.
+fn bi_record_without_targets(path: &Path) {
+    let header = r#"{"format":"madvd-record","version":1,"source":{"kind":"pid","pids":[4242],"comms":["gone"]},"ops":"smaps","attrs":{"sample_us":5000,"aggr_us":100000,"ops_update_us":1000000,"min_nr_regions":10,"max_nr_regions":1000,"min_region_sz":4096},"started_unix_ms":0}"#;
+    let text = format!(
+        "{header}\n{}\n{}\n{}\n",
+        r#"{"t_us":100000,"aggr":1,"targets":[]}"#,
+        r#"{"t_us":200000,"aggr":2,"targets":[]}"#,
+        r#"{"end":{"reason":"targets_gone","snapshots":2,"t_us":200000}}"#
+    );
+    std::fs::write(path, text).unwrap();
+}
+
+fn bi_sim_record(path: &Path) {
+    madvd()
+        .args(["record", "--sim", "stairs", "--for", "2s", "-o"])
+        .arg(path)
+        .assert()
+        .success();
+}
+
+/// stderr has exactly one line, `madvd: error: …`, containing every needle.
+fn bi_error_line(stderr: &[u8], needles: &[&str]) -> String {
+    let s = String::from_utf8_lossy(stderr);
+    let lines: Vec<&str> = s.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "expected one error line, got:\n{s}");
+    // `madvd agent` logs JSON when stderr is not a terminal (docs/agent.md): the same error,
+    // as one JSON object at level ERROR.
+    let line = if lines[0].starts_with('{') {
+        let v: serde_json::Value = serde_json::from_str(lines[0]).expect("a JSON log line");
+        assert_eq!(v["level"], "ERROR", "{s}");
+        v["message"].as_str().expect("a message").to_string()
+    } else {
+        assert!(lines[0].starts_with("madvd: error: "), "{s}");
+        lines[0].to_string()
+    };
+    for n in needles {
+        assert!(line.contains(n), "expected {n:?} in {s}");
+    }
+    line
+}
+
+#[test]
+fn report_heatmap_on_a_record_without_targets_is_one_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let rec = dir.path().join("gone.rec");
+    bi_record_without_targets(&rec);
+    let out = dir.path().join("gone.png");
+    let a = madvd()
+        .args(["report", "heatmap"])
+        .arg(&rec)
+        .arg("-o")
+        .arg(&out)
+        .assert()
+        .code(1);
+    bi_error_line(
+        &a.get_output().stderr,
+        &[&rec.display().to_string(), "no target", "2 snapshots"],
+    );
+    assert!(!out.exists(), "nothing drawn");
+    // summary and wss still answer (an empty record is a valid record).
+    madvd()
+        .args(["report", "summary"])
+        .arg(&rec)
+        .assert()
+        .success();
+    madvd().args(["report", "wss"]).arg(&rec).assert().success();
+}
+
+#[test]
+fn report_heatmap_bounds_cols_and_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let rec = dir.path().join("s.rec");
+    bi_sim_record(&rec);
+    let out = dir.path().join("h.png");
+    for flag in ["--cols", "--rows"] {
+        let a = madvd()
+            .args(["report", "heatmap"])
+            .arg(&rec)
+            .arg("-o")
+            .arg(&out)
+            .args([flag, "100000000"])
+            .assert()
+            .code(2);
+        bi_error_line(&a.get_output().stderr, &[flag, "100000000", "4096"]);
+        assert!(!out.exists());
+    }
+    // The maximum itself is fine.
+    madvd()
+        .args(["report", "heatmap"])
+        .arg(&rec)
+        .arg("-o")
+        .arg(&out)
+        .args(["--cols", "4096", "--rows", "4096"])
+        .assert()
+        .success();
+}
+
+#[test]
+fn report_heatmap_refuses_to_overwrite_its_input() {
+    let dir = tempfile::tempdir().unwrap();
+    // A record named .png: the default output (FILE with .png) is the record itself.
+    let rec = dir.path().join("rec.png");
+    bi_sim_record(&rec);
+    let before = std::fs::read(&rec).unwrap();
+    let a = madvd()
+        .args(["report", "heatmap"])
+        .arg(&rec)
+        .assert()
+        .code(2);
+    bi_error_line(
+        &a.get_output().stderr,
+        &[&rec.display().to_string(), "overwrite", "-o"],
+    );
+    assert_eq!(std::fs::read(&rec).unwrap(), before, "input untouched");
+    // -o naming the same file another way: a different spelling, and a hard link.
+    let other_spelling = dir.path().join(".").join("rec.png");
+    let link = dir.path().join("link.svg");
+    std::fs::hard_link(&rec, &link).unwrap();
+    for o in [&other_spelling, &link] {
+        let a = madvd()
+            .args(["report", "heatmap"])
+            .arg(&rec)
+            .arg("-o")
+            .arg(o)
+            .assert()
+            .code(2);
+        bi_error_line(&a.get_output().stderr, &["overwrite"]);
+        assert_eq!(std::fs::read(&rec).unwrap(), before, "input untouched");
+    }
+}
+
+#[test]
+fn pid_1_refusal_names_the_flag() {
+    for cmd in ["run", "monitor"] {
+        let mut c = madvd();
+        c.arg(cmd);
+        if cmd == "run" {
+            c.args(["--policy", "policies/stat.ron"]);
+        }
+        let a = c
+            .args(["--pid", "1", "--ops", "smaps"])
+            .current_dir(repo("."))
+            .assert()
+            .code(3);
+        let l = bi_error_line(&a.get_output().stderr, &["pid 1", "--allow-pid1"]);
+        assert!(!l.contains("named explicitly"), "{l}");
+    }
+}
+
+const BI_STAT_POLICY: &str = "(schemes: [(name: \"all\", pattern: (), action: stat)])\n";
+
+/// An agent config with one group and its policy in `dir`; returns the config's path.
+fn bi_agent_config(dir: &Path, group_extra: &str, tail: &str) -> PathBuf {
+    std::fs::write(dir.join("p.ron"), BI_STAT_POLICY).unwrap();
+    let cfg = dir.join("agent.ron");
+    std::fs::write(
+        &cfg,
+        format!(
+            "(\n  targets: [\n    (name: \"w\", select: Comm(\"bi-no-such\"), policy: \"p.ron\"{group_extra}),\n  ],\n{tail})\n"
+        ),
+    )
+    .unwrap();
+    cfg
+}
+
+#[test]
+fn agent_missing_config_and_missing_policy_say_which_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing.ron");
+    let a = madvd()
+        .args(["agent", "--check", "--config"])
+        .arg(&missing)
+        .assert()
+        .code(1);
+    let l = bi_error_line(
+        &a.get_output().stderr,
+        &[
+            &format!("cannot read agent config {}: ", missing.display()),
+            "No such file",
+        ],
+    );
+    assert!(!l.contains("policy"), "{l}");
+    // The config names a policy that is not there: the config's line and column.
+    let cfg = bi_agent_config(dir.path(), "", "");
+    std::fs::remove_file(dir.path().join("p.ron")).unwrap();
+    let a = madvd()
+        .args(["agent", "--check", "--config"])
+        .arg(&cfg)
+        .assert()
+        .code(1);
+    bi_error_line(
+        &a.get_output().stderr,
+        &[&format!(
+            "{}:3:53: cannot read policy {}: ",
+            cfg.display(),
+            dir.path().join("p.ron").display()
+        )],
+    );
+}
+
+#[test]
+fn exit_codes_follow_one_rule_for_files() {
+    // An unusable `ops` in an agent config is a mistake in a file: 1, like `sim`, with the
+    // config's position; on the command line (`--ops NAME`) it is a usage error: 2.
+    let dir = tempfile::tempdir().unwrap();
+    for ops in ["no-such-primitive", "sim"] {
+        let cfg = bi_agent_config(dir.path(), &format!(", ops: Named(\"{ops}\")"), "");
+        let a = madvd()
+            .args(["agent", "--check", "--config"])
+            .arg(&cfg)
+            .assert()
+            .code(1);
+        bi_error_line(
+            &a.get_output().stderr,
+            &[&format!("{}:3:", cfg.display()), ops],
+        );
+    }
+    let a = madvd()
+        .args([
+            "run",
+            "--policy",
+            "policies/stat.ron",
+            "--pid",
+            "1",
+            "--ops",
+            "no-such-primitive",
+        ])
+        .current_dir(repo("."))
+        .assert()
+        .code(2);
+    bi_error_line(&a.get_output().stderr, &["no-such-primitive"]);
+}
+
+/// Run `bin` (a copy of madvd reachable by `nobody`) as nobody.
+fn bi_as_nobody(bin: &Path) -> Option<std::process::Command> {
+    if !engine::testkit::is_root() {
+        return None;
+    }
+    let setpriv = which("setpriv").ok()?;
+    let mut c = std::process::Command::new(setpriv);
+    c.args([
+        "--reuid=65534",
+        "--regid=65534",
+        "--clear-groups",
+        "--inh-caps=-all",
+    ])
+    .arg(bin)
+    .env_remove("RUST_LOG")
+    .env_remove("MADVD_LOG");
+    Some(c)
+}
+
+/// A world-accessible temp dir with a copy of the binary in it.
+fn bi_nobody_dir() -> (tempfile::TempDir, PathBuf) {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let bin = dir.path().join("madvd");
+    std::fs::copy(exe(), &bin).unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
+    (dir, bin)
+}
+
+#[test]
+fn unreadable_policy_exits_1_even_for_lack_of_permission() {
+    use std::os::unix::fs::PermissionsExt;
+    let (dir, bin) = bi_nobody_dir();
+    let Some(mut c) = bi_as_nobody(&bin) else {
+        engine::skip!("needs root and setpriv to drop to an unprivileged user");
+    };
+    let pol = dir.path().join("secret.ron");
+    std::fs::write(&pol, BI_STAT_POLICY).unwrap();
+    std::fs::set_permissions(&pol, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let out = c
+        .args(["run", "--policy"])
+        .arg(&pol)
+        .args(["--pid", "1"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    bi_error_line(
+        &out.stderr,
+        &[
+            &format!("cannot read policy {}", pol.display()),
+            "ermission denied",
+        ],
+    );
+}
+
+#[test]
+fn run_without_privileges_fails_naming_what_it_lacks() {
+    let (dir, bin) = bi_nobody_dir();
+    let Some(mut c) = bi_as_nobody(&bin) else {
+        engine::skip!("needs root and setpriv to drop to an unprivileged user");
+    };
+    let pol = dir.path().join("pageout.ron");
+    std::fs::write(
+        &pol,
+        "(schemes: [(name: \"all\", pattern: (), action: pageout)])\n",
+    )
+    .unwrap();
+    // A target nobody may read: a sleeping process of nobody's own.
+    let mut target = bi_as_nobody(Path::new("/bin/sleep"))
+        .unwrap()
+        .arg("60")
+        .spawn()
+        .unwrap();
+    let pid = target.id().to_string();
+    let out = c
+        .args(["run", "--ops", "smaps", "--for", "5s", "--policy"])
+        .arg(&pol)
+        .args(["--pid", &pid])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(4), "{out:?}");
+    bi_error_line(&out.stderr, &["CAP_SYS_NICE", "--dry-run"]);
+    // A dry run needs no privilege beyond reading the target.
+    let out = bi_as_nobody(&bin)
+        .unwrap()
+        .args([
+            "run",
+            "--ops",
+            "smaps",
+            "--for",
+            "1s",
+            "--dry-run",
+            "--policy",
+        ])
+        .arg(&pol)
+        .args(["--pid", &pid])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let _ = target.kill();
+    let _ = target.wait();
+}
+
+#[test]
+fn agent_check_binds_the_listen_address() {
+    let dir = tempfile::tempdir().unwrap();
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = busy.local_addr().unwrap().to_string();
+    // In the config.
+    let cfg = bi_agent_config(dir.path(), "", &format!("  listen: \"{addr}\",\n"));
+    let a = madvd()
+        .args(["agent", "--check", "--config"])
+        .arg(&cfg)
+        .assert()
+        .code(1);
+    bi_error_line(&a.get_output().stderr, &[&addr, "cannot listen", "in use"]);
+    // On the command line, and an address no interface here has (binding only).
+    let cfg = bi_agent_config(dir.path(), "", "");
+    for bad in [addr.as_str(), "192.0.2.1:9464"] {
+        let a = madvd()
+            .args(["agent", "--check", "--listen", bad, "--config"])
+            .arg(&cfg)
+            .assert()
+            .code(1);
+        bi_error_line(&a.get_output().stderr, &[bad, "cannot listen"]);
+    }
+    // A free address passes, and is free again afterwards.
+    drop(busy);
+    let cfg = bi_agent_config(dir.path(), "", &format!("  listen: \"{addr}\",\n"));
+    madvd()
+        .args(["agent", "--check", "--config"])
+        .arg(&cfg)
+        .assert()
+        .success();
+    std::net::TcpListener::bind(&addr).expect("released after --check");
 }

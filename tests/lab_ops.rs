@@ -13,33 +13,22 @@
 //! Run by hand: `tests/lab-run` (both kernels), or one test:
 //! `tests/lab-run --kernel lab -- lab_page_idle_finds_hot_and_cold`.
 
-use engine::access::{Access, AccessCheck, SampleReq};
+use engine::access::AccessCheck;
 use engine::kernel::damon_sysfs::{
     fake::FakeDamonSysfs, DamonSysfs, DamonSysfsError, Logged, RealSysfs, SysfsAttrs, ADMIN_REL,
 };
 use engine::monitor::Monitor;
 use engine::ops::damon::KernelDamon;
 use engine::ops::page_idle::PageIdle;
-use engine::ops::probe::{Probe, ProbeConfig};
 use engine::ops::soft_dirty::SoftDirty;
-use engine::process::Process;
-use engine::testkit::{in_madvd_lab, lab_kernel, Workload};
-use engine::workload::WorkloadSpec;
 use engine::{AddrRange, Attrs, Snapshot, SysRoot, TargetId};
+use madvd_workload::Client as Workload;
+use madvd_workload::WorkloadSpec;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-const PAGE: u64 = 4096;
-const MIB: u64 = 1 << 20;
-
-fn exe() -> &'static Path {
-    Path::new(env!("CARGO_BIN_EXE_madvd"))
-}
-
-/// `None` outside the lab (the caller skips); the lab kernel's name inside.
-fn lab() -> Option<String> {
-    in_madvd_lab().then(|| lab_kernel().unwrap_or_else(|| "lab".into()))
-}
+mod common;
+use common::{exe, fixed_regions, open, spawn, unthrottled_probe, Sampler, Tally, MIB};
 
 /// The hot/cold child: `size` bytes, hot 10% starting at 25% of the mapping (sizes are
 /// chosen so the hot range starts and ends on the fixed region grids below), sharing one
@@ -60,7 +49,7 @@ fn spawn_child_thp(size: u64, write_fraction: f64, seed: u64, thp: bool) -> Work
         seed,
         ..Default::default()
     };
-    let w = Workload::spawn(exe(), &spec).expect("spawn the workload child");
+    let w = spawn(&spec);
     assert_eq!(w.mapping().len(), size);
     co_schedule(w.pid());
     w
@@ -132,68 +121,13 @@ fn pin(tid: i32, cpu: usize) {
     );
 }
 
-/// A small deterministic generator (xorshift64*) for sample addresses.
-struct Rng(u64);
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) % n.max(1)
-    }
-}
-
-/// Per-region tally of definite answers over a fixed region set.
-#[derive(Clone, Copy, Debug, Default)]
-struct Tally {
-    accessed: u32,
-    known: u32,
-}
-
-/// `n` equal regions over `mapping`.
-fn fixed_regions(mapping: AddrRange, n: u64) -> Vec<AddrRange> {
-    let sz = mapping.len() / n / PAGE * PAGE;
-    (0..n)
-        .map(|i| {
-            let s = mapping.start + i * sz;
-            AddrRange::new(s, if i == n - 1 { mapping.end } else { s + sz })
-        })
-        .collect()
-}
-
-/// One sampling interval of `ops` over `regions`: one random page per region, prepare,
-/// wait `wait`, check; adds the answers to `tally`.
-fn sample_once(
-    ops: &mut dyn AccessCheck,
-    id: TargetId,
-    regions: &[AddrRange],
-    rng: &mut Rng,
-    wait: Duration,
-    tally: &mut [Tally],
-) {
-    let mut samples: Vec<SampleReq> = regions
+/// Each region of `s` with its verdict ([`verdict`]).
+fn verdicts(s: &Sampler, min_known: u32) -> Vec<(AddrRange, Option<bool>)> {
+    s.regions
         .iter()
-        .map(|r| SampleReq {
-            region: *r,
-            addr: r.start + rng.below(r.len() / PAGE) * PAGE,
-        })
-        .collect();
-    ops.prepare(id, &mut samples)
-        .unwrap_or_else(|e| panic!("{} prepare: {e}", ops.name()));
-    std::thread::sleep(wait);
-    let mut out = vec![Access::Unknown; samples.len()];
-    ops.check(id, &samples, &mut out)
-        .unwrap_or_else(|e| panic!("{} check: {e}", ops.name()));
-    for (t, a) in tally.iter_mut().zip(out) {
-        match a {
-            Access::Accessed => {
-                t.accessed += 1;
-                t.known += 1;
-            }
-            Access::NotAccessed => t.known += 1,
-            Access::Unknown => {}
-        }
-    }
+        .zip(&s.tally)
+        .map(|(r, t)| (*r, verdict(*t, min_known)))
+        .collect()
 }
 
 /// Hot / cold / unknown verdict of a tally: hot when at least half the known answers say
@@ -238,19 +172,13 @@ fn snapshot_verdicts(s: &Snapshot, id: TargetId) -> Vec<(AddrRange, Option<bool>
         .collect()
 }
 
-fn open(pid: u32) -> Process {
-    Process::open(&SysRoot::host(), pid, false).expect("open the workload child")
-}
-
 #[test]
 fn lab_page_idle_finds_hot_and_cold() {
-    let Some(kernel) = lab() else {
-        engine::skip!(
-            "not in the madvd kernel lab (tests/lab-run runs this on a 6.12 kernel with page_idle)"
-        )
-    };
+    let kernel = engine::lab_or_skip!(
+        "not in the madvd kernel lab (tests/lab-run runs this on a 6.12 kernel with page_idle)"
+    );
     let root = SysRoot::host();
-    let st = engine::ops::page_idle::status(&root);
+    let st = engine::ops::OpsKind::PageIdle.status(&root);
     println!("page_idle status on {kernel}: {st:?}");
     if kernel == "debian" {
         assert!(!st.usable, "Debian ships CONFIG_IDLE_PAGE_TRACKING off");
@@ -268,7 +196,7 @@ fn lab_page_idle_finds_hot_and_cold() {
     let mut w = spawn_child(40 * MIB, 0.0, 1);
     let (mapping, hot) = (w.mapping(), w.hot());
     let mut ops = PageIdle::new(&root).unwrap();
-    let id = ops.add_target(open(w.pid()));
+    let id = ops.add_target(open(w.pid())).unwrap();
     let attrs = Attrs {
         sample_us: 20_000,
         aggr_us: 200_000,
@@ -278,10 +206,15 @@ fn lab_page_idle_finds_hot_and_cold() {
     };
     let mut mon = Monitor::new(attrs, 7).unwrap();
     mon.add_target(id);
-    let max_aggregations = 40;
+    // One run of a fixed length, judged once at its end (no "until it passes"): DAMON's
+    // adaptive regions need aggregations to split the hot range out. Measured in the lab
+    // (2026-12-05): after 15 aggregations a region straddling the hot range's edge still
+    // hid 32% of the hot bytes, so the run is 40 aggregations (8 s), the bound the test used
+    // to retry within, and the bar (≥ 90% of hot and of cold bytes) must hold at the last.
+    const AGGRS: u64 = 40;
     let t0 = Instant::now();
     let mut last = None;
-    while mon.aggregations() < max_aggregations {
+    while mon.aggregations() < AGGRS {
         let out = mon.step(t0.elapsed().as_micros() as u64, &mut ops);
         assert!(out.gone.is_empty(), "the child is gone");
         if let Some(s) = out.snapshot {
@@ -295,11 +228,7 @@ fn lab_page_idle_finds_hot_and_cold() {
                 h * 100.0,
                 c * 100.0
             );
-            let done = s.aggregation >= 10 && h >= 0.9 && c >= 0.9;
             last = Some((h, c, s));
-            if done {
-                break;
-            }
         }
         // A full sampling interval between prepare and check, as kdamond_fn does
         // (mm/damon/core.c 6.12: prepare_access_checks; kdamond_usleep(sample_interval);
@@ -340,11 +269,11 @@ fn print_regions(s: &Snapshot, id: TargetId, mapping: AddrRange, hot: AddrRange)
 
 #[test]
 fn lab_kernel_damon_finds_hot_and_cold() {
-    let Some(kernel) = lab() else {
-        engine::skip!("not in the madvd kernel lab (kernel DAMON is driven for real only there)")
-    };
+    let kernel = engine::lab_or_skip!(
+        "not in the madvd kernel lab (kernel DAMON is driven for real only there)"
+    );
     let root = SysRoot::host();
-    let st = engine::ops::damon::status(&root);
+    let st = engine::ops::OpsKind::Damon.status(&root);
     assert!(
         st.usable,
         "kernel DAMON must be usable on {kernel}: {:?}",
@@ -402,12 +331,10 @@ fn lab_kernel_damon_finds_hot_and_cold() {
 
 #[test]
 fn lab_soft_dirty_finds_a_written_hot_set() {
-    let Some(kernel) = lab() else {
-        engine::skip!(
-            "not in the madvd kernel lab (this host's kernel has no CONFIG_MEM_SOFT_DIRTY)"
-        )
-    };
-    let st = engine::ops::soft_dirty::status(&SysRoot::host());
+    let kernel = engine::lab_or_skip!(
+        "not in the madvd kernel lab (this host's kernel has no CONFIG_MEM_SOFT_DIRTY)"
+    );
+    let st = engine::ops::OpsKind::SoftDirty.status(&SysRoot::host());
     println!("soft_dirty status on {kernel}: {st:?}");
     assert!(
         st.usable,
@@ -445,49 +372,31 @@ fn soft_dirty_run(write_fraction: f64, seed: u64) -> ((f64, f64), Vec<Tally>) {
     let (mapping, hot) = (w.mapping(), w.hot());
     w.mark().unwrap();
     let mut ops = SoftDirty::new();
-    let id = ops.add_target(open(w.pid()));
+    let id = ops.add_target(open(w.pid())).unwrap();
     ops.target_ranges(id).unwrap();
-    let regions = fixed_regions(mapping, 40);
-    let mut tally = vec![Tally::default(); regions.len()];
-    let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
+    let mut s = Sampler::new(fixed_regions(mapping, 40), seed);
     // The debug-built child rewrites whole pages: a few thousand page writes per second
     // under TCG, so an interval must be long enough for most of the 512 hot pages to be
     // written in it (the child's own count is printed below).
-    for _ in 0..8 {
-        sample_once(
-            &mut ops,
-            id,
-            &regions,
-            &mut rng,
-            Duration::from_millis(400),
-            &mut tally,
-        );
-    }
+    s.run(&mut ops, id, 8, Duration::from_millis(400));
     println!(
         "soft_dirty child (write_fraction {write_fraction}): {:?}",
         w.truth().unwrap()
     );
-    let v: Vec<_> = regions
-        .iter()
-        .zip(&tally)
-        .map(|(r, t)| (*r, verdict(*t, 4)))
-        .collect();
-    (found(&v, mapping, hot), tally)
+    (found(&verdicts(&s, 4), mapping, hot), s.tally)
 }
 
 /// page_idle ignores THP tail pages: on a child backed by transparent huge pages (THP is
 /// `always` in the lab) the check tracks each sample through its folio's head and still
 /// tells the hot 10% from the cold 90%.
 #[test]
-// Flaky under the lab's emulation: on a quiet host the huge pages' Accessed bits stay clear
-// for every sampled interval (0% hot in 6 rounds, 20:30 UTC 2026-11-25), while it passed in
-// earlier full runs on a busy host; see docs/performance.md "Access checks in the lab".
-// Run it by hand: tests/lab-run -- --ignored lab_page_idle_through_thp_heads
-#[ignore = "THP Accessed bits under qemu TCG are unreliable (huge-page TLB entries not refilled); run by hand"]
+#[ignore = "TCG: huge-page Accessed bits stay clear on a quiet host (0% hot on 2026-11-25 and in the 2026-12-05 11:44 UTC lab run; 100%/100% in two other runs that day): an emulator property, not madvd's; run with --ignored"]
+// One honest measurement (after a fixed, uncounted warm-up), never retried. It passed twice on
+// 2026-12-05 and failed once the same day with 0% hot: whether TCG refills huge-page TLB
+// entries (and so sets their Accessed bits) depends on the host's load. Until the lab has a
+// way to force that, it is ignored rather than retried; see docs/performance.md.
 fn lab_page_idle_through_thp_heads() {
-    let Some(kernel) = lab() else {
-        engine::skip!("not in the madvd kernel lab (page_idle exists only there)")
-    };
+    let kernel = engine::lab_or_skip!("not in the madvd kernel lab (page_idle exists only there)");
     if kernel == "debian" {
         return; // no page_idle: lab_page_idle_finds_hot_and_cold checks it says so
     }
@@ -506,43 +415,23 @@ fn lab_page_idle_through_thp_heads() {
         "the lab's THP=always should back most of the mapping"
     );
     let mut ops = PageIdle::new(&root).unwrap();
-    let id = ops.add_target(open(w.pid()));
+    let id = ops.add_target(open(w.pid())).unwrap();
     ops.target_ranges(id).unwrap();
     let regions = fixed_regions(mapping, 40);
-    let mut rng = Rng(1234);
-    // Rounds of 12 intervals, at most 6 (a bounded number, like the aggregations of
-    // lab_page_idle_finds_hot_and_cold): right after the child starts, its pages may not be
-    // trackable yet (per-CPU LRU batches; under TCG, translations cached from before the
-    // churn thread runs), which the first rounds can show as "all idle".
-    let (mut h, mut c) = (0.0, 0.0);
-    for round in 1..=6 {
-        let mut tally = vec![Tally::default(); regions.len()];
-        for _ in 0..12 {
-            sample_once(
-                &mut ops,
-                id,
-                &regions,
-                &mut rng,
-                Duration::from_millis(50),
-                &mut tally,
-            );
-        }
-        let v: Vec<_> = regions
-            .iter()
-            .zip(&tally)
-            .map(|(r, t)| (*r, verdict(*t, 6)))
-            .collect();
-        (h, c) = found(&v, mapping, hot);
-        println!(
-            "page_idle on THP, round {round}: stats {:?}; hot found {:.1}%, cold found {:.1}%",
-            ops.stats(),
-            h * 100.0,
-            c * 100.0
-        );
-        if h >= 0.90 && c >= 0.90 {
-            break;
-        }
-    }
+    // Warm-up, not counted and not judged: right after the child starts, its pages may not
+    // be trackable yet (per-CPU LRU batches; under TCG, translations cached from before the
+    // churn thread runs), which the first intervals can show as "all idle".
+    Sampler::new(regions.clone(), 1233).run(&mut ops, id, 12, Duration::from_millis(50));
+    // The measurement, once: 12 intervals; a region needs 6 definite answers for a verdict.
+    let mut s = Sampler::new(regions, 1234);
+    s.run(&mut ops, id, 12, Duration::from_millis(50));
+    let (h, c) = found(&verdicts(&s, 6), mapping, hot);
+    println!(
+        "page_idle on THP: stats {:?}; hot found {:.1}%, cold found {:.1}%",
+        ops.stats(),
+        h * 100.0,
+        c * 100.0
+    );
     assert!(
         ops.stats().thp_tail > 0,
         "samples in huge pages go through their heads"
@@ -558,11 +447,9 @@ fn lab_page_idle_through_thp_heads() {
 /// one fixed region set; their hot/cold verdicts must agree on ≥ 90% of the regions.
 #[test]
 fn lab_probe_and_page_idle_agree() {
-    let Some(kernel) = lab() else {
-        engine::skip!("not in the madvd kernel lab (page_idle exists only there)")
-    };
+    let kernel = engine::lab_or_skip!("not in the madvd kernel lab (page_idle exists only there)");
     if kernel == "debian" {
-        let st = engine::ops::page_idle::status(&SysRoot::host());
+        let st = engine::ops::OpsKind::PageIdle.status(&SysRoot::host());
         assert!(!st.usable);
         println!(
             "probe vs page_idle: nothing to compare on debian (page_idle: {:?})",
@@ -580,58 +467,27 @@ fn lab_probe_and_page_idle_agree() {
     let (mapping, hot) = (w.mapping(), w.hot());
     w.mark().unwrap();
     let mut pi = PageIdle::new(&root).unwrap();
-    let id = pi.add_target(open(w.pid()));
-    let mut probe = Probe::new(
-        root.clone(),
-        ProbeConfig {
-            max_samples_per_sec: None,
-            max_pageouts_per_sec: None,
-            ..ProbeConfig::default()
-        },
-    );
-    probe.add_target(open(w.pid()));
+    let id = pi.add_target(open(w.pid())).unwrap();
+    let mut probe = unthrottled_probe();
+    probe.add_target(open(w.pid())).unwrap();
     pi.target_ranges(id).unwrap();
     probe.target_ranges(id).unwrap();
     let regions = fixed_regions(mapping, 40);
-    let mut t_pi = vec![Tally::default(); regions.len()];
-    let mut t_pr = vec![Tally::default(); regions.len()];
-    let mut rng = Rng(77);
+    let (mut s_pi, mut s_pr) = (Sampler::new(regions.clone(), 77), Sampler::new(regions, 78));
     let rounds = 12;
     for _ in 0..rounds {
-        sample_once(
-            &mut pi,
-            id,
-            &regions,
-            &mut rng,
-            Duration::from_millis(100),
-            &mut t_pi,
-        );
-        sample_once(
-            &mut probe,
-            id,
-            &regions,
-            &mut rng,
-            Duration::from_millis(100),
-            &mut t_pr,
-        );
+        s_pi.run(&mut pi, id, 1, Duration::from_millis(100));
+        s_pr.run(&mut probe, id, 1, Duration::from_millis(100));
     }
+    let (v_pi, v_pr) = (verdicts(&s_pi, rounds / 2), verdicts(&s_pr, rounds / 2));
     let (mut both, mut agree) = (0, 0);
-    for (a, b) in t_pi.iter().zip(&t_pr) {
-        if let (Some(x), Some(y)) = (verdict(*a, rounds / 2), verdict(*b, rounds / 2)) {
+    for ((_, a), (_, b)) in v_pi.iter().zip(&v_pr) {
+        if let (Some(x), Some(y)) = (a, b) {
             both += 1;
             agree += (x == y) as u32;
         }
     }
-    let v_pi: Vec<_> = regions
-        .iter()
-        .zip(&t_pi)
-        .map(|(r, t)| (*r, verdict(*t, rounds / 2)))
-        .collect();
-    let v_pr: Vec<_> = regions
-        .iter()
-        .zip(&t_pr)
-        .map(|(r, t)| (*r, verdict(*t, rounds / 2)))
-        .collect();
+    let (t_pi, t_pr) = (&s_pi.tally, &s_pr.tally);
     println!("child: {:?}", w.truth().unwrap());
     println!(
         "probe stats {:?}; page_idle stats {:?}",
@@ -640,12 +496,12 @@ fn lab_probe_and_page_idle_agree() {
     );
     println!(
         "probe vs page_idle: {agree}/{both} of {} regions agree; page_idle found {:?}, probe found {:?}",
-        regions.len(),
+        v_pi.len(),
         found(&v_pi, mapping, hot),
         found(&v_pr, mapping, hot)
     );
     assert!(
-        both as usize * 10 >= regions.len() * 9,
+        both as usize * 10 >= v_pi.len() * 9,
         "both gave a verdict on too few regions: {both}"
     );
     assert!(
@@ -659,9 +515,9 @@ fn lab_probe_and_page_idle_agree() {
 /// everything is removed at the end.
 #[test]
 fn lab_damon_sysfs_real_tree_matches_the_fake() {
-    let Some(kernel) = lab() else {
-        engine::skip!("not in the madvd kernel lab (never write the host's /sys/kernel/mm/damon)")
-    };
+    let kernel = engine::lab_or_skip!(
+        "not in the madvd kernel lab (never write the host's /sys/kernel/mm/damon)"
+    );
     let admin = SysRoot::host().sys_file(ADMIN_REL);
     let w = spawn_child(8 * MIB, 0.0, 6);
     let attrs = SysfsAttrs::from(&Attrs::default());
@@ -723,11 +579,9 @@ fn walk(base: &Path, d: &Path, out: &mut Vec<String>) {
 /// CPU time) for the same wall time at the same sampling interval.
 #[test]
 fn lab_cpu_per_primitive() {
-    let Some(kernel) = lab() else {
-        engine::skip!(
-            "not in the madvd kernel lab (page_idle, soft-dirty and kernel DAMON exist only there)"
-        )
-    };
+    let kernel = engine::lab_or_skip!(
+        "not in the madvd kernel lab (page_idle, soft-dirty and kernel DAMON exist only there)"
+    );
     let swap = std::fs::read_to_string("/proc/swaps").unwrap();
     assert!(
         swap.lines().count() >= 2,
@@ -754,31 +608,21 @@ fn lab_cpu_per_primitive() {
         let mut results: Vec<(&str, f64, f64)> = Vec::new(); // (name, cpu s, wall s)
         let mut run = |name: &'static str, ops: &mut dyn AccessCheck| {
             ops.target_ranges(id).unwrap();
-            let mut tally = vec![Tally::default(); regions.len()];
-            let mut rng = Rng(99);
+            let mut s = Sampler::new(regions.clone(), 99);
             let (c0, t0) = (self_cpu(), Instant::now());
-            for _ in 0..intervals {
-                sample_once(ops, id, &regions, &mut rng, wait, &mut tally);
-            }
+            s.run(ops, id, intervals, wait);
             results.push((name, self_cpu() - c0, t0.elapsed().as_secs_f64()));
         };
-        let mut probe = Probe::new(
-            root.clone(),
-            ProbeConfig {
-                max_samples_per_sec: None,
-                max_pageouts_per_sec: None,
-                ..ProbeConfig::default()
-            },
-        );
-        probe.add_target(open(w.pid()));
+        let mut probe = unthrottled_probe();
+        probe.add_target(open(w.pid())).unwrap();
         run("probe", &mut probe);
         if kernel == "lab" {
             let mut pi = PageIdle::new(&root).unwrap();
-            pi.add_target(open(w.pid()));
+            pi.add_target(open(w.pid())).unwrap();
             run("page_idle", &mut pi);
         }
         let mut sd = SoftDirty::new();
-        sd.add_target(open(w.pid()));
+        sd.add_target(open(w.pid())).unwrap();
         run("soft_dirty", &mut sd);
         // Kernel DAMON: the kdamond's own CPU time (it is not pinned) over 4 s of wall time,
         // sampling every 20 ms as the others.
@@ -863,7 +707,7 @@ fn monitor_cli(pid: u32, ops: &str, json: bool) -> (Option<i32>, String, String)
         "--sample",
         "20ms",
         "--aggr",
-        "400ms",
+        "1s",
         "--min-regions",
         "200",
         "--for",
@@ -889,60 +733,55 @@ fn monitor_cli(pid: u32, ops: &str, json: bool) -> (Option<i32>, String, String)
 }
 
 /// One `--once --json` view over the child: regions covering the child's mapping, a
-/// non-zero WSS, and an accessed region over the child's hot range. 200 regions at least:
-/// with DAMON's default 10 over the child's ~1 GiB span, one aggregation (20 samples, one
-/// random page per region each) often misses the 3.2 MiB hot range (measured with
-/// `tests/lab-run -- lab_cli` and 10 regions, both kernels: page_idle and damon views had
-/// WSS 0 in 4 of 10, soft_dirty in 12 of 12 — under TCG each write after `clear_refs` takes
-/// a write-protect fault, so few hot pages are re-dirtied within one 20 ms interval). Up to three attempts (a fresh monitor's
-/// first aggregation; see [`co_schedule`] for the TCG TLB quirk), each printed.
+/// non-zero WSS, and an accessed region over the child's hot range. One run, judged once.
+/// 200 regions at least and a 1 s aggregation (50 samples per region): with DAMON's default
+/// 10 regions over the child's ~1 GiB span and 400 ms (20 samples), one aggregation often
+/// missed the 3.2 MiB hot range (measured with `tests/lab-run -- lab_cli`, both kernels:
+/// page_idle and damon views had WSS 0 in 4 of 10, soft_dirty in 12 of 12 — under TCG each
+/// write after `clear_refs` takes a write-protect fault, so few hot pages are re-dirtied
+/// within one 20 ms interval). See [`co_schedule`] for the TCG TLB quirk.
 fn assert_cli_view(w: &Workload, ops: &str) {
     let mapping = w.mapping();
-    let mut last = String::new();
-    for attempt in 1..=3 {
-        let (code, out, err) = monitor_cli(w.pid(), ops, true);
-        assert_eq!(code, Some(0), "madvd monitor --ops {ops} failed: {err}");
-        let v: serde_json::Value = serde_json::from_str(out.trim()).expect("one JSON view");
-        assert_eq!(v["ops"], ops);
-        assert_eq!(v["pid"], w.pid());
-        let regions = v["regions"].as_array().expect("regions");
-        assert!(!regions.is_empty(), "no regions: {out}");
-        let covered: u64 = regions
-            .iter()
-            .map(|r| {
-                let (s, e) = (r["start"].as_u64().unwrap(), r["end"].as_u64().unwrap());
-                e.min(mapping.end).saturating_sub(s.max(mapping.start))
-            })
-            .sum();
-        assert_eq!(
-            covered,
-            mapping.len(),
-            "the regions cover the child's mapping"
-        );
-        let wss = v["wss_bytes"].as_u64().unwrap();
-        let hot = w.hot();
-        let hot_seen = regions.iter().any(|r| {
-            r["nr_accesses"].as_u64().unwrap() > 0
-                && r["start"].as_u64().unwrap() < hot.end
-                && hot.start < r["end"].as_u64().unwrap()
-        });
-        println!(
-            "{ops}: attempt {attempt}: {} regions, wss {wss}, an accessed region over the hot range: {hot_seen}",
-            regions.len()
-        );
-        if wss > 0 && hot_seen {
-            return;
-        }
-        last = out;
-    }
-    panic!("madvd monitor --ops {ops}: hot range not seen in three aggregations: {last}");
+    let (code, out, err) = monitor_cli(w.pid(), ops, true);
+    assert_eq!(code, Some(0), "madvd monitor --ops {ops} failed: {err}");
+    let v: serde_json::Value = serde_json::from_str(out.trim()).expect("one JSON view");
+    assert_eq!(v["ops"], ops);
+    assert_eq!(v["pid"], w.pid());
+    let regions = v["regions"].as_array().expect("regions");
+    assert!(!regions.is_empty(), "no regions: {out}");
+    let covered: u64 = regions
+        .iter()
+        .map(|r| {
+            let (s, e) = (r["start"].as_u64().unwrap(), r["end"].as_u64().unwrap());
+            e.min(mapping.end).saturating_sub(s.max(mapping.start))
+        })
+        .sum();
+    assert_eq!(
+        covered,
+        mapping.len(),
+        "the regions cover the child's mapping"
+    );
+    let wss = v["wss_bytes"].as_u64().unwrap();
+    let hot = w.hot();
+    let hot_seen = regions.iter().any(|r| {
+        r["nr_accesses"].as_u64().unwrap() > 0
+            && r["start"].as_u64().unwrap() < hot.end
+            && hot.start < r["end"].as_u64().unwrap()
+    });
+    println!(
+        "{ops}: {} regions, wss {wss}, an accessed region over the hot range: {hot_seen}",
+        regions.len()
+    );
+    assert!(
+        wss > 0 && hot_seen,
+        "madvd monitor --ops {ops}: hot range not seen in one aggregation: {out}"
+    );
 }
 
 #[test]
 fn lab_cli_monitor_page_idle() {
-    let Some(kernel) = lab() else {
-        engine::skip!("not in the madvd kernel lab (this host's kernel has no page_idle)")
-    };
+    let kernel =
+        engine::lab_or_skip!("not in the madvd kernel lab (this host's kernel has no page_idle)");
     let w = spawn_child(32 * MIB, 0.0, 11);
     if kernel == "debian" {
         // Forced but unusable: one clear line, exit 2.
@@ -961,9 +800,9 @@ fn lab_cli_monitor_page_idle() {
 
 #[test]
 fn lab_cli_monitor_kernel_damon() {
-    let Some(_kernel) = lab() else {
-        engine::skip!("not in the madvd kernel lab (kernel DAMON is driven for real only there)")
-    };
+    let _kernel = engine::lab_or_skip!(
+        "not in the madvd kernel lab (kernel DAMON is driven for real only there)"
+    );
     let w = spawn_child(32 * MIB, 0.0, 12);
     assert_cli_view(&w, "damon");
     // madvd stopped its kdamond and removed its directories on the way out.
@@ -978,9 +817,8 @@ fn lab_cli_monitor_kernel_damon() {
 
 #[test]
 fn lab_cli_monitor_soft_dirty() {
-    let Some(_kernel) = lab() else {
-        engine::skip!("not in the madvd kernel lab (this host's kernel has no soft-dirty)")
-    };
+    let _kernel =
+        engine::lab_or_skip!("not in the madvd kernel lab (this host's kernel has no soft-dirty)");
     let w = spawn_child(32 * MIB, 1.0, 13);
     assert_cli_view(&w, "soft_dirty");
     // The table says what the primitive cannot see.
@@ -994,9 +832,9 @@ fn lab_cli_monitor_soft_dirty() {
 /// nothing is advised), the feedback note is printed once, and the kdamond is gone after.
 #[test]
 fn lab_cli_run_kernel_damon() {
-    let Some(_kernel) = lab() else {
-        engine::skip!("not in the madvd kernel lab (kernel DAMON is driven for real only there)")
-    };
+    let _kernel = engine::lab_or_skip!(
+        "not in the madvd kernel lab (kernel DAMON is driven for real only there)"
+    );
     let w = spawn_child(32 * MIB, 0.0, 14);
     let dir = tempfile::tempdir().unwrap();
     let policy = dir.path().join("busy.ron");

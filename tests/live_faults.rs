@@ -6,17 +6,13 @@ use engine::access::{Access, AccessCheck, AccessError, SampleReq};
 use engine::kernel::pagemap::Pagemap;
 use engine::ops::probe::{Probe, ProbeConfig};
 use engine::process::{Process, ProcessError};
-use engine::testkit::{self, swap, Workload};
-use engine::workload::WorkloadSpec;
 use engine::{AddrRange, SysRoot, TargetId};
-use std::path::Path;
+use madvd_workload::Client as Workload;
+use madvd_workload::WorkloadSpec;
 use std::time::Duration;
 
-const PAGE: u64 = 4096;
-
-fn exe() -> &'static Path {
-    Path::new(env!("CARGO_BIN_EXE_madvd"))
-}
+mod common;
+use common::{exe, fixed_regions, open, spawn, unthrottled_probe as probe, PAGE};
 
 fn small(size: u64) -> WorkloadSpec {
     WorkloadSpec {
@@ -26,46 +22,26 @@ fn small(size: u64) -> WorkloadSpec {
     }
 }
 
-fn probe() -> Probe {
-    Probe::new(
-        SysRoot::host(),
-        ProbeConfig {
-            max_samples_per_sec: None,
-            max_pageouts_per_sec: None,
-            ..ProbeConfig::default()
-        },
-    )
-}
-
 /// One sample per `n` equal pieces of `m`, at each piece's start.
 fn samples_over(m: AddrRange, n: u64) -> Vec<SampleReq> {
-    let sz = m.len() / n / PAGE * PAGE;
-    (0..n)
-        .map(|i| SampleReq {
-            region: AddrRange::new(m.start + i * sz, m.start + (i + 1) * sz),
-            addr: m.start + i * sz,
+    fixed_regions(m, n)
+        .into_iter()
+        .map(|region| SampleReq {
+            region,
+            addr: region.start,
         })
         .collect()
 }
 
-macro_rules! need_root_and_swap {
-    () => {{
-        if !testkit::is_root() {
-            engine::skip!("needs root (remote process_madvise needs CAP_SYS_NICE)");
-        }
-        match swap::acquire(256 << 20) {
-            Ok(g) => g,
-            Err(e) => engine::skip!("no swap fixture: {e}"),
-        }
-    }};
-}
+/// The probe pages out: these tests need root and the swap fixture.
+const SWAP: u64 = 256 << 20;
 
 #[test]
 fn target_exiting_mid_sample_is_reported_gone() {
-    let _swap = need_root_and_swap!();
-    let w = Workload::spawn(exe(), &small(32 << 20)).unwrap();
+    let _swap = engine::need_swap!(SWAP);
+    let w = spawn(&small(32 << 20));
     let mut p = probe();
-    let id = p.add_target(Process::open(&SysRoot::host(), w.pid(), false).unwrap());
+    let id = p.add_target(open(w.pid())).unwrap();
     p.target_ranges(id).unwrap();
     let mut s = samples_over(w.mapping(), 16);
     p.prepare(id, &mut s).unwrap();
@@ -95,11 +71,11 @@ fn target_exiting_mid_sample_is_reported_gone() {
 #[test]
 fn target_exiting_unreaped_is_reported_gone() {
     // A zombie (exited, not reaped): its pid still exists, its mm does not.
-    let _swap = need_root_and_swap!();
-    let w = Workload::spawn(exe(), &small(16 << 20)).unwrap();
+    let _swap = engine::need_swap!(SWAP);
+    let w = spawn(&small(16 << 20));
     let pid = w.pid();
     let mut p = probe();
-    let id = p.add_target(Process::open(&SysRoot::host(), pid, false).unwrap());
+    let id = p.add_target(open(pid)).unwrap();
     p.target_ranges(id).unwrap();
     let mut s = samples_over(w.mapping(), 8);
     p.prepare(id, &mut s).unwrap();
@@ -136,11 +112,11 @@ fn spawn_with_pid(pid: u32, spec: &WorkloadSpec) -> Option<Workload> {
 
 #[test]
 fn reused_pid_is_never_read_or_advised() {
-    let _swap = need_root_and_swap!();
-    let a = Workload::spawn(exe(), &small(16 << 20)).unwrap();
+    let _swap = engine::need_swap!(SWAP);
+    let a = spawn(&small(16 << 20));
     let pid = a.pid();
     let mut p = probe();
-    let id = p.add_target(Process::open(&SysRoot::host(), pid, false).unwrap());
+    let id = p.add_target(open(pid)).unwrap();
     let old_ranges = p.target_ranges(id).unwrap();
     let mut s = samples_over(a.mapping(), 8);
     p.prepare(id, &mut s).unwrap();
@@ -214,18 +190,14 @@ fn reused_pid_is_never_read_or_advised() {
 
 #[test]
 fn unmapped_range_mid_sample_is_unknown_then_gone_from_ranges() {
-    let _swap = need_root_and_swap!();
-    let mut w = Workload::spawn(
-        exe(),
-        &WorkloadSpec {
-            size: 64 << 20,
-            hot_fraction: 0.1,
-            ..WorkloadSpec::default()
-        },
-    )
-    .unwrap();
+    let _swap = engine::need_swap!(SWAP);
+    let mut w = spawn(&WorkloadSpec {
+        size: 64 << 20,
+        hot_fraction: 0.1,
+        ..WorkloadSpec::default()
+    });
     let mut p = probe();
-    let id: TargetId = p.add_target(Process::open(&SysRoot::host(), w.pid(), false).unwrap());
+    let id: TargetId = p.add_target(open(w.pid())).unwrap();
     let m = w.mapping();
     p.target_ranges(id).unwrap();
     // Samples in the cold upper half; unmap it between prepare and check.
@@ -237,11 +209,17 @@ fn unmapped_range_mid_sample_is_unknown_then_gone_from_ranges() {
     let mut out = vec![Access::Accessed; s.len()];
     p.check(id, &s, &mut out).unwrap();
     assert!(out.iter().all(|a| *a == Access::Unknown), "{out:?}");
-    // Prepared again before the VMAs are re-read: the page-outs fail, the samples are Unknown.
+    // Prepared again before the VMAs are re-read: the hole has no page at prepare and none at
+    // check, which residency answers as the kernel's `damon_va_young` does for a hole (no
+    // PTE: not accessed) — and nothing is paged out there.
+    let before = p.stats();
     let mut s = samples_over(half, 16);
     p.prepare(id, &mut s).unwrap();
     p.check(id, &s, &mut out).unwrap();
-    assert!(out.iter().all(|a| *a == Access::Unknown), "{out:?}");
+    assert!(out.iter().all(|a| *a == Access::NotAccessed), "{out:?}");
+    let after = p.stats();
+    assert_eq!(after.absent - before.absent, 16, "{after:?}");
+    assert_eq!(after.pageout_failed, before.pageout_failed, "{after:?}");
     // Re-read: the hole is gone from the target's ranges.
     let ranges = p.target_ranges(id).unwrap();
     assert!(ranges.iter().all(|r| !r.intersects(&half)), "{ranges:?}");
@@ -285,7 +263,7 @@ fn eperm_helper() {
             ..ProbeConfig::default()
         },
     );
-    let id = p.add_target(proc);
+    let id = p.add_target(proc).unwrap();
     p.target_ranges(id).unwrap();
     let mut s: Vec<SampleReq> = vmas
         .iter()
@@ -303,7 +281,7 @@ fn eperm_helper() {
     );
     eprintln!("as nobody: {e}");
     // Detection says why the probe is not usable for this user.
-    let st = engine::ops::detect::probe_status(&SysRoot::host());
+    let st = engine::ops::OpsKind::Probe.status(&SysRoot::host());
     assert!(
         !st.usable && st.why_not.as_deref().unwrap_or("").contains("CAP_SYS_NICE"),
         "{st:?}"
@@ -314,7 +292,7 @@ fn eperm_helper() {
 #[test]
 fn eperm_as_a_user_without_rights() {
     use std::os::unix::process::CommandExt;
-    let _swap = need_root_and_swap!();
+    let _swap = engine::need_swap!(SWAP);
     // The nobody-owned target: a plain `sleep`.
     let mut target = std::process::Command::new("sleep")
         .arg("60")
@@ -391,10 +369,10 @@ fn fast_attrs() -> engine::Attrs {
 
 #[test]
 fn monitor_drops_a_target_that_exits_mid_run() {
-    let _swap = need_root_and_swap!();
-    let w = Workload::spawn(exe(), &small(32 << 20)).unwrap();
+    let _swap = engine::need_swap!(SWAP);
+    let w = spawn(&small(32 << 20));
     let mut p = probe();
-    let id = p.add_target(Process::open(&SysRoot::host(), w.pid(), false).unwrap());
+    let id = p.add_target(open(w.pid())).unwrap();
     let mut mon = engine::monitor::Monitor::new(fast_attrs(), 5).unwrap();
     mon.add_target(id);
     let clock = std::time::Instant::now();
@@ -424,19 +402,15 @@ fn monitor_drops_a_target_that_exits_mid_run() {
 /// region inside it is found accessed.
 #[test]
 fn monitor_reconciles_regions_after_munmap() {
-    let _swap = need_root_and_swap!();
-    let mut w = Workload::spawn(
-        exe(),
-        &WorkloadSpec {
-            size: 64 << 20,
-            hot_fraction: 0.1,
-            ..WorkloadSpec::default()
-        },
-    )
-    .unwrap();
+    let _swap = engine::need_swap!(SWAP);
+    let mut w = spawn(&WorkloadSpec {
+        size: 64 << 20,
+        hot_fraction: 0.1,
+        ..WorkloadSpec::default()
+    });
     let m = w.mapping();
     let mut p = probe();
-    let id = p.add_target(Process::open(&SysRoot::host(), w.pid(), false).unwrap());
+    let id = p.add_target(open(w.pid())).unwrap();
     let mut mon = engine::monitor::Monitor::new(fast_attrs(), 9).unwrap();
     mon.add_target(id);
     let clock = std::time::Instant::now();

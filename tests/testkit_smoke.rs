@@ -1,12 +1,10 @@
 //! The test fixtures themselves: the workload child and the swap fixture.
 
-use engine::testkit::{swap, Workload};
-use engine::workload::WorkloadSpec;
+use madvd_workload::WorkloadSpec;
 use std::path::Path;
 
-fn exe() -> &'static Path {
-    Path::new(env!("CARGO_BIN_EXE_madvd"))
-}
+mod common;
+use common::spawn;
 
 #[test]
 fn workload_child_reports_truth_and_verifies() {
@@ -15,7 +13,7 @@ fn workload_child_reports_truth_and_verifies() {
         write_fraction: 0.2,
         ..Default::default()
     };
-    let mut w = Workload::spawn(exe(), &spec).unwrap();
+    let mut w = spawn(&spec);
     assert_eq!(w.mapping().len(), 8 << 20);
     assert_eq!(w.hot().start, w.mapping().start);
     w.mark().unwrap();
@@ -38,10 +36,7 @@ fn workload_child_reports_truth_and_verifies() {
 
 #[test]
 fn swap_fixture_makes_and_removes_zram_swap() {
-    let g = match swap::acquire(64 << 20) {
-        Ok(g) => g,
-        Err(why) => engine::skip!("swap fixture unavailable: {why}"),
-    };
+    let g = engine::need_swap!(64 << 20);
     let during = std::fs::read_to_string("/proc/swaps").unwrap();
     assert!(during.lines().count() >= 2, "swap active: {during}");
     let made = g.zram_device();

@@ -7,6 +7,7 @@
 //! snapshot source instead: see `ops::damon`.
 
 use crate::attrs::Attrs;
+use crate::process::Process;
 use crate::region::{AddrRange, TargetId};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
@@ -50,10 +51,45 @@ pub enum AccessError {
     Other { target: TargetId, msg: String },
 }
 
+/// The targets of a check over live processes, by id (a target's id is its pid).
+/// `ops::common::Targets` is the table every such check keeps.
+pub trait TargetTable {
+    /// Hold `proc` as a target; its id is [`Process::id`].
+    fn add(&mut self, proc: Process) -> TargetId;
+    /// Forget target `id`, handing back its process (dropping it closes its pidfd and
+    /// pagemap). `None` if it was no target.
+    fn remove(&mut self, id: TargetId) -> Option<Process>;
+}
+
 /// A per-sample access check (an "operations set" in DAMON's terms).
 pub trait AccessCheck {
     /// Short name, as `--ops NAME` takes it (`sim`, `probe`, `page_idle`, ...).
     fn name(&self) -> &'static str;
+
+    /// The table of live processes this check samples, if it samples live processes (the
+    /// simulated check does not: its targets are simulated spaces).
+    fn targets(&mut self) -> Option<&mut dyn TargetTable> {
+        None
+    }
+
+    /// Start sampling `proc` (the monitor then knows it by the returned id, its pid). A
+    /// check over no live processes refuses. A process already held under that id (a pid
+    /// reused before the old one was removed) is replaced.
+    fn add_target(&mut self, proc: Process) -> Result<TargetId, AccessError> {
+        let name = self.name();
+        match self.targets() {
+            Some(t) => Ok(t.add(proc)),
+            None => Err(AccessError::Other {
+                target: proc.id(),
+                msg: format!("the {name} check samples no live process"),
+            }),
+        }
+    }
+
+    /// Stop sampling target `id` (gone, or no longer monitored): its process, if it was one.
+    fn remove_target(&mut self, id: TargetId) -> Option<Process> {
+        self.targets()?.remove(id)
+    }
 
     /// The monitoring attributes this check works best with. A costly check samples less
     /// often than the kernel's 5 ms / 100 ms; policy files and CLI flags override these.
@@ -68,8 +104,16 @@ pub trait AccessCheck {
         None
     }
 
+    /// True when [`Self::target_ranges`] are the ranges to monitor as given (physical
+    /// ranges the user set: kernel DAMON's `paddr` has no three-region init), not mappings
+    /// to build three regions from.
+    fn ranges_are_user_set(&self) -> bool {
+        false
+    }
+
     /// The target's mapped address ranges, sorted and disjoint (VMAs, possibly coalesced).
-    /// The monitor computes the three regions from them (`__damon_va_three_regions`).
+    /// The monitor computes the three regions from them (`__damon_va_three_regions`), or,
+    /// with [`Self::ranges_are_user_set`], monitors them as given.
     fn target_ranges(&mut self, target: TargetId) -> Result<Vec<AddrRange>, AccessError>;
 
     /// Start one sampling interval: clear the accessed state of each sample page.

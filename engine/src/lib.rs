@@ -12,8 +12,10 @@
 //! - the monitoring core (merge, split, aging, three-region init, reconcile): [`monitor`];
 //! - thin readers/parsers, one per kernel interface: [`kernel`] (all rooted at a [`SysRoot`]);
 //! - a live target process (pidfd, maps, pagemap, refusals): [`process`];
-//! - the actuator (batched `process_madvise`): [`actuator`];
-//! - a real-memory workload with ground truth, for tests, benches and the demo: [`workload`].
+//! - following a target's descendants (process trees, start-time identity): [`proctree`];
+//! - the actuator (batched `process_madvise`): [`actuator`].
+//!
+//! The workload child that tests, benches and the demo run is its own crate, `madvd-workload`.
 
 pub mod access;
 pub mod actuator;
@@ -23,17 +25,17 @@ pub mod kernel;
 pub mod monitor;
 pub mod ops;
 pub mod process;
+pub mod proctree;
 pub mod region;
 pub mod report;
 pub mod snapshot;
 pub mod sysroot;
 #[cfg(feature = "testkit")]
 pub mod testkit;
-pub mod workload;
 
 pub use access::{Access, AccessCheck, AccessError, SampleReq};
 pub use advice::{Advice, AdviceRequest};
-pub use attrs::{Attrs, AttrsError};
+pub use attrs::{Attrs, AttrsError, AttrsOverride, IntervalsGoal, IntervalsGoalOverride};
 pub use region::{AddrRange, Region, TargetId};
 pub use report::{ApplyErrorKind, ApplyReport, RangeOutcome};
 pub use snapshot::{Snapshot, TargetSnapshot};

@@ -7,10 +7,12 @@
 //! not a process (name the process), kernel threads (no mm) and zombies, each with the reason.
 
 use crate::kernel::clear_refs::{self, ClearRefs};
+use crate::kernel::host::page_size;
 use crate::kernel::maps::{parse_maps, MapsError, Vma};
 use crate::kernel::pagemap::Pagemap;
 use crate::kernel::pidfd::{Pidfd, PidfdError};
 use crate::kernel::smaps::{parse_smaps, SmapsVma};
+use crate::kernel::stat::{parse_stat, StatError};
 use crate::kernel::status::{parse_status, Status, StatusError};
 use crate::region::TargetId;
 use crate::sysroot::SysRoot;
@@ -36,6 +38,9 @@ pub enum ProcessError {
     NoSuchProcess { pid: u32 },
     #[error("pid {pid} has exited")]
     Gone { pid: u32 },
+    /// The pid names another process than the one found (its start time differs).
+    #[error("pid {pid} was reused: it started at tick {found}, the process found there at tick {expected}")]
+    Reused { pid: u32, expected: u64, found: u64 },
     #[error("pid {pid}: permission denied on {path}: needs root, or the same user and ptrace read access (PTRACE_MODE_READ: see /proc/sys/kernel/yama/ptrace_scope)")]
     Permission { pid: u32, path: PathBuf },
     /// (The pidfd error names the pid itself.)
@@ -57,6 +62,12 @@ pub enum ProcessError {
         #[source]
         source: StatusError,
     },
+    #[error("pid {pid}: {source}")]
+    Stat {
+        pid: u32,
+        #[source]
+        source: StatError,
+    },
     #[error("pid {pid}: {path}: {source}")]
     Io {
         pid: u32,
@@ -70,7 +81,10 @@ impl ProcessError {
     /// The process is simply gone (exited or reaped): drop it, it is no failure of madvd's.
     pub fn is_gone(&self) -> bool {
         match self {
-            ProcessError::Gone { .. } | ProcessError::NoSuchProcess { .. } => true,
+            // A reused pid: the process found there is gone too.
+            ProcessError::Gone { .. }
+            | ProcessError::NoSuchProcess { .. }
+            | ProcessError::Reused { .. } => true,
             ProcessError::Pidfd { source, .. } => source.is_gone(),
             _ => false,
         }
@@ -89,17 +103,6 @@ pub struct Process {
     pidfd: Pidfd,
     pagemap: Pagemap,
     page_size: u64,
-}
-
-/// The system page size (`sysconf(_SC_PAGESIZE)`).
-pub fn page_size() -> u64 {
-    // SAFETY: sysconf has no memory-safety preconditions.
-    let v = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    if v > 0 {
-        v as u64
-    } else {
-        4096
-    }
 }
 
 impl Process {
@@ -228,6 +231,34 @@ impl Process {
             return Err(ProcessError::Gone { pid: self.pid });
         }
         Ok(v)
+    }
+
+    /// When the process started (field 22 of `stat`, clock ticks after boot), read through
+    /// the pidfd: with the pid, its identity.
+    pub fn start_time(&self) -> Result<u64, ProcessError> {
+        use std::io::Read;
+        let path = self.root.pid_file(self.pid, "stat");
+        let mut b = Vec::with_capacity(512);
+        self.pidfd
+            .open_proc_file(&self.root, "stat")
+            .map_err(|e| map_pidfd_err(self.pid, e))?
+            .read_to_end(&mut b)
+            .map_err(|source| match source.raw_os_error() {
+                Some(libc::ESRCH) => ProcessError::Gone { pid: self.pid },
+                _ => ProcessError::Io {
+                    pid: self.pid,
+                    path: path.clone(),
+                    source,
+                },
+            })?;
+        let st = parse_stat(&b, &path).map_err(|source| ProcessError::Stat {
+            pid: self.pid,
+            source,
+        })?;
+        if !self.is_alive() {
+            return Err(ProcessError::Gone { pid: self.pid });
+        }
+        Ok(st.start_time)
     }
 
     /// The current status.

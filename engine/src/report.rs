@@ -1,10 +1,11 @@
 //! The actuator's apply report: the one value that flows backwards, to the schemes (quota
-//! charging, stats) and to the monitor (an applied non-`stat` action resets the region's age,
-//! as `damos_apply_scheme()` does in mm/damon/core.c 6.12).
+//! charging, stats) and to the monitor (a non-`stat` action resets the age of the regions it
+//! was asked for, applied or not, as `damos_apply_scheme()` does in mm/damon/core.c 6.12).
 
 use crate::advice::Advice;
 use crate::region::{AddrRange, TargetId};
 use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
 
 /// Why (part of) a range was not applied.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -38,6 +39,28 @@ pub enum ApplyErrorKind {
     Other(i32),
 }
 
+impl ApplyErrorKind {
+    /// The one label of this kind, everywhere it is shown: metrics
+    /// (`madvd_group_apply_errors_bytes_total{kind}`), `run`'s `errors` and the demo's
+    /// `not_applied`. `Other(e)` is `errno_E`.
+    pub fn label(&self) -> Cow<'static, str> {
+        Cow::Borrowed(match self {
+            ApplyErrorKind::Unmapped => "unmapped",
+            ApplyErrorKind::Invalid => "invalid",
+            ApplyErrorKind::Again => "again",
+            ApplyErrorKind::NoMemory => "no_memory",
+            ApplyErrorKind::TargetGone => "target_gone",
+            ApplyErrorKind::Permission => "permission",
+            ApplyErrorKind::SwapHeadroom => "swap_headroom",
+            ApplyErrorKind::Refused => "refused",
+            ApplyErrorKind::DryRun => "dry_run",
+            ApplyErrorKind::Cancelled => "cancelled",
+            ApplyErrorKind::Unaligned => "unaligned",
+            ApplyErrorKind::Other(e) => return Cow::Owned(format!("errno_{e}")),
+        })
+    }
+}
+
 /// What happened to one requested range.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RangeOutcome {
@@ -55,6 +78,21 @@ pub struct RangeOutcome {
 }
 
 impl RangeOutcome {
+    /// The outcome of `req` with `bytes_applied` done in `elapsed_ns` and no error yet (the
+    /// actuator's starting point; tests' fake actuators report full application with it).
+    pub fn of(req: &crate::advice::AdviceRequest, bytes_applied: u64, elapsed_ns: u64) -> Self {
+        RangeOutcome {
+            target: req.target,
+            range: req.range,
+            advice: req.advice,
+            scheme: req.scheme,
+            bytes_requested: req.range.len(),
+            bytes_applied,
+            elapsed_ns,
+            errors: Vec::new(),
+        }
+    }
+
     pub fn applied(&self) -> bool {
         self.bytes_applied > 0
     }
@@ -75,5 +113,35 @@ impl ApplyReport {
     }
     pub fn elapsed_ns(&self) -> u64 {
         self.outcomes.iter().map(|o| o.elapsed_ns).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ApplyErrorKind;
+
+    #[test]
+    fn one_label_per_apply_error() {
+        let all = [
+            (ApplyErrorKind::Unmapped, "unmapped"),
+            (ApplyErrorKind::Invalid, "invalid"),
+            (ApplyErrorKind::Again, "again"),
+            (ApplyErrorKind::NoMemory, "no_memory"),
+            (ApplyErrorKind::TargetGone, "target_gone"),
+            (ApplyErrorKind::Permission, "permission"),
+            (ApplyErrorKind::SwapHeadroom, "swap_headroom"),
+            (ApplyErrorKind::Refused, "refused"),
+            (ApplyErrorKind::DryRun, "dry_run"),
+            (ApplyErrorKind::Cancelled, "cancelled"),
+            (ApplyErrorKind::Unaligned, "unaligned"),
+            (ApplyErrorKind::Other(12), "errno_12"),
+        ];
+        for (k, want) in all {
+            assert_eq!(k.label(), want, "{k:?}");
+            // The label is the serde name, except for `Other`, which carries its errno.
+            if !matches!(k, ApplyErrorKind::Other(_)) {
+                assert_eq!(serde_json::to_value(k).unwrap(), want, "{k:?}");
+            }
+        }
     }
 }

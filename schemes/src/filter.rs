@@ -13,6 +13,7 @@
 //!   driver, with pagemap / page_idle) through [`PageFilter`].
 
 use crate::policy::{FilterKind, FilterSpec};
+use engine::kernel::host::align_down;
 use engine::{AddrRange, TargetId};
 
 /// The last filter of a layer decides the default (`damos_filters_default_reject()`).
@@ -114,14 +115,6 @@ fn filter_match(
         FilterKind::Anon | FilterKind::Young => (false, None),
     };
     (matched == f.matching, split)
-}
-
-fn align_down(x: u64, a: u64) -> u64 {
-    if a <= 1 {
-        x
-    } else {
-        x - x % a
-    }
 }
 
 /// What the driver could tell about one page.

@@ -1,7 +1,9 @@
 //! Quotas: the charge window, the effective size quota, the feedback loop of quota goals, the
-//! score histogram and minimum score, and the resume point. Ported from mm/damon/core.c
-//! (Linux 6.12: `damos_adjust_quota()`, `damos_set_effective_quota()`,
-//! `damon_feed_loop_next_input()`, `damos_skip_charged_region()`), with times in µs.
+//! score histogram and minimum score, charging (by size when a piece is chosen, by time when
+//! the apply report comes back), the split-to-fit rule and the resume point. Ported from
+//! mm/damon/core.c (Linux 6.12: `damos_adjust_quota()`, `damos_set_effective_quota()`,
+//! `damon_feed_loop_next_input()`, `damos_apply_scheme()`, `damos_skip_charged_region()`),
+//! with times in µs. [`QuotaState`] is the only place that changes what a quota has charged.
 
 use crate::policy::QuotaSpec;
 use crate::score::MAX_SCORE;
@@ -11,34 +13,9 @@ use engine::TargetId;
 /// (`damos_set_effective_quota()`, core.c 6.12).
 pub const INITIAL_THROUGHPUT_BYTES_PER_MS: u64 = 4096 * 1024;
 
-/// `damon_feed_loop_next_input()` (mm/damon/core.c 6.12): the next input for a score whose
-/// goal is 10 000, `max(last × (2 − score/10000), 10000)` in integers, saturating.
-pub fn feed_loop_next_input(last_input: u64, score: u64) -> u64 {
-    const GOAL: u64 = 10_000;
-    // Set minimum input as 10000 to avoid compensation be zero.
-    const MIN_INPUT: u64 = 10_000;
-    if score == GOAL {
-        return last_input;
-    }
-    if score >= GOAL * 2 {
-        return MIN_INPUT;
-    }
-    let over_achieving = score > GOAL;
-    let diff = if over_achieving {
-        score - GOAL
-    } else {
-        GOAL - score
-    };
-    let compensation = if last_input < u64::MAX / diff {
-        last_input * diff / GOAL
-    } else {
-        last_input / GOAL * diff
-    };
-    if over_achieving {
-        return last_input.saturating_sub(compensation).max(MIN_INPUT);
-    }
-    last_input.saturating_add(compensation)
-}
+/// `damon_feed_loop_next_input()`: one port for the quota goals here and the monitor's
+/// interval tuning (`engine::monitor::tune`, which holds its kunit port).
+pub use engine::monitor::tune::feed_loop_next_input;
 
 /// `mult_frac(current, 10000, target)`: a goal's score (`damos_quota_score()`, core.c 6.12).
 pub fn goal_score(current: u64, target: u64) -> u64 {
@@ -46,46 +23,6 @@ pub fn goal_score(current: u64, target: u64) -> u64 {
         return u64::MAX;
     }
     ((current as u128 * 10_000) / target as u128).min(u64::MAX as u128) as u64
-}
-
-/// `damos_set_effective_quota()` (core.c 6.12). `score` is the highest goal score when the
-/// scheme has goals (`None` when a goal could not be measured this time: the goal-based
-/// part then stays where it was). `min_region_sz` is `DAMON_MIN_REGION`.
-pub fn set_effective_quota(
-    q: &mut QuotaState,
-    spec: &QuotaSpec,
-    score: Option<u64>,
-    min_region_sz: u64,
-) {
-    if spec.time_us == 0 && spec.goals.is_empty() {
-        q.esz = spec.size;
-        return;
-    }
-    let mut esz = u64::MAX;
-    if !spec.goals.is_empty() {
-        if let Some(score) = score {
-            q.esz_bp = feed_loop_next_input(q.esz_bp.max(10_000), score);
-        } else {
-            q.esz_bp = q.esz_bp.max(10_000);
-        }
-        esz = q.esz_bp / 10_000;
-    }
-    if spec.time_us != 0 {
-        let throughput = if q.total_charged_ns != 0 {
-            ((q.total_charged_sz as u128 * 1_000_000) / q.total_charged_ns as u128)
-                .min(u64::MAX as u128) as u64
-        } else {
-            INITIAL_THROUGHPUT_BYTES_PER_MS
-        };
-        // throughput is bytes per ms; the quota is kept in µs.
-        let by_time =
-            ((throughput as u128 * spec.time_us as u128) / 1000).min(u64::MAX as u128) as u64;
-        esz = by_time.min(esz).max(min_region_sz);
-    }
-    if spec.size != 0 && spec.size < esz {
-        esz = spec.size;
-    }
-    q.esz = esz;
 }
 
 /// The quota state of one scheme (`struct damos_quota`'s private fields).
@@ -130,10 +67,165 @@ impl QuotaState {
         exceeded
     }
 
+    /// `quota->esz && quota->charged_sz >= quota->esz`: nothing more is charged in this window.
     pub fn exhausted(&self) -> bool {
         self.esz != 0 && self.charged_sz >= self.esz
     }
+
+    /// `damos_set_effective_quota()` (mm/damon/core.c 6.12): the effective size quota of a
+    /// new window. `score` is the highest goal score when the scheme has goals (`None` when a
+    /// goal could not be measured this time: the goal-based part then stays where it was).
+    /// `min_region_sz` is `DAMON_MIN_REGION`.
+    ///
+    /// ```c
+    /// if (!quota->ms && list_empty(&quota->goals)) { quota->esz = quota->sz; return; }
+    /// if (!list_empty(&quota->goals))
+    ///         esz_bp = damon_feed_loop_next_input(max(esz_bp, 10000), score); esz = esz_bp / 10000;
+    /// if (quota->ms) {
+    ///         throughput = total_charged_ns ? total_charged_sz * 1000000 / total_charged_ns
+    ///                                       : PAGE_SIZE * 1024;
+    ///         esz = max(DAMON_MIN_REGION, min(throughput * quota->ms, esz));
+    /// }
+    /// if (quota->sz && quota->sz < esz) esz = quota->sz;
+    /// ```
+    pub fn set_effective_quota(
+        &mut self,
+        spec: &QuotaSpec,
+        score: Option<u64>,
+        min_region_sz: u64,
+    ) {
+        if spec.time_us == 0 && spec.goals.is_empty() {
+            self.esz = spec.size;
+            return;
+        }
+        let mut esz = u64::MAX;
+        if !spec.goals.is_empty() {
+            if let Some(score) = score {
+                self.esz_bp = feed_loop_next_input(self.esz_bp.max(10_000), score);
+            } else {
+                self.esz_bp = self.esz_bp.max(10_000);
+            }
+            esz = self.esz_bp / 10_000;
+        }
+        if spec.time_us != 0 {
+            // The time charged so far (`charge_time`) against the bytes charged in past
+            // windows: bytes per ms.
+            let throughput = if self.total_charged_ns != 0 {
+                ((self.total_charged_sz as u128 * 1_000_000) / self.total_charged_ns as u128)
+                    .min(u64::MAX as u128) as u64
+            } else {
+                INITIAL_THROUGHPUT_BYTES_PER_MS
+            };
+            // throughput is bytes per ms; the quota is kept in µs.
+            let by_time =
+                ((throughput as u128 * spec.time_us as u128) / 1000).min(u64::MAX as u128) as u64;
+            esz = by_time.min(esz).max(min_region_sz);
+        }
+        if spec.size != 0 && spec.size < esz {
+            esz = spec.size;
+        }
+        self.esz = esz;
+    }
+
+    /// `damos_fix_stale_charge_pointers()` (core.c 6.12): a resume point in a target that is
+    /// gone cannot be reached, so it is dropped.
+    pub fn fix_stale_resume(&mut self, mut present: impl FnMut(TargetId) -> bool) {
+        if let Some((t, _)) = self.resume {
+            if !present(t) {
+                self.resume = None;
+            }
+        }
+    }
+
+    /// `damos_skip_charged_region()` as of Linux 6.12: where the walk of a new window may
+    /// start in the region `[start, end)` of `target` (`is_last`: the target's last region),
+    /// or `None` to skip the region. The last window stopped at the resume point, so regions
+    /// of other targets, the target's last region and what lies before the point are
+    /// skipped; a region the point falls in is entered `ALIGN_DOWN(from - start,
+    /// DAMON_MIN_REGION)` bytes in (at least `DAMON_MIN_REGION`, the kernel splitting it
+    /// there). Reaching the point, or the last region, clears it.
+    ///
+    /// Later 6.12.y stable releases (6.12.118 in the lab) check the last region after the
+    /// address checks and resume at `r->ar.end` instead of `end + 1`; madvd keeps the 6.12
+    /// rule (its advice is pinned by tests).
+    pub fn skip_charged(
+        &mut self,
+        target: TargetId,
+        start: u64,
+        end: u64,
+        is_last: bool,
+        min_region_sz: u64,
+    ) -> Option<u64> {
+        let Some((rt, from)) = self.resume else {
+            return Some(start);
+        };
+        if rt != target {
+            return None;
+        }
+        if is_last {
+            self.resume = None;
+            return None;
+        }
+        if from != 0 && end <= from {
+            return None;
+        }
+        let mut first = start;
+        if from != 0 && start < from {
+            let mut skip = align_down(from - start, min_region_sz);
+            if skip == 0 {
+                if end - start <= min_region_sz {
+                    return None;
+                }
+                skip = min_region_sz;
+            }
+            first += skip;
+        }
+        self.resume = None;
+        Some(first)
+    }
+
+    /// The split-to-fit rule of `damos_apply_scheme()` (core.c 6.12): how much of a piece of
+    /// `len` bytes may be charged now. The whole piece when it fits in what is left of the
+    /// effective quota (or there is no quota); else what is left, aligned down to
+    /// `DAMON_MIN_REGION` (the kernel splits the region there); `None` when that is zero
+    /// (the kernel then counts the region as tried with 0 bytes):
+    ///
+    /// ```c
+    /// if (quota->esz && quota->charged_sz + sz > quota->esz) {
+    ///         sz = ALIGN_DOWN(quota->esz - quota->charged_sz, DAMON_MIN_REGION);
+    ///         if (!sz)
+    ///                 goto update_stat;
+    ///         damon_split_region_at(t, r, sz);
+    /// }
+    /// ```
+    pub fn fit(&self, len: u64, min_region_sz: u64) -> Option<u64> {
+        if self.esz == 0 || self.charged_sz.saturating_add(len) <= self.esz {
+            return Some(len);
+        }
+        let sz = align_down(self.esz.saturating_sub(self.charged_sz), min_region_sz);
+        (sz != 0).then_some(sz)
+    }
+
+    /// Charge by size (`damos_apply_scheme()`, core.c 6.12): `sz` bytes of a piece of
+    /// `target` ending at `end` were chosen. When that uses the quota up, remember where to
+    /// resume next window: `(target, end + 1)`, as 6.12 does (`charge_addr_from`).
+    pub fn charge(&mut self, target: TargetId, end: u64, sz: u64) {
+        self.charged_sz = self.charged_sz.saturating_add(sz);
+        if self.exhausted() {
+            self.resume = Some((target, end.saturating_add(1)));
+        }
+    }
+
+    /// Charge by time (`quota->total_charged_ns += end - begin`, `damos_apply_scheme()`,
+    /// core.c 6.12): the actuation time of one apply outcome. madvd applies after planning,
+    /// so the time comes back with the apply report; [`QuotaState::set_effective_quota`]
+    /// turns it into the throughput of the time quota.
+    pub fn charge_time(&mut self, elapsed_ns: u64) {
+        self.total_charged_ns = self.total_charged_ns.saturating_add(elapsed_ns);
+    }
 }
+
+pub(crate) use engine::kernel::host::align_down;
 
 /// A histogram of bytes per score, and the lowest score whose cumulative size from the top
 /// reaches the quota (`damos_adjust_quota()`, core.c 6.12).
@@ -180,18 +272,6 @@ mod tests {
     use super::*;
     use crate::policy::{GoalMetric, GoalSpec};
 
-    /// Port of `damon_test_feed_loop_next_input` (mm/damon/tests/core-kunit.h).
-    #[test]
-    fn kunit_feed_loop_next_input() {
-        let last_input = 900_000;
-        // Current score lower than the goal (10 000): next input is higher.
-        assert!(feed_loop_next_input(last_input, 200) > last_input);
-        // Current score higher than the goal: next input is lower.
-        assert!(feed_loop_next_input(last_input, 250_000_000) < last_input);
-        // The next input depends on the distance between the current score and the goal.
-        assert!(feed_loop_next_input(last_input, 200) > feed_loop_next_input(last_input, 2000));
-    }
-
     /// The formula's exact values (core.c 6.12).
     #[test]
     fn feed_loop_values() {
@@ -227,7 +307,7 @@ mod tests {
     #[test]
     fn effective_quota_size_only() {
         let mut q = QuotaState::default();
-        set_effective_quota(&mut q, &spec(0, 128 << 20, 0), None, 4096);
+        q.set_effective_quota(&spec(0, 128 << 20, 0), None, 4096);
         assert_eq!(q.esz, 128 << 20);
     }
 
@@ -235,20 +315,20 @@ mod tests {
     fn effective_quota_from_throughput() {
         let mut q = QuotaState::default();
         // No history: PAGE_SIZE * 1024 bytes/ms; 10 ms -> 40 MiB, under the 128 MiB size quota.
-        set_effective_quota(&mut q, &spec(10_000, 128 << 20, 0), None, 4096);
+        q.set_effective_quota(&spec(10_000, 128 << 20, 0), None, 4096);
         assert_eq!(q.esz, 40 << 20);
         // 1 GiB charged in 2 s = 536870 bytes/ms (mult_frac rounds down) -> 5368700 bytes per 10 ms.
         q.total_charged_sz = 1 << 30;
         q.total_charged_ns = 2_000_000_000;
-        set_effective_quota(&mut q, &spec(10_000, 128 << 20, 0), None, 4096);
+        q.set_effective_quota(&spec(10_000, 128 << 20, 0), None, 4096);
         assert_eq!(q.esz, 536_870 * 10);
         // The size quota caps it.
-        set_effective_quota(&mut q, &spec(10_000, 1 << 20, 0), None, 4096);
+        q.set_effective_quota(&spec(10_000, 1 << 20, 0), None, 4096);
         assert_eq!(q.esz, 1 << 20);
         // Never below DAMON_MIN_REGION.
         q.total_charged_sz = 1;
         q.total_charged_ns = u64::MAX;
-        set_effective_quota(&mut q, &spec(10_000, 0, 0), None, 4096);
+        q.set_effective_quota(&spec(10_000, 0, 0), None, 4096);
         assert_eq!(q.esz, 4096);
     }
 
@@ -257,22 +337,22 @@ mod tests {
         let mut q = QuotaState::default();
         let s = spec(0, 0, 1);
         // esz_bp starts at max(0, 10000); a score of 0 doubles it each window.
-        set_effective_quota(&mut q, &s, Some(0), 4096);
+        q.set_effective_quota(&s, Some(0), 4096);
         assert_eq!((q.esz_bp, q.esz), (20_000, 2));
-        set_effective_quota(&mut q, &s, Some(0), 4096);
+        q.set_effective_quota(&s, Some(0), 4096);
         assert_eq!((q.esz_bp, q.esz), (40_000, 4));
         // Over-achieving halves it, never below 10000 bp.
-        set_effective_quota(&mut q, &s, Some(15_000), 4096);
+        q.set_effective_quota(&s, Some(15_000), 4096);
         assert_eq!(q.esz_bp, 20_000);
-        set_effective_quota(&mut q, &s, Some(30_000), 4096);
+        q.set_effective_quota(&s, Some(30_000), 4096);
         assert_eq!(q.esz_bp, 10_000);
         // Unmeasurable this time: unchanged.
         q.esz_bp = 70_000;
-        set_effective_quota(&mut q, &s, None, 4096);
+        q.set_effective_quota(&s, None, 4096);
         assert_eq!(q.esz, 7);
         // With a time quota, the smaller of both.
         q.esz_bp = 1 << 50;
-        set_effective_quota(&mut q, &spec(10_000, 0, 1), Some(10_000), 4096);
+        q.set_effective_quota(&spec(10_000, 0, 1), Some(10_000), 4096);
         assert_eq!(q.esz, 40 << 20);
     }
 
@@ -289,6 +369,96 @@ mod tests {
         assert_eq!(h.min_score(31), 10);
         assert_eq!(h.min_score(1000), 0);
         assert_eq!(ScoreHistogram::default().min_score(1), 0);
+    }
+
+    /// The split-to-fit rule of `damos_apply_scheme()` (core.c 6.12).
+    #[test]
+    fn fit_splits_to_what_is_left_in_whole_pages() {
+        let mut q = QuotaState::default();
+        // No quota: everything fits.
+        assert_eq!(q.fit(u64::MAX, 4096), Some(u64::MAX));
+        q.esz = 10 * 4096;
+        assert_eq!(q.fit(10 * 4096, 4096), Some(10 * 4096));
+        q.charged_sz = 3 * 4096 + 100;
+        // 6 pages and 3996 bytes left: cut to 6 pages.
+        assert_eq!(q.fit(10 * 4096, 4096), Some(6 * 4096));
+        assert_eq!(q.fit(6 * 4096, 4096), Some(6 * 4096));
+        // Less than a page left: nothing fits.
+        q.charged_sz = 9 * 4096 + 1;
+        assert_eq!(q.fit(4096, 4096), None);
+    }
+
+    /// Charging by size sets the resume point at `end + 1` when the quota runs out; by time,
+    /// it feeds the throughput of the next effective quota.
+    #[test]
+    fn charge_by_size_and_by_time() {
+        let t = TargetId(3);
+        let mut q = QuotaState {
+            esz: 8192,
+            ..QuotaState::default()
+        };
+        q.charge(t, 0x1000, 4096);
+        assert_eq!((q.charged_sz, q.resume), (4096, None));
+        q.charge(t, 0x3000, 4096);
+        assert!(q.exhausted());
+        assert_eq!(q.resume, Some((t, 0x3001)));
+        // No quota: never exhausted, no resume point.
+        let mut q = QuotaState::default();
+        q.charge(t, 0x1000, u64::MAX);
+        q.charge(t, 0x2000, 1);
+        assert_eq!((q.charged_sz, q.resume), (u64::MAX, None));
+
+        let mut q = QuotaState::default();
+        q.charge_time(1_000_000);
+        q.charge_time(1_000_000);
+        assert_eq!(q.total_charged_ns, 2_000_000);
+        // 8 MiB charged in 2 ms: 4 MiB per ms, 10 ms -> 40 MiB.
+        q.total_charged_sz = 8 << 20;
+        q.set_effective_quota(&spec(10_000, 0, 0), None, 4096);
+        assert_eq!(q.esz, 40 << 20);
+    }
+
+    /// `damos_skip_charged_region()` as of 6.12.
+    #[test]
+    fn skip_charged_resumes_where_the_last_window_stopped() {
+        let (t, other) = (TargetId(1), TargetId(2));
+        let page = 4096;
+        let at = |from| QuotaState {
+            resume: Some((t, from)),
+            ..QuotaState::default()
+        };
+        // No resume point: start at the region's start.
+        assert_eq!(
+            QuotaState::default().skip_charged(t, 0, page, false, page),
+            Some(0)
+        );
+        // Other targets and the target's last region are skipped; the last region clears it.
+        let mut q = at(2 * page + 1);
+        assert_eq!(q.skip_charged(other, 0, page, false, page), None);
+        assert_eq!(q.skip_charged(t, 0, page, false, page), None);
+        assert!(q.resume.is_some());
+        assert_eq!(q.skip_charged(t, 9 * page, 10 * page, true, page), None);
+        assert_eq!(q.resume, None);
+        // The point inside a region: enter it aligned down, at least one page in; clears it.
+        let mut q = at(2 * page + 1);
+        assert_eq!(q.skip_charged(t, 0, 4 * page, false, page), Some(2 * page));
+        assert_eq!(q.resume, None);
+        let mut q = at(2 * page + 1);
+        assert_eq!(
+            q.skip_charged(t, 2 * page, 4 * page, false, page),
+            Some(3 * page)
+        );
+        // ... unless the region is one page: skipped, the point kept.
+        let mut q = at(2 * page + 1);
+        assert_eq!(q.skip_charged(t, 2 * page, 3 * page, false, page), None);
+        assert!(q.resume.is_some());
+        // A target that is gone drops the point.
+        let mut q = at(1);
+        q.fix_stale_resume(|x| x == other);
+        assert_eq!(q.resume, None);
+        let mut q = at(1);
+        q.fix_stale_resume(|x| x == t);
+        assert!(q.resume.is_some());
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! Region scores for quota prioritization: `damon_hot_score()` and `damon_cold_score()` of
-//! mm/damon/ops-common.c (Linux 6.12), with the out-of-range clamp of the later fix
-//! "mm/damon/ops-common: handle extreme intervals in damon_hot_score()".
+//! mm/damon/ops-common.c (Linux 6.12.117, Debian `linux-source-6.12` 6.12.117-1~deb12u1),
+//! which carries the stable fix "mm/damon/ops-common: handle extreme intervals in
+//! damon_hot_score()" (Cc: stable 5.16.x): the final hotness is clamped to
+//! `[0, DAMOS_MAX_SCORE]`, nothing before it.
 
 use crate::policy::Weights;
 use engine::Attrs;
@@ -20,13 +22,14 @@ const MAX_AGE_IN_LOG: i64 = 32;
 /// if freq_subscore == 0: age_in_log = -age_in_log        (old and idle = colder)
 /// age_subscore  = (age_in_log + 32) * 100 / 32 / 2
 /// hotness       = (w_freq * freq_subscore + w_age * age_subscore) / (w_freq + w_age)
-/// return hotness * 99 / 100
+/// return clamp(hotness * 99 / 100, 0, 99)
 /// ```
 /// `weight_sz` is ignored, as in the kernel.
 pub fn hot_score(nr_accesses: u32, age: u32, attrs: &Attrs, w: &Weights) -> u32 {
     let max_nr = attrs.max_nr_accesses() as i64;
-    // Clamped: mid-interval changes can leave nr_accesses above the maximum (later fix).
-    let freq_subscore = (nr_accesses as i64 * MAX_SUBSCORE / max_nr).min(MAX_SUBSCORE);
+    // Not clamped: an nr_accesses above the maximum (attributes changed mid-aggregation)
+    // weighs in fully; only the final hotness is clamped, as the kernel does.
+    let freq_subscore = nr_accesses as i64 * MAX_SUBSCORE / max_nr;
     let mut age_in_sec = (age as u64).saturating_mul(attrs.aggr_us) / 1_000_000;
     let mut age_in_log: i64 = 0;
     while age_in_log < MAX_AGE_IN_LOG && age_in_sec != 0 {
@@ -46,7 +49,7 @@ pub fn hot_score(nr_accesses: u32, age: u32, attrs: &Attrs, w: &Weights) -> u32 
     if wf + wa != 0 {
         hotness /= wf + wa;
     }
-    // Transform it to fit in [0, DAMOS_MAX_SCORE].
+    // Transform it to fit in [0, DAMOS_MAX_SCORE]: the fix's one clamp, on the result only.
     hotness = hotness * MAX_SCORE as i64 / MAX_SUBSCORE;
     hotness.clamp(0, MAX_SCORE as i64) as u32
 }
@@ -96,10 +99,31 @@ mod tests {
         };
         assert_eq!(hot_score(20, 100, &a, &zero), 0);
         assert_eq!(cold_score(20, 100, &a, &zero), 99);
-        // Age saturates at 2^32 s; over-range nr_accesses is clamped.
+        // Age saturates at 2^32 s.
         // age u32::MAX -> 429496729 s -> 29 bits -> 3 -> 300/32/2 = 4 -> 4*99/100 = 3.
         assert_eq!(hot_score(0, u32::MAX, &a, &reclaim), 3);
-        assert_eq!(hot_score(1000, 0, &a, &w), 74);
+    }
+
+    /// `damon_hot_score()` (mm/damon/ops-common.c, Linux 6.12.117, with the stable fix
+    /// "handle extreme intervals in damon_hot_score()"): `freq_subscore` is not clamped, so an
+    /// `nr_accesses` above `damon_max_nr_accesses()` (the attributes changed mid-aggregation)
+    /// weighs in fully; only the final hotness is clamped to `[0, DAMOS_MAX_SCORE]`.
+    #[test]
+    fn kernel_rule_damon_hot_score() {
+        let a = attrs(); // max_nr_accesses = 20
+        let w = |accesses, age| Weights {
+            size: 0,
+            accesses,
+            age,
+        };
+        // nr=1000: freq 5000, age 0 -> 50; (5000+50)/2=2525; 2525*99/100=2499 -> clamp 99.
+        // Clamping freq_subscore first (madvd before) gave (100+50)/2*99/100 = 74.
+        assert_eq!(hot_score(1000, 0, &a, &w(1, 1)), 99);
+        assert_eq!(cold_score(1000, 0, &a, &w(1, 1)), 0);
+        // nr=30 (150%), weights 1/3, age 0 -> 50: (150+150)/4=75 -> 74 (unclamped, below
+        // the maximum: the over-range frequency shows as a higher score than nr=20's).
+        assert_eq!(hot_score(30, 0, &a, &w(1, 3)), 74);
+        assert_eq!(hot_score(20, 0, &a, &w(1, 3)), 61);
     }
 
     #[test]

@@ -44,7 +44,7 @@ pub fn step(activated: bool, metric: u64, w: &WmarkSpec) -> WmarkVerdict {
 }
 
 /// A scheme's watermark state.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct WmarkState {
     pub activated: bool,
     /// The last metric read, ‰.
@@ -52,6 +52,20 @@ pub struct WmarkState {
     pub last_verdict: Option<WmarkVerdict>,
     /// When the metric is next read, µs (while inactive: after the check interval).
     pub next_check_us: u64,
+}
+
+/// A new scheme starts **activated**: `damon_new_scheme()` (mm/damon/core.c, Linux 6.12.117)
+/// sets `scheme->wmarks.activated = true`, so a scheme whose first reading falls inside the
+/// hysteresis band `[mid, high]` runs, and a metric that cannot be read leaves it running.
+impl Default for WmarkState {
+    fn default() -> Self {
+        WmarkState {
+            activated: true,
+            last_metric: None,
+            last_verdict: None,
+            next_check_us: 0,
+        }
+    }
 }
 
 impl WmarkState {

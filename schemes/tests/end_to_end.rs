@@ -34,16 +34,7 @@ fn applied(reqs: &[AdviceRequest]) -> ApplyReport {
     ApplyReport {
         outcomes: reqs
             .iter()
-            .map(|r| RangeOutcome {
-                target: r.target,
-                range: r.range,
-                advice: r.advice,
-                scheme: r.scheme,
-                bytes_requested: r.range.len(),
-                bytes_applied: r.range.len(),
-                elapsed_ns: r.range.len() / 4 * 1000 / 1024,
-                errors: vec![],
-            })
+            .map(|r| RangeOutcome::of(r, r.range.len(), r.range.len() / 4 * 1000 / 1024))
             .collect(),
         ..ApplyReport::default()
     }

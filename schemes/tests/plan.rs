@@ -105,16 +105,7 @@ fn time_quota_follows_measured_throughput() {
     let report = ApplyReport {
         outcomes: reqs
             .iter()
-            .map(|r| RangeOutcome {
-                target: r.target,
-                range: r.range,
-                advice: r.advice,
-                scheme: r.scheme,
-                bytes_requested: r.range.len(),
-                bytes_applied: r.range.len(),
-                elapsed_ns: 8_000_000 / reqs.len() as u64,
-                errors: vec![],
-            })
+            .map(|r| RangeOutcome::of(r, r.range.len(), 8_000_000 / reqs.len() as u64))
             .collect(),
         ..ApplyReport::default()
     };

@@ -286,3 +286,84 @@ fn format_doc_example_loads() {
     assert_eq!(p.schemes[0].filters.len(), 2);
     assert_eq!(p.schemes[0].quota.goals.len(), 1);
 }
+
+/// A policy with no schemes can do nothing: refused, pointing at the empty list.
+#[test]
+fn empty_scheme_list_is_refused() {
+    let e = err("(\n    schemes: [],\n)\n");
+    assert_eq!((e.line(), e.column()), (2, 14), "{e}");
+    assert_eq!(
+        e.to_string(),
+        "policies/x.ron:2:14: schemes: no schemes: a policy needs at least one (a `stat` scheme only counts)"
+    );
+    let e = err("(monitor: (sample: \"5 ms\"), schemes: [ /* none yet */ ])");
+    assert!(e.message().starts_with("schemes: no schemes"), "{e}");
+}
+
+/// A UTF-8 byte order mark at the start is skipped (`ron` refused it with "Expected opening
+/// `(`"); positions are counted after it, as editors show them.
+#[test]
+fn byte_order_mark_is_skipped() {
+    let text = "\u{feff}(schemes: [(name: \"x\", pattern: (), action: pageout)])";
+    let p = Policy::from_str(text, Path::new("bom.ron")).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(p.schemes.len(), 1);
+    let e = err("\u{feff}(schemes: [(name: \"x\", pattern: (), action: dontneed)])");
+    assert_eq!((e.line(), e.column()), (1, 45), "{e}");
+    // Through the file, too; a bad byte after it is placed after it.
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("bom.ron");
+    std::fs::write(&f, text.as_bytes()).unwrap();
+    assert_eq!(Policy::load(&f).unwrap().schemes[0].name, "x");
+    std::fs::write(&f, b"\xef\xbb\xbf(\xff").unwrap();
+    let e = Policy::load(&f).unwrap_err();
+    assert_eq!((e.line(), e.column()), (1, 2), "{e}");
+}
+
+/// `m` is refused in policies too (minutes or MiB?), with the spelling to use, at the value.
+#[test]
+fn m_unit_is_refused_with_a_hint() {
+    let e = err(&scheme(
+        "            name: \"x\",\n            pattern: (age: (min: \"2m\")),\n            action: pageout,\n",
+    ));
+    assert_eq!((e.line(), e.column()), (5, 34), "{e}");
+    assert!(
+        e.message()
+            .starts_with("min: unit `m` in \"2m\" is ambiguous (minutes or MiB?): write \"2min\""),
+        "{e}"
+    );
+    let e = err(&scheme(
+        "            name: \"x\",\n            pattern: (),\n            action: pageout,\n            quota: (size: \"128 m\"),\n",
+    ));
+    assert_eq!((e.line(), e.column()), (7, 27), "{e}");
+    assert!(e.message().contains("write \"128MiB\""), "{e}");
+}
+
+/// Huge sizes are "too large" with the largest size, not "needs a unit" or unit `e30`.
+#[test]
+fn huge_sizes_are_too_large() {
+    for (v, col) in [
+        ("1e30", 35),
+        ("99999999999999999999999", 35),
+        ("\"1e30\"", 35),
+        ("\"1e30 KiB\"", 35),
+        ("\"99999999999999999999999 B\"", 35),
+    ] {
+        let e = err(&scheme(&format!(
+            "            name: \"x\",\n            pattern: (size: (min: {v})),\n            action: pageout,\n"
+        )));
+        assert_eq!((e.line(), e.column()), (5, col), "{v}: {e}");
+        assert!(
+            e.message().starts_with("min: size")
+                && e.message().contains("is too large (the largest is ")
+                && !e.message().contains("unit"),
+            "{v}: {e}"
+        );
+    }
+    let e =
+        err("(monitor: (min_regions: 1e30), schemes: [(name: \"x\", pattern: (), action: stat)])");
+    assert!(
+        e.message()
+            .contains("too large (the largest is 4294967295)"),
+        "{e}"
+    );
+}

@@ -27,16 +27,7 @@ fn report_for(reqs: &[engine::AdviceRequest], ns_per_byte: u64) -> ApplyReport {
     ApplyReport {
         outcomes: reqs
             .iter()
-            .map(|r| RangeOutcome {
-                target: r.target,
-                range: r.range,
-                advice: r.advice,
-                scheme: r.scheme,
-                bytes_requested: r.range.len(),
-                bytes_applied: r.range.len(),
-                elapsed_ns: r.range.len() * ns_per_byte,
-                errors: vec![],
-            })
+            .map(|r| RangeOutcome::of(r, r.range.len(), r.range.len() * ns_per_byte))
             .collect(),
         ..ApplyReport::default()
     }
@@ -142,7 +133,8 @@ proptest! {
         let env = FakeMetrics::new();
         env.set_free_permille(500);
         let mut s = Schemes::new(&p, Box::new(env.clone())).unwrap();
-        let mut active = false;
+        // A new scheme starts activated (damon_new_scheme(), mm/damon/core.c 6.12.117).
+        let mut active = true;
         for (k, &metric) in metrics.iter().enumerate() {
             env.set_free_permille(metric);
             let now = (k as u64 + 1) * 100_000;

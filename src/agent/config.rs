@@ -10,13 +10,16 @@
 //!         (name: "web", select: Cgroup("/sys/fs/cgroup/unified/system.slice/nginx.service"),
 //!          policy: "policies/reclaim-cold.ron"),
 //!         (name: "db", select: Comm("postgres"), policy: "policies/stat.ron", ops: Named("smaps")),
+//!         (name: "build", select: Comm("make"), children: true, policy: "policies/stat.ron"),
 //!     ],
 //!     rescan: "10 s",
 //!     listen: "127.0.0.1:9464",
 //!     dry_run: false,
+//!     cpu_budget: "2%",
 //! )
 //! ```
 
+use crate::exit::{err, with_source, Code};
 use schemes::locate::{Locator, Pos};
 use schemes::policy::ron_error;
 use schemes::units::{self, Quantity};
@@ -35,6 +38,8 @@ pub const DEFAULT_RESCAN_US: u64 = 10_000_000;
 pub const MIN_RESCAN_US: u64 = 100_000;
 /// Default cap on the processes one group watches.
 pub const DEFAULT_MAX_TARGETS: usize = 64;
+/// Most processes of one group with per-pid metric series (`pid_metrics`).
+pub const MAX_PID_METRICS: usize = 1000;
 /// `TASK_COMM_LEN - 1` (include/linux/sched.h): /proc/PID/comm holds at most 15 bytes.
 pub const COMM_MAX: usize = 15;
 /// Largest config file accepted.
@@ -89,15 +94,23 @@ impl OpsChoice {
 pub struct GroupSpec {
     pub name: String,
     pub select: Selector,
+    /// The selected processes' descendants too, followed as they fork and exit (walked every
+    /// second; a pid is taken only with the start time it was found with).
+    pub children: bool,
     /// The policy file, relative paths resolved against the config file's directory.
     pub policy: PathBuf,
     pub ops: OpsChoice,
     /// Most processes this group watches at once (more are logged once and not added).
     pub max_targets: usize,
+    /// Most of the group's processes exported with per-pid metric series (0: none, the
+    /// default: group-level series only).
+    pub pid_metrics: usize,
     /// Per-group dry run (`None`: the file's `dry_run`).
     pub dry_run: Option<bool>,
     /// Where the group starts in the file.
     pub pos: Pos,
+    /// Where its `policy` value is.
+    pub policy_pos: Pos,
 }
 
 /// A checked config file.
@@ -108,14 +121,38 @@ pub struct AgentConfig {
     /// Metrics address; `None`: no metrics server (`listen: "off"`).
     pub listen: Option<SocketAddr>,
     pub dry_run: bool,
+    /// The agent's CPU budget in basis points of one CPU (`cpu_budget: "2%"` → 200); `None`:
+    /// no budget (every group runs at its policy's attributes). See [`crate::agent::budget`].
+    pub cpu_budget_bp: Option<u64>,
     /// The file it came from.
     pub origin: PathBuf,
 }
 
 impl AgentConfig {
+    /// The CPU budget as a share of one CPU (0.02 for `"2%"`).
+    pub fn cpu_budget(&self) -> Option<f64> {
+        self.cpu_budget_bp.map(|bp| bp as f64 / 10_000.0)
+    }
+
     /// A group's effective dry-run setting.
     pub fn dry_run_of(&self, g: &GroupSpec) -> bool {
         g.dry_run.unwrap_or(self.dry_run)
+    }
+
+    /// An error loading `g`'s policy. A policy that cannot be read is placed at the
+    /// config's `policy:` value (`config.ron:L:C: cannot read policy PATH: …`); a mistake
+    /// inside a policy already names the policy's own line and column.
+    pub fn policy_error(&self, g: &GroupSpec, e: anyhow::Error) -> anyhow::Error {
+        if !e.chain().any(|c| c.is::<std::io::Error>()) {
+            return e;
+        }
+        let at = format!(
+            "{}:{}:{}",
+            self.origin.display(),
+            g.policy_pos.line,
+            g.policy_pos.column
+        );
+        crate::exit::in_file(e, at)
     }
 }
 
@@ -132,6 +169,8 @@ struct RawConfig {
     listen: Option<String>,
     #[serde(default)]
     dry_run: Option<bool>,
+    #[serde(default)]
+    cpu_budget: Option<Quantity>,
 }
 
 #[derive(Deserialize)]
@@ -139,11 +178,15 @@ struct RawConfig {
 struct RawGroup {
     name: String,
     select: RawSelector,
+    #[serde(default)]
+    children: Option<bool>,
     policy: String,
     #[serde(default)]
     ops: Option<RawOps>,
     #[serde(default)]
     max_targets: Option<Quantity>,
+    #[serde(default)]
+    pid_metrics: Option<Quantity>,
     #[serde(default)]
     dry_run: Option<bool>,
 }
@@ -205,6 +248,10 @@ pub fn parse(text: &str, origin: &Path) -> Result<AgentConfig, PolicyError> {
         None => Some(DEFAULT_LISTEN.parse().expect("valid default")),
         Some("off") | Some("") => None,
         Some(s) => Some(parse_listen(s).map_err(|m| err("listen", m))?),
+    };
+    let cpu_budget_bp = match &raw.cpu_budget {
+        None => None,
+        Some(q) => Some(super::budget::parse_share(q).map_err(|m| err("cpu_budget", m))?),
     };
     if raw.targets.is_empty() {
         return Err(err(
@@ -308,18 +355,32 @@ pub fn parse(text: &str, origin: &Path) -> Result<AgentConfig, PolicyError> {
                 ))
             }
         };
+        let pid_metrics = match &g.pid_metrics {
+            None => 0,
+            Some(Quantity::Int(v)) if *v >= 0 && *v <= MAX_PID_METRICS as i128 => *v as usize,
+            Some(q) => {
+                return Err(err(
+                    &at("pid_metrics"),
+                    format!("{q} is not a process count from 0 to {MAX_PID_METRICS}"),
+                ))
+            }
+        };
         let pos = loc
             .find(&format!("targets[{i}]"))
             .map(|l| l.value)
             .unwrap_or_default();
+        let policy_pos = loc.value_pos(&at("policy"));
         targets.push(GroupSpec {
             name: g.name,
             select,
+            children: g.children.unwrap_or(false),
             policy,
             ops,
             max_targets,
+            pid_metrics,
             dry_run: g.dry_run,
             pos,
+            policy_pos,
         });
     }
     Ok(AgentConfig {
@@ -327,24 +388,42 @@ pub fn parse(text: &str, origin: &Path) -> Result<AgentConfig, PolicyError> {
         rescan_us,
         listen,
         dry_run: raw.dry_run.unwrap_or(false),
+        cpu_budget_bp,
         origin: origin.to_path_buf(),
     })
 }
 
-/// Read and parse a config file.
-pub fn load(path: &Path) -> Result<AgentConfig, PolicyError> {
-    let bytes = std::fs::read(path).map_err(|source| PolicyError::Io {
-        path: path.to_path_buf(),
-        source,
+/// Read and parse a config file: `cannot read agent config PATH: …`, or
+/// `path:line:column: message`; 1 either way (src/exit.rs).
+pub fn load(path: &Path) -> anyhow::Result<AgentConfig> {
+    let text = schemes::policy::read_ron_file(path).map_err(|e| match e {
+        PolicyError::Io { source, .. } => with_source(
+            Code::Failure,
+            format!("cannot read agent config {}", path.display()),
+            source,
+        ),
+        e => err(Code::Failure, e.to_string()),
     })?;
-    let text = String::from_utf8(bytes).map_err(|e| {
-        let valid = &e.as_bytes()[..e.utf8_error().valid_up_to()];
-        let s = String::from_utf8_lossy(valid);
-        let line = 1 + s.matches('\n').count();
-        let column = 1 + s.rsplit('\n').next().map_or(0, |l| l.chars().count());
-        PolicyError::at(path, Pos { line, column }, "file is not valid UTF-8")
-    })?;
-    parse(&text, path)
+    parse(&text, path).map_err(|e| err(Code::Failure, e.to_string()))
+}
+
+/// Bind `addr` and release it at once: what `--check` does to prove the metrics address is
+/// usable here (not in use, an address of this host). Never connects anywhere.
+pub fn try_bind(addr: SocketAddr) -> anyhow::Result<()> {
+    std::net::TcpListener::bind(addr).map(drop).map_err(|e| {
+        // `--check` next to the running agent (before a SIGHUP) meets that agent's socket:
+        // a reload keeps the running address, so say so.
+        let hint = if e.kind() == std::io::ErrorKind::AddrInUse {
+            " (if a madvd agent already runs there, a reload keeps its address)"
+        } else {
+            ""
+        };
+        with_source(
+            Code::Failure,
+            format!("metrics: cannot listen on {addr}{hint}"),
+            e,
+        )
+    })
 }
 
 /// A metrics address: `IP:PORT` (IPv6 in brackets). No host names: the agent resolves
@@ -400,7 +479,7 @@ mod tests {
         (name: "db", select: Comm("postgres"), policy: "/srv/stat.ron", ops: Named("smaps"),
          max_targets: 8, dry_run: true),
         (name: "one", select: Pid(1234), policy: "p.ron", ops: Auto),
-        (name: "bin", select: Exe("/usr/bin/redis-server"), policy: "p.ron"),
+        (name: "bin", select: Exe("/usr/bin/redis-server"), policy: "p.ron", children: true),
     ],
     rescan: "2.5 s",
     listen: "[::1]:9100",
@@ -426,6 +505,7 @@ mod tests {
         assert_eq!((t[1].max_targets, c.dry_run_of(&t[1])), (8, true));
         assert_eq!(t[2].select, Selector::Pid(1234));
         assert_eq!(t[3].select, Selector::Exe("/usr/bin/redis-server".into()));
+        assert_eq!((t[0].children, t[3].children), (false, true));
     }
 
     #[test]
@@ -456,6 +536,27 @@ mod tests {
         // Syntax.
         let m = e("(targets: [(name: \"a\", select: Pid(3), policy: \"p\")]");
         assert!(m.starts_with("/etc/madvd/agent.ron:1:"), "{m}");
+    }
+
+    #[test]
+    fn cpu_budget_is_a_percentage_of_one_cpu() {
+        let with = |b: &str| {
+            p(&format!(
+                "(targets: [(name: \"a\", select: Pid(3), policy: \"p\")],\n  cpu_budget: {b})"
+            ))
+        };
+        assert_eq!(with("\"2%\"").unwrap().cpu_budget(), Some(0.02));
+        assert_eq!(with("\"0.5%\"").unwrap().cpu_budget(), Some(0.005));
+        let none = p("(targets: [(name: \"a\", select: Pid(3), policy: \"p\")])").unwrap();
+        assert_eq!(none.cpu_budget(), None);
+        for (bad, says) in [
+            ("0.02", "0.02 is not a percentage of one CPU"),
+            ("\"200%\"", "\"200%\" is outside 0.1% to 100%"),
+        ] {
+            let m = with(bad).unwrap_err().to_string();
+            let want = format!("/etc/madvd/agent.ron:2:15: cpu_budget: {says}");
+            assert!(m.starts_with(&want), "{m}");
+        }
     }
 
     #[test]
@@ -495,6 +596,14 @@ mod tests {
         );
         let m = e("(targets: [(name: \"a\", select: Pid(3), policy: \"p\"),\n (name: \"b\", select: Pid(3), policy: \"p\")])");
         assert!(m.contains("Pid(3) is selected by an earlier group"), "{m}");
+        let m = e("(targets: [(name: \"a\", select: Pid(3), policy: \"p\", pid_metrics: 1001)])");
+        assert!(
+            m.contains("pid_metrics: 1001 is not a process count from 0 to 1000"),
+            "{m}"
+        );
+        let c =
+            p("(targets: [(name: \"a\", select: Pid(3), policy: \"p\", pid_metrics: 5)])").unwrap();
+        assert_eq!(c.targets[0].pid_metrics, 5);
         let m = e("(targets: [(name: \"a\", select: Pid(3), policy: \"p\", max_targets: 0)])");
         assert!(m.contains("max_targets: 0 is not a process count"), "{m}");
         let m = e("(targets: [])");
@@ -509,6 +618,54 @@ mod tests {
                 proptest::prop_assert!(e.line() >= 1 && e.column() >= 1, "{e}");
             }
         }
+    }
+
+    #[test]
+    fn policy_position_and_unreadable_files() {
+        let c = p("(targets: [\n  (name: \"a\", select: Pid(3), policy: \"p.ron\")])").unwrap();
+        assert_eq!(
+            c.targets[0].policy_pos,
+            Pos {
+                line: 2,
+                column: 39
+            }
+        );
+        let io = std::io::Error::from(std::io::ErrorKind::NotFound);
+        let e = crate::exit::with_source(Code::Failure, "cannot read policy /etc/madvd/p.ron", io);
+        let e = c.policy_error(&c.targets[0], e);
+        assert_eq!(
+            crate::exit::one_line(&e),
+            "/etc/madvd/agent.ron:2:39: cannot read policy /etc/madvd/p.ron: entity not found"
+        );
+        // A mistake inside the policy keeps its own position.
+        let e = c.policy_error(
+            &c.targets[0],
+            err(Code::Failure, "/etc/madvd/p.ron:1:2: bad"),
+        );
+        assert_eq!(crate::exit::one_line(&e), "/etc/madvd/p.ron:1:2: bad");
+        let d = tempfile::tempdir().unwrap();
+        let m = crate::exit::one_line(&load(&d.path().join("nope.ron")).unwrap_err());
+        assert!(
+            m.starts_with(&format!(
+                "cannot read agent config {}/nope.ron: ",
+                d.path().display()
+            )),
+            "{m}"
+        );
+    }
+
+    #[test]
+    fn try_bind_refuses_an_address_in_use_and_releases_a_free_one() {
+        let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = busy.local_addr().unwrap();
+        let m = crate::exit::one_line(&try_bind(addr).unwrap_err());
+        assert!(
+            m.starts_with(&format!("metrics: cannot listen on {addr} (")) && m.contains("in use"),
+            "{m}"
+        );
+        drop(busy);
+        try_bind(addr).unwrap();
+        std::net::TcpListener::bind(addr).expect("released");
     }
 
     #[test]

@@ -5,10 +5,15 @@
 //! A rescan reads `/proc` once ([`Scan`] caches the pid list, comm names and exe links for
 //! every selector of that rescan). Discovery only lists candidates: opening them
 //! (`Process::open`, which refuses madvd itself, pid 1 and kernel threads) is the agent's.
+//!
+//! A group with `children: true` also takes the descendants of what its selector matched
+//! ([`Found::add_descendants`], through `engine::proctree`): each with the start time it was
+//! found with, which the agent checks again through the pidfd when it opens the process.
 
 use super::config::Selector;
+use engine::proctree::{read_identity, Family, ProcId};
 use engine::SysRoot;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
 /// Deepest cgroup nesting walked under a selected cgroup.
@@ -47,6 +52,59 @@ pub struct Found {
     /// Matching process ids (thread-group ids), sorted, without madvd itself.
     pub pids: Vec<u32>,
     pub miss: Option<Miss>,
+    /// The descendants among `pids` ([`Found::add_descendants`]): pid → start time when
+    /// found (clock ticks after boot).
+    pub descendants: BTreeMap<u32, u64>,
+    /// The processes the walk started from, with their start times then.
+    pub roots: Vec<ProcId>,
+}
+
+impl Found {
+    /// Add the descendants of the processes found (each with its start time), at most
+    /// `limit` of them; `me` (madvd) is never one.
+    pub fn add_descendants(&mut self, root: &SysRoot, me: u32, limit: usize) {
+        let roots: Vec<ProcId> = self
+            .pids
+            .iter()
+            .filter_map(|&pid| {
+                let st = read_identity(root, pid)?;
+                Some(ProcId {
+                    pid,
+                    start_time: st.start_time,
+                })
+            })
+            .collect();
+        self.add_descendants_of(root, roots, me, limit);
+    }
+
+    /// As [`Found::add_descendants`], from `roots` as identified earlier (a root whose pid
+    /// now names another process gives nothing).
+    pub fn add_descendants_of(
+        &mut self,
+        root: &SysRoot,
+        roots: Vec<ProcId>,
+        me: u32,
+        limit: usize,
+    ) {
+        let mut family = Family::new(roots.len().saturating_add(limit));
+        for id in &roots {
+            family.insert(*id);
+        }
+        self.roots = roots;
+        for id in family.update(root).added {
+            if id.pid != me {
+                self.descendants.insert(id.pid, id.start_time);
+            }
+        }
+        self.pids.extend(self.descendants.keys());
+        self.pids.sort_unstable();
+        self.pids.dedup();
+    }
+
+    /// The start time a descendant was found with (`None`: matched by the selector).
+    pub fn start_time(&self, pid: u32) -> Option<u64> {
+        self.descendants.get(&pid).copied()
+    }
 }
 
 /// One rescan's view of `/proc`, shared by every selector of that rescan.
@@ -74,6 +132,16 @@ impl<'a> Scan<'a> {
         }
     }
 
+    /// The processes `sel` matches now and, with `children`, their descendants (at most
+    /// `limit` of them).
+    pub fn find_tree(&mut self, sel: &Selector, children: bool, limit: usize) -> Found {
+        let mut f = self.find(sel);
+        if children {
+            f.add_descendants(self.root, self.me, limit);
+        }
+        f
+    }
+
     /// The processes `sel` matches now.
     pub fn find(&mut self, sel: &Selector) -> Found {
         let mut f = match sel {
@@ -84,6 +152,7 @@ impl<'a> Scan<'a> {
                     vec![]
                 },
                 miss: None,
+                ..Found::default()
             },
             Selector::Comm(name) => {
                 let pids = self.all_pids();
@@ -95,7 +164,7 @@ impl<'a> Scan<'a> {
                 }
                 Found {
                     pids: v,
-                    miss: None,
+                    ..Found::default()
                 }
             }
             Selector::Exe(path) => {
@@ -108,7 +177,7 @@ impl<'a> Scan<'a> {
                 }
                 Found {
                     pids: v,
-                    miss: None,
+                    ..Found::default()
                 }
             }
             Selector::Cgroup(path) => cgroup_pids(self.root, path),
@@ -187,9 +256,9 @@ pub fn parse_pid_list(b: &[u8]) -> Vec<u32> {
 
 /// The `Tgid:` line of `/proc/PID/status`.
 pub fn parse_tgid(status: &[u8]) -> Option<u32> {
-    String::from_utf8_lossy(status)
-        .lines()
-        .find_map(|l| l.strip_prefix("Tgid:")?.trim().parse().ok())
+    // Through the engine's one status parser; no `Tgid:` line leaves it 0, never a process.
+    let st = engine::kernel::status::parse_status(status, Path::new("status")).ok()?;
+    (st.tgid != 0).then_some(st.tgid)
 }
 
 /// A configured cgroup path as a path under `root` (`/sys/...` → `root.sys/...`).
@@ -205,8 +274,8 @@ pub fn cgroup_pids(root: &SysRoot, path: &Path) -> Found {
     let dir = reroot_cgroup(root, path);
     if !dir.is_dir() {
         return Found {
-            pids: vec![],
             miss: Some(Miss::NoCgroup(path.to_path_buf())),
+            ..Found::default()
         };
     }
     let mut pids = BTreeSet::new();
@@ -259,6 +328,7 @@ pub fn cgroup_pids(root: &SysRoot, path: &Path) -> Found {
     Found {
         pids: pids.into_iter().collect(),
         miss,
+        ..Found::default()
     }
 }
 
@@ -361,7 +431,7 @@ mod tests {
             f,
             Found {
                 pids: vec![100, 101],
-                miss: None
+                ..Found::default()
             }
         );
         let f = s.find(&Selector::Cgroup(
@@ -404,6 +474,60 @@ mod tests {
         assert_eq!(Scan::with_self(&root, 300).find(&sel).pids, vec![400]);
         fs::remove_dir_all(t.dir.path().join("proc/400")).unwrap();
         assert!(Scan::with_self(&root, 300).find(&sel).pids.is_empty());
+    }
+
+    #[test]
+    fn children_add_the_descendants_with_their_start_times() {
+        let t = fixture();
+        let root = t.root();
+        let stat = |pid: u32, ppid: u32, start: u64, kids: &str| {
+            let d = root.pid_file(pid, &format!("task/{pid}"));
+            fs::create_dir_all(&d).unwrap();
+            fs::write(d.join("children"), kids).unwrap();
+            let line =
+                format!("{pid} (x) S {ppid} 1 1 0 -1 0 0 0 0 0 1 2 0 0 20 0 1 0 {start} 0 0");
+            fs::write(root.pid_file(pid, "stat"), line).unwrap();
+        };
+        // nginx 100 → 500 → 501; 300 (madvd itself) is a child too; 502 is listed but its
+        // stat names another parent (its pid was reused between the two reads).
+        t.proc(500, "worker", "/usr/sbin/nginx", 500);
+        t.proc(501, "helper", "/usr/bin/helper", 501);
+        t.proc(502, "other", "/usr/bin/other", 502);
+        stat(100, 1, 1000, "500 300 502");
+        stat(500, 100, 1005, "501");
+        stat(501, 500, 1010, "");
+        stat(502, 1, 1020, "");
+        stat(300, 100, 1030, "");
+        let sel = Selector::Pid(100);
+        let mut s = Scan::with_self(&root, 300);
+        assert_eq!(s.find_tree(&sel, false, 10).pids, vec![100]);
+        let f = s.find_tree(&sel, true, 10);
+        assert_eq!(f.pids, vec![100, 500, 501]);
+        assert_eq!((f.start_time(100), f.start_time(501)), (None, Some(1010)));
+        assert_eq!(
+            f.roots,
+            vec![ProcId {
+                pid: 100,
+                start_time: 1000
+            }]
+        );
+        // From roots identified earlier: one whose pid was reused since gives nothing.
+        let mut again = Found::default();
+        again.add_descendants_of(
+            &root,
+            vec![ProcId {
+                pid: 100,
+                start_time: 999,
+            }],
+            300,
+            10,
+        );
+        assert!(again.descendants.is_empty());
+        again.add_descendants_of(&root, f.roots.clone(), 300, 10);
+        assert_eq!(again.descendants, f.descendants);
+        // The limit holds; madvd itself counts towards it (followed in the walk, not taken).
+        assert_eq!(s.find_tree(&sel, true, 1).pids, vec![100]);
+        assert_eq!(s.find_tree(&sel, true, 2).pids, vec![100, 500]);
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! Loading and hot reload. A config is [`prepare`]d — the file parsed, every group's policy
-//! loaded and checked, its access primitive chosen and built, its schemes' goal and
-//! watermark sources checked, its monitoring attributes validated — before anything running
+//! loaded and checked, its access primitive chosen, its stages built once (the primitive,
+//! its schemes' goal and watermark sources, its monitoring attributes) — before anything running
 //! is touched. [`ConfigState::offer`] then either takes the new config whole (and says which
 //! groups to stop, start or keep) or refuses it and keeps the old one: a new config is
 //! never half applied.
@@ -9,10 +9,11 @@
 //! mtime, size, inode — a Kubernetes ConfigMap update swaps a symlink, changing the inode).
 
 use super::config::{self, AgentConfig, GroupSpec};
-use super::live::{Inbox, LiveOps};
-use crate::cli::AttrOverrides;
-use anyhow::{anyhow, Context, Result};
-use engine::{AccessCheck, Attrs, SysRoot};
+use crate::cli::AttrFlags;
+use crate::pipeline::{self, SchemesConfig, StageConfig, Stages, Watched};
+use anyhow::{anyhow, Result};
+use engine::ops::OpsKind;
+use engine::{Attrs, SysRoot};
 use schemes::Policy;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -49,7 +50,7 @@ pub struct GroupPlan {
     pub spec: GroupSpec,
     pub policy: Policy,
     /// The access primitive chosen (`auto` resolved).
-    pub ops: &'static str,
+    pub ops: OpsKind,
     pub attrs: Attrs,
     pub dry_run: bool,
 }
@@ -77,26 +78,44 @@ impl Prepared {
 /// Read and check everything the config at `path` names. Errors name the file, line and
 /// column (config or policy), or the group and its position.
 pub fn prepare(root: &SysRoot, path: &Path) -> Result<Prepared> {
-    let cfg = config::load(path).map_err(crate::policy::policy_error)?;
+    let cfg = config::load(path)?;
     prepare_groups(
         cfg,
         crate::policy::load,
-        |name| {
-            let st = crate::targets::choose(root, name)?;
-            // Build it once: a primitive that cannot drive live targets is refused here.
-            let ops = LiveOps::new(st.name, root, Inbox::default())?;
-            Ok((st.name, ops.default_attrs()))
-        },
-        |policy| crate::policy::planner(policy, root).map(drop),
+        |name| crate::targets::choose(root, name),
+        // Built once (then dropped): a primitive that cannot take live targets, schemes
+        // whose sources are missing here and bad monitoring attributes are refused here.
+        |g, ops, policy| Ok(stages(root, &g.name, ops, policy, false)?.attrs()),
     )
+}
+
+/// A group's stages: no targets yet (they come through [`Running::add_target`]), the
+/// group's policy with the primitive's defaults under its `monitor` section.
+pub fn stages(
+    root: &SysRoot,
+    name: &str,
+    ops: OpsKind,
+    policy: &Policy,
+    dry_run: bool,
+) -> Result<Stages> {
+    let schemes = SchemesConfig {
+        policy: policy.clone(),
+        procs: Vec::new(),
+        dry_run,
+    };
+    let watch = Watched::Procs(Vec::new());
+    let mut cfg = StageConfig::new(root, ops, watch, &AttrFlags::default(), Some(schemes));
+    cfg.live = true;
+    cfg.seed = std::process::id() as u64 ^ name.len() as u64;
+    pipeline::build(cfg)
 }
 
 /// [`prepare`] with its I/O as functions (tests give fixtures).
 pub fn prepare_groups(
     cfg: AgentConfig,
     mut load_policy: impl FnMut(&Path) -> Result<Policy>,
-    mut choose_ops: impl FnMut(&str) -> Result<(&'static str, Attrs)>,
-    mut check_schemes: impl FnMut(&Policy) -> Result<()>,
+    mut choose_ops: impl FnMut(&str) -> Result<OpsKind>,
+    mut settle: impl FnMut(&GroupSpec, OpsKind, &Policy) -> Result<Attrs>,
 ) -> Result<Prepared> {
     let mut policies: BTreeMap<PathBuf, Policy> = BTreeMap::new();
     let mut groups = Vec::with_capacity(cfg.targets.len());
@@ -111,19 +130,14 @@ pub fn prepare_groups(
         let policy = match policies.get(&g.policy) {
             Some(p) => p.clone(),
             None => {
-                let p = load_policy(&g.policy)?;
-                check_schemes(&p)?;
+                let p = load_policy(&g.policy).map_err(|e| cfg.policy_error(g, e))?;
                 policies.insert(g.policy.clone(), p.clone());
                 p
             }
         };
-        let (ops, defaults) = choose_ops(g.ops.as_arg()).with_context(|| at.clone())?;
-        let attrs = crate::targets::settle_attrs(
-            defaults,
-            |a| policy.apply_monitor_overrides(a),
-            &AttrOverrides::default(),
-        )
-        .with_context(|| format!("{at}: policy {}", g.policy.display()))?;
+        let ops = choose_ops(g.ops.as_arg()).map_err(|e| crate::exit::in_file(e, at.clone()))?;
+        let attrs = settle(g, ops, &policy)
+            .map_err(|e| crate::exit::in_file(e, format!("{at}: policy {}", g.policy.display())))?;
         groups.push(GroupPlan {
             spec: g.clone(),
             policy,
@@ -170,6 +184,7 @@ fn same(a: &GroupPlan, b: &GroupPlan) -> bool {
     // The position in the file is no change of substance.
     let mut bs = b.spec.clone();
     bs.pos = a.spec.pos;
+    bs.policy_pos = a.spec.policy_pos;
     a.spec == bs
         && a.policy == b.policy
         && a.ops == b.ops
@@ -284,11 +299,11 @@ mod tests {
                 Policy::from_str(text, p).map_err(anyhow::Error::new)
             },
             |name| match name {
-                "auto" | "smaps" => Ok(("smaps", Attrs::default())),
-                "probe" => Ok(("probe", Attrs::default())),
+                "auto" | "smaps" => Ok(OpsKind::Smaps),
+                "probe" => Ok(OpsKind::Probe),
                 other => Err(anyhow!("unknown access primitive `{other}`")),
             },
-            |_| Ok(()),
+            |_, _, _| Ok(Attrs::default()),
         )
     }
 

@@ -9,7 +9,11 @@ use schemes::{Policy, SysMetrics};
 pub fn run(a: CheckArgs) -> Result<()> {
     let mut bad = 0;
     for f in &a.files {
-        match Policy::load(f).and_then(|p| p.check_sources(&SysMetrics::host()).map(|()| p)) {
+        let checked = Policy::load(f).and_then(|p| {
+            p.check_sources(&SysMetrics::host())?;
+            p.check_runnable().map(|()| p)
+        });
+        match checked {
             Ok(p) => println!(
                 "{}: ok ({} scheme{})",
                 f.display(),

@@ -7,7 +7,7 @@
 //!    mapping, first-touched by itself; a hot 10% read at random, the rest cold; the hot set
 //!    moves by its own size once, at ~55% of the child's expected life (mid-monitoring);
 //! 3. baseline: the child's throughput with nothing watching it;
-//! 4. monitored phase: the stage loop (`pipeline.rs`) with policies/demo.ron and the best
+//! 4. monitored phase: the stage loop (`pipeline/`) with policies/demo.ron and the best
 //!    access primitive here; snapshots recorded for the heatmap;
 //! 5. the measured window — from 2 s after the move to the end of the monitored phase — gives the
 //!    oracle: the bytes the child did not touch in it (its own touched-page bitmap);
@@ -15,21 +15,21 @@
 //!    before vs during, the primitive, and a heatmap PNG; then every page of the child is
 //!    checked against its expected content (nothing lost by paging out).
 
-use crate::cli::DemoArgs;
+use crate::cli::{AttrFlags, DemoArgs};
 use crate::exit::{err, Code};
-use crate::pipeline::{self, Actuation, Clock, Event, SchemeLine, Stages};
+use crate::pipeline::{self, Event, SchemeLine, SchemesConfig, StageConfig, Watched};
 use crate::record::{Frame, Header, RecordWriter, Source, FORMAT, VERSION};
-use crate::signals::{self, Stop};
+use crate::signals;
 use crate::sysinfo::{self, ProcMem, SysMem};
 use crate::targets;
 use crate::units::{fmt_bytes, fmt_bytes_f};
 use anyhow::{Context, Result};
-use engine::actuator::ActuatorConfig;
+use engine::kernel::host::is_root;
 use engine::kernel::zram::TempSwap;
-use engine::monitor::Monitor;
-use engine::workload::{Fill, Pattern, WorkloadSpec};
-use engine::{SysRoot, TargetId};
+
+use engine::SysRoot;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use madvd_workload::{Fill, Pattern, WorkloadSpec};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -111,11 +111,6 @@ pub struct Summary {
     pub interrupted: bool,
 }
 
-fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    unsafe { libc::geteuid() == 0 }
-}
-
 pub fn run(root: &SysRoot, a: DemoArgs) -> Result<()> {
     let size = a.size.unwrap_or(if a.short { 256 << 20 } else { 1 << 30 });
     let monitored = a
@@ -191,6 +186,9 @@ pub fn run(root: &SysRoot, a: DemoArgs) -> Result<()> {
         two_mappings: false,
         rate_limit: None,
         seed: 7,
+        fork_children: None,
+        script: None,
+        sparse: None,
     };
     say(format!(
         "workload: {} in one mapping, 10% hot (read at random), 90% cold; the hot set moves once",
@@ -243,18 +241,23 @@ pub fn run(root: &SysRoot, a: DemoArgs) -> Result<()> {
     let cpu1 = cpu(pid);
 
     // 4. The monitored phase.
-    let status = targets::choose(root, &a.ops)?;
+    let kind = targets::choose(root, &a.ops)?;
     let procs = targets::open_all(root, &[pid], false)?;
-    let act_procs = targets::reopen_all(root, &procs, false)?;
-    let ops = targets::build_ops(status.name, root, procs)?;
-    let attrs = targets::settle_attrs(
-        ops.default_attrs(),
-        |at| policy.apply_monitor_overrides(at),
-        &Default::default(),
-    )?;
-    let mut mon = Monitor::new(attrs, 0xdead_beef).map_err(|e| err(Code::Usage, e.to_string()))?;
-    mon.add_target(TargetId(pid));
-    let planner = crate::policy::planner(&policy, root)?;
+    let schemes = SchemesConfig {
+        policy,
+        procs: targets::reopen_all(root, &procs, false)?,
+        dry_run,
+    };
+    let mut cfg = StageConfig::new(
+        root,
+        kind,
+        Watched::Procs(procs),
+        &AttrFlags::default(),
+        Some(schemes),
+    );
+    cfg.seed = 0xdead_beef;
+    let stages = pipeline::build(cfg)?;
+    let attrs = stages.attrs();
     let rec_path = a
         .record
         .clone()
@@ -266,7 +269,7 @@ pub fn run(root: &SysRoot, a: DemoArgs) -> Result<()> {
             pids: vec![pid],
             comms: vec!["madvd-workload".into()],
         },
-        ops: status.name.into(),
+        ops: kind.name().into(),
         attrs,
         started_unix_ms: std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -276,7 +279,7 @@ pub fn run(root: &SysRoot, a: DemoArgs) -> Result<()> {
     let mut rec = RecordWriter::create(&rec_path, &header)?;
     say(format!(
         "monitoring with {} ({} sampling, {} aggregation), policy {}{}",
-        status.name,
+        kind,
         crate::units::fmt_duration_us(attrs.sample_us),
         crate::units::fmt_duration_us(attrs.aggr_us),
         a.policy
@@ -289,26 +292,13 @@ pub fn run(root: &SysRoot, a: DemoArgs) -> Result<()> {
     let mem0: ProcMem = sysinfo::proc_mem(root, pid).unwrap_or_default();
     let sys0: Option<SysMem> = sysinfo::sys_mem(root);
     child.mark()?;
-    let stop = Stop::new();
-    let running = pipeline::start(Stages {
-        root: root.clone(),
-        monitor: mon,
-        ops,
-        act: Some(Actuation {
-            planner,
-            procs: act_procs,
-            dry_run,
-            config: ActuatorConfig::default(),
-        }),
-        stop: stop.clone(),
-        clock: Clock::start(),
-    })?;
+    let running = stages.start()?;
     let t_mon = Instant::now();
     // The measured window starts 2 s after the move (the child's clock ≈ time since spawn).
     let window_at_child = period + Duration::from_secs(2);
     let mut first_half = None;
     let mut summary = Summary {
-        ops: status.name.into(),
+        ops: kind.name().into(),
         dry_run,
         size_bytes: size,
         hot_fraction: spec.hot_fraction,
@@ -341,7 +331,7 @@ pub fn run(root: &SysRoot, a: DemoArgs) -> Result<()> {
                     for (k, b) in &o.errors {
                         *summary
                             .not_applied
-                            .entry(format!("{k:?}").to_lowercase())
+                            .entry(k.label().into_owned())
                             .or_default() += b;
                     }
                 }

@@ -5,6 +5,8 @@ pub mod check;
 pub mod demo;
 pub mod monitor;
 pub mod ops;
+pub mod paddr;
 pub mod record;
+pub mod replay;
 pub mod report;
 pub mod run;

@@ -4,8 +4,8 @@
 
 use crate::cli::MonitorArgs;
 use crate::exit::{err, Code};
-use crate::pipeline::{self, Clock, Event, Hooks};
-use crate::signals::{self, Stop};
+use crate::pipeline::{self, Event, StageConfig, Watched};
+use crate::signals;
 use crate::targets;
 use crate::units::{fmt_bytes, fmt_duration_us};
 use anyhow::Result;
@@ -124,25 +124,23 @@ pub fn render(v: &View, rows: usize) -> String {
 }
 
 pub fn run(root: &SysRoot, a: MonitorArgs) -> Result<()> {
-    let status = targets::choose(root, &a.ops)?;
-    let procs = targets::open_all(root, &[a.pid], a.allow_pid1)?;
-    let (stage, attrs) = targets::build_stage(status.name, root, procs, |_| {}, &a.attrs)?;
-    let stop = Stop::new();
-    let running = pipeline::start_stage(
-        stage,
-        root.clone(),
-        None,
-        stop.clone(),
-        Clock::start(),
-        Hooks::default(),
-    )?;
+    let (Some(pid), None) = (a.pid, a.paddr.clone()) else {
+        let spec = a.paddr.clone().unwrap_or_else(|| "auto".into());
+        return super::paddr::monitor(root, a, &spec);
+    };
+    let kind = targets::choose(root, &a.ops)?;
+    let procs = targets::open_all(root, &[pid], a.allow_pid1)?;
+    let cfg = StageConfig::new(root, kind, Watched::Procs(procs), &a.attrs, None);
+    let stages = pipeline::build(cfg)?;
+    let attrs = stages.attrs();
+    let running = stages.start()?;
     let tty = std::io::stdout().is_terminal() && !a.json;
     let t0 = Instant::now();
-    let label = targets::label(status.name);
+    let label = kind.label().to_string();
     if !a.json {
         eprintln!(
             "monitoring pid {} with {} ({} sampling, {} aggregation); Ctrl-C stops",
-            a.pid,
+            pid,
             label,
             fmt_duration_us(attrs.sample_us),
             fmt_duration_us(attrs.aggr_us)
@@ -155,7 +153,7 @@ pub fn run(root: &SysRoot, a: MonitorArgs) -> Result<()> {
         }
         match running.events.recv_timeout(Duration::from_millis(100)) {
             Ok(Event::Snapshot(s, _)) if s.aggregated => {
-                let v = view(&s, a.pid, if a.json { status.name } else { &label });
+                let v = view(&s, pid, if a.json { kind.name() } else { &label });
                 let mut out = std::io::stdout().lock();
                 if a.json {
                     writeln!(out, "{}", serde_json::to_string(&v)?)?;
@@ -171,7 +169,7 @@ pub fn run(root: &SysRoot, a: MonitorArgs) -> Result<()> {
                 }
             }
             Ok(Event::Gone(_)) | Ok(Event::AllGone) => {
-                result = Err(err(Code::Target, format!("pid {} exited", a.pid)));
+                result = Err(err(Code::Target, format!("pid {pid} exited")));
                 break;
             }
             Ok(Event::Failed(m)) => eprintln!("madvd: warning: {m}"),

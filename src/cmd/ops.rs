@@ -2,8 +2,7 @@
 
 use crate::cli::OpsArgs;
 use anyhow::Result;
-use engine::ops::detect::{detect, pick};
-use engine::ops::OpsStatus;
+use engine::ops::{detect, pick_auto, OpsStatus};
 use engine::SysRoot;
 
 pub fn run(root: &SysRoot, a: OpsArgs) -> Result<()> {
@@ -34,14 +33,14 @@ pub fn table(all: &[OpsStatus]) -> String {
         };
         s += &format!(
             "{:<11} {:<7} {:<40} {}\n",
-            o.name,
+            o.kind,
             if o.usable { "yes" } else { "no" },
             g,
             why
         );
     }
-    s += &match pick(all, None) {
-        Ok(p) => format!("\nauto picks: {} (override with --ops NAME)\n", p.name),
+    s += &match pick_auto(all) {
+        Ok(p) => format!("\nauto picks: {} (override with --ops NAME)\n", p.kind),
         Err(e) => format!("\nauto picks nothing: {e}\n"),
     };
     s
@@ -50,30 +49,31 @@ pub fn table(all: &[OpsStatus]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use engine::ops::OpsKind;
 
-    fn st(name: &'static str, usable: bool, rank: u32) -> OpsStatus {
+    fn st(kind: OpsKind, usable: bool) -> OpsStatus {
         OpsStatus {
-            name,
+            kind,
             usable,
-            why_not: (!usable).then(|| format!("{name} needs X")),
+            why_not: (!usable).then(|| format!("{kind} needs X")),
             granularity: "page",
             description: "desc",
-            rank,
+            rank: kind.rank(),
         }
     }
 
     #[test]
     fn table_lists_every_primitive_and_the_pick() {
         let t = table(&[
-            st("page_idle", false, 0),
-            st("probe", true, 2),
-            st("smaps", true, 4),
+            st(OpsKind::PageIdle, false),
+            st(OpsKind::Probe, true),
+            st(OpsKind::Smaps, true),
         ]);
         assert!(t.contains("page_idle   no"), "{t}");
         assert!(t.contains("page_idle needs X"), "{t}");
         assert!(t.contains("probe       yes"), "{t}");
         assert!(t.contains("auto picks: probe"), "{t}");
-        let t = table(&[st("probe", false, 2)]);
+        let t = table(&[st(OpsKind::Probe, false)]);
         assert!(t.contains("auto picks nothing"), "{t}");
     }
 }

@@ -3,25 +3,27 @@
 
 use crate::cli::RecordArgs;
 use crate::exit::{err, Code};
-use crate::pipeline::{self, Clock, Event};
+use crate::pipeline::{self, Event, StageConfig, Watched};
 use crate::record::{Frame, Header, RecordWriter, Source, FORMAT, VERSION};
-use crate::signals::{self, Stop};
+use crate::signals;
 use crate::targets;
 use crate::units::fmt_duration_us;
 use anyhow::Result;
-use engine::monitor::Monitor;
-use engine::ops::sim::{SimOps, SimSpace, SCENARIOS};
-use engine::{AccessCheck, SysRoot, TargetId};
+use engine::ops::sim::{SimSpace, SCENARIOS};
+use engine::SysRoot;
 use std::time::{Duration, Instant};
 
 pub fn run(root: &SysRoot, a: RecordArgs) -> Result<()> {
+    if let Some(spec) = a.paddr.clone() {
+        return super::paddr::record(root, a, &spec);
+    }
     match a.sim.clone() {
-        Some(s) => record_sim(&s, a),
+        Some(s) => record_sim(root, &s, a),
         None => record_live(root, a),
     }
 }
 
-fn unix_ms() -> u64 {
+pub fn unix_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
@@ -29,7 +31,7 @@ fn unix_ms() -> u64 {
 }
 
 /// Record the simulator as fast as it runs: simulated time, no sleeping.
-pub fn record_sim(scenario: &str, a: RecordArgs) -> Result<()> {
+pub fn record_sim(root: &SysRoot, scenario: &str, a: RecordArgs) -> Result<()> {
     let space = SimSpace::scenario(scenario, a.sim_size).map_err(|e| {
         err(
             Code::Usage,
@@ -39,10 +41,16 @@ pub fn record_sim(scenario: &str, a: RecordArgs) -> Result<()> {
             ),
         )
     })?;
-    let mut ops = SimOps::single(TargetId(1), space);
-    let attrs = targets::settle_attrs(ops.default_attrs(), |_| {}, &a.attrs)?;
-    let mut mon = Monitor::new(attrs, 42).map_err(|e| err(Code::Usage, e.to_string()))?;
-    mon.add_target(TargetId(1));
+    let mut cfg = StageConfig::new(
+        root,
+        engine::ops::OpsKind::Sim,
+        Watched::Sim(space),
+        &a.attrs,
+        None,
+    );
+    cfg.seed = 42;
+    let mut source = pipeline::build(cfg)?.source;
+    let attrs = source.attrs();
     let header = Header {
         format: FORMAT.into(),
         version: VERSION,
@@ -59,9 +67,10 @@ pub fn record_sim(scenario: &str, a: RecordArgs) -> Result<()> {
     let end_us = a.for_.unwrap_or(Duration::from_secs(60)).as_micros() as u64;
     let mut now = 0u64;
     while now < end_us {
-        now += attrs.sample_us;
-        let out = mon.step(now, &mut ops);
-        if let Some(s) = out.snapshot {
+        // The source's interval, not the header's: interval tuning changes it.
+        now += source.interval_us();
+        let pulled = source.pull(now, false).map_err(|e| err(Code::Failure, e))?;
+        if let Some(s) = pulled.snapshot {
             w.write_frame(&Frame::from_snapshot(&s, 0))?;
         }
         if signals::stop_requested() {
@@ -82,11 +91,13 @@ pub fn record_sim(scenario: &str, a: RecordArgs) -> Result<()> {
 }
 
 fn record_live(root: &SysRoot, a: RecordArgs) -> Result<()> {
-    let status = targets::choose(root, &a.ops)?;
+    let kind = targets::choose(root, &a.ops)?;
     let procs = targets::open_all(root, &a.pid, a.allow_pid1)?;
     let comms: Vec<String> = procs.iter().map(|p| p.comm().to_string()).collect();
     let pids: Vec<u32> = procs.iter().map(|p| p.pid()).collect();
-    let (stage, attrs) = targets::build_stage(status.name, root, procs, |_| {}, &a.attrs)?;
+    let cfg = StageConfig::new(root, kind, Watched::Procs(procs), &a.attrs, None);
+    let stages = pipeline::build(cfg)?;
+    let attrs = stages.attrs();
     let header = Header {
         format: FORMAT.into(),
         version: VERSION,
@@ -94,22 +105,13 @@ fn record_live(root: &SysRoot, a: RecordArgs) -> Result<()> {
             pids: pids.clone(),
             comms,
         },
-        ops: status.name.into(),
+        ops: kind.name().into(),
         attrs,
         started_unix_ms: unix_ms(),
         kernel: crate::sysinfo::kernel_release(),
     };
     let mut w = RecordWriter::create(&a.output, &header)?;
-    let stop = Stop::new();
-    let clock = Clock::start();
-    let running = pipeline::start_stage(
-        stage,
-        root.clone(),
-        None,
-        stop.clone(),
-        clock,
-        pipeline::Hooks::default(),
-    )?;
+    let running = stages.start()?;
     let t0 = Instant::now();
     let pb = indicatif::ProgressBar::new_spinner();
     pb.set_draw_target(indicatif::ProgressDrawTarget::stderr());
@@ -125,11 +127,13 @@ fn record_live(root: &SysRoot, a: RecordArgs) -> Result<()> {
         }
         match running.events.recv_timeout(Duration::from_millis(100)) {
             Ok(Event::Snapshot(s, _)) if s.aggregated => {
-                w.write_frame(&Frame::from_snapshot(&s, 0))?;
+                let mut f = Frame::from_snapshot(&s, 0);
+                crate::record::add_mappings(&mut f, root);
+                w.write_frame(&f)?;
                 pb.set_message(format!(
                     "recording {} with {}: {} snapshots, {} regions, {:.0} s",
                     a.output.display(),
-                    status.name,
+                    kind,
                     w.snapshots(),
                     s.nr_regions(),
                     t0.elapsed().as_secs_f64()

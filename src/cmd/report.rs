@@ -7,10 +7,15 @@ use crate::heatmap;
 use crate::record::{self, Loaded, Source};
 use crate::units::{fmt_bytes, fmt_duration_us};
 use anyhow::Result;
+use engine::ops::paddr::owners::CgroupBytes;
 use serde::Serialize;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 pub fn run(cmd: ReportCmd) -> Result<()> {
+    if let ReportCmd::Heatmap(a) = &cmd {
+        heatmap::check_bins(a.cols, a.rows)?;
+        refuse_overwrite(&a.file, &heatmap_output(a))?;
+    }
     let rec = match &cmd {
         ReportCmd::Heatmap(a) => record::read(&a.file)?,
         ReportCmd::Wss(a) => record::read(&a.file)?,
@@ -33,15 +38,49 @@ pub fn run(cmd: ReportCmd) -> Result<()> {
     }
 }
 
+/// `-o OUT`, or FILE with .png.
+fn heatmap_output(a: &HeatmapArgs) -> PathBuf {
+    a.output
+        .clone()
+        .unwrap_or_else(|| a.file.with_extension("png"))
+}
+
+/// The heatmap must not be written over its own record (`report heatmap rec.png`, or `-o`
+/// naming the record another way: compared by device and inode, so `./`, `..`, symlinks
+/// and hard links are all caught). A usage error: the fix is `-o`.
+fn refuse_overwrite(input: &Path, out: &Path) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let (Ok(i), Ok(o)) = (std::fs::metadata(input), std::fs::metadata(out)) else {
+        return Ok(());
+    };
+    if (i.dev(), i.ino()) != (o.dev(), o.ino()) {
+        return Ok(());
+    }
+    Err(err(
+        Code::Usage,
+        format!(
+            "{}: refusing to overwrite the input record with its heatmap ({} is the same file): name another output with -o OUT.png or -o OUT.svg",
+            input.display(),
+            out.display()
+        ),
+    ))
+}
+
 fn heatmap_cmd(rec: &Loaded, a: HeatmapArgs) -> Result<()> {
     let target = match a.target {
         Some(t) => t,
-        None => rec.target_ids()[0],
+        None => *rec.target_ids().first().ok_or_else(|| {
+            err(
+                Code::Failure,
+                format!(
+                    "{}: no target in any of its {} snapshots (the target exited before its first aggregation?): no heatmap to draw",
+                    rec.path.display(),
+                    rec.frames.len()
+                ),
+            )
+        })?,
     };
-    let out = a
-        .output
-        .clone()
-        .unwrap_or_else(|| a.file.with_extension("png"));
+    let out = heatmap_output(&a);
     let grid = heatmap::build(rec, target, a.cols, a.rows, a.range)?;
     heatmap::render(&grid, &title(rec, target), &out)?;
     eprintln!(
@@ -60,6 +99,7 @@ pub fn title(rec: &Loaded, target: u32) -> String {
     let what = match &rec.header.source {
         Source::Pid { .. } => format!("pid {target}"),
         Source::Sim { scenario, .. } => format!("sim '{scenario}'"),
+        Source::Paddr { ranges } => format!("physical memory {}", ranges_text(ranges)),
     };
     format!(
         "madvd access heatmap: {what}, {} ({} ms sampling, {} ms aggregation)",
@@ -142,6 +182,9 @@ pub struct Summary {
     pub ended: Option<String>,
     pub targets: Vec<TargetSummary>,
     pub bad_lines: usize,
+    /// Physical memory: hot and cold bytes per memory cgroup, mean over the snapshots.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub cgroups_mean: Vec<CgroupBytes>,
 }
 
 #[derive(Serialize)]
@@ -200,7 +243,46 @@ pub fn summarize(rec: &Loaded) -> Summary {
         ended: rec.end.as_ref().map(|e| e.reason.clone()),
         targets,
         bad_lines: rec.problems.len(),
+        cgroups_mean: cgroups_mean(rec),
     }
+}
+
+fn ranges_text(ranges: &[engine::AddrRange]) -> String {
+    ranges
+        .iter()
+        .map(|r| r.to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Hot and cold bytes per cgroup, mean over the frames that have them; most cold first.
+pub fn cgroups_mean(rec: &Loaded) -> Vec<CgroupBytes> {
+    let frames: Vec<_> = rec
+        .frames
+        .iter()
+        .filter(|f| !f.cgroups.is_empty())
+        .collect();
+    let mut sum: std::collections::BTreeMap<&str, (u128, u128)> = Default::default();
+    for c in frames.iter().flat_map(|f| &f.cgroups) {
+        let e = sum.entry(&c.cgroup).or_default();
+        e.0 += c.hot_bytes as u128;
+        e.1 += c.cold_bytes as u128;
+    }
+    let n = frames.len().max(1) as u128;
+    let mut v: Vec<CgroupBytes> = sum
+        .into_iter()
+        .map(|(g, (hot, cold))| CgroupBytes {
+            cgroup: g.to_string(),
+            hot_bytes: (hot / n) as u64,
+            cold_bytes: (cold / n) as u64,
+        })
+        .collect();
+    v.sort_by(|a, b| {
+        b.cold_bytes
+            .cmp(&a.cold_bytes)
+            .then(a.cgroup.cmp(&b.cgroup))
+    });
+    v
 }
 
 fn summary_cmd(rec: &Loaded, a: SummaryArgs) -> Result<()> {
@@ -221,6 +303,7 @@ fn summary_cmd(rec: &Loaded, a: SummaryArgs) -> Result<()> {
         Source::Sim { scenario, size } => {
             format!("simulator, scenario '{scenario}', {}", fmt_bytes(*size))
         }
+        Source::Paddr { ranges } => format!("physical memory {}", ranges_text(ranges)),
     };
     println!("file:        {}", s.file.display());
     println!("source:      {src}");
@@ -268,6 +351,10 @@ fn summary_cmd(rec: &Loaded, a: SummaryArgs) -> Result<()> {
                 r[3]
             );
         }
+    }
+    if !s.cgroups_mean.is_empty() {
+        println!("memory per cgroup (mean over the snapshots):");
+        print!("{}", super::paddr::render_cgroups(&s.cgroups_mean));
     }
     Ok(())
 }

@@ -1,17 +1,18 @@
 //! `madvd run`: apply a policy to live processes until stopped — the stage loop of
-//! `pipeline.rs` with periodic and final summaries.
+//! `pipeline/` with periodic and final summaries.
 
 use crate::cli::RunArgs;
 use crate::exit::{err, Code};
-use crate::pipeline::{self, Actuation, Clock, Event, Hooks, SchemeLine};
-use crate::signals::{self, Stop};
+use crate::pipeline::follow::Follow;
+use crate::pipeline::{self, Event, SchemeLine, SchemesConfig, StageConfig, Watched};
+use crate::signals;
 use crate::sysinfo::{self, ProcMem, SysMem};
 use crate::targets;
 use crate::units::{fmt_bytes, fmt_bytes_f};
 use anyhow::Result;
 use engine::access::MonitorCost;
-use engine::actuator::ActuatorConfig;
-use engine::{ApplyErrorKind, ApplyReport, SysRoot};
+use engine::ops::OpsKind;
+use engine::{ApplyErrorKind, ApplyReport, Snapshot, SysRoot};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -39,6 +40,27 @@ pub struct Tally {
     pub elapsed_ns: u64,
     pub errors: BTreeMap<String, u64>,
     pub gone: Vec<u32>,
+    /// `--children`: each target of the last aggregated snapshot.
+    pub by_pid: Option<Vec<Watching>>,
+}
+
+/// One target of a snapshot (`--children` output): its regions and the bytes they cover.
+#[derive(Clone, Debug, Serialize)]
+pub struct Watching {
+    pub pid: u32,
+    pub regions: usize,
+    pub bytes: u64,
+}
+
+fn watching(s: &Snapshot) -> Vec<Watching> {
+    s.targets
+        .iter()
+        .map(|t| Watching {
+            pid: t.target.0,
+            regions: t.regions.len(),
+            bytes: t.total_bytes(),
+        })
+        .collect()
 }
 
 impl Tally {
@@ -49,10 +71,7 @@ impl Tally {
         for o in &r.outcomes {
             for (k, b) in &o.errors {
                 if !matches!(k, ApplyErrorKind::DryRun) {
-                    *self
-                        .errors
-                        .entry(format!("{k:?}").to_lowercase())
-                        .or_default() += b;
+                    *self.errors.entry(k.label().into_owned()).or_default() += b;
                 }
             }
         }
@@ -113,6 +132,8 @@ struct Line<'a> {
     probe_pageouts: u64,
     samples: u64,
     errors: &'a BTreeMap<String, u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    by_pid: Option<&'a [Watching]>,
     #[serde(skip_serializing_if = "Option::is_none")]
     reason: Option<&'a str>,
 }
@@ -221,41 +242,45 @@ pub fn resolve_pids(root: &SysRoot, a: &crate::cli::Targets) -> Result<Vec<u32>>
 pub fn run(root: &SysRoot, a: RunArgs) -> Result<()> {
     let policy = crate::policy::load(&a.policy)?;
     let pids = resolve_pids(root, &a.targets)?;
-    let status = targets::choose(root, &a.ops)?;
+    let kind = targets::choose(root, &a.ops)?;
+    if a.children && kind == OpsKind::Damon {
+        return Err(err(
+            Code::Usage,
+            "--children: kernel DAMON watches a fixed set of targets; choose another --ops",
+        ));
+    }
     let procs = targets::open_all(root, &pids, a.allow_pid1)?;
     let act_procs = targets::reopen_all(root, &procs, a.allow_pid1)?;
-    let (stage, attrs) = targets::build_stage(
-        status.name,
-        root,
-        procs,
-        |at| policy.apply_monitor_overrides(at),
-        &a.attrs,
-    )?;
-    let kernel = matches!(stage, pipeline::MonitorStage::Kernel(_));
-    let planner = crate::policy::planner(&policy, root)?;
+    crate::exit::require_cap_sys_nice(root, &policy, a.dry_run)?;
+    let schemes = SchemesConfig {
+        policy,
+        procs: act_procs,
+        dry_run: a.dry_run,
+    };
+    let mut follow = match a.children {
+        true => Some(Follow::start(&procs)?),
+        false => None,
+    };
+    let mut cfg = StageConfig::new(root, kind, Watched::Procs(procs), &a.attrs, Some(schemes));
+    // Targets come and go (`--children`); the run still ends when none is left.
+    cfg.live = follow.is_some();
+    let stages = pipeline::build(cfg)?;
+    let attrs = stages.attrs();
+    if let Some(f) = &mut follow {
+        // The walk follows the update interval in force (the primitive's default too).
+        f.set_every(attrs.ops_update_us);
+    }
+    let note = stages.note();
     let baseline = Baseline::take(root, &pids);
-    let stop = Stop::new();
-    let running = pipeline::start_stage(
-        stage,
-        root.clone(),
-        Some(Actuation {
-            planner,
-            procs: act_procs,
-            dry_run: a.dry_run,
-            config: ActuatorConfig::default(),
-        }),
-        stop.clone(),
-        Clock::start(),
-        Hooks::default(),
-    )?;
+    let running = stages.start()?;
     // JSON keeps the bare name; the human lines say what the primitive cannot see.
     let shown = if a.json {
-        status.name.to_string()
+        kind.name().to_string()
     } else {
-        targets::label(status.name)
+        kind.label().to_string()
     };
-    if kernel {
-        eprintln!("madvd: note: {}", pipeline::KERNEL_FEEDBACK_NOTE);
+    if let Some(n) = note {
+        eprintln!("madvd: note: {n}");
     }
     if !a.json {
         eprintln!(
@@ -270,12 +295,14 @@ pub fn run(root: &SysRoot, a: RunArgs) -> Result<()> {
         );
     }
     let t0 = Instant::now();
-    let mut tally = Tally::default();
+    let mut tally = Tally {
+        by_pid: a.children.then(Vec::new),
+        ..Tally::default()
+    };
     let mut next_print = t0 + a.every;
     let reason;
     loop {
         if signals::stop_requested() {
-            stop.set();
             reason = signals::signal_name().unwrap_or("signal");
             break;
         }
@@ -289,11 +316,16 @@ pub fn run(root: &SysRoot, a: RunArgs) -> Result<()> {
                 if s.aggregated {
                     tally.snapshots += 1;
                     tally.regions = s.nr_regions();
+                    if let Some(w) = &mut tally.by_pid {
+                        *w = watching(&s);
+                    }
                 }
             }
             Ok(Event::Applied(r, stats)) => tally.report(&r, stats),
             Ok(Event::Gone(t)) => {
-                if !tally.gone.contains(&t.0) {
+                if let Some(f) = &mut follow {
+                    f.exited(t.0);
+                } else if !tally.gone.contains(&t.0) {
                     tally.gone.push(t.0);
                     eprintln!(
                         "pid {t} exited: dropped ({} target(s) left)",
@@ -312,13 +344,22 @@ pub fn run(root: &SysRoot, a: RunArgs) -> Result<()> {
                 break;
             }
         }
+        if let Some(f) = &mut follow {
+            f.step(root, &running);
+            tally.gone.clone_from(&f.exited);
+            if f.watched.is_empty() {
+                reason = "targets_gone";
+                break;
+            }
+        }
+        let targets = follow.as_ref().map(|f| f.watched.len());
         if Instant::now() >= next_print {
             next_print += a.every;
-            print_line(&a, &shown, &tally, &baseline, root, &pids, t0, None);
+            let targets = targets.unwrap_or_else(|| pids.len() - tally.gone.len());
+            print_line(&a, &shown, &tally, &baseline, root, targets, t0, None);
         }
     }
     // Stop at a batch boundary, then account whatever the last round reported.
-    stop.set();
     let events = running.events.clone();
     running.stop_and_join();
     while let Ok(ev) = events.try_recv() {
@@ -326,8 +367,19 @@ pub fn run(root: &SysRoot, a: RunArgs) -> Result<()> {
             tally.report(&r, stats);
         }
     }
-    print_line(&a, &shown, &tally, &baseline, root, &pids, t0, Some(reason));
-    Ok(())
+    let targets = follow.map(|f| f.watched.len());
+    let targets = targets.unwrap_or_else(|| pids.len() - tally.gone.len());
+    print_line(
+        &a,
+        &shown,
+        &tally,
+        &baseline,
+        root,
+        targets,
+        t0,
+        Some(reason),
+    );
+    crate::exit::require_applied(a.dry_run, tally.bytes_applied, &tally.errors)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -337,7 +389,7 @@ fn print_line(
     t: &Tally,
     base: &Baseline,
     root: &SysRoot,
-    pids: &[u32],
+    targets: usize,
     t0: Instant,
     reason: Option<&str>,
 ) {
@@ -346,7 +398,7 @@ fn print_line(
         t_s: t0.elapsed().as_secs_f64(),
         ops,
         dry_run: a.dry_run,
-        targets: pids.len() - t.gone.len(),
+        targets,
         regions: t.regions,
         snapshots: t.snapshots,
         rounds: t.rounds,
@@ -357,6 +409,7 @@ fn print_line(
         probe_pageouts: t.cost.probe_pageouts,
         samples: t.cost.samples,
         errors: &t.errors,
+        by_pid: t.by_pid.as_deref(),
         reason,
     };
     if a.json {

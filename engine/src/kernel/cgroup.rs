@@ -12,20 +12,12 @@ use crate::sysroot::SysRoot;
 use std::path::{Path, PathBuf};
 use thiserror::Error;
 
+use super::error::ReadError;
+
 #[derive(Debug, Error)]
 pub enum CgroupError {
-    #[error("{path}: {source}")]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("{path}:{line}: {msg}")]
-    Parse {
-        path: PathBuf,
-        line: usize,
-        msg: String,
-    },
+    #[error(transparent)]
+    Read(#[from] ReadError),
     #[error("no cgroup v2 tree under {0} (looked for fs/cgroup/cgroup.controllers and fs/cgroup/unified)")]
     NoV2(PathBuf),
     #[error("no cgroup memory controller under {0} (neither v2 memory.current nor v1 memory/)")]
@@ -51,10 +43,12 @@ pub fn parse_proc_cgroup(text: &[u8], path: &Path) -> Result<Vec<ProcCgroup>, Cg
         if line.trim().is_empty() {
             continue;
         }
-        let err = |msg: String| CgroupError::Parse {
-            path: path.to_path_buf(),
-            line: i + 1,
-            msg,
+        let err = |msg: String| {
+            CgroupError::from(ReadError::Parse {
+                path: path.to_path_buf(),
+                line: i + 1,
+                msg,
+            })
         };
         let mut parts = line.splitn(3, ':');
         let (Some(id), Some(ctl), Some(p)) = (parts.next(), parts.next(), parts.next()) else {
@@ -96,7 +90,7 @@ pub fn v1_memory_path(lines: &[ProcCgroup]) -> Option<&str> {
 /// Read `<proc>/<pid>/cgroup`.
 pub fn read_proc_cgroup(root: &SysRoot, pid: u32) -> Result<Vec<ProcCgroup>, CgroupError> {
     let path = root.pid_file(pid, "cgroup");
-    let bytes = std::fs::read(&path).map_err(|source| CgroupError::Io {
+    let bytes = std::fs::read(&path).map_err(|source| ReadError::Io {
         path: path.clone(),
         source,
     })?;
@@ -182,18 +176,19 @@ impl CgroupMounts {
         };
         let read = |name: &str| -> Result<Option<u64>, CgroupError> {
             let path = dir.join(name);
-            let bytes = std::fs::read(&path).map_err(|source| CgroupError::Io {
+            let bytes = std::fs::read(&path).map_err(|source| ReadError::Io {
                 path: path.clone(),
                 source,
             })?;
-            parse_limit(&bytes).ok_or_else(|| CgroupError::Parse {
+            let limit = parse_limit(&bytes).ok_or_else(|| ReadError::Parse {
                 path,
                 line: 1,
                 msg: format!(
                     "expected a number or `max`, got {:?}",
                     String::from_utf8_lossy(&bytes).trim()
                 ),
-            })
+            })?;
+            Ok(limit)
         };
         let usage = read(cur)?.unwrap_or(u64::MAX);
         let limit = read(max)?;
@@ -313,7 +308,7 @@ mod tests {
         );
         assert!(matches!(
             m.memory_usage(&root, "/nope"),
-            Err(CgroupError::Io { .. })
+            Err(CgroupError::Read(ReadError::Io { .. }))
         ));
     }
 

@@ -12,24 +12,9 @@
 use crate::region::AddrRange;
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
-use thiserror::Error;
 
 /// A parse error, naming the line (1-based) and what was wrong.
-#[derive(Debug, Error)]
-pub enum MapsError {
-    #[error("{path}:{line}: {msg}")]
-    Parse {
-        path: PathBuf,
-        line: usize,
-        msg: String,
-    },
-    #[error("{path}: {source}")]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-}
+pub type MapsError = super::error::ReadError;
 
 /// The permission column: `rwxp` / `rwxs`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -205,22 +190,15 @@ fn parse_name(n: &str) -> VmaName {
 /// `path` labels errors. Empty input (a kernel thread or a zombie) gives no VMAs.
 pub fn parse_maps(r: impl BufRead, path: &Path) -> Result<Vec<Vma>, MapsError> {
     let mut out: Vec<Vma> = Vec::new();
-    for (i, line) in r.split(b'\n').enumerate() {
-        let line = line.map_err(|source| MapsError::Io {
-            path: path.to_owned(),
-            source,
-        })?;
-        if line.is_empty() {
-            continue;
-        }
-        // Names are bytes; non-UTF-8 file names are kept lossily (they only label VMAs).
-        let line = String::from_utf8_lossy(&line);
-        let vma = parse_line(&line, path, i + 1)?;
+    // Names are bytes; non-UTF-8 file names are kept lossily (they only label VMAs).
+    for item in super::error::numbered_lines(r, path) {
+        let (lineno, line) = item?;
+        let vma = parse_line(&line, path, lineno)?;
         if let Some(prev) = out.last() {
             if vma.range.start < prev.range.end {
                 return Err(perr(
                     path,
-                    i + 1,
+                    lineno,
                     format!("VMA {} overlaps or precedes {}", vma.range, prev.range),
                 ));
             }

@@ -9,20 +9,12 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use thiserror::Error;
 
+use super::error::ReadError;
+
 #[derive(Debug, Error)]
 pub enum MeminfoError {
-    #[error("{path}: {source}")]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("{path}:{line}: {msg}")]
-    Parse {
-        path: PathBuf,
-        line: usize,
-        msg: String,
-    },
+    #[error(transparent)]
+    Read(#[from] ReadError),
     #[error("{path}: field {field} is missing")]
     Missing { path: PathBuf, field: &'static str },
 }
@@ -85,10 +77,12 @@ pub fn parse(text: &[u8], path: &Path) -> Result<MemInfo, MeminfoError> {
         if line.is_empty() {
             continue;
         }
-        let err = |msg: String| MeminfoError::Parse {
-            path: path.to_path_buf(),
-            line: i + 1,
-            msg,
+        let err = |msg: String| {
+            MeminfoError::from(ReadError::Parse {
+                path: path.to_path_buf(),
+                line: i + 1,
+                msg,
+            })
         };
         // Per-node files: "Node 0 MemTotal:       16384 kB".
         let line = match line.strip_prefix("Node ") {
@@ -121,7 +115,7 @@ pub fn parse(text: &[u8], path: &Path) -> Result<MemInfo, MeminfoError> {
 }
 
 fn read_file(path: PathBuf) -> Result<MemInfo, MeminfoError> {
-    let bytes = std::fs::read(&path).map_err(|source| MeminfoError::Io {
+    let bytes = std::fs::read(&path).map_err(|source| ReadError::Io {
         path: path.clone(),
         source,
     })?;
@@ -218,7 +212,10 @@ mod tests {
             read_node(&root, 0).unwrap().mem_free(),
             Some(4_112_268 * 1024)
         );
-        assert!(matches!(read_node(&root, 1), Err(MeminfoError::Io { .. })));
+        assert!(matches!(
+            read_node(&root, 1),
+            Err(MeminfoError::Read(ReadError::Io { .. }))
+        ));
         assert_eq!(list_nodes(&root), vec![0]);
         std::fs::write(root.proc_file("meminfo"), "MemTotal: 1 kB\n").unwrap();
         let e = read_system(&root).unwrap_err();

@@ -110,6 +110,14 @@ impl IdleBitmap {
         &self.path
     }
 
+    /// Why `root`'s bitmap cannot be opened for reading and writing, if it cannot.
+    pub fn why_not_open(root: &SysRoot) -> Option<String> {
+        let path = Self::path_in(root);
+        Self::open_path(&path)
+            .err()
+            .map(|e| format!("cannot open {}: {e}", path.display()))
+    }
+
     /// Mark the pages of `words` (`(word index, mask)`, sorted, from [`words_for`]) idle,
     /// one `pwrite` per run of consecutive words. A short write (the partial last word)
     /// is not an error: the kernel processed those pages but reports 0 bytes for them.
@@ -144,15 +152,7 @@ impl IdleBitmap {
             self.buf.clear();
             self.buf.resize(len * WORD_BYTES as usize, 0);
             let off = first * WORD_BYTES;
-            let mut done = 0;
-            while done < self.buf.len() {
-                match self.file.read_at(&mut self.buf[done..], off + done as u64) {
-                    Ok(0) => break,
-                    Ok(n) => done += n,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(e) => return Err(e),
-                }
-            }
+            let done = super::read_full_at(&self.file, &mut self.buf, off)?;
             let full = done / WORD_BYTES as usize;
             for k in 0..len {
                 out.push((k < full).then(|| {
@@ -162,6 +162,27 @@ impl IdleBitmap {
             }
         }
         Ok(out)
+    }
+}
+
+impl IdleBitmap {
+    /// Whether each of `pfns` reads idle (`None`: its word was not returned), one `pread`
+    /// per run of consecutive words.
+    pub fn idle_of(&mut self, pfns: &[u64]) -> io::Result<Vec<Option<bool>>> {
+        let words: Vec<u64> = words_for(pfns.iter().copied())
+            .iter()
+            .map(|w| w.0)
+            .collect();
+        let got = self.read_words(&words)?;
+        Ok(pfns
+            .iter()
+            .map(|&p| {
+                let k = words
+                    .binary_search(&word_index(p))
+                    .expect("the word of a pfn asked for");
+                is_idle(got[k], p)
+            })
+            .collect())
     }
 }
 
@@ -231,5 +252,7 @@ mod tests {
         );
         assert_eq!(is_idle(got[0], 3), Some(true));
         assert_eq!(is_idle(got[0], 4), Some(false));
+        let idle = bm.idle_of(&[64 + 5, 3, 4, 4 * 64]).unwrap();
+        assert_eq!(idle, vec![Some(true), Some(true), Some(false), None]);
     }
 }

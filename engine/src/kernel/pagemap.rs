@@ -6,6 +6,10 @@
 //! - bit 55: PTE is soft-dirty; bit 56: page exclusively mapped; bit 57: uffd-wp;
 //! - bit 58: guard region (6.14+); bit 61: file-page or shared-anon;
 //! - bit 62: page swapped; bit 63: page present.
+//!
+//! Bit 62 is set for every non-present swap-format PTE, not only swap areas: migration,
+//! device, hwpoison and PTE-marker entries too (fs/proc/task_mmu.c 6.12,
+//! `pte_to_pagemap_entry`). [`PagemapEntry::residency`] tells them apart.
 
 use std::fs::File;
 use std::io;
@@ -16,9 +20,36 @@ pub const PM_PFN_MASK: u64 = (1 << 55) - 1;
 pub const PM_SOFT_DIRTY: u64 = 1 << 55;
 pub const PM_MMAP_EXCLUSIVE: u64 = 1 << 56;
 pub const PM_UFFD_WP: u64 = 1 << 57;
+/// Guard region (`MADV_GUARD_INSTALL`), Linux 6.14+: a PTE marker, never a page.
+pub const PM_GUARD_REGION: u64 = 1 << 58;
 pub const PM_FILE: u64 = 1 << 61;
 pub const PM_SWAP: u64 = 1 << 62;
 pub const PM_PRESENT: u64 = 1 << 63;
+
+/// Swap types at or above this are not swap areas but the kernel's special swap entries:
+/// include/linux/swap.h (Linux 6.12) carves them from the top of the 5-bit type
+/// (`MAX_SWAPFILES = 32 - SWP_DEVICE_NUM - SWP_MIGRATION_NUM - SWP_HWPOISON_NUM -
+/// SWP_PTE_MARKER_NUM`): device-private/exclusive (up to 4), migration (3), hwpoison (1),
+/// PTE markers (1; uffd-wp, poison, guard). 32 − 9 = 23 covers every configuration; a real
+/// swap area of type ≥ 23 (24 swap areas at once) only loses evidence, never gains it.
+pub const FIRST_SPECIAL_SWAP_TYPE: u64 = 23;
+
+/// What a pagemap entry says about where the page is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Residency {
+    /// Mapped to a page in memory (bit 63).
+    Present,
+    /// In a swap area (bit 62, a swap area's type). `slot`: type and offset (bits 0-54;
+    /// zero when the reader lacks CAP_SYS_ADMIN, fs/proc/task_mmu.c `pte_to_pagemap_entry`).
+    Swapped { slot: u64 },
+    /// No page and no swap entry: never touched, discarded, or no VMA there at all.
+    None,
+    /// Not present, but not a swap area's entry either: a migration entry (the page is in
+    /// memory, being moved: the PTE comes back present without any access), a device-private
+    /// or exclusive entry, hwpoison, or a PTE marker (uffd-wp, guard region). Told apart
+    /// by the swap type (root only), the uffd-wp bit (57) and the guard bit (58, 6.14+).
+    Special,
+}
 
 /// One decoded pagemap entry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -42,6 +73,30 @@ impl PagemapEntry {
     pub const fn file_or_shared(self) -> bool {
         self.0 & PM_FILE != 0
     }
+    /// Swap type (bits 0-4) of a swap entry; zero unless the reader has CAP_SYS_ADMIN.
+    pub const fn swap_type(self) -> u64 {
+        self.0 & 0x1f
+    }
+
+    /// Where the page is (see [`Residency`]).
+    pub const fn residency(self) -> Residency {
+        if self.present() {
+            Residency::Present
+        } else if self.0 & PM_GUARD_REGION != 0 {
+            Residency::Special
+        } else if self.swapped() {
+            if self.swap_type() >= FIRST_SPECIAL_SWAP_TYPE || self.0 & PM_UFFD_WP != 0 {
+                Residency::Special
+            } else {
+                Residency::Swapped {
+                    slot: self.0 & PM_PFN_MASK,
+                }
+            }
+        } else {
+            Residency::None
+        }
+    }
+
     /// The PFN when present and readable (root), else `None`.
     pub const fn pfn(self) -> Option<u64> {
         if self.present() && self.0 & PM_PFN_MASK != 0 {
@@ -106,15 +161,7 @@ impl Pagemap {
         out.clear();
         self.buf.resize(nr_pages * 8, 0);
         let off = vaddr / self.page_size * 8;
-        let mut done = 0;
-        while done < self.buf.len() {
-            match self.file.read_at(&mut self.buf[done..], off + done as u64) {
-                Ok(0) => break,
-                Ok(n) => done += n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
-            }
-        }
+        let done = super::read_full_at(&self.file, &mut self.buf, off)?;
         parse_entries(&self.buf[..done], out);
         Ok(())
     }
@@ -153,6 +200,34 @@ mod tests {
         assert!(out[1].swapped() && !out[1].present() && out[1].pfn().is_none());
         assert!(out[2].soft_dirty() && out[2].exclusive() && out[2].pfn().is_none());
         assert_eq!(out[3], PagemapEntry(0));
+    }
+
+    #[test]
+    fn residency_tells_swap_areas_from_special_entries() {
+        let e = |v: u64| PagemapEntry(v).residency();
+        assert_eq!(e(PM_PRESENT | 0x1234), Residency::Present);
+        assert_eq!(e(PM_PRESENT | PM_SOFT_DIRTY), Residency::Present);
+        assert_eq!(e(0), Residency::None);
+        assert_eq!(e(PM_SOFT_DIRTY), Residency::None);
+        // Swap area 1, offset 7 (root view); without CAP_SYS_ADMIN type and offset read 0.
+        assert_eq!(
+            e(PM_SWAP | 1 | (7 << 5)),
+            Residency::Swapped { slot: 1 | (7 << 5) }
+        );
+        assert_eq!(e(PM_SWAP), Residency::Swapped { slot: 0 });
+        assert_eq!(
+            e(PM_SWAP | PM_SOFT_DIRTY | PM_MMAP_EXCLUSIVE | 2),
+            Residency::Swapped { slot: 2 }
+        );
+        // A migration entry (x86-64 6.12, all options: MAX_SWAPFILES 24, migration 25..27;
+        // with fewer options they move up, never below 23), hwpoison, a PTE marker (31).
+        for ty in [23, 24, 25, 27, 31] {
+            assert_eq!(e(PM_SWAP | ty | (9 << 5)), Residency::Special, "type {ty}");
+        }
+        assert_eq!(e(PM_SWAP | 22), Residency::Swapped { slot: 22 });
+        // uffd-wp markers and swap entries, guard regions (6.14+).
+        assert_eq!(e(PM_SWAP | PM_UFFD_WP), Residency::Special);
+        assert_eq!(e(PM_GUARD_REGION), Residency::Special);
     }
 
     #[test]

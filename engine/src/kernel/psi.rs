@@ -13,20 +13,12 @@ use crate::sysroot::SysRoot;
 use std::path::{Path, PathBuf};
 use thiserror::Error;
 
+use super::error::ReadError;
+
 #[derive(Debug, Error)]
 pub enum PsiError {
-    #[error("{path}: {source}")]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("{path}:{line}: {msg}")]
-    Parse {
-        path: PathBuf,
-        line: usize,
-        msg: String,
-    },
+    #[error(transparent)]
+    Read(#[from] ReadError),
     #[error("{path}: no `some` line")]
     NoSome { path: PathBuf },
 }
@@ -55,10 +47,12 @@ pub fn parse(text: &[u8], path: &Path) -> Result<Psi, PsiError> {
     let mut some = None;
     let mut full = None;
     for (i, raw) in text.lines().enumerate() {
-        let err = |msg: String| PsiError::Parse {
-            path: path.to_path_buf(),
-            line: i + 1,
-            msg,
+        let err = |msg: String| {
+            PsiError::from(ReadError::Parse {
+                path: path.to_path_buf(),
+                line: i + 1,
+                msg,
+            })
         };
         let mut words = raw.split_whitespace();
         let Some(kind) = words.next() else { continue };
@@ -97,7 +91,7 @@ pub fn parse(text: &[u8], path: &Path) -> Result<Psi, PsiError> {
 
 /// Read and parse a pressure file at `path` (a cgroup's `memory.pressure`, for instance).
 pub fn read_path(path: &Path) -> Result<Psi, PsiError> {
-    let bytes = std::fs::read(path).map_err(|source| PsiError::Io {
+    let bytes = std::fs::read(path).map_err(|source| ReadError::Io {
         path: path.to_path_buf(),
         source,
     })?;
@@ -167,6 +161,9 @@ mod tests {
         )
         .unwrap();
         assert_eq!(read_system(&root, "memory").unwrap().some.total_us, 42);
-        assert!(matches!(read_system(&root, "io"), Err(PsiError::Io { .. })));
+        assert!(matches!(
+            read_system(&root, "io"),
+            Err(PsiError::Read(ReadError::Io { .. }))
+        ));
     }
 }

@@ -49,16 +49,8 @@ fn is_header(line: &str) -> bool {
 /// Parse a whole smaps file (`path` only labels errors). Unknown keys are ignored.
 pub fn parse_smaps(r: impl BufRead, path: &Path) -> Result<Vec<SmapsVma>, MapsError> {
     let mut out: Vec<SmapsVma> = Vec::new();
-    for (i, line) in r.split(b'\n').enumerate() {
-        let line = line.map_err(|source| MapsError::Io {
-            path: path.to_owned(),
-            source,
-        })?;
-        if line.is_empty() {
-            continue;
-        }
-        let line = String::from_utf8_lossy(&line);
-        let lineno = i + 1;
+    for item in super::error::numbered_lines(r, path) {
+        let (lineno, line) = item?;
         if is_header(&line) {
             let vma = parse_line(&line, path, lineno)?;
             out.push(SmapsVma {

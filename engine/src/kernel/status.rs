@@ -4,24 +4,9 @@
 //! says so directly where printed.
 
 use std::io::BufRead;
-use std::path::{Path, PathBuf};
-use thiserror::Error;
+use std::path::Path;
 
-#[derive(Debug, Error)]
-pub enum StatusError {
-    #[error("{path}:{line}: {msg}")]
-    Parse {
-        path: PathBuf,
-        line: usize,
-        msg: String,
-    },
-    #[error("{path}: {source}")]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-}
+pub type StatusError = super::error::ReadError;
 
 /// The parts of `status` madvd uses. Sizes in bytes; `None` when the line is absent.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -41,6 +26,8 @@ pub struct Status {
     pub vm_lck: Option<u64>,
     pub vm_swap: Option<u64>,
     pub rss_anon: Option<u64>,
+    /// `CapEff:`, the effective capability mask (hex).
+    pub cap_eff: Option<u64>,
 }
 
 impl Status {
@@ -94,6 +81,9 @@ pub fn parse_status(r: impl BufRead, path: &Path) -> Result<Status, StatusError>
             "VmLck" => s.vm_lck = kb()?,
             "VmSwap" => s.vm_swap = kb()?,
             "RssAnon" => s.rss_anon = kb()?,
+            "CapEff" => {
+                s.cap_eff = Some(u64::from_str_radix(val, 16).map_err(|_| err(key))?);
+            }
             _ => {}
         }
     }
@@ -115,7 +105,7 @@ mod tests {
 
     #[test]
     fn parses_a_user_process() {
-        let t = "Name:\tcat\nUmask:\t0022\nState:\tR (running)\nTgid:\t3390\nPid:\t3390\nPPid:\t3386\nUid:\t1000\t1001\t0\t0\nKthread:\t0\nVmSize:\t    3060 kB\nVmLck:\t       0 kB\nVmRSS:\t    1696 kB\nRssAnon:\t     112 kB\nVmSwap:\t       8 kB\n";
+        let t = "Name:\tcat\nUmask:\t0022\nState:\tR (running)\nTgid:\t3390\nPid:\t3390\nPPid:\t3386\nUid:\t1000\t1001\t0\t0\nCapEff:\t000001ffffffffff\nKthread:\t0\nVmSize:\t    3060 kB\nVmLck:\t       0 kB\nVmRSS:\t    1696 kB\nRssAnon:\t     112 kB\nVmSwap:\t       8 kB\n";
         let s = parse_status(t.as_bytes(), Path::new("status")).unwrap();
         assert_eq!(
             (s.name.as_str(), s.state, s.tgid, s.pid, s.ppid, s.uid),
@@ -126,6 +116,7 @@ mod tests {
             (Some(3060 << 10), Some(1696 << 10), Some(8 << 10), Some(0))
         );
         assert!(s.has_mm() && !s.is_zombie());
+        assert_eq!(s.cap_eff, Some(0x1ff_ffff_ffff));
     }
 
     #[test]

@@ -9,20 +9,12 @@ use std::io::BufRead;
 use std::path::{Path, PathBuf};
 use thiserror::Error;
 
+use super::error::ReadError;
+
 #[derive(Debug, Error)]
 pub enum SwapError {
-    #[error("{path}:{line}: {msg}")]
-    Parse {
-        path: PathBuf,
-        line: usize,
-        msg: String,
-    },
-    #[error("{path}: {source}")]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Read(#[from] ReadError),
     #[error(transparent)]
     Meminfo(#[from] MeminfoError),
 }
@@ -56,17 +48,19 @@ impl SwapMem {
 pub fn parse_swaps(r: impl BufRead, path: &Path) -> Result<Vec<SwapArea>, SwapError> {
     let mut out = Vec::new();
     for (i, line) in r.lines().enumerate() {
-        let line = line.map_err(|source| SwapError::Io {
+        let line = line.map_err(|source| ReadError::Io {
             path: path.to_owned(),
             source,
         })?;
         if i == 0 || line.trim().is_empty() {
             continue;
         }
-        let err = |msg: String| SwapError::Parse {
-            path: path.to_owned(),
-            line: i + 1,
-            msg,
+        let err = |msg: String| {
+            SwapError::from(ReadError::Parse {
+                path: path.to_owned(),
+                line: i + 1,
+                msg,
+            })
         };
         let f: Vec<&str> = line.split_whitespace().collect();
         if f.len() != 5 {
@@ -96,18 +90,19 @@ pub fn parse_meminfo_swap(text: &[u8], path: &Path) -> Result<SwapMem, SwapError
     let info = meminfo::parse(text, path)?;
     match (info.swap_total(), info.swap_free()) {
         (Some(total), Some(free)) => Ok(SwapMem { total, free }),
-        _ => Err(SwapError::Parse {
+        _ => Err(ReadError::Parse {
             path: path.to_owned(),
             line: 0,
             msg: "no SwapTotal/SwapFree lines".into(),
-        }),
+        }
+        .into()),
     }
 }
 
 fn open(path: PathBuf) -> Result<(std::io::BufReader<std::fs::File>, PathBuf), SwapError> {
     match std::fs::File::open(&path) {
         Ok(f) => Ok((std::io::BufReader::new(f), path)),
-        Err(source) => Err(SwapError::Io { path, source }),
+        Err(source) => Err(ReadError::Io { path, source }.into()),
     }
 }
 
@@ -120,7 +115,7 @@ pub fn read_swaps(root: &SysRoot) -> Result<Vec<SwapArea>, SwapError> {
 /// `SwapTotal` / `SwapFree` of `<proc>/meminfo`.
 pub fn read_swap_mem(root: &SysRoot) -> Result<SwapMem, SwapError> {
     let path = root.proc_file("meminfo");
-    let text = std::fs::read(&path).map_err(|source| SwapError::Io {
+    let text = std::fs::read(&path).map_err(|source| ReadError::Io {
         path: path.clone(),
         source,
     })?;

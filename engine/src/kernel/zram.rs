@@ -12,7 +12,7 @@
 //! if it has one, and otherwise makes a zram swap that its `Drop` removes. A device left by a
 //! process killed before its `Drop` ran is removed by the next [`TempSwap::ensure`].
 
-use crate::kernel::swap::read_swaps;
+use crate::kernel::swap::{read_swap_mem, read_swaps};
 use crate::sysroot::SysRoot;
 use std::ffi::CString;
 use std::fs::{File, OpenOptions};
@@ -252,8 +252,8 @@ pub struct TempSwap {
 
 impl TempSwap {
     /// Take the swap lock ([`LOCK_PATH`], unless [`LOCK_HELD_ENV`] says the parent holds it),
-    /// remove a temporary device whose owner died, then use the machine's swap if it has one,
-    /// else make a zram swap of `size` bytes. `wait`: see [`lock`].
+    /// remove a temporary device whose owner died, then use the machine's swap if it has
+    /// `size` bytes free, else make a zram swap of `size` bytes (beside any it has). `wait`: see [`lock`].
     pub fn ensure(
         root: &SysRoot,
         size: u64,
@@ -271,7 +271,10 @@ impl TempSwap {
             path: swaps,
             source: io::Error::other(e.to_string()),
         })?;
-        if !have.is_empty() {
+        // The machine's own swap serves when it has `size` bytes free; else a zram swap of
+        // `size` is added beside it (a full or tiny swap would make every page-out fail).
+        let free = read_swap_mem(root).map_or(0, |m| m.free);
+        if !have.is_empty() && free >= size {
             return Ok(TempSwap {
                 zram: None,
                 root: root.clone(),

@@ -5,7 +5,9 @@
 //! Every rule is ported from `mm/damon/core.c` of **Linux 6.12.117** (Debian
 //! `linux-source-6.12` 6.12.117-1~deb12u1, the lab kernel) unless a comment says otherwise;
 //! the function names are the kernel's, minus the `damon_`/`kdamond_` prefix.
+//! The unit tests, ports of `mm/damon/tests/core-kunit.h`, are in `core/tests.rs`.
 
+use crate::kernel::host::align_down;
 use crate::region::Region;
 use rand::Rng;
 
@@ -36,18 +38,60 @@ pub fn update_access_rate(r: &mut Region, accessed: bool, len_window: u32) {
     r.nr_known += 1;
 }
 
-/// madvd extension for an `Unknown` answer (no kernel counterpart: the kernel's checks always
-/// answer). The sample never counts as an access; the moving sum advances by the region's
-/// best estimate instead of 0 so that it does not decay as if the region were cold: the
-/// rate among this aggregation's known samples, or the previous aggregation's rate when
-/// none is known yet. With no Unknown answers the behaviour is exactly the kernel's.
-pub fn update_access_unknown(r: &mut Region, len_window: u32) {
-    let len = len_window.max(1);
-    let estimate = if r.nr_known > 0 {
-        (r.nr_accesses as u64 * 10_000 / r.nr_known as u64) as u32
+/// The significance below which a region's known answers are taken to show that its rate
+/// changed since the previous aggregation ([`finalize_unknown`]).
+pub const UNKNOWN_CHANGE_P: f64 = 1e-4;
+
+/// Do `a` accessed answers out of `k` known show a rate other than the previous count `last`
+/// of `n` (a one-sided binomial tail below [`UNKNOWN_CHANGE_P`], in the direction of the
+/// deviation)? The previous rate is kept off 0 and 1 (`(last + 1/2) / (n + 1)`), so a
+/// single access of a previously idle region is no proof of change.
+fn rate_changed(a: u64, k: u64, last: u64, n: u64) -> bool {
+    if k == 0 {
+        return false;
+    }
+    // More accesses than known answers only after the attributes changed mid-aggregation
+    // (`nr_known` restarts, the converted count stays): count them as all known accessed.
+    let a = a.min(k);
+    let p = (last.min(n) as f64 + 0.5) / (n as f64 + 1.0);
+    let q = 1.0 - p;
+    // ln of the binomial probability of exactly `a` of `k`.
+    let ln_choose: f64 = (1..=a.min(k - a))
+        .map(|j| (((k - a.min(k - a)) + j) as f64 / j as f64).ln())
+        .sum();
+    let ln_pa = ln_choose + a as f64 * p.ln() + (k - a) as f64 * q.ln();
+    let (mut term, mut tail) = (ln_pa.exp(), 0.0);
+    if a as f64 >= p * k as f64 {
+        // P(X >= a)
+        for i in a..=k {
+            tail += term;
+            if tail >= UNKNOWN_CHANGE_P || term == 0.0 {
+                break;
+            }
+            term *= (k - i) as f64 / (i + 1) as f64 * p / q;
+        }
     } else {
-        (r.last_nr_accesses.min(len) as u64 * 10_000 / len as u64) as u32
-    };
+        // P(X <= a)
+        for i in (0..=a).rev() {
+            tail += term;
+            if tail >= UNKNOWN_CHANGE_P || i == 0 || term == 0.0 {
+                break;
+            }
+            term *= i as f64 / (k - i + 1) as f64 * q / p;
+        }
+    }
+    tail < UNKNOWN_CHANGE_P
+}
+
+/// madvd extension for an `Unknown` answer (no kernel counterpart: the kernel's checks
+/// always answer): the sample never counts as an access; the moving sum (what schemes read
+/// mid-aggregation) advances by the previous aggregation's rate instead of 0, so that it
+/// neither decays as if the region were cold nor jumps on the few answers known so far.
+/// The aggregation boundary applies the full rule ([`finalize_unknown`]). With no Unknown
+/// answers the behaviour is exactly the kernel's.
+pub fn update_access_unknown(r: &mut Region, len_window: u32) {
+    let n = len_window.max(1);
+    let estimate = (r.last_nr_accesses.min(n) as u64 * 10_000 / n as u64) as u32;
     r.nr_accesses_bp = moving_sum(
         r.nr_accesses_bp,
         r.last_nr_accesses.saturating_mul(10_000),
@@ -57,21 +101,51 @@ pub fn update_access_unknown(r: &mut Region, len_window: u32) {
 }
 
 /// madvd extension, run at each aggregation boundary before merging: turn the count of
-/// accessed samples into a count out of `nr_samples` sampling intervals, scaled from the
-/// known samples (identical to the kernel's when every sample is known). A region with no
-/// known sample keeps its previous rate (`last_nr_accesses`) rather than looking cold.
-/// Returns the largest resulting `nr_accesses` (what `ops.check_accesses()` returns).
+/// accessed samples into a count out of `nr_samples` sampling intervals (identical to the
+/// kernel's when every sample is known). Returns the largest resulting `nr_accesses` (what
+/// `ops.check_accesses()` returns).
+///
+/// The rule, for a region with `a` accessed answers out of `k` known, `u = n - k` Unknown,
+/// `n` = `nr_samples`, and `L` its previous count (`last_nr_accesses`):
+/// - `k == n`: `a`, the kernel's count;
+/// - `k == 0`: `L`, the previous count carried; and the region does not age this
+///   aggregation (it was not observed: [`merge_regions_of`] leaves its `age` as it was,
+///   neither incremented nor reset);
+/// - otherwise each Unknown answer counts at the previous rate, `round(a + u L / n)`,
+///   unless the known answers show that the rate changed ([`rate_changed`]: a binomial
+///   test at [`UNKNOWN_CHANGE_P`] against the previous rate); then at the known answers'
+///   rate, `round(a n / k)`.
+///
+/// Why not always scale `a` by `n / k` (madvd before): with few known answers one access
+/// became many — 1 accessed of 2 known made a mostly idle region `n / 2`, far over the
+/// merge and age-reset threshold (`max / 10`) that its true rate stays under; here it
+/// stays 1. Filling in at the previous rate is unbiased in a steady state when Unknown
+/// answers are independent of access (the fixpoint of `x = a + u x / n` with `a = m k` is
+/// `x = m n`), and a real change (a hot set that moved) is followed at once.
+///
+/// What no rule can repair: Unknown answers that depend on access. A check that cannot see
+/// non-resident pages (they are the idle ones) answers only for the hot resident ones, and
+/// any estimate from its known answers drifts to their rate — a region 10% hot with 90%
+/// of its pages paged out looks up to 10x hotter. The checks therefore treat residency as
+/// evidence (a page not present at the start and the end of an interval was not accessed:
+/// `NotAccessed`), which leaves Unknown only for what is independent of access (pages a
+/// check cannot look at, failed reads, unsampled regions). docs/architecture.md, "Unknown
+/// answers".
 pub fn finalize_unknown(regions: &mut [Region], nr_samples: u32) -> u32 {
     let mut max = 0;
+    let n = nr_samples as u64;
     for r in regions.iter_mut() {
         if r.nr_known < nr_samples {
-            r.nr_accesses = if r.nr_known == 0 {
-                r.last_nr_accesses
+            let (a, k) = (r.nr_accesses as u64, r.nr_known as u64);
+            let last = (r.last_nr_accesses as u64).min(n);
+            let nr = if k == 0 {
+                last
+            } else if rate_changed(a, k, last, n) {
+                (a * n + k / 2) / k
             } else {
-                let scaled = (r.nr_accesses as u64 * nr_samples as u64 + r.nr_known as u64 / 2)
-                    / r.nr_known as u64;
-                scaled.min(nr_samples as u64) as u32
+                (a * n + (n - k) * last + n / 2) / n.max(1)
             };
+            r.nr_accesses = nr.min(n) as u32;
         }
         max = max.max(r.nr_accesses);
     }
@@ -108,7 +182,9 @@ pub fn merge_regions_of(regions: &mut Vec<Region>, thres: u32, sz_limit: u64, co
     let n = regions.len();
     let mut w = 0usize;
     for i in 0..n {
-        if count_age {
+        // madvd: a region with no known answer this aggregation (`nr_known == 0`, see
+        // `finalize_unknown`) was not observed and does not age.
+        if count_age && regions[i].nr_known > 0 {
             let r = &mut regions[i];
             if r.nr_accesses.abs_diff(r.last_nr_accesses) > thres {
                 r.age = 0;
@@ -184,20 +260,6 @@ pub fn split_region_at(regions: &mut Vec<Region>, idx: usize, sz_r: u64) {
         r.sampling_addr = r.ar.start;
     }
     regions.insert(idx + 1, new);
-}
-
-const fn align_down(x: u64, a: u64) -> u64 {
-    x & !(a - 1)
-}
-
-/// `ALIGN()` (round up to a power of two).
-pub const fn align_up(x: u64, a: u64) -> u64 {
-    x.saturating_add(a - 1) & !(a - 1)
-}
-
-/// `ALIGN_DOWN()`.
-pub const fn align_down_to(x: u64, a: u64) -> u64 {
-    align_down(x, a)
 }
 
 /// `damon_split_regions_of()` (mm/damon/core.c, 6.12.117): split every region into up to
@@ -345,366 +407,43 @@ pub fn accesses_bp_to_nr_accesses(accesses_bp: u32, attrs: &crate::attrs::Attrs)
     (accesses_bp as u64 * attrs.max_nr_accesses() as u64 / 10_000) as u32
 }
 
-/// `damon_update_monitoring_result()` (mm/damon/core.c, 6.12.117): convert a region's
-/// `nr_accesses` (through the access ratio) and `age` (by the aggregation intervals) to new
-/// attributes; `nr_accesses_bp` becomes `nr_accesses * 10000`.
+/// `damon_update_monitoring_result()` (mm/damon/core.c, mainline since "mm/damon/core: make
+/// damon_set_attrs() be safe to be called from damon_call()", 2025; 6.12.117 has only the
+/// first branch): convert a region's statistics to new attributes. `nr_accesses` (through the
+/// access ratio) and `age` (by the aggregation intervals) are converted.
+///
+/// - `aggregating == false` (called at an aggregation boundary, before the reset): convert
+///   `nr_accesses`; `nr_accesses_bp` becomes `nr_accesses * 10000`.
+/// - `aggregating == true` (called mid-aggregation): drop what this aggregation gathered so
+///   far, as if `kdamond_reset_aggregated()` had just run but the last aggregation had been
+///   made with the new attributes: convert `last_nr_accesses`, `nr_accesses_bp =
+///   last_nr_accesses * 10000`, `nr_accesses = 0`.
+///
+/// madvd's rule for `Unknown` answers in flight (the `aggregating` branch): the known-sample
+/// count goes with the accesses it counted, `nr_known = 0`, so answers of either kind given
+/// before the change count for nothing. From the change on, a region is estimated as a region
+/// with no known sample yet is: at its converted `last_nr_accesses` ([`update_access_unknown`]
+/// for the moving sum, [`finalize_unknown`] for a region still without a known sample at the
+/// end of the aggregation). A sample prepared before the change and checked after it counts in
+/// the new aggregation (its interval is the new aggregation's first).
 pub fn update_monitoring_result(
     r: &mut Region,
     old: &crate::attrs::Attrs,
     new: &crate::attrs::Attrs,
+    aggregating: bool,
 ) {
-    r.nr_accesses = accesses_bp_to_nr_accesses(nr_accesses_to_accesses_bp(r.nr_accesses, old), new);
-    r.nr_accesses_bp = r.nr_accesses.saturating_mul(10_000);
+    let convert = |n: u32| accesses_bp_to_nr_accesses(nr_accesses_to_accesses_bp(n, old), new);
+    if !aggregating {
+        r.nr_accesses = convert(r.nr_accesses);
+        r.nr_accesses_bp = r.nr_accesses.saturating_mul(10_000);
+    } else {
+        r.last_nr_accesses = convert(r.last_nr_accesses);
+        r.nr_accesses_bp = r.last_nr_accesses.saturating_mul(10_000);
+        r.nr_accesses = 0;
+        r.nr_known = 0;
+    }
     r.age = (r.age as u64 * old.aggr_us / new.aggr_us.max(1)) as u32;
 }
 
 #[cfg(test)]
-mod tests {
-    //! Ports of `mm/damon/tests/core-kunit.h` (Linux 6.12.117 unless noted), with the kernel's
-    //! own inputs and expected outputs.
-    use super::*;
-    use rand::rngs::SmallRng;
-    use rand::SeedableRng;
-
-    fn regions(ranges: &[(u64, u64)]) -> Vec<Region> {
-        ranges.iter().map(|&(s, e)| Region::new(s, e)).collect()
-    }
-
-    /// `damon_test_regions`: a new region has the range and no accesses.
-    #[test]
-    fn kunit_regions() {
-        let r = Region::new(1, 2);
-        assert_eq!((r.start(), r.end(), r.nr_accesses), (1, 2, 0));
-        let mut t: Vec<Region> = Vec::new();
-        assert_eq!(t.len(), 0);
-        t.push(r);
-        assert_eq!(t.len(), 1);
-        t.remove(0);
-        assert_eq!(t.len(), 0);
-    }
-
-    /// `damon_test_aggregate`: reset zeroes `nr_accesses` and keeps every region and target.
-    #[test]
-    fn kunit_aggregate() {
-        let saddr = [[10, 20, 30], [5, 42, 49], [13, 33, 55]];
-        let eaddr = [[15, 27, 40], [31, 45, 55], [23, 44, 66]];
-        let accesses = [[42, 95, 84], [10, 20, 30], [0, 1, 2]];
-        let mut targets: Vec<Vec<Region>> = (0..3)
-            .map(|it| {
-                (0..3)
-                    .map(|ir| {
-                        let mut r = Region::new(saddr[it][ir], eaddr[it][ir]);
-                        r.nr_accesses = accesses[it][ir];
-                        r
-                    })
-                    .collect()
-            })
-            .collect();
-        for t in targets.iter_mut() {
-            reset_aggregated(t);
-        }
-        assert_eq!(targets.len(), 3);
-        for (it, t) in targets.iter().enumerate() {
-            assert_eq!(t.len(), 3);
-            for (ir, r) in t.iter().enumerate() {
-                assert_eq!(r.nr_accesses, 0);
-                assert_eq!(r.last_nr_accesses, accesses[it][ir]);
-            }
-        }
-    }
-
-    /// `damon_test_split_at`.
-    #[test]
-    fn kunit_split_at() {
-        let mut t = regions(&[(0, 100)]);
-        t[0].nr_accesses = 42;
-        t[0].last_nr_accesses = 15;
-        t[0].age = 10;
-        split_region_at(&mut t, 0, 25);
-        assert_eq!((t[0].start(), t[0].end()), (0, 25));
-        assert_eq!((t[1].start(), t[1].end()), (25, 100));
-        assert_eq!(t[0].nr_accesses, t[1].nr_accesses);
-        assert_eq!(t[0].last_nr_accesses, t[1].last_nr_accesses);
-        assert_eq!(t[0].age, t[1].age);
-    }
-
-    /// `damon_test_merge_two`.
-    #[test]
-    fn kunit_merge_two() {
-        let mut r = Region::new(0, 100);
-        r.nr_accesses = 10;
-        r.age = 9;
-        let mut r2 = Region::new(100, 300);
-        r2.nr_accesses = 20;
-        r2.age = 21;
-        merge_two_regions(&mut r, &r2);
-        assert_eq!((r.start(), r.end()), (0, 300));
-        assert_eq!(r.nr_accesses, 16);
-        assert_eq!(r.age, 17);
-        // Through the list function too: one region left.
-        let mut t = regions(&[(0, 100), (100, 300)]);
-        t[0].nr_accesses = 10;
-        t[1].nr_accesses = 20;
-        merge_regions_of(&mut t, 10, u64::MAX, false);
-        assert_eq!(t.len(), 1);
-    }
-
-    /// `damon_test_merge_regions_of`, Linux 6.12.117 inputs (eight regions, thres 9,
-    /// sz_limit 9999 -> five).
-    #[test]
-    fn kunit_merge_regions_of_612() {
-        let sa = [0, 100, 114, 122, 130, 156, 170, 184];
-        let ea = [100, 112, 122, 130, 156, 170, 184, 230];
-        let nrs = [0, 0, 10, 10, 20, 30, 1, 2];
-        let mut t: Vec<Region> = (0..sa.len())
-            .map(|i| {
-                let mut r = Region::new(sa[i], ea[i]);
-                r.nr_accesses = nrs[i];
-                r
-            })
-            .collect();
-        merge_regions_of(&mut t, 9, 9999, true);
-        let got: Vec<(u64, u64)> = t.iter().map(|r| (r.start(), r.end())).collect();
-        assert_eq!(
-            got,
-            vec![(0, 112), (114, 130), (130, 156), (156, 170), (170, 230)]
-        );
-    }
-
-    /// `damon_test_merge_regions_of`, mainline inputs (a ninth region 230-10170 with 5
-    /// accesses that must not merge: 170-230 + it would exceed sz_limit 9999).
-    #[test]
-    fn kunit_merge_regions_of_mainline() {
-        let sa = [0, 100, 114, 122, 130, 156, 170, 184, 230];
-        let ea = [100, 112, 122, 130, 156, 170, 184, 230, 10170];
-        let nrs = [0, 0, 10, 10, 20, 30, 1, 2, 5];
-        let mut t: Vec<Region> = (0..sa.len())
-            .map(|i| {
-                let mut r = Region::new(sa[i], ea[i]);
-                r.nr_accesses = nrs[i];
-                r
-            })
-            .collect();
-        merge_regions_of(&mut t, 9, 9999, true);
-        let got: Vec<(u64, u64)> = t.iter().map(|r| (r.start(), r.end())).collect();
-        assert_eq!(
-            got,
-            vec![
-                (0, 112),
-                (114, 130),
-                (130, 156),
-                (156, 170),
-                (170, 230),
-                (230, 10170)
-            ]
-        );
-    }
-
-    /// `damon_test_split_regions_of` (mainline's, with the min region parameter): splitting
-    /// 0-22 in 2 gives at most 2; 0-220 in 4 at most 4; three regions in 4 at most 12.
-    #[test]
-    fn kunit_split_regions_of() {
-        let mut rng = SmallRng::seed_from_u64(1);
-        for _ in 0..100 {
-            let mut t = regions(&[(0, 22)]);
-            split_regions_of(&mut t, 2, 1, &mut rng);
-            assert!(t.len() <= 2);
-            let mut t = regions(&[(0, 220)]);
-            split_regions_of(&mut t, 4, 1, &mut rng);
-            assert!(t.len() <= 4);
-            let mut t = regions(&[(0, 220), (300, 400), (500, 700)]);
-            split_regions_of(&mut t, 4, 5, &mut rng);
-            assert!(t.len() <= 12);
-            // The kernel's `% 5 >= 0` check is always true: ALIGN_DOWN masks, so it only
-            // aligns for powers of two. With a power of two the pieces are aligned:
-            let mut t = regions(&[(0, 220), (300, 400), (500, 700)]);
-            split_regions_of(&mut t, 4, 4, &mut rng);
-            assert!(t.len() <= 12);
-            for r in &t {
-                assert_eq!(r.size() % 4, 0);
-            }
-            // Still covering exactly the same bytes.
-            let total: u64 = t.iter().map(|r| r.size()).sum();
-            assert_eq!(total, 220 + 100 + 200);
-        }
-    }
-
-    /// `kdamond_split_regions()`'s gate (6.12.117): above max/2 nothing is split; at an
-    /// unchanged count below max/3 regions split in three.
-    #[test]
-    fn split_regions_gate() {
-        let mut rng = SmallRng::seed_from_u64(2);
-        let mut t: Vec<Region> = (0..760)
-            .map(|i| Region::new(i * 100, i * 100 + 100))
-            .collect();
-        let mut last = 0;
-        split_regions(&mut [&mut t], 1500, 1, &mut last, &mut rng);
-        assert_eq!(
-            t.len(),
-            760,
-            "760 > 1500/2: kdamond_split_regions returns early in 6.12"
-        );
-        let mut t: Vec<Region> = (0..10)
-            .map(|i| Region::new(i * 100, i * 100 + 100))
-            .collect();
-        let mut last = 10;
-        split_regions(&mut [&mut t], 1000, 1, &mut last, &mut rng);
-        assert_eq!(t.len(), 30, "unchanged count below max/3: 3-way split");
-        assert_eq!(last, 10);
-        let mut last = 0;
-        let mut t: Vec<Region> = (0..10)
-            .map(|i| Region::new(i * 100, i * 100 + 100))
-            .collect();
-        split_regions(&mut [&mut t], 1000, 1, &mut last, &mut rng);
-        assert_eq!(t.len(), 20);
-    }
-
-    /// `damon_test_moving_sum` (core-kunit.h, 6.12.117).
-    #[test]
-    fn kunit_moving_sum() {
-        let (mut mvsum, nomvsum, len_window) = (50000u32, 50000u32, 10u32);
-        let new_values = [10000, 0, 10000, 0, 0, 0, 10000, 0, 0, 0];
-        let expects = [
-            55000, 50000, 55000, 50000, 45000, 40000, 45000, 40000, 35000, 30000,
-        ];
-        for (v, e) in new_values.iter().zip(expects) {
-            mvsum = moving_sum(mvsum, nomvsum, len_window, *v);
-            assert_eq!(mvsum, e);
-        }
-    }
-
-    /// The moving sum of a region equals `nr_accesses * 10000` at the end of an aggregation
-    /// in which its rate did not change (the property `damon_update_region_access_rate`'s
-    /// comment states), and scheme matching on `bp / 10000` sees the rate mid-way.
-    #[test]
-    fn access_rate_moving_sum_tracks_count() {
-        let len = 20;
-        let mut r = Region::new(0, 4096);
-        r.last_nr_accesses = 10;
-        r.nr_accesses_bp = 100_000;
-        for i in 0..len {
-            update_access_rate(&mut r, i % 2 == 0, len);
-        }
-        assert_eq!(r.nr_accesses, 10);
-        assert_eq!(r.nr_accesses_bp, 100_000);
-        assert_eq!(r.nr_known, 20);
-    }
-
-    /// Unknown answers: a region with no known sample keeps its previous rate; partially
-    /// known samples are scaled; all-known is untouched (the kernel's value).
-    #[test]
-    fn unknown_scaling() {
-        let mut t = regions(&[(0, 10), (10, 20), (20, 30)]);
-        t[0].last_nr_accesses = 7; // nothing known
-        t[1].nr_accesses = 6;
-        t[1].nr_known = 10; // half known, 60% accessed
-        t[2].nr_accesses = 3;
-        t[2].nr_known = 20; // fully known
-        let max = finalize_unknown(&mut t, 20);
-        assert_eq!(t[0].nr_accesses, 7);
-        assert_eq!(t[1].nr_accesses, 12);
-        assert_eq!(t[2].nr_accesses, 3);
-        assert_eq!(max, 12);
-        // The moving sum does not decay on Unknown answers for a hot region.
-        let mut r = Region::new(0, 4096);
-        r.last_nr_accesses = 20;
-        r.nr_accesses_bp = 200_000;
-        for _ in 0..20 {
-            update_access_unknown(&mut r, 20);
-        }
-        assert_eq!(r.nr_accesses_bp, 200_000);
-        assert_eq!(r.nr_accesses, 0);
-    }
-
-    /// `kdamond_merge_regions` (6.12.117): above max_nr_regions the threshold doubles until
-    /// the count fits; age is counted once.
-    #[test]
-    fn merge_repeats_with_doubled_threshold_ageing_once() {
-        // 8 regions alternating 0 / 5 accesses; thres 1 merges nothing, max 4 forces repeats.
-        let mut t: Vec<Region> = (0..8u64)
-            .map(|i| {
-                let mut r = Region::new(i * 10, i * 10 + 10);
-                r.nr_accesses = if i % 2 == 0 { 0 } else { 5 };
-                r.last_nr_accesses = r.nr_accesses;
-                r.age = 3;
-                r
-            })
-            .collect();
-        merge_regions(&mut [&mut t], 1, u64::MAX, 4, 20);
-        assert!(t.len() <= 4, "{}", t.len());
-        // Every surviving region aged exactly once (4 -> weighted average of 4s).
-        for r in &t {
-            assert_eq!(r.age, 4);
-        }
-        // Threshold capped at max_thres: with max_thres 2 the 0/5 regions can never merge.
-        let mut t: Vec<Region> = (0..8u64)
-            .map(|i| {
-                let mut r = Region::new(i * 10, i * 10 + 10);
-                r.nr_accesses = if i % 2 == 0 { 0 } else { 5 };
-                r
-            })
-            .collect();
-        merge_regions(&mut [&mut t], 1, u64::MAX, 4, 2);
-        assert_eq!(t.len(), 8);
-    }
-
-    /// `damon_test_update_monitoring_result` (core-kunit.h, 6.12.117).
-    #[test]
-    fn kunit_update_monitoring_result() {
-        let a = |sample_us, aggr_us| crate::attrs::Attrs {
-            sample_us,
-            aggr_us,
-            ..Default::default()
-        };
-        let old = a(10, 1000);
-        let mut r = Region::new(3, 7);
-        r.nr_accesses = 15;
-        r.age = 20;
-        update_monitoring_result(&mut r, &old, &a(100, 10000));
-        assert_eq!((r.nr_accesses, r.age), (15, 2));
-        update_monitoring_result(&mut r, &old, &a(1, 1000));
-        assert_eq!((r.nr_accesses, r.age), (150, 2));
-        update_monitoring_result(&mut r, &old, &a(1, 100));
-        assert_eq!((r.nr_accesses, r.age), (150, 20));
-    }
-
-    /// `damon_test_nr_accesses_to_accesses_bp` (core-kunit.h, 6.12.117): with
-    /// max_nr_accesses clamped to UINT_MAX, 123 accesses are 0 bp.
-    #[test]
-    fn kunit_nr_accesses_to_accesses_bp() {
-        let attrs = crate::attrs::Attrs {
-            sample_us: 10,
-            aggr_us: (u32::MAX as u64 + 1) * 10,
-            ..Default::default()
-        };
-        assert_eq!(attrs.max_nr_accesses(), u32::MAX);
-        assert_eq!(nr_accesses_to_accesses_bp(123, &attrs), 0);
-    }
-
-    #[test]
-    fn split_to_min_regions_only_below_min() {
-        let mut t = regions(&[(0, 100), (100, 110), (200, 201)]);
-        t[0].age = 4;
-        split_to_min_regions(&mut [&mut t], 5, 1);
-        let got: Vec<(u64, u64)> = t.iter().map(|r| (r.start(), r.end())).collect();
-        assert_eq!(
-            got,
-            vec![(0, 25), (25, 50), (50, 100), (100, 110), (200, 201)]
-        );
-        assert!(t[..3].iter().all(|r| r.age == 4));
-        // At or above the minimum: untouched.
-        split_to_min_regions(&mut [&mut t], 3, 1);
-        assert_eq!(t.len(), 5);
-        // Nothing splittable: gives up.
-        let mut t = regions(&[(0, 1)]);
-        split_to_min_regions(&mut [&mut t], 3, 1);
-        assert_eq!(t.len(), 1);
-    }
-
-    #[test]
-    fn sz_limit() {
-        let t = regions(&[(0, 100), (200, 300)]);
-        assert_eq!(region_sz_limit([t.as_slice()], 10, 1), 20);
-        assert_eq!(region_sz_limit([t.as_slice()], 10, 4096), 4096);
-    }
-}
+mod tests;

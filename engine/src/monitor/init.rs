@@ -4,7 +4,7 @@
 //! update interval (`damon_set_regions`, `damon_fill_regions_holes`, mm/damon/core.c
 //! 6.12.117).
 
-use super::core::{align_down_to, align_up};
+use crate::kernel::host::{align_down, align_up};
 use crate::region::{AddrRange, Region};
 use thiserror::Error;
 
@@ -113,6 +113,38 @@ pub fn monitoring_ranges(vmas: &[AddrRange], min_region: u64) -> Vec<AddrRange> 
     out.into_iter().filter(|r| !r.is_empty()).collect()
 }
 
+/// The ranges a target whose ranges the user set monitors (kernel DAMON's `paddr`: no
+/// `init` op, the regions come from the ranges written to sysfs through
+/// `damon_set_regions()`, mm/damon/core.c 6.12): sorted, each start aligned down and end
+/// aligned up to `min_region` as `damon_set_regions` does, overlapping or touching ranges
+/// joined, empty ones dropped.
+pub fn user_ranges(ranges: &[AddrRange], min_region: u64) -> Vec<AddrRange> {
+    let mut v: Vec<AddrRange> = ranges
+        .iter()
+        .filter(|r| !r.is_empty())
+        .map(|r| AddrRange::new(align_down(r.start, min_region), align_up(r.end, min_region)))
+        .collect();
+    v.sort();
+    let mut out: Vec<AddrRange> = Vec::with_capacity(v.len());
+    for r in v {
+        match out.last_mut() {
+            Some(last) if r.start <= last.end => last.end = last.end.max(r.end),
+            _ => out.push(r),
+        }
+    }
+    out
+}
+
+/// The ranges to monitor from a check's `target_ranges`: as given ([`user_ranges`]) when
+/// the user set them, else the three regions ([`monitoring_ranges`]).
+pub fn ranges_for(user_set: bool, ranges: &[AddrRange], min_region: u64) -> Vec<AddrRange> {
+    if user_set {
+        user_ranges(ranges, min_region)
+    } else {
+        monitoring_ranges(ranges, min_region)
+    }
+}
+
 /// `damon_va_evenly_split_region()` (mm/damon/vaddr.c, 6.12.117): `nr_pieces` pieces of
 /// `ALIGN_DOWN(size / nr_pieces, min_region)` bytes, the last one extended to the original
 /// end. Fails (the kernel's -EINVAL, region untouched) on zero pieces or a zero piece size.
@@ -128,7 +160,7 @@ pub fn evenly_split(
     if nr_pieces == 1 {
         return Ok(vec![r.clone()]);
     }
-    let sz_piece = align_down_to(r.size() / nr_pieces as u64, min_region);
+    let sz_piece = align_down(r.size() / nr_pieces as u64, min_region);
     if sz_piece == 0 {
         return Err(EvenlySplitError::PieceTooSmall);
     }
@@ -200,7 +232,7 @@ pub fn set_regions(regions: &mut Vec<Region>, ranges: &[AddrRange], min_region: 
         }
         match (first, last) {
             (Some(f), Some(l)) => {
-                out[f].ar.start = align_down_to(range.start, min_region);
+                out[f].ar.start = align_down(range.start, min_region);
                 out[l].ar.end = align_up(range.end, min_region);
                 // damon_fill_regions_holes(first, last)
                 let seg: Vec<Region> = out.drain(f..=l).collect();
@@ -226,7 +258,7 @@ pub fn set_regions(regions: &mut Vec<Region>, ranges: &[AddrRange], min_region: 
             _ => {
                 let _ = seg_start;
                 out.push(Region::new(
-                    align_down_to(range.start, min_region),
+                    align_down(range.start, min_region),
                     align_up(range.end, min_region),
                 ));
             }
@@ -514,5 +546,21 @@ mod tests {
         assert_eq!((t[0].start(), t[0].end()), (0, 16));
         assert_eq!((t[5].start(), t[5].end()), (80, 100));
         assert_eq!((t[6].start(), t[6].end()), (200, 220));
+    }
+
+    /// Physical ranges as the user set them: aligned as `damon_set_regions` aligns, sorted,
+    /// joined where they overlap or touch; no three regions around the gaps.
+    #[test]
+    fn user_ranges_are_kept_as_given() {
+        let got = user_ranges(&[ar(0x5000, 0x8000), ar(0x1001, 0x2fff), ar(9, 9)], 0x1000);
+        assert_eq!(got, vec![ar(0x1000, 0x3000), ar(0x5000, 0x8000)]);
+        let got = user_ranges(&[ar(0x3000, 0x5000), ar(0x1000, 0x3000)], 0x1000);
+        assert_eq!(got, vec![ar(0x1000, 0x5000)]);
+        let vmas = [ar(0, 10), ar(100, 110), ar(1000, 1010), ar(1020, 1030)];
+        assert_eq!(ranges_for(true, &vmas, 1), vmas.to_vec());
+        assert_eq!(
+            ranges_for(false, &vmas, 1),
+            vec![ar(0, 10), ar(100, 110), ar(1000, 1030)]
+        );
     }
 }

@@ -2,7 +2,10 @@
 //! step function over a clock the caller drives.
 //!
 //! - [`core`]: access rate and moving sum, merge with aging, split, reset, size limit;
-//! - [`init`]: three-region init, even split, and the reconcile of `damon_set_regions`.
+//! - [`init`]: three-region init, even split, and the reconcile of `damon_set_regions`;
+//! - [`tune`]: the monitoring intervals auto-tuning (Linux 6.15's `intervals_goal`), pure;
+//!   `set_attrs.rs` changes the attributes of a running monitor (`damon_set_attrs()`) and
+//!   calls the tuning at each aggregation boundary.
 //!
 //! Each [`Monitor::step`] is one sampling interval, in the kernel's order (`kdamond_fn`,
 //! mm/damon/core.c 6.12.117): check the samples prepared by the previous step and update the
@@ -22,8 +25,10 @@
 
 pub mod core;
 pub mod init;
+mod set_attrs;
 #[cfg(test)]
 mod tests;
+pub mod tune;
 
 pub use self::core::{
     accesses_bp_to_nr_accesses, finalize_unknown, merge_regions, merge_regions_of,
@@ -32,8 +37,8 @@ pub use self::core::{
     update_access_rate, update_access_unknown, update_monitoring_result,
 };
 pub use self::init::{
-    evenly_split, init_regions, monitoring_ranges, set_regions, three_regions, EvenlySplitError,
-    ThreeRegionsError,
+    evenly_split, init_regions, monitoring_ranges, ranges_for, set_regions, three_regions,
+    user_ranges, EvenlySplitError, ThreeRegionsError,
 };
 
 use crate::access::{Access, AccessCheck, AccessError, SampleReq};
@@ -116,6 +121,8 @@ pub struct Monitor {
     aggregations: u64,
     last_now_us: u64,
     budget_carry: f64,
+    /// Interval auto-tuning, when on ([`Monitor::set_intervals_goal`]).
+    tuner: Option<tune::Tuner>,
 }
 
 impl Monitor {
@@ -135,32 +142,12 @@ impl Monitor {
             aggregations: 0,
             last_now_us: 0,
             budget_carry: 0.0,
+            tuner: None,
         })
     }
 
     pub fn attrs(&self) -> &Attrs {
         &self.attrs
-    }
-
-    /// Change the attributes while running, as `damon_set_attrs()` does (mm/damon/core.c,
-    /// 6.12.117): validate; the next aggregation and update are due a full new interval from
-    /// now; every region's `nr_accesses` and `age` are converted to the new intervals
-    /// (`damon_update_monitoring_result`).
-    pub fn set_attrs(&mut self, attrs: Attrs) -> Result<(), AttrsError> {
-        attrs.validate()?;
-        let old = self.attrs;
-        self.next_aggr_sis = self.passed_sis + attrs.aggr_us / attrs.sample_us;
-        self.next_update_sis = self.passed_sis + (attrs.ops_update_us / attrs.sample_us).max(1);
-        for t in self.targets.iter_mut() {
-            for r in t.regions.iter_mut() {
-                self::core::update_monitoring_result(r, &old, &attrs);
-                r.nr_known = 0;
-            }
-        }
-        self.samples_in_aggr = 0;
-        self.attrs = attrs;
-        self.refresh_sz_limit();
-        Ok(())
     }
 
     /// Add a target; its regions are built from `ops.target_ranges` at the next step.
@@ -298,7 +285,8 @@ impl Monitor {
             for t in self.targets.iter_mut().filter(|t| !t.initialized) {
                 match ops.target_ranges(t.id) {
                     Ok(vmas) => {
-                        t.ranges = monitoring_ranges(&vmas, self.attrs.min_region_sz);
+                        t.ranges =
+                            ranges_for(ops.ranges_are_user_set(), &vmas, self.attrs.min_region_sz);
                         t.regions = init_regions(
                             &t.ranges,
                             self.attrs.min_nr_regions,
@@ -397,6 +385,9 @@ impl Monitor {
         }
         self.next_aggr_sis += (self.attrs.aggr_us / self.attrs.sample_us).max(1);
         self.samples_in_aggr = 0;
+        // kdamond_tune_intervals() on the regions just aggregated (the snapshot holds them
+        // as they were before the reset).
+        self.tune_after_aggregation(&snapshot);
         snapshot
     }
 
@@ -404,7 +395,8 @@ impl Monitor {
         for t in self.targets.iter_mut().filter(|t| t.initialized) {
             match ops.target_ranges(t.id) {
                 Ok(vmas) => {
-                    t.ranges = monitoring_ranges(&vmas, self.attrs.min_region_sz);
+                    t.ranges =
+                        ranges_for(ops.ranges_are_user_set(), &vmas, self.attrs.min_region_sz);
                     if t.regions.is_empty() {
                         // Nothing to keep: build as at init (evenly split), not one region
                         // per range as damon_set_regions on an empty list would.
@@ -500,21 +492,22 @@ impl Monitor {
     }
 
     /// The feedback from the actuator: reset `age` to 0 on exactly the regions covered by
-    /// applied ranges (`bytes_applied > 0`), as `damos_apply_scheme()` does for a non-stat
-    /// action (mm/damon/core.c 6.12.117). A region only partly covered is first split at the
+    /// the requested ranges, whatever the advice returned, as `damos_apply_scheme()` does for
+    /// a non-stat action (mm/damon/core.c 6.12.117: `r->age = 0` after `ops.apply_scheme()`,
+    /// not only when it applied bytes). A region only partly covered is first split at the
     /// range boundary (bounds aligned outwards to the minimum region size), so no byte
-    /// outside an applied range loses its age. The ranges are also passed to the access
-    /// check at the start of the next step, before it checks the pending samples
-    /// (`AccessCheck::note_advised`).
+    /// outside a requested range loses its age. The applied ranges (`bytes_applied > 0`) are
+    /// also passed to the access check at the start of the next step, before it checks the
+    /// pending samples (`AccessCheck::note_advised`).
     pub fn apply_report(&mut self, report: &ApplyReport) {
         let min = self.attrs.min_region_sz;
-        for o in report.outcomes.iter().filter(|o| o.bytes_applied > 0) {
+        for o in &report.outcomes {
             let Some(t) = self.targets.iter_mut().find(|t| t.id == o.target) else {
                 continue;
             };
             let range = AddrRange::new(
-                self::core::align_down_to(o.range.start, min),
-                self::core::align_up(o.range.end, min),
+                crate::kernel::host::align_down(o.range.start, min),
+                crate::kernel::host::align_up(o.range.end, min),
             );
             if range.is_empty() {
                 continue;
@@ -537,7 +530,9 @@ impl Monitor {
                 }
                 r.age = 0;
             }
-            t.advised.push(range);
+            if o.bytes_applied > 0 {
+                t.advised.push(range);
+            }
         }
     }
 }

@@ -16,7 +16,6 @@ use crate::attrs::{Attrs, AttrsError};
 use crate::kernel::damon_sysfs::{
     DamonSysfs, DamonSysfsError, RealSysfs, SysfsAttrs, SysfsIo, ADMIN_REL,
 };
-use crate::ops::OpsStatus;
 use crate::region::{Region, TargetId};
 use crate::snapshot::{Snapshot, TargetSnapshot};
 use crate::sysroot::SysRoot;
@@ -63,7 +62,7 @@ fn refusal(root: &SysRoot) -> Option<String> {
             admin.display()
         ));
     }
-    if !nix::unistd::geteuid().is_root() {
+    if !crate::kernel::host::is_root() {
         return Some(format!("needs root to write {}", admin.display()));
     }
     if is_machine_sysfs(root) && !kernel_is_lab() {
@@ -72,10 +71,10 @@ fn refusal(root: &SysRoot) -> Option<String> {
     None
 }
 
-/// Usable here? (admin missing, not root, the machine's own DAMON outside the lab, or in
-/// use by another owner.) Reads only; never writes.
-pub fn status(root: &SysRoot) -> OpsStatus {
-    let why_not = refusal(root).or_else(|| {
+/// Why kernel DAMON is not usable here, if it is not (admin missing, not root, the
+/// machine's own DAMON outside the lab, or in use by another owner). Reads only; never writes.
+pub fn why_not(root: &SysRoot) -> Option<String> {
+    refusal(root).or_else(|| {
         let nr = root.sys_file(ADMIN_REL).join("kdamonds/nr_kdamonds");
         match std::fs::read_to_string(&nr) {
             Ok(s) if s.trim() == "0" => None,
@@ -85,15 +84,7 @@ pub fn status(root: &SysRoot) -> OpsStatus {
             )),
             Err(e) => Some(format!("{}: {e}", nr.display())),
         }
-    });
-    OpsStatus {
-        name: "damon",
-        usable: why_not.is_none(),
-        why_not,
-        granularity: "region (kernel DAMON vaddr, PTE Accessed bits)",
-        description: "the kernel's own DAMON via sysfs: a kdamond monitors the targets, madvd reads its regions back",
-        rank: crate::ops::detect::RANK_DAMON,
-    }
+    })
 }
 
 /// A running kdamond over our targets. Stops and removes its sysfs directories on drop.
@@ -275,35 +266,25 @@ mod tests {
     }
 
     #[test]
-    fn status_reasons_on_fixture_trees() {
+    fn why_not_on_fixture_trees() {
         let dir = tempfile::tempdir().unwrap();
         let root = SysRoot::under(dir.path());
-        let s = status(&root);
-        assert!(!s.usable);
-        assert!(
-            s.why_not
-                .as_deref()
-                .unwrap()
-                .contains("CONFIG_DAMON_SYSFS off"),
-            "{:?}",
-            s.why_not
-        );
+        let why = why_not(&root).unwrap();
+        assert!(why.contains("CONFIG_DAMON_SYSFS off"), "{why}");
         let fake = FakeDamonSysfs::new(dir.path()).unwrap();
-        let s = status(&root);
-        if nix::unistd::geteuid().is_root() {
-            assert!(
-                s.usable,
-                "a free fake tree (not the machine's /sys) is usable: {:?}",
-                s.why_not
+        let why = why_not(&root);
+        if crate::kernel::host::is_root() {
+            assert_eq!(
+                why, None,
+                "a free fake tree (not the machine's /sys) is usable"
             );
             fake.occupy(2).unwrap();
-            let s = status(&root);
             assert_eq!(
-                s.why_not.as_deref(),
+                why_not(&root).as_deref(),
                 Some("in use by another owner (nr_kdamonds is 2)")
             );
         } else {
-            assert!(s.why_not.unwrap().contains("needs root"));
+            assert!(why.unwrap().contains("needs root"));
         }
     }
 
@@ -322,12 +303,9 @@ mod tests {
         )
         .unwrap_err();
         let msg = e.to_string();
-        if SysRoot::host().sys_file(ADMIN_REL).exists() && nix::unistd::geteuid().is_root() {
+        if SysRoot::host().sys_file(ADMIN_REL).exists() && crate::kernel::host::is_root() {
             assert_eq!(msg, HOST_REFUSAL);
-            assert_eq!(
-                status(&SysRoot::host()).why_not.as_deref(),
-                Some(HOST_REFUSAL)
-            );
+            assert_eq!(why_not(&SysRoot::host()).as_deref(), Some(HOST_REFUSAL));
         } else {
             assert!(matches!(e, KernelDamonError::Refused(_)), "{msg}");
         }

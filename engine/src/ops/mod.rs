@@ -1,28 +1,19 @@
-//! Access checks ("operations sets"): each implements [`crate::AccessCheck`] (or, for the
-//! kernel's own DAMON, is a snapshot source), and says whether it is usable here and why not.
+//! Access primitives ("operations sets"): each implements [`crate::AccessCheck`] (or, for
+//! the kernel's own DAMON, is a snapshot source). [`OpsKind`] names them, says whether each
+//! is usable here and why not, and builds them; [`common`] holds what they share (as the
+//! kernel's `mm/damon/ops-common.c`).
 
+pub mod common;
 pub mod damon;
-pub mod detect;
+pub mod kind;
+pub mod paddr;
 pub mod page_idle;
 pub mod probe;
+pub mod probe_host;
 pub mod sim;
 pub mod smaps;
 pub mod soft_dirty;
 
-use serde::{Deserialize, Serialize};
-
-/// Whether an access check can be used here, and why not. `madvd ops` prints these.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct OpsStatus {
-    /// The name `--ops NAME` takes.
-    pub name: &'static str,
-    pub usable: bool,
-    /// Why it is not usable (kernel config, permission, no swap, busy, ...), if it is not.
-    pub why_not: Option<String>,
-    /// What it sees: "page (PTE Accessed bit)", "page (writes only)", "VMA", ...
-    pub granularity: &'static str,
-    /// One line for people.
-    pub description: &'static str,
-    /// Rank for auto-detection: the usable one with the lowest rank wins.
-    pub rank: u32,
-}
+pub use kind::{
+    choose, detect, pick_auto, BuildError, Built, OpsKind, OpsStatus, PickError, UnknownOps,
+};

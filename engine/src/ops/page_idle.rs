@@ -14,18 +14,31 @@
 //! - **check**: the pagemap is read again (a page that moved or left is `Unknown`), then
 //!   the bitmap words: still idle ⇒ `NotAccessed`, not idle ⇒ `Accessed`.
 //!
-//! Not present pages (never touched, swapped out) are `Unknown`: page_idle has no bit for
-//! them. Marking a page idle clears its PTE Accessed bits, as kernel DAMON's own checks do.
+//! Marking a page idle clears its PTE Accessed bits, as kernel DAMON's own checks do.
+//!
+//! Pages not present at prepare have no bit in page_idle, but residency is evidence
+//! ([`absent_answer`]): in private anonymous memory, or where no VMA is, a page out at
+//! prepare (swapped, or never touched) and still out at check was not accessed, and one
+//! present at check was faulted in, i.e. accessed. What stays `Unknown`:
+//! - pages of file and shared mappings absent at prepare: a file page can be mapped by
+//!   fault-around of a neighbour's access (`filemap_map_pages`, mm/filemap.c 6.12), so
+//!   "present at check" would not mean "accessed", and a clean file page can be dropped
+//!   right after an access;
+//! - special entries at prepare (migration, device, markers: `Residency::Special`);
+//! - a page present at prepare and gone at check (reclaimed, or paged out by madvd's
+//!   actuator within the interval: it may have been touched before it left) — the kernel's
+//!   `damon_va_young` says "not accessed" there (see [`absent_answer`]);
+//! - absent pages inside a range a scheme advised during the interval (`MADV_COLLAPSE`
+//!   brings them in without an access);
+//! - everything before the first VMA read (`target_ranges`), when the kinds are not known.
 
-use crate::access::{Access, AccessCheck, AccessError, MonitorCost, SampleReq};
+use crate::access::{Access, AccessCheck, AccessError, MonitorCost, SampleReq, TargetTable};
+use crate::kernel::host::is_root;
 use crate::kernel::page_idle::{self, IdleBitmap};
-use crate::kernel::pagemap::PagemapEntry;
-use crate::ops::probe::access_error;
-use crate::ops::OpsStatus;
+use crate::ops::common::{absent_answer, absent_at_start, pagemap_entry, Entry, Targets};
 use crate::process::Process;
 use crate::region::{AddrRange, TargetId};
 use crate::sysroot::SysRoot;
-use std::collections::BTreeMap;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 
@@ -33,12 +46,12 @@ use std::os::unix::fs::FileExt;
 pub const KPF_COMPOUND_HEAD: u64 = 1 << 15;
 pub const KPF_COMPOUND_TAIL: u64 = 1 << 16;
 /// Largest folio whose head we look for behind a tail page (a PMD THP: 512 × 4 KiB).
-const MAX_FOLIO_PAGES: u64 = 512;
+pub const MAX_FOLIO_PAGES: u64 = 512;
 
-/// Usable here? Reasons in the order a user fixes them.
-pub fn status(root: &SysRoot) -> OpsStatus {
+/// Why the check is not usable here, if it is not; reasons in the order a user fixes them.
+pub fn why_not(root: &SysRoot) -> Option<String> {
     let path = IdleBitmap::path_in(root);
-    let why_not = if !path.exists() {
+    if !path.exists() {
         Some(format!(
             "CONFIG_IDLE_PAGE_TRACKING is off in this kernel ({} missing)",
             path.display()
@@ -49,25 +62,26 @@ pub fn status(root: &SysRoot) -> OpsStatus {
                 .to_string(),
         )
     } else {
-        std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(&path)
-            .err()
-            .map(|e| format!("cannot open {}: {e}", path.display()))
-    };
-    OpsStatus {
-        name: "page_idle",
-        usable: why_not.is_none(),
-        why_not,
-        granularity: "page (PTE Accessed bit)",
-        description: "idle page tracking: marks each sample page idle and reads it back, the Accessed bits kernel DAMON reads",
-        rank: crate::ops::detect::RANK_PAGE_IDLE,
+        IdleBitmap::why_not_open(root)
     }
 }
 
-fn is_root() -> bool {
-    nix::unistd::geteuid().is_root()
+/// A sample's answer from its page's idle bit read back (`None`: not returned): still idle
+/// ⇒ not accessed.
+pub fn idle_answer(idle: Option<bool>) -> Access {
+    match idle {
+        Some(true) => Access::NotAccessed,
+        Some(false) => Access::Accessed,
+        None => Access::Unknown,
+    }
+}
+
+/// Whether an absent page at `addr` is evidence: the VMA kinds are known and `addr` is in
+/// none of the file or shared VMAs (`no_evidence`). Pure.
+pub fn evidence_at(no_evidence: &Option<Vec<AddrRange>>, addr: u64) -> bool {
+    no_evidence
+        .as_ref()
+        .is_some_and(|v| !v.iter().any(|r| r.contains(addr)))
 }
 
 /// Where a THP tail page's head is: scan `flags` (kpageflags of PFNs `first..=pfn`, in
@@ -84,6 +98,8 @@ pub fn find_head(first: u64, flags: &[u64]) -> Option<u64> {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Prep {
     Skip,
+    /// Out at prepare, in memory where that is evidence: its entry then.
+    Absent(crate::kernel::pagemap::PagemapEntry),
     /// The sample's own PFN at prepare, and the PFN tracked (its head for a THP tail).
     Tracked {
         page_pfn: u64,
@@ -97,8 +113,10 @@ pub struct PageIdleStats {
     pub requested: u64,
     /// Marked idle and read back idle: answered at check.
     pub tracked: u64,
-    /// Not present (never touched, swapped out): Unknown.
+    /// Not present, in a file or shared mapping or as a special entry: Unknown.
     pub not_present: u64,
+    /// Not present in private anonymous memory (or no VMA): answered from residency.
+    pub absent: u64,
     /// Did not read idle right after being marked, nor through a THP head (per-CPU LRU
     /// batch, not an LRU page, partial last word): Unknown.
     pub untrackable: u64,
@@ -111,13 +129,35 @@ pub struct PageIdleStats {
 struct Target {
     proc: Process,
     prep: Vec<Prep>,
+    /// VMAs where absence is no evidence (file, shared), from the last VMA read; `None`
+    /// before the first.
+    no_evidence: Option<Vec<AddrRange>>,
+    /// Ranges a scheme advised since the last prepare.
+    advised: Vec<AddrRange>,
+}
+
+impl Entry for Target {
+    fn new(proc: Process) -> Self {
+        Target {
+            proc,
+            prep: Vec::new(),
+            no_evidence: None,
+            advised: Vec::new(),
+        }
+    }
+    fn process(&self) -> &Process {
+        &self.proc
+    }
+    fn into_process(self) -> Process {
+        self.proc
+    }
 }
 
 /// The page_idle check over live targets.
 pub struct PageIdle {
     bitmap: IdleBitmap,
     kpageflags: Option<File>,
-    targets: BTreeMap<TargetId, Target>,
+    targets: Targets<Target>,
     cost: MonitorCost,
     stats: PageIdleStats,
     flags_buf: Vec<u8>,
@@ -132,27 +172,11 @@ impl PageIdle {
         Ok(Self {
             bitmap,
             kpageflags,
-            targets: BTreeMap::new(),
+            targets: Targets::new("the page_idle check"),
             cost: MonitorCost::default(),
             stats: PageIdleStats::default(),
             flags_buf: Vec::new(),
         })
-    }
-
-    pub fn add_target(&mut self, proc: Process) -> TargetId {
-        let id = proc.id();
-        self.targets.insert(
-            id,
-            Target {
-                proc,
-                prep: Vec::new(),
-            },
-        );
-        id
-    }
-
-    pub fn remove_target(&mut self, id: TargetId) -> Option<Process> {
-        self.targets.remove(&id).map(|t| t.proc)
     }
 
     pub fn stats(&self) -> PageIdleStats {
@@ -194,35 +218,36 @@ impl PageIdle {
     }
 }
 
-/// The sample's pagemap entry, or the target is gone.
-fn entry(t: &mut Target, id: TargetId, addr: u64) -> Result<Option<PagemapEntry>, AccessError> {
-    match t.proc.pagemap().entry(addr) {
-        Ok(e) => Ok(e),
-        Err(_) if !t.proc.is_alive() => Err(AccessError::TargetGone(id)),
-        Err(source) => Err(AccessError::Io {
-            path: t.proc.pagemap().path().to_owned(),
-            source,
-        }),
-    }
-}
-
 impl AccessCheck for PageIdle {
     fn name(&self) -> &'static str {
         "page_idle"
     }
 
+    /// The VMAs from maps, and which of them are file or shared (absence no evidence).
     fn target_ranges(&mut self, id: TargetId) -> Result<Vec<AddrRange>, AccessError> {
-        let t = self.targets.get_mut(&id).ok_or_else(|| not_ours(id))?;
-        let ranges = t.proc.target_ranges().map_err(|e| access_error(id, e))?;
+        let t = self.targets.get_mut(id)?;
+        let vmas = t.proc.maps()?;
+        t.no_evidence = Some(
+            vmas.iter()
+                .filter(|v| !v.is_private_anonymous())
+                .map(|v| v.range)
+                .collect(),
+        );
         self.cost.syscalls += 1;
-        Ok(ranges)
+        Ok(crate::kernel::maps::target_ranges(&vmas))
+    }
+
+    fn note_advised(&mut self, id: TargetId, ranges: &[AddrRange]) {
+        if let Ok(t) = self.targets.get_mut(id) {
+            t.advised.extend_from_slice(ranges);
+        }
     }
 
     fn prepare(&mut self, id: TargetId, samples: &mut [SampleReq]) -> Result<(), AccessError> {
         self.stats.requested += samples.len() as u64;
-        let mut t = self.targets.remove(&id).ok_or_else(|| not_ours(id))?;
+        let mut t = self.targets.take(id)?;
         let res = self.prepare_target(&mut t, id, samples);
-        self.targets.insert(id, t);
+        self.targets.put(id, t);
         res
     }
 
@@ -233,14 +258,23 @@ impl AccessCheck for PageIdle {
         out: &mut [Access],
     ) -> Result<(), AccessError> {
         out.iter_mut().for_each(|o| *o = Access::Unknown);
-        let t = self.targets.get_mut(&id).ok_or_else(|| not_ours(id))?;
+        let t = self.targets.get_mut(id)?;
         // Which samples still map the page tracked at prepare.
         let mut live: Vec<(usize, u64)> = Vec::with_capacity(samples.len());
         for (i, s) in samples.iter().enumerate() {
-            let Some(&Prep::Tracked { page_pfn, tracked }) = t.prep.get(i) else {
-                continue;
+            let (page_pfn, tracked) = match t.prep.get(i) {
+                Some(&Prep::Tracked { page_pfn, tracked }) => (page_pfn, tracked),
+                Some(&Prep::Absent(start)) => {
+                    if !t.advised.iter().any(|r| r.contains(s.addr)) {
+                        let now = pagemap_entry(&mut t.proc, s.addr)?;
+                        self.cost.syscalls += 1;
+                        out[i] = absent_answer(start, now);
+                    }
+                    continue;
+                }
+                _ => continue,
             };
-            let now = entry(t, id, s.addr)?.and_then(|e| e.pfn());
+            let now = pagemap_entry(&mut t.proc, s.addr)?.and_then(|e| e.pfn());
             self.cost.syscalls += 1;
             if now == Some(page_pfn) {
                 live.push((i, tracked));
@@ -258,11 +292,7 @@ impl AccessCheck for PageIdle {
             let k = words
                 .binary_search(&page_idle::word_index(pfn))
                 .expect("word of a live sample");
-            out[i] = match page_idle::is_idle(got[k], pfn) {
-                Some(true) => Access::NotAccessed,
-                Some(false) => Access::Accessed,
-                None => Access::Unknown,
-            };
+            out[i] = idle_answer(page_idle::is_idle(got[k], pfn));
         }
         self.cost.samples += samples.len() as u64;
         Ok(())
@@ -270,6 +300,10 @@ impl AccessCheck for PageIdle {
 
     fn cost(&self) -> MonitorCost {
         self.cost
+    }
+
+    fn targets(&mut self) -> Option<&mut dyn TargetTable> {
+        Some(&mut self.targets)
     }
 }
 
@@ -281,8 +315,9 @@ impl PageIdle {
         samples: &mut [SampleReq],
     ) -> Result<(), AccessError> {
         t.prep.clear();
+        t.advised.clear();
         for s in samples.iter() {
-            let e = entry(t, id, s.addr)?;
+            let e = pagemap_entry(&mut t.proc, s.addr)?;
             self.cost.syscalls += 1;
             let prep = match e {
                 Some(e) if e.present() => {
@@ -297,6 +332,10 @@ impl PageIdle {
                         page_pfn: pfn,
                         tracked: pfn,
                     }
+                }
+                Some(e) if absent_at_start(e) && evidence_at(&t.no_evidence, s.addr) => {
+                    self.stats.absent += 1;
+                    Prep::Absent(e)
                 }
                 Some(_) => {
                     self.stats.not_present += 1;
@@ -359,7 +398,7 @@ impl PageIdle {
     ) -> Result<Vec<usize>, AccessError> {
         let pfns = which.iter().filter_map(|&i| match prep[i] {
             Prep::Tracked { tracked, .. } => Some(tracked),
-            Prep::Skip => None,
+            Prep::Skip | Prep::Absent(_) => None,
         });
         let words = page_idle::words_for(pfns);
         if words.is_empty() {
@@ -384,13 +423,6 @@ impl PageIdle {
     }
 }
 
-fn not_ours(id: TargetId) -> AccessError {
-    AccessError::Other {
-        target: id,
-        msg: "not a target of the page_idle check".into(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -410,33 +442,35 @@ mod tests {
     }
 
     #[test]
-    fn status_names_the_missing_bitmap() {
+    fn absence_is_evidence_outside_file_and_shared_vmas_once_they_are_known() {
+        let file = AddrRange::new(0x1000, 0x3000);
+        assert!(!evidence_at(&None, 0x5000)); // before the first VMA read
+        let known = Some(vec![file]);
+        assert!(!evidence_at(&known, 0x1000)); // fault-around may map it
+        assert!(!evidence_at(&known, 0x2fff));
+        assert!(evidence_at(&known, 0x3000)); // anonymous, or no VMA at all
+        assert!(evidence_at(&Some(vec![]), 0));
+    }
+
+    #[test]
+    fn why_not_names_the_missing_bitmap() {
         let dir = tempfile::tempdir().unwrap();
-        let root = SysRoot::under(dir.path());
-        let s = status(&root);
-        assert!(!s.usable);
-        let why = s.why_not.unwrap();
+        let why = why_not(&SysRoot::under(dir.path())).unwrap();
         assert!(why.contains("CONFIG_IDLE_PAGE_TRACKING is off"), "{why}");
         assert!(why.contains("page_idle/bitmap missing"), "{why}");
     }
 
     #[test]
-    fn status_with_a_bitmap_depends_on_root() {
+    fn with_a_bitmap_it_depends_on_root() {
         let dir = tempfile::tempdir().unwrap();
         let root = SysRoot::under(dir.path());
         let p = IdleBitmap::path_in(&root);
         std::fs::create_dir_all(p.parent().unwrap()).unwrap();
         std::fs::write(&p, [0u8; 64]).unwrap();
-        let s = status(&root);
-        if is_root() {
-            assert!(s.usable, "{:?}", s.why_not);
-        } else {
-            assert!(s.why_not.unwrap().contains("needs root"));
+        match why_not(&root) {
+            None => assert!(is_root()),
+            Some(why) => assert!(!is_root() && why.contains("needs root"), "{why}"),
         }
-        assert_eq!(
-            (s.name, s.rank),
-            ("page_idle", crate::ops::detect::RANK_PAGE_IDLE)
-        );
     }
 }
 
@@ -463,11 +497,15 @@ mod live_tests {
         }
     }
 
-    #[test]
-    fn tracks_real_pfns_through_a_fake_bitmap() {
-        if !is_root() {
-            return skip("needs root: PFNs in /proc/PID/pagemap are root-only");
-        }
+    /// A fake bitmap (a sparse regular file: PFNs up to 2^25, 128 GiB) in a temp root, and
+    /// a `sleep` child added as a target of a page_idle check over it.
+    fn fake_bitmap_and_sleeper() -> (
+        tempfile::TempDir,
+        std::path::PathBuf,
+        Kill,
+        PageIdle,
+        TargetId,
+    ) {
         let dir = tempfile::tempdir().unwrap();
         let root = SysRoot {
             proc: "/proc".into(),
@@ -476,8 +514,10 @@ mod live_tests {
         };
         let bm = IdleBitmap::path_in(&root);
         std::fs::create_dir_all(bm.parent().unwrap()).unwrap();
-        let f = std::fs::File::create(&bm).unwrap();
-        f.set_len(1 << 22).unwrap(); // sparse: PFNs up to 2^25 (128 GiB)
+        std::fs::File::create(&bm)
+            .unwrap()
+            .set_len(1 << 22)
+            .unwrap();
         let child = Kill(
             Command::new("sleep")
                 .arg("30")
@@ -488,13 +528,22 @@ mod live_tests {
         std::thread::sleep(std::time::Duration::from_millis(50)); // let it exec
         let proc = Process::open(&root, child.0.id(), false).unwrap();
         let mut ops = PageIdle::new(&root).unwrap();
-        let id = ops.add_target(proc);
+        let id = ops.add_target(proc).unwrap();
+        (dir, bm, child, ops, id)
+    }
+
+    #[test]
+    fn tracks_real_pfns_through_a_fake_bitmap() {
+        if !is_root() {
+            return skip("needs root: PFNs in /proc/PID/pagemap are root-only");
+        }
+        let (_dir, bm, _child, mut ops, id) = fake_bitmap_and_sleeper();
         let ranges = ops.target_ranges(id).unwrap();
         assert!(!ranges.is_empty());
         // The first page of each mapping that is present (the ELF headers, libc, stack...).
         let mut samples: Vec<SampleReq> = Vec::new();
         {
-            let t = ops.targets.get_mut(&id).unwrap();
+            let t = ops.targets.get_mut(id).unwrap();
             for r in &ranges {
                 if let Ok(Some(e)) = t.proc.pagemap().entry(r.start) {
                     if e.present() && e.pfn().is_some() {
@@ -534,7 +583,7 @@ mod live_tests {
         // here the file ends inside it) answers Unknown; the words before it still answer.
         ops.prepare(id, &mut samples).unwrap();
         let pfn = |ops: &mut PageIdle, addr: u64| {
-            let t = ops.targets.get_mut(&id).unwrap();
+            let t = ops.targets.get_mut(id).unwrap();
             t.proc
                 .pagemap()
                 .entry(addr)
@@ -563,5 +612,61 @@ mod live_tests {
             );
         }
         assert!(ops.cost().syscalls > 0);
+    }
+
+    /// Pages of `sleep`'s private anonymous VMAs that were never touched (most of its stack
+    /// VMA, the tail of its heap) answer NotAccessed from residency, through the same fake
+    /// bitmap: page_idle has no bit for them.
+    #[test]
+    fn untouched_anonymous_pages_answer_not_accessed() {
+        if !is_root() {
+            return skip("needs root: PFNs in /proc/PID/pagemap are root-only");
+        }
+        let (_dir, _bm, _child, mut ops, id) = fake_bitmap_and_sleeper();
+        let vmas = ops.targets.get(id).unwrap().proc.maps().unwrap();
+        let ranges = ops.target_ranges(id).unwrap();
+        let mut samples: Vec<SampleReq> = Vec::new();
+        let mut file_absent: Vec<SampleReq> = Vec::new();
+        {
+            let t = ops.targets.get_mut(id).unwrap();
+            for v in &vmas {
+                let Some(region) = ranges.iter().find(|r| r.contains(v.range.start)) else {
+                    continue;
+                };
+                for addr in (v.range.start..v.range.end).step_by(4096) {
+                    let e = t.proc.pagemap().entry(addr).unwrap().unwrap();
+                    let s = SampleReq {
+                        region: *region,
+                        addr,
+                    };
+                    if e.0 == 0 && v.is_private_anonymous() && samples.len() < 8 {
+                        samples.push(s);
+                    } else if e.0 == 0 && v.inode != 0 && file_absent.len() < 8 {
+                        file_absent.push(s);
+                    }
+                }
+            }
+        }
+        assert!(!samples.is_empty(), "no untouched anonymous page in sleep");
+        let n = samples.len();
+        let mut out = vec![Access::Unknown; n];
+        ops.prepare(id, &mut samples).unwrap();
+        assert_eq!(ops.stats().absent, n as u64, "{:?}", ops.stats());
+        ops.check(id, &samples, &mut out).unwrap();
+        assert!(out.iter().all(|a| *a == Access::NotAccessed), "{out:?}");
+        // Advised during the interval: Unknown.
+        ops.prepare(id, &mut samples).unwrap();
+        ops.note_advised(id, &[samples[0].region]);
+        ops.check(id, &samples, &mut out).unwrap();
+        assert_eq!(out[0], Access::Unknown, "{out:?}");
+        // Absent file pages are no evidence (fault-around): Unknown.
+        if !file_absent.is_empty() {
+            let before = ops.stats().not_present;
+            let mut out = vec![Access::Accessed; file_absent.len()];
+            ops.prepare(id, &mut file_absent).unwrap();
+            assert_eq!(ops.stats().not_present - before, file_absent.len() as u64);
+            ops.check(id, &file_absent, &mut out).unwrap();
+            assert!(out.iter().all(|a| *a == Access::Unknown), "{out:?}");
+        }
     }
 }

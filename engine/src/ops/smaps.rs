@@ -10,42 +10,38 @@
 //! mapped size, hence the slow defaults. Clearing Accessed bits also hides recent use from
 //! the kernel's own reclaim for a moment (kernel DAMON's vaddr checks do the same).
 
-use crate::access::{Access, AccessCheck, AccessError, MonitorCost, SampleReq};
+use crate::access::{Access, AccessError, SampleReq};
 use crate::attrs::Attrs;
 use crate::kernel::clear_refs::ClearRefs;
 use crate::kernel::smaps::SmapsVma;
-use crate::ops::probe::access_error;
+use crate::ops::common::{RefsCheck, RefsReader};
 use crate::process::Process;
-use crate::region::{AddrRange, TargetId};
-use std::collections::BTreeMap;
-
-/// What the check says about its granularity (also in `madvd ops`).
-pub const GRANULARITY: &str = "VMA (whole mappings only)";
+use crate::sysroot::SysRoot;
 
 /// The smaps access check over live targets.
-#[derive(Default)]
-pub struct SmapsCheck {
-    targets: BTreeMap<TargetId, Process>,
-    cost: MonitorCost,
+pub type SmapsCheck = RefsCheck<Smaps>;
+
+/// The smaps reader of [`SmapsCheck`]: one smaps read per target and interval.
+pub struct Smaps;
+
+/// 500 ms sampling, 5 s aggregation: each sample walks the target's page tables twice.
+pub fn default_attrs() -> Attrs {
+    Attrs {
+        sample_us: 500_000,
+        aggr_us: 5_000_000,
+        ops_update_us: 10_000_000,
+        ..Attrs::default()
+    }
 }
 
-impl SmapsCheck {
-    pub fn new() -> Self {
-        Self::default()
-    }
-    pub fn add_target(&mut self, proc: Process) -> TargetId {
-        let id = proc.id();
-        self.targets.insert(id, proc);
-        id
-    }
-    pub fn remove_target(&mut self, id: TargetId) -> Option<Process> {
-        self.targets.remove(&id)
-    }
-    fn proc(&self, id: TargetId) -> Result<&Process, AccessError> {
-        self.targets.get(&id).ok_or_else(|| AccessError::Other {
-            target: id,
-            msg: "not a target of the smaps check".into(),
-        })
+/// Why the check is not usable here, if it is not: it needs `clear_refs` and smaps.
+pub fn why_not(root: &SysRoot) -> Option<String> {
+    if !root.proc_file("self/clear_refs").exists() || !root.proc_file("self/smaps").exists() {
+        Some(
+            "no /proc/PID/clear_refs or smaps (kernel without CONFIG_PROC_PAGE_MONITOR)".to_owned(),
+        )
+    } else {
+        None
     }
 }
 
@@ -64,55 +60,25 @@ pub fn answer(vmas: &[SmapsVma], addr: u64) -> Access {
     }
 }
 
-impl AccessCheck for SmapsCheck {
-    fn name(&self) -> &'static str {
-        "smaps"
+impl RefsReader for Smaps {
+    const NAME: &'static str = "smaps";
+    const OWNER: &'static str = "the smaps check";
+    const CLEAR: ClearRefs = ClearRefs::All;
+
+    fn default_attrs() -> Attrs {
+        default_attrs()
     }
 
-    /// 500 ms sampling, 5 s aggregation: each sample walks the target's page tables twice.
-    fn default_attrs(&self) -> Attrs {
-        Attrs {
-            sample_us: 500_000,
-            aggr_us: 5_000_000,
-            ops_update_us: 10_000_000,
-            ..Attrs::default()
-        }
-    }
-
-    fn target_ranges(&mut self, id: TargetId) -> Result<Vec<AddrRange>, AccessError> {
-        let ranges = self
-            .proc(id)?
-            .target_ranges()
-            .map_err(|e| access_error(id, e))?;
-        self.cost.syscalls += 1;
-        Ok(ranges)
-    }
-
-    fn prepare(&mut self, id: TargetId, _samples: &mut [SampleReq]) -> Result<(), AccessError> {
-        self.proc(id)?
-            .clear_refs(ClearRefs::All)
-            .map_err(|e| access_error(id, e))?;
-        self.cost.syscalls += 1;
-        Ok(())
-    }
-
-    fn check(
-        &mut self,
-        id: TargetId,
+    fn read(
+        proc: &mut Process,
         samples: &[SampleReq],
         out: &mut [Access],
-    ) -> Result<(), AccessError> {
-        let vmas = self.proc(id)?.smaps().map_err(|e| access_error(id, e))?;
+    ) -> Result<u64, AccessError> {
+        let vmas = proc.smaps()?;
         for (s, o) in samples.iter().zip(out.iter_mut()) {
             *o = answer(&vmas, s.addr);
         }
-        self.cost.syscalls += 1;
-        self.cost.samples += samples.len() as u64;
-        Ok(())
-    }
-
-    fn cost(&self) -> MonitorCost {
-        self.cost
+        Ok(1)
     }
 }
 
@@ -132,5 +98,18 @@ mod tests {
         assert_eq!(answer(&v, 0x7000), Access::NotAccessed);
         assert_eq!(answer(&v, 0x9000), Access::Unknown);
         assert_eq!(answer(&[], 0x1000), Access::Unknown);
+    }
+
+    #[test]
+    fn needs_clear_refs_and_smaps() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("proc/self");
+        std::fs::create_dir_all(&p).unwrap();
+        std::fs::write(p.join("smaps"), "").unwrap();
+        let root = SysRoot::under(d.path());
+        let why = why_not(&root).unwrap();
+        assert!(why.contains("CONFIG_PROC_PAGE_MONITOR"), "{why}");
+        std::fs::write(p.join("clear_refs"), "").unwrap();
+        assert_eq!(why_not(&root), None);
     }
 }

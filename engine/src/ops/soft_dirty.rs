@@ -14,32 +14,18 @@
 //! with the target's mapped memory, not with the number of samples. A VMA created after
 //! the clear is soft-dirty as a whole (`VM_SOFTDIRTY`) until the next one.
 
-use crate::access::{Access, AccessCheck, AccessError, MonitorCost, SampleReq};
+use crate::access::{Access, AccessError, SampleReq};
 use crate::kernel::clear_refs::ClearRefs;
-use crate::kernel::pagemap::{Pagemap, PM_SOFT_DIRTY};
-use crate::ops::probe::access_error;
-use crate::ops::OpsStatus;
+use crate::kernel::pagemap::{Pagemap, PagemapEntry, PM_SOFT_DIRTY};
+use crate::ops::common::{pagemap_entry, RefsCheck, RefsReader};
 use crate::process::Process;
-use crate::region::{AddrRange, TargetId};
 use crate::sysroot::SysRoot;
-use std::collections::BTreeMap;
 
-/// The description `madvd ops` prints; says that only writes are seen.
-pub const DESCRIPTION: &str =
-    "soft-dirty bits (clear_refs 4 + pagemap bit 55): sees WRITES ONLY, reads look idle";
-
-/// Usable here? Found out by trying it on a page of our own: write, clear, check the bit is
-/// clear, write, check it is set (`CONFIG_MEM_SOFT_DIRTY` off leaves bit 55 always clear).
-pub fn status(root: &SysRoot) -> OpsStatus {
-    let why_not = self_test(root).err();
-    OpsStatus {
-        name: "soft_dirty",
-        usable: why_not.is_none(),
-        why_not,
-        granularity: "page (writes only)",
-        description: DESCRIPTION,
-        rank: crate::ops::detect::RANK_SOFT_DIRTY,
-    }
+/// Why the check is not usable here, if it is not. Found out by trying it on a page of our
+/// own: write, clear, check the bit is clear, write, check it is set
+/// (`CONFIG_MEM_SOFT_DIRTY` off leaves bit 55 always clear).
+pub fn why_not(root: &SysRoot) -> Option<String> {
+    self_test(root).err()
 }
 
 /// An anonymous private page of our own, unmapped on drop.
@@ -90,7 +76,7 @@ fn self_test(root: &SysRoot) -> Result<(), String> {
             pm_path.display()
         ));
     }
-    let page = crate::process::page_size();
+    let page = crate::kernel::host::page_size();
     let own = OwnPage::new(page as usize)?;
     own.touch(1);
     let mut pm =
@@ -123,45 +109,13 @@ fn self_test(root: &SysRoot) -> Result<(), String> {
 }
 
 /// The soft-dirty check over live targets.
-pub struct SoftDirty {
-    targets: BTreeMap<TargetId, Process>,
-    cost: MonitorCost,
-}
+pub type SoftDirty = RefsCheck<SoftDirtyBits>;
 
-impl Default for SoftDirty {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl SoftDirty {
-    pub fn new() -> Self {
-        Self {
-            targets: BTreeMap::new(),
-            cost: MonitorCost::default(),
-        }
-    }
-
-    pub fn add_target(&mut self, proc: Process) -> TargetId {
-        let id = proc.id();
-        self.targets.insert(id, proc);
-        id
-    }
-
-    pub fn remove_target(&mut self, id: TargetId) -> Option<Process> {
-        self.targets.remove(&id)
-    }
-
-    fn proc(&mut self, id: TargetId) -> Result<&mut Process, AccessError> {
-        self.targets.get_mut(&id).ok_or_else(|| AccessError::Other {
-            target: id,
-            msg: "not a target of the soft-dirty check".into(),
-        })
-    }
-}
+/// The reader of [`SoftDirty`]: bit 55 of each sample page's pagemap entry.
+pub struct SoftDirtyBits;
 
 /// Pure: the answer for one pagemap entry read at check time.
-pub fn classify(entry: Option<crate::kernel::pagemap::PagemapEntry>) -> Access {
+pub fn classify(entry: Option<PagemapEntry>) -> Access {
     match entry {
         Some(e) if e.soft_dirty() => Access::Accessed,
         Some(_) => Access::NotAccessed,
@@ -169,65 +123,30 @@ pub fn classify(entry: Option<crate::kernel::pagemap::PagemapEntry>) -> Access {
     }
 }
 
-impl AccessCheck for SoftDirty {
-    fn name(&self) -> &'static str {
-        "soft_dirty"
-    }
+impl RefsReader for SoftDirtyBits {
+    const NAME: &'static str = "soft_dirty";
+    const OWNER: &'static str = "the soft-dirty check";
+    const CLEAR: ClearRefs = ClearRefs::SoftDirty;
 
-    fn target_ranges(&mut self, id: TargetId) -> Result<Vec<AddrRange>, AccessError> {
-        let ranges = self
-            .proc(id)?
-            .target_ranges()
-            .map_err(|e| access_error(id, e))?;
-        self.cost.syscalls += 1;
-        Ok(ranges)
-    }
-
-    fn prepare(&mut self, id: TargetId, _samples: &mut [SampleReq]) -> Result<(), AccessError> {
-        self.proc(id)?
-            .clear_refs(ClearRefs::SoftDirty)
-            .map_err(|e| access_error(id, e))?;
-        self.cost.syscalls += 1;
-        Ok(())
-    }
-
-    fn check(
-        &mut self,
-        id: TargetId,
+    fn read(
+        proc: &mut Process,
         samples: &[SampleReq],
         out: &mut [Access],
-    ) -> Result<(), AccessError> {
-        let p = self.proc(id)?;
+    ) -> Result<u64, AccessError> {
         for (s, o) in samples.iter().zip(out.iter_mut()) {
-            let e = match p.pagemap().entry(s.addr) {
-                Ok(e) => e,
-                Err(_) if !p.is_alive() => return Err(AccessError::TargetGone(id)),
-                Err(source) => {
-                    return Err(AccessError::Io {
-                        path: p.pagemap().path().to_owned(),
-                        source,
-                    })
-                }
-            };
-            *o = classify(e);
+            *o = classify(pagemap_entry(proc, s.addr)?);
         }
-        if !p.is_alive() {
-            return Err(AccessError::TargetGone(id));
+        if !proc.is_alive() {
+            return Err(AccessError::TargetGone(proc.id()));
         }
-        self.cost.syscalls += samples.len() as u64;
-        self.cost.samples += samples.len() as u64;
-        Ok(())
-    }
-
-    fn cost(&self) -> MonitorCost {
-        self.cost
+        Ok(samples.len() as u64)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kernel::pagemap::{PagemapEntry, PM_PRESENT, PM_SWAP};
+    use crate::kernel::pagemap::{PM_PRESENT, PM_SWAP};
 
     #[test]
     fn bit_55_is_a_write() {
@@ -248,25 +167,17 @@ mod tests {
     }
 
     #[test]
-    fn status_says_writes_only_and_why_not_on_a_fixture() {
+    fn why_not_names_the_missing_file_on_a_fixture() {
         let dir = tempfile::tempdir().unwrap();
-        let s = status(&SysRoot::under(dir.path()));
-        assert!(s.description.contains("WRITES ONLY"));
-        assert_eq!(s.granularity, "page (writes only)");
-        assert!(!s.usable);
-        assert!(
-            s.why_not.unwrap().contains("clear_refs"),
-            "names the missing file"
-        );
+        let why = why_not(&SysRoot::under(dir.path())).unwrap();
+        assert!(why.contains("clear_refs"), "names the missing file: {why}");
     }
 
     /// On the running kernel: the self-test either passes or names CONFIG_MEM_SOFT_DIRTY
     /// (this host's 6.18 has it off; the lab kernels have it on: tests/lab_ops.rs).
     #[test]
-    fn status_on_this_kernel_is_decided_by_the_self_test() {
-        let s = status(&SysRoot::host());
-        if !s.usable {
-            let why = s.why_not.unwrap();
+    fn usable_on_this_kernel_is_decided_by_the_self_test() {
+        if let Some(why) = why_not(&SysRoot::host()) {
             assert!(
                 why.contains("CONFIG_MEM_SOFT_DIRTY") || why.contains("did not clear"),
                 "{why}"

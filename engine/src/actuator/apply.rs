@@ -1,0 +1,374 @@
+//! One round: group the requests by target and advice, plan each, issue the pieces through
+//! the kernel's vector rule ([`vector_madvise`]), and account every byte in the report.
+
+use super::cut::plan_range;
+use super::{Actuator, ActuatorError, ActuatorSys, ApplyOpts, Target};
+use crate::advice::{Advice, AdviceRequest};
+use crate::kernel::host::align_down;
+use crate::kernel::madvise::{vector_madvise, Iovec, Step, VectorCall, MAX_RW_COUNT};
+use crate::region::{AddrRange, TargetId};
+use crate::report::{ApplyErrorKind, ApplyReport, RangeOutcome};
+use nix::errno::Errno;
+use std::sync::atomic::Ordering;
+
+/// Request indices per advice, in order of first appearance.
+type AdviceGroups = Vec<(Advice, Vec<usize>)>;
+
+/// A contiguous, page-aligned part of one request, within one VMA.
+#[derive(Clone, Copy, Debug)]
+struct Piece {
+    req: usize,
+    range: AddrRange,
+}
+
+impl Iovec for Piece {
+    fn range(&self) -> AddrRange {
+        self.range
+    }
+    fn with_range(self, range: AddrRange) -> Self {
+        Piece { range, ..self }
+    }
+}
+
+impl<S: ActuatorSys> Actuator<S> {
+    /// Bytes per call: `MAX_RW_COUNT` rounded down to the page size.
+    fn cap(&self) -> u64 {
+        align_down(MAX_RW_COUNT, self.page)
+    }
+
+    /// Apply `requests` to `targets` (matched by [`TargetId`]). A request whose target is not
+    /// in `targets` is reported `TargetGone`. Never panics on kernel answers.
+    pub fn apply(
+        &mut self,
+        targets: &[Target<'_>],
+        requests: &[AdviceRequest],
+        opts: ApplyOpts<'_>,
+    ) -> ApplyReport {
+        let mut report = ApplyReport {
+            outcomes: requests.iter().map(|r| RangeOutcome::of(r, 0, 0)).collect(),
+            gone: Vec::new(),
+            dry_run: opts.dry_run,
+        };
+        let calls_before = self.stats;
+
+        // Group by target, then by advice, in order of first appearance (the schemes order
+        // requests by priority; a cut by cancel or headroom then hits the later ones).
+        let mut groups: Vec<(TargetId, AdviceGroups)> = Vec::new();
+        for (i, r) in requests.iter().enumerate() {
+            let g = match groups.iter().position(|(t, _)| *t == r.target) {
+                Some(p) => p,
+                None => {
+                    groups.push((r.target, Vec::new()));
+                    groups.len() - 1
+                }
+            };
+            let adv = &mut groups[g].1;
+            match adv.iter_mut().find(|(a, _)| *a == r.advice) {
+                Some((_, v)) => v.push(i),
+                None => adv.push((r.advice, vec![i])),
+            }
+        }
+
+        let mut cancelled = false;
+        let mut headroom_hit = false;
+        for (tid, by_advice) in &groups {
+            let Some(target) = targets.iter().find(|t| t.id() == *tid) else {
+                for (_, idxs) in by_advice {
+                    for &i in idxs {
+                        let o = &mut report.outcomes[i];
+                        add_error(&mut o.errors, ApplyErrorKind::TargetGone, o.bytes_requested);
+                    }
+                }
+                report.gone.push(*tid);
+                continue;
+            };
+            if let Some(reason) = target.refusal() {
+                if self.refused_logged.insert(target.pid()) {
+                    tracing::warn!(
+                        "{}",
+                        ActuatorError::Refused {
+                            pid: target.pid(),
+                            reason
+                        }
+                    );
+                }
+                for (_, idxs) in by_advice {
+                    for &i in idxs {
+                        let o = &mut report.outcomes[i];
+                        add_error(&mut o.errors, ApplyErrorKind::Refused, o.bytes_requested);
+                    }
+                }
+                continue;
+            }
+            let mut stop: Option<ApplyErrorKind> = None;
+            for (advice, idxs) in by_advice {
+                let mut pieces = Vec::new();
+                for &i in idxs {
+                    let losses = plan_range(
+                        requests[i].range,
+                        target.vmas(),
+                        *advice,
+                        self.page,
+                        self.cap(),
+                        |range| pieces.push(Piece { req: i, range }),
+                    );
+                    for (k, b) in losses {
+                        add_error(&mut report.outcomes[i].errors, k, b);
+                    }
+                }
+                Run {
+                    act: self,
+                    target,
+                    advice: *advice,
+                    opts,
+                    report: &mut report,
+                    stop: &mut stop,
+                    cancelled: &mut cancelled,
+                    headroom_hit: &mut headroom_hit,
+                    rest: None,
+                    dt: 0,
+                }
+                .run(&mut pieces);
+            }
+            if stop == Some(ApplyErrorKind::TargetGone) {
+                report.gone.push(*tid);
+            }
+        }
+        if !headroom_hit
+            && self.in_headroom
+            && groups
+                .iter()
+                .any(|(_, a)| a.iter().any(|(a, _)| *a == Advice::Pageout))
+        {
+            // A page-out round went through without hitting the headroom: we are out of it.
+            if !opts.dry_run && !cancelled {
+                self.in_headroom = false;
+                tracing::info!("free swap is above the headroom again: page-out resumes");
+            }
+        }
+        let s = self.stats;
+        tracing::debug!(
+            targets = groups.len(),
+            requests = requests.len(),
+            bytes_applied = report.bytes_applied(),
+            calls = s.calls - calls_before.calls,
+            iovecs = s.iovecs - calls_before.iovecs,
+            short_returns = s.short_returns - calls_before.short_returns,
+            failed_pieces = s.pieces_failed - calls_before.pieces_failed,
+            gone = report.gone.len(),
+            dry_run = opts.dry_run,
+            cancelled,
+            "actuator round"
+        );
+        report
+    }
+}
+
+/// One target and one advice in flight: the actuator's side of [`vector_madvise`].
+struct Run<'r, 'a, S: ActuatorSys> {
+    act: &'r mut Actuator<S>,
+    target: &'r Target<'a>,
+    advice: Advice,
+    opts: ApplyOpts<'r>,
+    report: &'r mut ApplyReport,
+    /// A target-level error: nothing more is tried on this target in this round.
+    stop: &'r mut Option<ApplyErrorKind>,
+    cancelled: &'r mut bool,
+    headroom_hit: &'r mut bool,
+    /// Why the budget stopped the vector (what the rest is reported as).
+    rest: Option<ApplyErrorKind>,
+    /// Wall time of the last call, ns.
+    dt: u64,
+}
+
+impl<S: ActuatorSys> Run<'_, '_, S> {
+    /// What everything left is reported as, if nothing more may be issued now.
+    fn rest_kind(&mut self) -> Option<ApplyErrorKind> {
+        if let Some(k) = *self.stop {
+            Some(k)
+        } else if self.opts.dry_run {
+            Some(ApplyErrorKind::DryRun)
+        } else if *self.cancelled || self.opts.cancel.is_some_and(|c| c.load(Ordering::Relaxed)) {
+            *self.cancelled = true;
+            Some(ApplyErrorKind::Cancelled)
+        } else if self.advice == Advice::Pageout && *self.headroom_hit {
+            Some(ApplyErrorKind::SwapHeadroom)
+        } else {
+            None
+        }
+    }
+
+    /// Issue `pieces`; report those not issued by why.
+    fn run(mut self, pieces: &mut Vec<Piece>) {
+        let page = self.act.page;
+        let end = vector_madvise(pieces, page, &mut self);
+        let kind = match end.error {
+            Some(_) => *self.stop,
+            None => self.rest,
+        };
+        if let Some(k) = kind {
+            for p in &pieces[end.next..] {
+                add_error(&mut self.report.outcomes[p.req].errors, k, p.range.len());
+            }
+        }
+    }
+}
+
+impl<S: ActuatorSys> VectorCall<Piece> for Run<'_, '_, S> {
+    fn budget(&mut self) -> Option<u64> {
+        self.rest = self.rest_kind();
+        if self.rest.is_some() {
+            return None;
+        }
+        if self.advice != Advice::Pageout {
+            return Some(MAX_RW_COUNT);
+        }
+        match self.act.pageout_budget() {
+            Ok(None) => Some(MAX_RW_COUNT),
+            // Apply what fits under the headroom; the rest meets the check next time.
+            Ok(Some(b)) => Some(b),
+            Err(why) => {
+                *self.headroom_hit = true;
+                if !self.act.in_headroom {
+                    self.act.in_headroom = true;
+                    tracing::warn!("page-out stopped: {why}");
+                }
+                self.rest = self.rest_kind();
+                None
+            }
+        }
+    }
+
+    fn call(&mut self, iov: &[AddrRange]) -> Result<u64, Errno> {
+        let sys = &mut self.act.sys;
+        let t0 = sys.now_ns();
+        let res = sys.process_madvise(self.target, iov, self.advice);
+        self.dt = sys.now_ns().saturating_sub(t0);
+        self.act.stats.calls += 1;
+        self.act.stats.iovecs += iov.len() as u64;
+        res
+    }
+
+    fn after(&mut self, _first: usize, batch: &[Piece], step: Step) {
+        let done = step.done(batch.len());
+        for p in &batch[..done] {
+            self.report.outcomes[p.req].bytes_applied += p.range.len();
+        }
+        // A failed call's time goes to the failing piece; a short one's to the pieces done
+        // and the one that failed.
+        charge_time(self.report, &batch[..(done + 1).min(batch.len())], self.dt);
+        let pid = self.target.pid();
+        match step {
+            Step::AllDone => {}
+            Step::Short { .. } => self.act.stats.short_returns += 1,
+            Step::HeadFailed(Errno::ESRCH) => {
+                tracing::debug!(pid, "target gone (ESRCH)");
+                *self.stop = Some(ApplyErrorKind::TargetGone);
+            }
+            Step::HeadFailed(e @ (Errno::EPERM | Errno::EACCES)) => {
+                if self.act.denied_logged.insert(pid) {
+                    // mm_access() fails first (EACCES) without ptrace read access; then the
+                    // CAP_SYS_NICE check (EPERM): process_madvise(), mm/madvise.c, Linux 6.12.
+                    let missing = if e == Errno::EACCES {
+                        "ptrace read access to the target (PTRACE_MODE_READ)"
+                    } else {
+                        "CAP_SYS_NICE"
+                    };
+                    tracing::error!(errno = %e, missing, "{}", ActuatorError::PermissionDenied { pid });
+                }
+                *self.stop = Some(ApplyErrorKind::Permission);
+            }
+            // Call-level failures no piece can escape (`ends_vector`).
+            Step::HeadFailed(e @ (Errno::ENOSYS | Errno::EBADF)) => {
+                tracing::error!(pid, "process_madvise: {e}");
+                *self.stop = Some(ApplyErrorKind::Other(e as i32));
+            }
+            Step::HeadFailed(e) => {
+                self.act.stats.pieces_failed += 1;
+                let p = batch[0];
+                add_error(
+                    &mut self.report.outcomes[p.req].errors,
+                    errno_kind(e, self.advice),
+                    p.range.len(),
+                );
+            }
+        }
+    }
+}
+
+/// Share `dt` among `pieces` by bytes; the sum charged is exactly `dt`.
+fn charge_time(report: &mut ApplyReport, pieces: &[Piece], dt: u64) {
+    let total: u64 = pieces.iter().map(|p| p.range.len()).sum();
+    if pieces.is_empty() || total == 0 {
+        return;
+    }
+    let mut left = dt;
+    for (n, p) in pieces.iter().enumerate() {
+        let share = if n + 1 == pieces.len() {
+            left
+        } else {
+            ((dt as u128 * p.range.len() as u128) / total as u128) as u64
+        };
+        let share = share.min(left);
+        left -= share;
+        report.outcomes[p.req].elapsed_ns += share;
+    }
+}
+
+/// Add `bytes` of `kind` to an outcome's error list, one entry per kind.
+pub(super) fn add_error(errors: &mut Vec<(ApplyErrorKind, u64)>, kind: ApplyErrorKind, bytes: u64) {
+    if bytes == 0 {
+        return;
+    }
+    match errors.iter_mut().find(|(k, _)| *k == kind) {
+        Some((_, b)) => *b += bytes,
+        None => errors.push((kind, bytes)),
+    }
+}
+
+/// The kind of a per-range errno. ENOMEM is "range not mapped" for every advice except
+/// `Collapse`, where it is also the huge-page allocation failure (`madvise_collapse_errno()`,
+/// mm/khugepaged.c, Linux 6.12); since ranges are cut at the snapshot's VMAs, a collapse ENOMEM
+/// is reported as `NoMemory` (it may also mean the range was unmapped since the snapshot).
+pub fn errno_kind(e: Errno, advice: Advice) -> ApplyErrorKind {
+    match e {
+        Errno::ENOMEM if advice == Advice::Collapse => ApplyErrorKind::NoMemory,
+        Errno::ENOMEM => ApplyErrorKind::Unmapped,
+        Errno::EINVAL => ApplyErrorKind::Invalid,
+        Errno::EAGAIN => ApplyErrorKind::Again,
+        Errno::ESRCH => ApplyErrorKind::TargetGone,
+        Errno::EPERM | Errno::EACCES => ApplyErrorKind::Permission,
+        e => ApplyErrorKind::Other(e as i32),
+    }
+}
+
+impl ApplyReport {
+    /// Targets whose advice was refused for lack of permission in this round, with the
+    /// message saying what is missing.
+    pub fn permission_errors(&self) -> Vec<ActuatorError> {
+        let mut seen = Vec::new();
+        for o in &self.outcomes {
+            if o.errors
+                .iter()
+                .any(|(k, _)| *k == ApplyErrorKind::Permission)
+                && !seen.contains(&o.target.0)
+            {
+                seen.push(o.target.0);
+            }
+        }
+        seen.into_iter()
+            .map(|pid| ActuatorError::PermissionDenied { pid })
+            .collect()
+    }
+
+    /// Bytes not applied, by kind, over all outcomes.
+    pub fn errors_by_kind(&self) -> Vec<(ApplyErrorKind, u64)> {
+        let mut v = Vec::new();
+        for o in &self.outcomes {
+            for &(k, b) in &o.errors {
+                add_error(&mut v, k, b);
+            }
+        }
+        v
+    }
+}

@@ -1,0 +1,268 @@
+//! The actuator: applies the schemes' advice to live processes with `process_madvise(2)`
+//! through the pidfd held since each target was opened, and reports what happened.
+//!
+//! One [`Actuator::apply`] call takes the targets (pidfd + the VMA list of the snapshot the
+//! advice was computed from) and a list of [`AdviceRequest`]s, and returns an [`ApplyReport`]
+//! with one [`RangeOutcome`] per request. For every outcome
+//! `bytes_applied + Σ errors.bytes == bytes_requested`: no byte of a request goes unreported.
+//!
+//! How a request becomes syscalls:
+//! 1. **Planning** (pure, [`plan_range`], in `cut.rs`): the range is shrunk to whole pages (slivers are
+//!    reported [`ApplyErrorKind::Unaligned`]); it is cut at every VMA boundary of the
+//!    snapshot's VMA list and the parts in holes are reported [`ApplyErrorKind::Unmapped`]
+//!    (advising across a hole would make the kernel apply the advice to the mapped parts *and*
+//!    fail with ENOMEM — half an action we could not report precisely: `madvise_walk_vmas()`,
+//!    mm/madvise.c, Linux 6.12); for `Collapse` each part is shrunk to whole 2 MiB-aligned huge
+//!    pages (the kernel collapses only those and silently ignores the rest:
+//!    `madvise_collapse()`, mm/khugepaged.c, Linux 6.12), the rest reported `Unaligned`. Pieces
+//!    larger than the per-call byte cap are split.
+//! 2. **Batching and short returns**: the pieces of one target and one advice go through
+//!    [`vector_madvise`](crate::kernel::madvise::vector_madvise), the one home of the kernel's
+//!    vector rule (`vector_madvise()`, mm/madvise.c, Linux 6.12): up to `IOV_MAX` iovecs and
+//!    `MAX_RW_COUNT` bytes per call; on a short count the pieces covered are applied and the
+//!    next call starts at the failing piece, which then fails at the head with its errno: the
+//!    errno is recorded by kind, the piece skipped, the rest applied — as Android's
+//!    `CachedAppOptimizer` (`compactMemory`) does in production.
+//! 3. **Target-level errors**: ESRCH (the process exited, or is a zombie whose mm is gone:
+//!    `mm_access()`, kernel/fork.c) → [`ApplyErrorKind::TargetGone`] and the target is listed in
+//!    [`ApplyReport::gone`]; EPERM (no `CAP_SYS_NICE`) or EACCES (no ptrace read access:
+//!    `mm_access()` with `PTRACE_MODE_READ_FSCREDS`, `process_madvise()` in mm/madvise.c) →
+//!    [`ApplyErrorKind::Permission`], one error logged per pid ([`ActuatorError::PermissionDenied`]
+//!    says what is missing), and nothing more is tried on that target in this round.
+//!
+//! A piece the kernel fails is reported whole, by kind, with none of its bytes counted as
+//! applied — even when the kernel did advise part of it first (e.g. ENOMEM for a piece that
+//! was partly unmapped since the snapshot: the still-mapped part was advised): reports err on
+//! the side of "not applied", never the other way.
+//!
+//! Safety rails (`rails.rs`): madvd itself, pid 1 and kernel threads are never advised
+//! ([`ApplyErrorKind::Refused`]); page-out stops before free swap would fall under a headroom
+//! (default 10 % of `SwapTotal`, [`ApplyErrorKind::SwapHeadroom`], logged once when entered);
+//! dry runs plan everything and apply nothing ([`ApplyErrorKind::DryRun`]); a cancel flag is
+//! checked between calls ([`ApplyErrorKind::Cancelled`]).
+//!
+//! Time: each call's wall time is shared among the pieces it covered in proportion to their
+//! bytes (a failed call's time goes to the failing piece), and summed per request into
+//! `elapsed_ns` — the quotas' time budget charges it, as `damos_apply_scheme()` charges the
+//! time of `ops.apply_scheme` (mm/damon/core.c, Linux 6.12).
+//!
+//! The kernel, the swap gauge and the clock sit behind one small seam, [`ActuatorSys`], so the
+//! batching/resume logic is unit-tested against a simulated kernel without a process.
+//!
+//! ```no_run
+//! use engine::actuator::{Actuator, ActuatorConfig, ApplyOpts, Target};
+//! use engine::process::Process;
+//! use engine::{AddrRange, Advice, AdviceRequest, SysRoot};
+//!
+//! let root = SysRoot::host();
+//! let p = Process::open(&root, 4242, false).unwrap();
+//! let vmas: Vec<AddrRange> = p.maps().unwrap().iter().map(|v| v.range).collect();
+//! let target = Target::from_process(&p, vmas);
+//! let req = AdviceRequest { target: p.id(), range: AddrRange::new(0x7f00_0000_0000, 0x7f00_0040_0000), advice: Advice::Pageout, scheme: 0 };
+//! let mut act = Actuator::new(root, ActuatorConfig::default());
+//! let report = act.apply(&[target], &[req], ApplyOpts::default());
+//! println!("{} bytes applied in {} ns; not applied: {:?}", report.bytes_applied(), report.elapsed_ns(), report.errors_by_kind());
+//! ```
+//!
+//! A target is only ever built from a pidfd (or a [`Process`](crate::process::Process), which
+//! holds one), never from a bare pid number:
+//!
+//! ```compile_fail
+//! let vma = [engine::AddrRange::new(0x1000, 0x2000)];
+//! let t = engine::actuator::Target::new(&engine::SysRoot::host(), 4242u32, vma);
+//! ```
+
+mod apply;
+mod cut;
+mod rails;
+mod target;
+
+pub use apply::errno_kind;
+pub use cut::{plan_range, HPAGE_PMD_SIZE};
+pub use rails::Refusal;
+pub use target::Target;
+
+use crate::advice::Advice;
+use crate::kernel::host::page_size;
+use crate::kernel::madvise;
+use crate::region::AddrRange;
+use crate::sysroot::SysRoot;
+use nix::errno::Errno;
+use std::collections::HashSet;
+use std::sync::atomic::AtomicBool;
+use std::time::Instant;
+use thiserror::Error;
+
+#[cfg(test)]
+use crate::{
+    advice::AdviceRequest,
+    kernel::madvise::{IOV_MAX, MAX_RW_COUNT},
+    region::TargetId,
+    report::{ApplyErrorKind, ApplyReport, RangeOutcome},
+};
+#[cfg(test)]
+use std::sync::atomic::Ordering;
+
+/// Errors the actuator describes (the report carries them as [`ApplyErrorKind`]s; these give
+/// the human message).
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum ActuatorError {
+    #[error(
+        "pid {pid}: process_madvise: permission denied (EPERM/EACCES): madvd needs CAP_SYS_NICE \
+         and ptrace read access to the target (PTRACE_MODE_READ: same uid or CAP_SYS_PTRACE, \
+         and a Yama ptrace_scope allowing it) to advise it"
+    )]
+    PermissionDenied { pid: u32 },
+    #[error("pid {pid}: refused: {reason}")]
+    Refused { pid: u32, reason: Refusal },
+}
+
+/// Swap totals, bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct SwapStat {
+    pub total: u64,
+    pub free: u64,
+}
+
+/// The actuator's window on the system: the syscall, the swap gauge, the clock. [`HostSys`]
+/// is the real one; tests simulate short returns, errno sequences, swap and time.
+pub trait ActuatorSys {
+    /// `process_madvise` of `iov` (≤ IOV_MAX iovecs, ≤ MAX_RW_COUNT bytes, page-aligned) with
+    /// the kernel's contract: bytes of the iovecs done before the first failing one, or its
+    /// errno if it was the first.
+    fn process_madvise(
+        &mut self,
+        target: &Target<'_>,
+        iov: &[AddrRange],
+        advice: Advice,
+    ) -> Result<u64, Errno>;
+    /// Current `SwapTotal` / `SwapFree`.
+    fn swap(&mut self) -> std::io::Result<SwapStat>;
+    /// A monotonic clock, ns.
+    fn now_ns(&mut self) -> u64;
+}
+
+/// The running system: [`madvise::process_madvise`] on the target's pidfd,
+/// [`read_swap_mem`](crate::kernel::swap::read_swap_mem) (`<proc>/meminfo`), `Instant`.
+#[derive(Debug)]
+pub struct HostSys {
+    root: SysRoot,
+    epoch: Instant,
+}
+
+impl HostSys {
+    pub fn new(root: SysRoot) -> Self {
+        Self {
+            root,
+            epoch: Instant::now(),
+        }
+    }
+}
+
+impl ActuatorSys for HostSys {
+    fn process_madvise(
+        &mut self,
+        target: &Target<'_>,
+        iov: &[AddrRange],
+        advice: Advice,
+    ) -> Result<u64, Errno> {
+        match target.pidfd() {
+            Some(fd) => madvise::process_madvise(fd, iov, advice),
+            None => Err(Errno::EBADF),
+        }
+    }
+    fn swap(&mut self) -> std::io::Result<SwapStat> {
+        let m = crate::kernel::swap::read_swap_mem(&self.root).map_err(std::io::Error::other)?;
+        Ok(SwapStat {
+            total: m.total,
+            free: m.free,
+        })
+    }
+    fn now_ns(&mut self) -> u64 {
+        self.epoch.elapsed().as_nanos() as u64
+    }
+}
+
+/// Settings that outlive one round.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ActuatorConfig {
+    /// Page-out stops before `SwapFree` would fall under this fraction of `SwapTotal`.
+    pub swap_headroom: f64,
+}
+
+impl Default for ActuatorConfig {
+    fn default() -> Self {
+        Self {
+            swap_headroom: 0.10,
+        }
+    }
+}
+
+/// Per-round options.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ApplyOpts<'a> {
+    /// Plan and report, apply nothing.
+    pub dry_run: bool,
+    /// Checked before every call; once set, everything left is reported `Cancelled`.
+    pub cancel: Option<&'a AtomicBool>,
+}
+
+/// Cumulative counters (for benches, tests and metrics).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ActuatorStats {
+    /// `process_madvise` calls made.
+    pub calls: u64,
+    /// iovecs passed in them.
+    pub iovecs: u64,
+    /// Calls that returned a short count (a piece failed after others succeeded).
+    pub short_returns: u64,
+    /// Pieces skipped because the kernel failed them.
+    pub pieces_failed: u64,
+}
+
+/// Applies advice; see the module doc.
+pub struct Actuator<S: ActuatorSys = HostSys> {
+    sys: S,
+    config: ActuatorConfig,
+    page: u64,
+    stats: ActuatorStats,
+    in_headroom: bool,
+    denied_logged: HashSet<u32>,
+    refused_logged: HashSet<u32>,
+}
+
+impl Actuator<HostSys> {
+    /// The host actuator, reading swap figures under `root`.
+    pub fn new(root: SysRoot, config: ActuatorConfig) -> Self {
+        Self::with_sys(HostSys::new(root), config)
+    }
+}
+
+impl<S: ActuatorSys> Actuator<S> {
+    pub fn with_sys(sys: S, config: ActuatorConfig) -> Self {
+        Self {
+            sys,
+            config,
+            page: page_size(),
+            stats: ActuatorStats::default(),
+            in_headroom: false,
+            denied_logged: HashSet::new(),
+            refused_logged: HashSet::new(),
+        }
+    }
+    pub fn sys(&self) -> &S {
+        &self.sys
+    }
+    pub fn sys_mut(&mut self) -> &mut S {
+        &mut self.sys
+    }
+    pub fn stats(&self) -> ActuatorStats {
+        self.stats
+    }
+    pub fn config(&self) -> &ActuatorConfig {
+        &self.config
+    }
+}
+
+#[cfg(test)]
+mod tests;

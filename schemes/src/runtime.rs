@@ -1,0 +1,638 @@
+//! The schemes of one policy at run time ([`Schemes`]): `plan` turns a snapshot into advice
+//! requests (`kdamond_apply_schemes()`, mm/damon/core.c 6.12: apply intervals, watermarks,
+//! quota windows and scores, the per-region walk with filters), `account` takes the apply
+//! report back. What a quota charges, and how, is [`crate::quota::QuotaState`]'s.
+
+use crate::action::{Action, Priority};
+use crate::filter::{PageFilter, RegionFilter};
+use crate::goal::{self, GoalState, MetricSource};
+use crate::policy::{self, FilterKind, Policy, PolicyError, SchemeSpec};
+use crate::quota::{self, QuotaState, ScoreHistogram};
+use crate::stats::SchemeStats;
+use crate::wmark::{self, WmarkState, WmarkVerdict};
+use crate::{pattern, score};
+use engine::kernel::host::{align_down, align_up};
+use engine::{AddrRange, AdviceRequest, ApplyReport, Snapshot, TargetId};
+use std::collections::{HashMap, VecDeque};
+
+/// Errors of the runtime side.
+#[derive(Debug, thiserror::Error)]
+pub enum SchemesError {
+    /// A goal's or watermark's source is missing here; positioned in the policy file.
+    #[error(transparent)]
+    Source(#[from] PolicyError),
+    #[error("no scheme number {0}")]
+    NoScheme(usize),
+    #[error("scheme {scheme:?} has no user_input goal number {goal}")]
+    NotUserInput { scheme: String, goal: usize },
+}
+
+impl Policy {
+    /// Check that every goal's and watermark's source can be read through `env`. The error
+    /// points at the goal (its `cgroup`, `node` or `metric`) and names what is missing.
+    pub fn check_sources(&self, env: &dyn MetricSource) -> Result<(), PolicyError> {
+        for s in &self.schemes {
+            for g in &s.quota.goals {
+                goal::check_source(g, env)
+                    .map_err(|e| PolicyError::at(&self.origin, g.pos, e.0))?;
+            }
+            if let Some(w) = &s.watermarks {
+                let m = env.meminfo(None).map_err(|e| {
+                    PolicyError::at(
+                        &self.origin,
+                        w.pos,
+                        format!("watermarks: free memory rate is not available: {e}"),
+                    )
+                })?;
+                if m.free_mem_rate_permille().is_none() {
+                    return Err(PolicyError::at(
+                        &self.origin,
+                        w.pos,
+                        "watermarks: MemTotal is zero",
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Refuse what no madvd front end can run: page-level filters (`anon`, `young`). The
+    /// running binary does not evaluate them per page (no driver calls
+    /// [`Schemes::enable_page_filters`]), so a scheme with one would sit inactive forever;
+    /// `madvd check` and the stages refuse it instead, at the scheme, saying why.
+    pub fn check_runnable(&self) -> Result<(), PolicyError> {
+        for s in &self.schemes {
+            if let Some(f) = s.filters.iter().find(|f| f.kind.is_page_level()) {
+                let kind = match f.kind {
+                    FilterKind::Anon => "anon",
+                    _ => "young",
+                };
+                return Err(PolicyError::at(
+                    &self.origin,
+                    s.pos,
+                    format!(
+                        "scheme {:?}: filter `{kind}` is page-level, and madvd does not evaluate \
+                         page-level filters (anon, young) when it runs: the scheme would never \
+                         be applied; remove the filter",
+                        s.name
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+const PAGE_FILTER_REASON: &str =
+    "page-level filters (anon, young) need a driver that evaluates them (Schemes::enable_page_filters)";
+
+#[derive(Debug)]
+struct SchemeState {
+    region_filter: RegionFilter,
+    page_filter: Option<PageFilter>,
+    next_apply_us: Option<u64>,
+    quota: QuotaState,
+    goals: Vec<GoalState>,
+    goal_error: Option<String>,
+    wmark: WmarkState,
+    wmark_error: Option<String>,
+    stats: SchemeStats,
+}
+
+/// The schemes of one policy at run time.
+pub struct Schemes {
+    specs: Vec<SchemeSpec>,
+    states: Vec<SchemeState>,
+    env: Box<dyn MetricSource>,
+    /// Cgroups given by the driver; they take precedence over `cgroup_cache`.
+    target_cgroups: HashMap<TargetId, Vec<String>>,
+    /// Cgroups read through the metric source: (paths, or `None` if unreadable; read at µs).
+    cgroup_cache: HashMap<TargetId, (Option<Vec<String>>, u64)>,
+    /// Whether the driver evaluates page-level filters (see [`Schemes::enable_page_filters`]).
+    page_filters_enabled: bool,
+    /// Since when every scheme is held inactive by its watermarks (monitoring paused), µs.
+    paused_since: Option<u64>,
+}
+
+/// How long a target's cgroups read from `/proc/PID/cgroup` stay cached, µs.
+pub const CGROUP_REFRESH_US: u64 = 60_000_000;
+
+// The driver runs the schemes on its actuation thread.
+const _: fn() = || {
+    fn send<T: Send>() {}
+    send::<Schemes>();
+};
+
+impl std::fmt::Debug for Schemes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Schemes")
+            .field("specs", &self.specs)
+            .field("states", &self.states)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Schemes {
+    /// Build the run-time state. Fails when a goal's or watermark's source is missing,
+    /// naming it, at its position in the policy file.
+    pub fn new(policy: &Policy, env: Box<dyn MetricSource>) -> Result<Self, SchemesError> {
+        policy.check_sources(env.as_ref())?;
+        let mut states = Vec::with_capacity(policy.schemes.len());
+        for s in &policy.schemes {
+            let goals = s
+                .quota
+                .goals
+                .iter()
+                .map(|g| {
+                    goal::check_source(g, env.as_ref())
+                        .map_err(|e| PolicyError::at(&policy.origin, g.pos, e.0))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            states.push(SchemeState {
+                region_filter: RegionFilter::new(&s.filters),
+                page_filter: PageFilter::new(&s.filters),
+                next_apply_us: None,
+                quota: QuotaState::default(),
+                goal_error: None,
+                wmark: WmarkState::default(),
+                wmark_error: None,
+                stats: SchemeStats {
+                    name: s.name.clone(),
+                    action: s.action.name().to_string(),
+                    // Watermarks start activated (damon_new_scheme(), core.c 6.12.117).
+                    active: true,
+                    goal_values: goals.iter().map(|g| g.current).collect(),
+                    ..SchemeStats::default()
+                },
+                goals,
+            });
+        }
+        Ok(Self {
+            specs: policy.schemes.clone(),
+            states,
+            env,
+            target_cgroups: HashMap::new(),
+            cgroup_cache: HashMap::new(),
+            page_filters_enabled: false,
+            paused_since: None,
+        })
+    }
+
+    pub fn specs(&self) -> &[SchemeSpec] {
+        &self.specs
+    }
+
+    /// The cgroups of each target (paths as `/proc/PID/cgroup` shows them: the v2 path and,
+    /// on a hybrid host, the v1 memory path), for `cgroup` filters. Targets not in the map
+    /// are looked up through the metric source ([`MetricSource::target_cgroups`], cached
+    /// for [`CGROUP_REFRESH_US`]). A scheme with a `cgroup` filter skips a target whose
+    /// cgroups cannot be known.
+    pub fn set_target_cgroups(&mut self, map: HashMap<TargetId, Vec<String>>) {
+        self.target_cgroups = map;
+    }
+
+    /// Declare that the driver evaluates page-level filters (`anon`, `young`) on every
+    /// request of a scheme that has them, with [`Schemes::page_filter`], before applying it.
+    /// Until then such schemes stay inactive (reason in their stats): applying their advice
+    /// without the filters would advise pages the policy excludes.
+    pub fn enable_page_filters(&mut self) {
+        self.page_filters_enabled = true;
+        for (sp, st) in self.specs.iter().zip(&mut self.states) {
+            if st.stats.inactive_reason.as_deref() == Some(PAGE_FILTER_REASON) {
+                st.stats.inactive_reason = None;
+                st.stats.active = sp.watermarks.is_none() || st.wmark.activated;
+            }
+        }
+    }
+
+    /// Set the current value of a `user_input` goal (by index among the scheme's goals).
+    pub fn set_user_input(
+        &mut self,
+        scheme: usize,
+        goal: usize,
+        value: u64,
+    ) -> Result<(), SchemesError> {
+        let spec = self
+            .specs
+            .get(scheme)
+            .ok_or(SchemesError::NoScheme(scheme))?;
+        match spec.quota.goals.get(goal) {
+            Some(g) if g.metric == policy::GoalMetric::UserInput => {
+                self.states[scheme].goals[goal].current = value;
+                Ok(())
+            }
+            _ => Err(SchemesError::NotUserInput {
+                scheme: spec.name.clone(),
+                goal,
+            }),
+        }
+    }
+
+    /// The page-level filters (anon, young) the driver must evaluate on each page of this
+    /// scheme's requests before applying them; `None` when the scheme has none.
+    pub fn page_filter(&self, scheme: usize) -> Option<&PageFilter> {
+        self.states.get(scheme)?.page_filter.as_ref()
+    }
+
+    /// When the next scheme is due to apply, µs (monitor time). The driver takes an interim
+    /// snapshot then if it comes before the next aggregation.
+    pub fn next_apply_due_us(&self) -> Option<u64> {
+        self.specs
+            .iter()
+            .zip(&self.states)
+            .filter_map(|(sp, st)| {
+                let due = st.next_apply_us.or(sp.apply_interval_us)?;
+                // While watermarks hold a scheme inactive, nothing happens before the recheck.
+                Some(if sp.watermarks.is_some() && !st.wmark.activated {
+                    due.max(st.wmark.next_check_us)
+                } else {
+                    due
+                })
+            })
+            .min()
+    }
+
+    /// True when every scheme is held inactive by its watermarks (the kernel stops
+    /// monitoring then, `kdamond_wait_activation()`); the driver may pause until
+    /// [`Schemes::next_wmark_check_us`].
+    pub fn all_inactive(&self) -> bool {
+        !self.specs.is_empty()
+            && self
+                .specs
+                .iter()
+                .zip(&self.states)
+                .all(|(sp, st)| sp.watermarks.is_some() && !st.wmark.activated)
+    }
+
+    /// The earliest watermark recheck of an inactive scheme, µs.
+    pub fn next_wmark_check_us(&self) -> Option<u64> {
+        self.specs
+            .iter()
+            .zip(&self.states)
+            .filter(|(sp, st)| sp.watermarks.is_some() && !st.wmark.activated)
+            .map(|(_, st)| st.wmark.next_check_us)
+            .min()
+    }
+
+    /// `kdamond_wait_activation()` (mm/damon/core.c 6.12.117): while every scheme is held
+    /// inactive by its watermarks, the kdamond neither samples nor aggregates (regions do
+    /// not age); it sleeps until the earliest watermark check. Some(that check, µs) when
+    /// the driver should pause its monitoring now; None to keep monitoring. As in the
+    /// kernel, a watermark metric that cannot be read does not pause
+    /// (`damos_wmark_wait_us()` returns 0 then).
+    pub fn paused_until_us(&self) -> Option<u64> {
+        if !self.all_inactive() || self.states.iter().any(|st| st.wmark_error.is_some()) {
+            return None;
+        }
+        self.next_wmark_check_us()
+    }
+
+    /// Check the watermarks that are due at `now_us` while monitoring is paused (no
+    /// snapshot: the kernel's `kdamond_wait_activation()` loop). When a scheme becomes
+    /// active again, every scheme's next apply time moves by the pause's length: the kernel
+    /// counts apply intervals in sampling intervals (`next_apply_sis`), and none pass while
+    /// paused. Call [`Schemes::paused_until_us`] after it.
+    pub fn check_watermarks(&mut self, now_us: u64) {
+        let mut free_rate = None;
+        for (spec, st) in self.specs.iter().zip(self.states.iter_mut()) {
+            check_wmark(spec, st, self.env.as_ref(), now_us, &mut free_rate);
+        }
+        if self.paused_until_us().is_some() {
+            self.paused_since.get_or_insert(now_us);
+        } else if let Some(since) = self.paused_since.take() {
+            let paused = now_us.saturating_sub(since);
+            for st in &mut self.states {
+                if let Some(n) = &mut st.next_apply_us {
+                    *n = n.saturating_add(paused);
+                }
+            }
+        }
+    }
+
+    pub fn stats(&self) -> Vec<SchemeStats> {
+        self.states
+            .iter()
+            .map(|st| {
+                let mut s = st.stats.clone();
+                s.effective_quota = st.quota.esz;
+                s.goal_values = st.goals.iter().map(|g| g.current).collect();
+                if s.active {
+                    s.inactive_reason = st.goal_error.clone();
+                }
+                s
+            })
+            .collect()
+    }
+
+    /// Decide the advice for one snapshot (`kdamond_apply_schemes()`, mm/damon/core.c 6.12).
+    pub fn plan(&mut self, snap: &Snapshot, now_us: u64) -> Vec<AdviceRequest> {
+        let mut out = Vec::new();
+        let mut free_rate: Option<Result<u64, String>> = None;
+        let tolerance = snap.attrs.sample_us / 2;
+        for idx in 0..self.specs.len() {
+            let spec = &self.specs[idx];
+            let st = &mut self.states[idx];
+
+            // Watermarks (damos_wmark_wait_us(), core.c 6.12).
+            check_wmark(spec, st, self.env.as_ref(), now_us, &mut free_rate);
+
+            // Page-level filters need the driver (see enable_page_filters).
+            if st.page_filter.is_some() && !self.page_filters_enabled {
+                st.stats.active = false;
+                st.stats.inactive_reason = Some(PAGE_FILTER_REASON.to_string());
+                continue;
+            }
+
+            // Apply interval (next_apply_sis, core.c 6.7+): due schemes advance whether or not
+            // they are active.
+            let interval = spec.apply_interval_us.unwrap_or(snap.attrs.aggr_us).max(1);
+            let next = *st.next_apply_us.get_or_insert(interval);
+            if now_us.saturating_add(tolerance) < next {
+                continue;
+            }
+            st.next_apply_us = Some(now_us.saturating_add(interval));
+            if spec.watermarks.is_some() && !st.wmark.activated {
+                continue;
+            }
+            let cgroups = if st.region_filter.needs_cgroups() {
+                resolve_cgroups(
+                    snap,
+                    now_us,
+                    &self.target_cgroups,
+                    &mut self.cgroup_cache,
+                    self.env.as_ref(),
+                )
+            } else {
+                HashMap::new()
+            };
+            adjust_quota(spec, st, snap, now_us, self.env.as_ref());
+            apply_scheme(idx, spec, st, snap, &cgroups, &mut out);
+        }
+        // The pause starts here; a plan that finds a scheme active ends it without moving
+        // the schedule (the driver did not pause: its apply times went on advancing).
+        if self.paused_until_us().is_some() {
+            self.paused_since.get_or_insert(now_us);
+        } else {
+            self.paused_since = None;
+        }
+        out
+    }
+
+    /// Take the actuator's report back: the time charge of the quotas and the applied stats
+    /// (`damos_apply_scheme()` / `damos_update_stat()`, core.c 6.12).
+    pub fn account(&mut self, report: &ApplyReport, _now_us: u64) {
+        for o in &report.outcomes {
+            let Some(st) = self.states.get_mut(o.scheme) else {
+                continue;
+            };
+            st.quota.charge_time(o.elapsed_ns);
+            st.stats.sz_applied = st.stats.sz_applied.saturating_add(o.bytes_applied);
+            if o.bytes_applied > 0 {
+                st.stats.nr_applied += 1;
+            }
+        }
+    }
+}
+
+/// `damos_wmark_wait_us()` (core.c 6.12.117) for one scheme at `now_us`, when its check is
+/// due: read the free memory rate (once per call of the caller: `free_rate`) and update the
+/// activation, the stats and the reason.
+fn check_wmark(
+    spec: &SchemeSpec,
+    st: &mut SchemeState,
+    env: &dyn MetricSource,
+    now_us: u64,
+    free_rate: &mut Option<Result<u64, String>>,
+) {
+    let Some(w) = &spec.watermarks else {
+        return;
+    };
+    if !st.wmark.due(now_us) {
+        return;
+    }
+    let metric = free_rate
+        .get_or_insert_with(|| match env.meminfo(None) {
+            Ok(m) => m
+                .free_mem_rate_permille()
+                .ok_or_else(|| "MemTotal is zero".to_string()),
+            Err(e) => Err(e.0),
+        })
+        .clone();
+    match metric {
+        Ok(m) => {
+            let v = st.wmark.update(m, now_us, w);
+            st.wmark_error = None;
+            st.stats.active = v.is_active();
+            st.stats.inactive_reason =
+                (v != WmarkVerdict::Active).then(|| wmark::Reason(v, m, w).to_string());
+        }
+        Err(e) => {
+            // The kernel keeps the state when the metric cannot be read.
+            if st.wmark_error.is_none() {
+                tracing::warn!(scheme = %spec.name, "watermark metric unavailable: {e}");
+            }
+            st.wmark_error = Some(e.clone());
+            st.wmark.next_check_us = now_us.saturating_add(w.interval_us);
+            if !st.wmark.activated {
+                st.stats.inactive_reason = Some(format!("free memory rate unavailable: {e}"));
+            }
+        }
+    }
+}
+
+/// The cgroups of each target of the snapshot: the driver's map first, else the metric
+/// source (cached). Targets whose cgroups cannot be read are left out.
+fn resolve_cgroups(
+    snap: &Snapshot,
+    now_us: u64,
+    given: &HashMap<TargetId, Vec<String>>,
+    cache: &mut HashMap<TargetId, (Option<Vec<String>>, u64)>,
+    env: &dyn MetricSource,
+) -> HashMap<TargetId, Vec<String>> {
+    let mut out = HashMap::new();
+    for t in &snap.targets {
+        if let Some(g) = given.get(&t.target) {
+            out.insert(t.target, g.clone());
+            continue;
+        }
+        let stale = cache
+            .get(&t.target)
+            .is_none_or(|(_, at)| now_us < *at || now_us - *at >= CGROUP_REFRESH_US);
+        if stale {
+            let got = env.target_cgroups(t.target);
+            if let Err(e) = &got {
+                if !cache.contains_key(&t.target) {
+                    tracing::warn!(target_id = %t.target, "cgroup filter: cgroups unknown, target skipped: {e}");
+                }
+            }
+            cache.insert(t.target, (got.ok(), now_us));
+        }
+        if let Some((Some(g), _)) = cache.get(&t.target) {
+            out.insert(t.target, g.clone());
+        }
+    }
+    cache.retain(|id, _| snap.targets.iter().any(|t| t.target == *id));
+    out
+}
+
+/// The score a region has for this scheme's priority.
+fn region_score(spec: &SchemeSpec, r: &engine::Region, snap: &Snapshot) -> u32 {
+    let w = &spec.quota.weights;
+    match spec.action.priority() {
+        Priority::Cold => score::cold_score(r.nr_accesses, r.age, &snap.attrs, w),
+        Priority::Hot => score::hot_score(r.nr_accesses, r.age, &snap.attrs, w),
+        Priority::None => score::MAX_SCORE,
+    }
+}
+
+/// `damos_adjust_quota()` (core.c 6.12): new charge window with a new effective quota, then
+/// the score histogram of the pattern-matching regions and the minimum score.
+fn adjust_quota(
+    spec: &SchemeSpec,
+    st: &mut SchemeState,
+    snap: &Snapshot,
+    now_us: u64,
+    env: &dyn MetricSource,
+) {
+    let q = &spec.quota;
+    if !q.is_set() {
+        st.quota.esz = 0;
+        return;
+    }
+    if st.quota.window_over(now_us, q.reset_interval_us) {
+        if st.quota.start_window(now_us) {
+            st.stats.qt_exceeds += 1;
+        }
+        let score = if q.goals.is_empty() {
+            None
+        } else {
+            // damos_quota_score(): the highest score (least aggressive) of all goals.
+            let mut highest = Some(0u64);
+            for (g, gs) in q.goals.iter().zip(st.goals.iter_mut()) {
+                match goal::measure(g, gs, env) {
+                    Ok(v) => highest = highest.map(|h| h.max(quota::goal_score(v, g.target))),
+                    Err(e) => {
+                        if st.goal_error.is_none() {
+                            tracing::warn!(scheme = %spec.name, "quota goal {} unavailable: {e}", g.metric.name());
+                        }
+                        st.goal_error =
+                            Some(format!("quota goal {} unavailable: {e}", g.metric.name()));
+                        highest = None;
+                    }
+                }
+            }
+            if highest.is_some() {
+                st.goal_error = None;
+            }
+            highest
+        };
+        st.quota
+            .set_effective_quota(q, score, snap.attrs.min_region_sz);
+    }
+    let pat = pattern::Resolved::new(&spec.pattern, &snap.attrs);
+    let mut hist = ScoreHistogram::default();
+    for t in &snap.targets {
+        for r in &t.regions {
+            if pat.matches(r) {
+                hist.add(region_score(spec, r, snap), r.size());
+            }
+        }
+    }
+    st.quota.min_score = hist.min_score(st.quota.esz);
+}
+
+/// The PMD huge page size of x86-64 and arm64 with 4 KiB pages.
+pub const HPAGE_SIZE: u64 = 2 << 20;
+
+/// The per-region walk of `damon_do_apply_schemes()` / `damos_apply_scheme()` (core.c 6.12)
+/// for one scheme.
+fn apply_scheme(
+    idx: usize,
+    spec: &SchemeSpec,
+    st: &mut SchemeState,
+    snap: &Snapshot,
+    cgroups: &HashMap<TargetId, Vec<String>>,
+    out: &mut Vec<AdviceRequest>,
+) {
+    let min_sz = snap.attrs.min_region_sz.max(1);
+    let pat = pattern::Resolved::new(&spec.pattern, &snap.attrs);
+    let esz = st.quota.esz;
+    st.quota
+        .fix_stale_resume(|t| snap.targets.iter().any(|x| x.target == t));
+    'targets: for t in &snap.targets {
+        let cgroup = cgroups.get(&t.target).map(Vec::as_slice);
+        if cgroup.is_none() && st.region_filter.needs_cgroups() {
+            // The target's cgroups are unknown: a cgroup filter cannot decide, so skip it.
+            continue;
+        }
+        let last = t.regions.len().saturating_sub(1);
+        for (ri, r) in t.regions.iter().enumerate() {
+            // Check the quota.
+            if st.quota.exhausted() {
+                break 'targets;
+            }
+            // Skip what the last window already charged.
+            let Some(start) =
+                st.quota
+                    .skip_charged(t.target, r.start(), r.end(), ri == last, min_sz)
+            else {
+                continue;
+            };
+            if !pat.matches(r) {
+                continue;
+            }
+            if esz != 0 && region_score(spec, r, snap) < st.quota.min_score {
+                continue;
+            }
+            let mut pieces: VecDeque<AddrRange> = VecDeque::from([AddrRange::new(start, r.end())]);
+            while let Some(mut p) = pieces.pop_front() {
+                if p.is_empty() {
+                    continue;
+                }
+                if st.quota.exhausted() {
+                    break;
+                }
+                // Split to fit the rest of the quota.
+                let Some(sz) = st.quota.fit(p.len(), min_sz) else {
+                    // damos_update_stat(s, 0, 0): tried, nothing charged.
+                    st.stats.nr_tried += 1;
+                    break;
+                };
+                if sz < p.len() {
+                    pieces.push_front(AddrRange::new(p.start + sz, p.end));
+                    p.end = p.start + sz;
+                }
+                // Region-level filters; an address filter may split the piece.
+                let (filtered_out, rest) = st
+                    .region_filter
+                    .filter_out(t.target, cgroup, &mut p, min_sz);
+                if let Some(rest) = rest {
+                    pieces.push_front(rest);
+                }
+                if filtered_out {
+                    continue;
+                }
+                if spec.action == Action::Collapse {
+                    // MADV_COLLAPSE works on whole PMD-sized huge pages: keep the aligned part.
+                    let (a, b) = (align_up(p.start, HPAGE_SIZE), align_down(p.end, HPAGE_SIZE));
+                    if a >= b {
+                        continue;
+                    }
+                    p = AddrRange::new(a, b);
+                }
+                let sz = p.len();
+                if let Some(advice) = spec.action.advice() {
+                    out.push(AdviceRequest {
+                        target: t.target,
+                        range: p,
+                        advice,
+                        scheme: idx,
+                    });
+                }
+                st.quota.charge(t.target, p.end, sz);
+                st.stats.nr_tried += 1;
+                st.stats.sz_tried = st.stats.sz_tried.saturating_add(sz);
+            }
+        }
+    }
+}

@@ -1,0 +1,271 @@
+//! What-if replay of a policy against a record (`madvd replay`): the record's frames as a
+//! snapshot source ([`source::RecordSource`]), the policy's schemes through the same
+//! [`Planner`] as `madvd run` (`SchemesPlanner` over `schemes::Schemes`: apply intervals,
+//! quotas and their charge windows, prioritization), and a what-if actuator
+//! ([`whatif::apply`]) whose report flows back as in `run` (quota charging by size and time,
+//! the age reset of advised regions). Time is the record's: each frame's `t_us` is the clock
+//! the schemes see, so quota windows reset on recorded time, and nothing sleeps.
+//!
+//! What a record does not hold is said once each ([`Replay::notes`]): watermarks (no free
+//! memory rate recorded: the scheme is taken as always active), PSI and memory quota goals
+//! (no metric: the quota stays as written), cgroup and page-level filters, residency (the
+//! record does not say which pages were resident), mid-aggregation snapshots for apply
+//! intervals shorter than the aggregation, and (in simulator or older records) the mappings
+//! the live actuator cuts at; live records carry them and advice is cut there.
+
+pub mod plot;
+pub mod risk;
+pub mod source;
+pub mod whatif;
+
+use crate::pipeline::actuate::{Feedback, Planner, SchemesPlanner};
+use crate::pipeline::source::SnapshotSource;
+use crate::record::{Loaded, Problem};
+use schemes::policy::{FilterKind, GoalMetric};
+use schemes::{MetricError, MetricSource, Policy, Schemes};
+use serde::Serialize;
+
+/// What the replay is asked.
+#[derive(Clone, Debug)]
+pub struct ReplayConfig {
+    /// Advised bytes accessed again within this long count as refault risk, µs.
+    pub refault_window_us: u64,
+    pub cost: whatif::CostModel,
+}
+
+/// One frame of the replay: bytes advised and refaulted in it, per scheme.
+#[derive(Clone, Debug, Serialize)]
+pub struct Step {
+    /// Recorded time, µs since the recording started.
+    pub t_us: u64,
+    pub aggr: u64,
+    pub advised_bytes: Vec<u64>,
+    pub refaulted_bytes: Vec<u64>,
+}
+
+/// One scheme's totals.
+#[derive(Clone, Debug, Serialize)]
+pub struct SchemeTotal {
+    pub name: String,
+    pub action: String,
+    pub advised_bytes: u64,
+    pub refaulted_bytes: u64,
+    /// Advice rounds with at least one byte.
+    pub nr_applied: u64,
+    /// Quota charge windows that ended exhausted.
+    pub qt_exceeds: u64,
+    /// Why the scheme was inactive at the end, if it was.
+    pub inactive_reason: Option<String>,
+}
+
+/// Where a damaged record made the replay stop.
+#[derive(Clone, Debug, Serialize)]
+pub struct Stopped {
+    pub line: usize,
+    pub column: usize,
+    pub offset: u64,
+    pub message: String,
+}
+
+impl From<&Problem> for Stopped {
+    fn from(p: &Problem) -> Self {
+        Stopped {
+            line: p.line,
+            column: p.column,
+            offset: p.offset,
+            message: p.msg.clone(),
+        }
+    }
+}
+
+/// The replay's result.
+#[derive(Clone, Debug, Serialize)]
+pub struct Replay {
+    pub snapshots: usize,
+    pub duration_us: u64,
+    pub refault_window_us: u64,
+    pub schemes: Vec<SchemeTotal>,
+    pub steps: Vec<Step>,
+    /// Inputs the record lacks, each said once.
+    pub notes: Vec<String>,
+    /// The first damaged line (the replay used the intact frames before it).
+    pub stopped: Option<Stopped>,
+    pub cost_model: whatif::CostModel,
+}
+
+impl Replay {
+    pub fn advised_bytes(&self) -> u64 {
+        self.schemes.iter().map(|s| s.advised_bytes).sum()
+    }
+    pub fn refaulted_bytes(&self) -> u64 {
+        self.schemes.iter().map(|s| s.refaulted_bytes).sum()
+    }
+}
+
+/// No system metrics: a record holds none.
+struct NoMetrics;
+
+impl MetricSource for NoMetrics {
+    fn meminfo(&self, _node: Option<u32>) -> Result<engine::kernel::meminfo::MemInfo, MetricError> {
+        Err(MetricError("the record holds no system metrics".into()))
+    }
+    fn some_mem_psi_total_us(&self, _cgroup: Option<&str>) -> Result<u64, MetricError> {
+        Err(MetricError("the record holds no PSI".into()))
+    }
+    fn cgroup_memory(
+        &self,
+        cgroup: &str,
+    ) -> Result<engine::kernel::cgroup::MemoryUsage, MetricError> {
+        Err(MetricError(format!(
+            "the record holds no memory use of cgroup {cgroup}"
+        )))
+    }
+}
+
+/// The policy as it can replay on a record, and what was set aside (one note per input).
+pub fn adapt(policy: &Policy, rec: &Loaded) -> (Policy, Vec<String>) {
+    let mut p = policy.clone();
+    let mut notes = Vec::new();
+    let mut say = |n: String| {
+        if !notes.contains(&n) {
+            notes.push(n);
+        }
+    };
+    for s in &mut p.schemes {
+        if s.watermarks.take().is_some() {
+            say(format!("scheme '{}': watermarks not replayed (the record has no free-memory rate): the scheme is taken as always active", s.name));
+        }
+        let before = s.quota.goals.len();
+        s.quota
+            .goals
+            .retain(|g| matches!(g.metric, GoalMetric::UserInput));
+        if s.quota.goals.len() != before {
+            say(format!("scheme '{}': quota goals not replayed (the record has no PSI or memory use): the quota stays as written", s.name));
+        }
+        for f in &s.filters {
+            match f.kind {
+                FilterKind::Cgroup(_) => say(format!("scheme '{}': cgroup filter: the record has no cgroups, targets it needs are skipped", s.name)),
+                FilterKind::Anon | FilterKind::Young => say(format!("scheme '{}': page-level filters (anon, young) need live pages: the scheme stays inactive", s.name)),
+                _ => {}
+            }
+        }
+        if s.apply_interval_us
+            .is_some_and(|i| i < rec.header.attrs.aggr_us)
+        {
+            say(format!("scheme '{}': apply interval shorter than the aggregation: the record holds aggregated snapshots only, the scheme applies once per aggregation", s.name));
+        }
+    }
+    say("residency: the record does not say which pages were resident; advice counts every byte it covers".into());
+    say("refault guard: the record holds no refault counts; refault risk is from recorded accesses only".into());
+    if rec
+        .frames
+        .iter()
+        .any(|f| f.targets.iter().any(|t| t.mappings.is_empty()))
+    {
+        say("mappings: the record holds none (a simulator or older record); advice is not cut at mapping boundaries".into());
+    }
+    say("monitor: the recorded regions are those of a workload that was not advised; a live monitor sees advised memory differently (the refault probe cannot sample paged-out pages)".into());
+    (p, notes)
+}
+
+/// Replay `policy` against `rec`: the intact frames before its first damaged line.
+pub fn replay(policy: &Policy, rec: &Loaded, cfg: &ReplayConfig) -> anyhow::Result<Replay> {
+    let (policy, notes) = adapt(policy, rec);
+    let schemes = Schemes::new(&policy, Box::new(NoMetrics))
+        .map_err(|e| anyhow::anyhow!("{}: {e}", policy.origin.display()))?;
+    let mut planner = SchemesPlanner(schemes);
+    let n_schemes = policy.schemes.len();
+    let first_bad = rec.problems.first();
+    let usable = first_bad.map_or(rec.frames.len(), |p| p.frames_before);
+    let mut intact = rec.clone();
+    intact.frames.truncate(usable);
+    let mut src = source::RecordSource::new(&intact);
+    let mut refaults = risk::Refaults::new(cfg.refault_window_us, n_schemes);
+    // What is paged out and not accessed since (for the cost of paging it out again).
+    let mut out = risk::Refaults::new(u64::MAX, n_schemes);
+    let mut steps = Vec::with_capacity(usable);
+    let mut frames = intact.frames.iter();
+    loop {
+        let pulled = src.pull(0, false).map_err(anyhow::Error::msg)?;
+        let (Some(snap), Some(frame)) = (pulled.snapshot, frames.next()) else {
+            break;
+        };
+        let now = snap.now_us;
+        // The accesses of this aggregation happened before its advice.
+        let before = refaults.bytes.clone();
+        refaults.frame(frame);
+        out.frame(frame);
+        let reqs = planner.plan(&snap, now);
+        let report = whatif::apply(
+            &reqs,
+            &cfg.cost,
+            |id| {
+                let t = frame.targets.iter().find(|t| t.id == id.0)?;
+                (!t.mappings.is_empty()).then(|| {
+                    t.mappings
+                        .iter()
+                        .map(|m| engine::AddrRange::new(m[0], m[1]))
+                        .collect()
+                })
+            },
+            |id, r| out.pending(id.0, r),
+        );
+        planner.account(&report, now);
+        let mut advised = vec![0u64; n_schemes];
+        for o in &report.outcomes {
+            advised[o.scheme] += o.bytes_applied;
+            refaults.advised(o.target.0, o.range, o.scheme, now);
+            if o.advice == engine::Advice::Pageout {
+                out.advised(o.target.0, o.range, o.scheme, now);
+            }
+        }
+        src.feedback(&Feedback {
+            report,
+            next_due_us: planner.next_due_us(),
+            // Watermarks are not replayed (see `adapt`): nothing pauses.
+            paused_until_us: planner.paused_until_us(),
+            round: true,
+        });
+        steps.push(Step {
+            t_us: now,
+            aggr: snap.aggregation,
+            advised_bytes: advised,
+            refaulted_bytes: refaults
+                .bytes
+                .iter()
+                .zip(&before)
+                .map(|(a, b)| a - b)
+                .collect(),
+        });
+    }
+    let stats = planner.stats();
+    let schemes = stats
+        .iter()
+        .enumerate()
+        .map(|(i, st)| SchemeTotal {
+            name: st.name.clone(),
+            action: st.action.clone(),
+            advised_bytes: st.sz_applied,
+            refaulted_bytes: refaults.bytes[i],
+            nr_applied: st.nr_applied,
+            qt_exceeds: st.qt_exceeds,
+            inactive_reason: st.inactive_reason.clone(),
+        })
+        .collect();
+    Ok(Replay {
+        snapshots: steps.len(),
+        duration_us: match (steps.first(), steps.last()) {
+            (Some(a), Some(b)) => b.t_us - a.t_us,
+            _ => 0,
+        },
+        refault_window_us: cfg.refault_window_us,
+        schemes,
+        steps,
+        notes,
+        stopped: first_bad.map(Stopped::from),
+        cost_model: cfg.cost,
+    })
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,178 @@
+use super::*;
+use crate::record::read_from;
+use crate::record::tests::{stairs, write_lines};
+use std::path::Path;
+
+const MIB: u64 = 1 << 20;
+
+fn policy(scheme_tail: &str) -> Policy {
+    let text = format!(
+        r#"( schemes: [ ( name: "cold", pattern: (size: (min: "4 KiB"), accesses: (min: 0, max: 0), age: (min: "500 ms")), action: pageout, {scheme_tail} ) ] )"#
+    );
+    Policy::from_str(&text, Path::new("p.ron")).unwrap()
+}
+
+fn loaded(n: usize, cut: usize) -> Loaded {
+    let (h, frames) = stairs(n);
+    let s = write_lines(&h, &frames, cut == 0);
+    read_from(Path::new("s.rec"), &s.as_bytes()[..s.len() - cut]).unwrap()
+}
+
+fn cfg() -> ReplayConfig {
+    ReplayConfig {
+        refault_window_us: 2_000_000,
+        cost: whatif::CostModel::default(),
+    }
+}
+
+/// `policy(tail)` replayed on a clean stairs record of `n` frames.
+fn replayed(tail: &str, n: usize) -> Replay {
+    replay(&policy(tail), &loaded(n, 0), &cfg()).unwrap()
+}
+
+/// No recorded second (10 frames) advises more than `max` bytes.
+fn per_second_at_most(r: &Replay, max: u64) {
+    for w in r.steps.chunks(10) {
+        let b: u64 = w.iter().map(|s| s.advised_bytes[0]).sum();
+        assert!(b <= max, "{:?}", advised_by_step(r));
+    }
+}
+
+fn advised_by_step(r: &Replay) -> Vec<u64> {
+    r.steps.iter().map(|s| s.advised_bytes[0]).collect()
+}
+
+#[test]
+fn age_reset_keeps_a_range_from_being_advised_every_aggregation() {
+    let r = replayed("", 40);
+    let by = advised_by_step(&r);
+    // The 56 cold MiB of the stairs are eligible from aggregation 5 on; once advised, a
+    // range waits 5 aggregations (its reset age) before it is eligible again.
+    assert_eq!(by[..5].iter().sum::<u64>(), 0, "{by:?}");
+    assert!(by[5] >= 56 * MIB, "{by:?}");
+    assert_eq!(by[6..10].iter().sum::<u64>(), 0, "{by:?}");
+    // Without the age reset every frame from 5 on would advise ≥ 56 MiB (35 × 56 MiB).
+    assert!(r.advised_bytes() < 10 * 57 * MIB, "{}", r.advised_bytes());
+    assert_eq!(r.schemes[0].advised_bytes, by.iter().sum::<u64>());
+}
+
+#[test]
+fn size_quota_windows_reset_on_recorded_time() {
+    let r = replayed(r#"quota: (size: "4 MiB", reset_interval: "1 s")"#, 40);
+    // 4 s recorded, eligible from 0.5 s: at most one 4 MiB window per recorded second (a
+    // second of frames can straddle two windows).
+    per_second_at_most(&r, 8 * MIB);
+    assert!(
+        r.advised_bytes() >= 12 * MIB && r.advised_bytes() <= 16 * MIB,
+        "{}",
+        r.advised_bytes()
+    );
+    assert!(r.schemes[0].qt_exceeds >= 3, "{:?}", r.schemes[0]);
+}
+
+#[test]
+fn time_quota_is_charged_from_the_cost_model() {
+    // 1 ms per reset interval at 10 µs per resident page: 100 pages, 400 KiB per second.
+    let r = replayed(r#"quota: (time: "1 ms", reset_interval: "1 s")"#, 40);
+    assert!(r.advised_bytes() > 0);
+    // The kernel lets the round that crosses the quota finish: one region over.
+    per_second_at_most(&r, 4 * MIB);
+}
+
+#[test]
+fn moving_hot_window_shows_refault_risk() {
+    // The stairs' hot eighth moves up every 5 frames onto ranges advised before.
+    let r = replayed("", 40);
+    assert!(r.refaulted_bytes() > 0);
+    assert!(r.refaulted_bytes() < r.advised_bytes());
+    // A zero window counts nothing.
+    let none = replay(
+        &policy(""),
+        &loaded(40, 0),
+        &ReplayConfig {
+            refault_window_us: 0,
+            ..cfg()
+        },
+    )
+    .unwrap();
+    assert_eq!(none.refaulted_bytes(), 0);
+}
+
+#[test]
+fn missing_inputs_are_said_once_each_and_the_replay_goes_on() {
+    let p = policy(
+        r#"quota: (size: "8 MiB", reset_interval: "1 s", goals: [(metric: some_mem_psi_us, target: "1 ms")]), watermarks: (metric: free_mem_rate, interval: "1 s", high: 500, mid: 400, low: 200)"#,
+    );
+    let r = replay(&p, &loaded(20, 0), &cfg()).unwrap();
+    assert!(r.advised_bytes() > 0);
+    for what in [
+        "watermarks not replayed",
+        "quota goals not replayed",
+        "residency",
+        "refault guard",
+    ] {
+        assert_eq!(
+            r.notes.iter().filter(|n| n.contains(what)).count(),
+            1,
+            "{what}: {:?}",
+            r.notes
+        );
+    }
+}
+
+#[test]
+fn damaged_tail_replays_the_intact_frames_and_says_where_it_stopped() {
+    let whole = loaded(20, 0);
+    let cut = loaded(20, 40);
+    let r = replay(&policy(""), &cut, &cfg()).unwrap();
+    assert_eq!(r.snapshots, 19);
+    let s = r.stopped.as_ref().unwrap();
+    assert_eq!(s.line, 21);
+    // The offset is where line 21 starts: the header and 19 frames before it.
+    let (h, frames) = stairs(20);
+    let text = write_lines(&h, &frames[..19], false);
+    assert_eq!(s.offset, text.len() as u64);
+    // What it replayed is what the whole record gives over the same frames.
+    let full = replay(&policy(""), &whole, &cfg()).unwrap();
+    assert_eq!(advised_by_step(&r)[..], advised_by_step(&full)[..19]);
+}
+
+#[test]
+fn corrupt_middle_line_stops_the_replay_there() {
+    let (h, frames) = stairs(10);
+    let s = write_lines(&h, &frames, true);
+    let mut lines: Vec<String> = s.lines().map(String::from).collect();
+    lines[4] = "{\"t_us\": garbage".into();
+    let rec = read_from(Path::new("x.rec"), lines.join("\n").as_bytes()).unwrap();
+    let r = replay(&policy(""), &rec, &cfg()).unwrap();
+    assert_eq!(r.snapshots, 3);
+    let st = r.stopped.unwrap();
+    assert_eq!((st.line, st.column), (5, 10));
+}
+
+#[test]
+fn recorded_mappings_cut_the_advice_as_live() {
+    let (h, mut frames) = stairs(20);
+    let base = 0x7f00_0000_0000u64;
+    // Only the top half of the 64 MiB span is mapped (its hot eighth starts at the bottom).
+    for f in &mut frames {
+        f.targets[0].mappings = vec![[base + 32 * MIB, base + 64 * MIB]];
+    }
+    let s = write_lines(&h, &frames, true);
+    let rec = read_from(Path::new("m.rec"), s.as_bytes()).unwrap();
+    let r = replay(&policy(""), &rec, &cfg()).unwrap();
+    assert!(
+        !r.notes.iter().any(|n| n.contains("mappings")),
+        "{:?}",
+        r.notes
+    );
+    // Eligible from aggregation 5: only the mapped, cold 32 MiB, not the other spans.
+    assert_eq!(
+        r.steps[5].advised_bytes[0],
+        32 * MIB,
+        "{:?}",
+        advised_by_step(&r)
+    );
+    let unmapped = replay(&policy(""), &loaded(20, 0), &cfg()).unwrap();
+    assert!(unmapped.steps[5].advised_bytes[0] > 32 * MIB);
+}

@@ -1,0 +1,393 @@
+//! `madvd replay`: the command on records made by `madvd record --sim` (damaged tails, the
+//! JSON schema, the plot), and "replay vs reality": a policy replayed on a record of a
+//! workload against the same policy run live on the same workload (same seed), with swap.
+
+mod common;
+
+use common::{exe, spawn, MIB};
+use madvd_workload::{Pattern, WorkloadSpec};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn madvd() -> Command {
+    let mut c = Command::new(exe());
+    c.env_remove("MADVD_LOG").env_remove("RUST_LOG");
+    c
+}
+
+/// A kernel-style pageout scheme (DAMON_RECLAIM's shape, scaled to a short run): regions
+/// with no access for `min_age`, coldest first, at most `size` per second.
+fn kernel_style(dir: &Path, min_age: &str, size: &str) -> PathBuf {
+    let p = dir.join("kernel-style.ron");
+    std::fs::write(
+        &p,
+        format!(
+            r#"(
+    schemes: [
+        (
+            name: "pageout-cold",
+            pattern: (size: (min: "4 KiB"), accesses: (min: 0, max: 0), age: (min: "{min_age}")),
+            action: pageout,
+            quota: (time: "100 ms", size: "{size}", reset_interval: "1 s", weights: (size: 0, accesses: 0, age: 1)),
+        ),
+    ],
+)"#
+        ),
+    )
+    .unwrap();
+    p
+}
+
+fn sim_record(dir: &Path, scenario: &str, secs: u32) -> PathBuf {
+    let rec = dir.join(format!("{scenario}.rec"));
+    madvd()
+        .args(["record", "--sim", scenario, "--sim-size", "256MiB", "--for"])
+        .arg(format!("{secs}s"))
+        .arg("-o")
+        .arg(&rec)
+        .output()
+        .unwrap();
+    assert!(rec.exists());
+    rec
+}
+
+fn replay_json(policy: &Path, rec: &Path, extra: &[&str]) -> (Output, serde_json::Value) {
+    let out = madvd()
+        .args(["replay", "--json", "--policy"])
+        .arg(policy)
+        .arg(rec)
+        .args(extra)
+        .output()
+        .unwrap();
+    let v = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+    (out, v)
+}
+
+fn succeeded(out: &Output) {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn error_lines(out: &Output) -> Vec<String> {
+    String::from_utf8_lossy(&out.stderr)
+        .lines()
+        .filter(|l| l.starts_with("madvd: error:"))
+        .map(String::from)
+        .collect()
+}
+
+#[test]
+fn json_schema_and_json_lines_agree() {
+    let dir = tempfile::tempdir().unwrap();
+    let rec = sim_record(dir.path(), "moving", 10);
+    let pol = kernel_style(dir.path(), "1 s", "32 MiB");
+    let (out, v) = replay_json(&pol, &rec, &["--refault-window", "5s"]);
+    succeeded(&out);
+    for key in [
+        "record",
+        "policy",
+        "snapshots",
+        "duration_us",
+        "refault_window_us",
+        "schemes",
+        "steps",
+        "notes",
+        "stopped",
+        "cost_model",
+    ] {
+        assert!(v.get(key).is_some(), "no {key}: {v}");
+    }
+    assert_eq!(v["refault_window_us"], 5_000_000);
+    assert!(v["stopped"].is_null());
+    let s = &v["schemes"][0];
+    assert_eq!(s["name"], "pageout-cold");
+    let advised = s["advised_bytes"].as_u64().unwrap();
+    assert!(advised > 0, "{v}");
+    // 10 s at most 32 MiB per second.
+    assert!(advised <= 11 * 32 * MIB, "{advised}");
+    let steps = v["steps"].as_array().unwrap();
+    assert_eq!(steps.len() as u64, v["snapshots"].as_u64().unwrap());
+    let sum: u64 = steps
+        .iter()
+        .map(|s| s["advised_bytes"][0].as_u64().unwrap())
+        .sum();
+    assert_eq!(sum, advised);
+    // JSON lines: one step per snapshot, then the summary without the series.
+    let out = madvd()
+        .args([
+            "replay",
+            "--json-lines",
+            "--refault-window",
+            "5s",
+            "--policy",
+        ])
+        .arg(&pol)
+        .arg(&rec)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), steps.len() + 1);
+    assert_eq!(lines[3]["step"], steps[3]);
+    let summary = &lines.last().unwrap()["summary"];
+    assert_eq!(summary["schemes"], v["schemes"]);
+    assert!(summary.get("steps").is_none());
+}
+
+#[test]
+fn text_output_names_each_missing_input_once_and_plots() {
+    let dir = tempfile::tempdir().unwrap();
+    let rec = sim_record(dir.path(), "hotcold", 5);
+    let plot = dir.path().join("r.png");
+    let out = madvd()
+        .args(["replay", "--policy"])
+        .arg(common::repo("policies/reclaim-cold.ron"))
+        .arg(&rec)
+        .arg("--plot")
+        .arg(&plot)
+        .output()
+        .unwrap();
+    succeeded(&out);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(text.matches("watermarks not replayed").count(), 1, "{text}");
+    assert!(text.contains("reclaim-cold"), "{text}");
+    assert!(std::fs::metadata(&plot).unwrap().len() > 20_000);
+}
+
+/// Replay a record whose tail was damaged by `damage`; the replay must use the intact
+/// frames before `line` and name it.
+fn damaged(damage: impl Fn(&str) -> (String, usize, usize)) {
+    let dir = tempfile::tempdir().unwrap();
+    let rec = sim_record(dir.path(), "moving", 6);
+    let pol = kernel_style(dir.path(), "1 s", "64 MiB");
+    let (_, whole) = replay_json(&pol, &rec, &[]);
+    let text = std::fs::read_to_string(&rec).unwrap();
+    let (bad, line, intact) = damage(&text);
+    std::fs::write(&rec, &bad).unwrap();
+    let (out, v) = replay_json(&pol, &rec, &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(v["snapshots"], intact as u64);
+    let offset: usize = text.lines().take(line - 1).map(|l| l.len() + 1).sum();
+    assert_eq!(v["stopped"]["line"], line as u64, "{}", v["stopped"]);
+    assert_eq!(v["stopped"]["offset"], offset as u64, "{}", v["stopped"]);
+    // Each intact step is what the undamaged record gives.
+    assert_eq!(
+        v["steps"].as_array().unwrap()[..],
+        whole["steps"].as_array().unwrap()[..intact]
+    );
+    let errs = error_lines(&out);
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert!(
+        errs[0].contains(&format!("{}:{line}:", rec.display())),
+        "{errs:?}"
+    );
+    assert!(
+        errs[0].contains(&format!("byte offset {offset}")),
+        "{errs:?}"
+    );
+}
+
+#[test]
+fn truncated_tail_replays_what_is_intact_and_says_where_it_stopped() {
+    // Cut in the middle of line 41 (snapshot 40): 39 intact snapshots.
+    damaged(|t| {
+        let upto: usize = t.lines().take(40).map(|l| l.len() + 1).sum::<usize>() + 30;
+        (t[..upto].to_string(), 41, 39)
+    });
+}
+
+#[test]
+fn corrupt_tail_replays_what_is_intact_and_says_where_it_stopped() {
+    // Line 31 overwritten with bytes from a disk error; the lines after it are dropped too.
+    damaged(|t| {
+        let mut lines: Vec<String> = t.lines().map(String::from).collect();
+        lines[30] = "\u{0}\u{0}\u{0}{\"t_us\":".into();
+        (lines.join("\n") + "\n", 31, 29)
+    });
+}
+
+#[test]
+fn record_with_nothing_intact_is_one_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let rec = sim_record(dir.path(), "moving", 2);
+    let text = std::fs::read_to_string(&rec).unwrap();
+    let first = text.lines().next().unwrap().len() + 1;
+    std::fs::write(&rec, &text[..first + 10]).unwrap();
+    let out = madvd()
+        .args(["replay", "--policy"])
+        .arg(kernel_style(dir.path(), "1 s", "8 MiB"))
+        .arg(&rec)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let errs = error_lines(&out);
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert!(
+        errs[0].contains(&format!("{}:2:", rec.display())),
+        "{errs:?}"
+    );
+}
+
+// ---- Replay vs reality ----------------------------------------------------------------
+
+/// The monitoring both runs use: the refault probe, 1 s aggregations, and regions fine
+/// enough (≥ 100 over the workload's 256 MiB) that the hot set's edges are found the same
+/// way in both runs, whatever the adaptive splits' random draws.
+const MONITOR: [&str; 4] = ["--aggr", "1s", "--min-regions", "100"];
+
+/// `/proc/PID/stat` majflt.
+fn majflt(pid: u32) -> u64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let after = &s[s.rfind(')').unwrap() + 2..];
+    after.split(' ').nth(9).unwrap().parse().unwrap()
+}
+
+/// The figures one comparison gives.
+#[derive(Debug)]
+pub struct Comparison {
+    pub replay_advised: u64,
+    pub replay_refaulted: u64,
+    pub live_advised: u64,
+    pub live_refaulted: u64,
+}
+
+/// Record `spec` for `secs`, replay `policy` against the record (refault window: the whole
+/// run), then run `policy` live for `secs` on a fresh child with the same spec (same seed).
+/// Live refaulted bytes are the child's major faults during the run beyond those of the
+/// recording (the refault probe's own page-outs fault back in both), in pages.
+pub fn replay_vs_reality(policy: &Path, spec: &WorkloadSpec, secs: u32, dir: &Path) -> Comparison {
+    let rec = dir.join("live.rec");
+    let for_ = format!("{secs}s");
+    let w = spawn(spec);
+    let f0 = majflt(w.pid());
+    let out = madvd()
+        .args(["record", "--ops", "probe", "--for", &for_])
+        .args(MONITOR)
+        .arg("-o")
+        .arg(&rec)
+        .args(["--pid", &w.pid().to_string()])
+        .output()
+        .unwrap();
+    succeeded(&out);
+    let record_faults = majflt(w.pid()) - f0;
+    w.kill();
+    // MADVD_REPLAY_KEEP=DIR keeps the record and the live run's lines there (to look into a
+    // disagreement: `madvd replay --policy P DIR/NAME.rec`).
+    let keep = std::env::var_os("MADVD_REPLAY_KEEP").map(PathBuf::from);
+    let name = format!("{:?}", spec.pattern).replace([' ', '{', '}', ':'], "");
+    if let Some(k) = &keep {
+        std::fs::copy(&rec, k.join(format!("{name}.rec"))).unwrap();
+    }
+    let (out, v) = replay_json(policy, &rec, &["--refault-window", &for_]);
+    succeeded(&out);
+    let sum = |k: &str| -> u64 {
+        v["schemes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s[k].as_u64().unwrap())
+            .sum()
+    };
+    let w = spawn(spec);
+    let f0 = majflt(w.pid());
+    let out = madvd()
+        .args([
+            "run", "--ops", "probe", "--json", "--every", "2s", "--for", &for_,
+        ])
+        .args(MONITOR)
+        .arg("--policy")
+        .arg(policy)
+        .args(["--pid", &w.pid().to_string()])
+        .output()
+        .unwrap();
+    succeeded(&out);
+    let run_faults = majflt(w.pid()) - f0;
+    if let Some(k) = &keep {
+        std::fs::write(k.join(format!("{name}.run.jsonl")), &out.stdout).unwrap();
+    }
+    w.kill();
+    let last: serde_json::Value =
+        serde_json::from_str(String::from_utf8_lossy(&out.stdout).lines().last().unwrap()).unwrap();
+    let c = Comparison {
+        replay_advised: sum("advised_bytes"),
+        replay_refaulted: sum("refaulted_bytes"),
+        live_advised: last["bytes_applied"].as_u64().unwrap(),
+        live_refaulted: run_faults.saturating_sub(record_faults) * 4096,
+    };
+    eprintln!(
+        "replay vs reality, {}: {c:?} (record faults {record_faults}, run faults {run_faults})",
+        policy.display()
+    );
+    c
+}
+
+fn within(a: u64, b: u64, frac: f64, floor: u64) -> bool {
+    a.abs_diff(b) as f64 <= (b as f64 * frac).max(floor as f64)
+}
+
+fn check(c: &Comparison) {
+    assert!(c.live_advised > 0, "{c:?}");
+    assert!(
+        within(c.replay_advised, c.live_advised, 0.10, 0),
+        "advised: {c:?}"
+    );
+    // Refaults below 1% of what was advised are noise of the probe (both are ~0).
+    assert!(
+        within(
+            c.replay_refaulted,
+            c.live_refaulted,
+            0.20,
+            c.live_advised / 100
+        ),
+        "refaulted: {c:?}"
+    );
+}
+
+const SECS: u32 = 30;
+
+fn workload(pattern: Pattern) -> WorkloadSpec {
+    WorkloadSpec {
+        size: 256 * MIB,
+        hot_fraction: 0.25,
+        pattern,
+        seed: 7,
+        ..WorkloadSpec::default()
+    }
+}
+
+// Both fail today (docs/performance.md, "Replay vs reality": the replay advises 2-10x what
+// the live run does); run them with `--ignored` to measure.
+#[test]
+#[ignore = "replay and live disagree beyond the bounds (docs/performance.md, Replay vs reality)"]
+fn replay_vs_reality_static_hot_set() {
+    let _swap = engine::need_swap!(512 * MIB);
+    let dir = tempfile::tempdir().unwrap();
+    let pol = kernel_style(dir.path(), "3 s", "512 MiB");
+    check(&replay_vs_reality(
+        &pol,
+        &workload(Pattern::HotCold),
+        SECS,
+        dir.path(),
+    ));
+}
+
+#[test]
+#[ignore = "replay and live disagree beyond the bounds (docs/performance.md, Replay vs reality)"]
+fn replay_vs_reality_moving_hot_set() {
+    let _swap = engine::need_swap!(512 * MIB);
+    let dir = tempfile::tempdir().unwrap();
+    let pol = kernel_style(dir.path(), "3 s", "512 MiB");
+    check(&replay_vs_reality(
+        &pol,
+        &workload(Pattern::Moving { period_ms: 5_000 }),
+        SECS,
+        dir.path(),
+    ));
+}
