@@ -901,7 +901,7 @@ fn demo_not_root_runs_dry() {
             "--short",
             "--json",
             "--for",
-            "7s",
+            "14s",
             "--size",
             "64MiB",
             "--heatmap",

@@ -207,7 +207,14 @@ impl Group {
             .copied()
             .collect();
         for pid in stale {
-            self.remove(pid, "no longer selected");
+            // A member that exited drops out of the selection too, often before the
+            // monitor's own Gone arrives: name the real reason (gone, or a zombie).
+            let stat = engine::kernel::stat::read_stat(&root.proc_file(&format!("{pid}/stat")));
+            let why = match stat {
+                Ok(st) if st.state != 'Z' && st.state != 'X' => "no longer selected",
+                _ => "exited",
+            };
+            self.remove(pid, why);
         }
         self.refused.retain(|p| now.contains(p));
         self.over_limit.retain(|p| now.contains(p));

@@ -176,8 +176,10 @@ impl FakeDamonSysfs {
 
     /// The kdamond stops by itself, as when every target exited.
     pub fn kdamond_exits(&self) -> io::Result<()> {
-        put(&self.admin.join("kdamonds/0/state"), "off")?;
-        put(&self.admin.join("kdamonds/0/pid"), "-1")
+        // pid first: a reader that sees `off` may remove the kdamond's directory at once,
+        // and a write after that would make it again.
+        put(&self.admin.join("kdamonds/0/pid"), "-1")?;
+        put(&self.admin.join("kdamonds/0/state"), "off")
     }
 
     /// Every file under admin, relative, sorted (to compare with a real tree listing).
