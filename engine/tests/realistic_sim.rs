@@ -708,7 +708,11 @@ fn must_show_spaces(seed: u64) -> Vec<(String, SimSpace, usize)> {
         layout_seed: seed,
     });
     let mut v = vec![
-        ("hot bands".to_string(), base.clone().with_pattern(bands), 30),
+        (
+            "hot bands".to_string(),
+            base.clone().with_pattern(bands),
+            30,
+        ),
         ("partly hot".to_string(), base.with_pattern(part), 30),
     ];
     for (s, lookups) in [(1.0, 1024), (1.2, 1024), (1.0, 4096), (1.2, 4096)] {
@@ -739,12 +743,304 @@ fn must_show_spaces(seed: u64) -> Vec<(String, SimSpace, usize)> {
 /// have nothing to do: the figures, met and missed, are what the kernel's rules give.
 #[test]
 fn realistic_kernel_rules_give_the_same_snapshots() {
-    for seed in SEEDS {
+    kernel_rules_same_snapshots([1, 7]);
+}
+
+/// [`realistic_kernel_rules_give_the_same_snapshots`] on every seed 1..=10 (150 s in a debug
+/// build: not in the host suite; `--include-ignored` runs it).
+#[test]
+#[ignore = "slow (150 s debug): the host suite runs seeds 1 and 7"]
+fn realistic_kernel_rules_give_the_same_snapshots_all_seeds() {
+    kernel_rules_same_snapshots(SEEDS);
+}
+
+fn kernel_rules_same_snapshots(seeds: impl IntoIterator<Item = u64>) {
+    for seed in seeds {
         for (name, space, n) in must_show_spaces(seed) {
             let (madvd, _) = run(space.clone(), seed, n);
             let (kernel, _) = run_with(space, seed, n, kernel());
             let differ = madvd.iter().zip(&kernel).filter(|(a, b)| a != b).count();
-            assert_eq!(differ, 0, "{name} seed {seed}: {differ} of {n} snapshots differ");
+            assert_eq!(
+                differ, 0,
+                "{name} seed {seed}: {differ} of {n} snapshots differ"
+            );
         }
+    }
+}
+
+/// With merges rounding to nearest ([`MergeRounding::Nearest`], not the kernel's rule), the
+/// must-show of [`realistic_nonresident_idle_region_rate`] holds: the 10%-hot region's mean
+/// nr_accesses over 50 aggregations within ±20% of its true rate, at 30% and 90%
+/// non-resident, seeds 1..=10. So the kernel's floored merge is what misses it there.
+#[test]
+fn realistic_nonresident_idle_region_rate_with_nearest_rounding() {
+    let rules = Rules {
+        rounding: MergeRounding::Nearest,
+        ..Rules::default()
+    };
+    let mut worst: f64 = 0.0;
+    for out in [0.3, 0.9] {
+        for seed in SEEDS {
+            let (got, want) = nonresident_rate_with(seed, out, Sight::Residency, rules);
+            let err = (got - want) / want;
+            eprintln!(
+                "nearest rounding, {:.0}% non-resident seed {seed}: mean nr_accesses {got:.3}, \
+                 true {want:.3} ({:+.1}%)",
+                out * 100.0,
+                err * 100.0
+            );
+            worst = worst.max(err.abs());
+        }
+    }
+    assert!(worst <= 0.2, "worst error {:.1}%", worst * 100.0);
+}
+
+// ---------------------------------------------------------------------------------------
+// Where the WSS misses come from.
+
+/// Per aggregation of a hot set at phases of 20 aggregations: its offset in the phase
+/// (aggregations since the last jump or turn), the error against the bytes touched in the
+/// same 20 sampling intervals, and the error's two parts, in bytes: untouched bytes in
+/// regions counted (nr_accesses >= 1: a region holding touched and untouched bytes is
+/// counted whole) and touched bytes in regions not counted.
+struct WssRow {
+    offset: u64,
+    err: f64,
+    over: u64,
+    under: u64,
+    truth: u64,
+}
+
+fn wss_breakdown(kind: Hot, seed: u64) -> Vec<WssRow> {
+    let phase = 20u64;
+    let space = hot_set(seed, kind, phase, 0.8);
+    let ts = space.clone();
+    let d = ts.data_range();
+    let per = per_aggr();
+    let (snaps, _) = run(space, seed, 6 * phase as usize);
+    let mut rows = Vec::new();
+    for (k, s) in snaps.iter().enumerate() {
+        let k = k as u64;
+        let mut touched: Vec<u64> = (k * per..(k + 1) * per)
+            .flat_map(|i| ts.touched_pages(i, d))
+            .collect();
+        touched.sort_unstable();
+        touched.dedup();
+        let truth = touched.len() as u64 * PAGE;
+        assert_eq!(truth, ts.touched_bytes_between(k * per, (k + 1) * per, d));
+        let (mut over, mut under) = (0u64, 0u64);
+        for r in regions(s) {
+            let from = touched.partition_point(|&a| a < r.start());
+            let to = touched.partition_point(|&a| a < r.end());
+            let t = (to - from) as u64 * PAGE;
+            if r.nr_accesses >= 1 {
+                over += r.size() - t;
+            } else {
+                under += t;
+            }
+        }
+        let est = wss_bytes(s, 1);
+        assert_eq!(est as i128 - truth as i128, over as i128 - under as i128);
+        rows.push(WssRow {
+            offset: k % phase,
+            err: (est as f64 - truth as f64) / truth as f64,
+            over,
+            under,
+            truth,
+        });
+    }
+    rows
+}
+
+/// Stairs at 20 aggregations per phase: the jumps fall on aggregation boundaries (the
+/// truth and the estimate cover the same 20 sampling intervals, and no aggregation holds
+/// two windows), and the misses are the adaptation after each jump: pooled over seeds
+/// 1..=10, the aggregations 5..19 after a jump are within ±25% on >= 95% (the bar), those
+/// 0..4 are not. Most misses over-estimate (regions straddling the new edges counted whole);
+/// a few under-estimate (a big region holding a little of the new window, whose samples
+/// missed it in every interval).
+#[test]
+fn realistic_stairs_wss_misses_are_the_adaptation_after_each_jump() {
+    let (mut early, mut early_ok, mut late, mut late_ok) = (0, 0, 0, 0);
+    let mut under_misses = 0;
+    for seed in SEEDS {
+        let space = hot_set(seed, Hot::Stairs, 20, 0.8);
+        let d = space.data_range();
+        let per = per_aggr();
+        // The hot window of each aggregation is one window: the jump is at a boundary.
+        for k in 0..120u64 {
+            let hot = space.hot_ranges(k * per, (k + 1) * per);
+            let bytes: u64 = hot.iter().map(|r| overlap(r, &d)).sum();
+            assert_eq!(bytes, d.len() / 10, "seed {seed} aggregation {k}: {hot:?}");
+        }
+        for r in wss_breakdown(Hot::Stairs, seed) {
+            let ok = r.err.abs() <= 0.25;
+            if !ok && r.err < 0.0 {
+                under_misses += 1;
+            }
+            if r.offset < 5 {
+                (early, early_ok) = (early + 1, early_ok + ok as u32);
+            } else {
+                (late, late_ok) = (late + 1, late_ok + ok as u32);
+            }
+        }
+    }
+    let (e, l) = (early_ok as f64 / early as f64, late_ok as f64 / late as f64);
+    eprintln!(
+        "stairs: within ±25% on {e:.3} of the aggregations 0..4 after a jump, {l:.3} of \
+         aggregations 5..19; {under_misses} misses under-estimate"
+    );
+    assert!(l >= 0.95, "{l:.3}");
+    assert!(e < 0.95, "{e:.3}");
+}
+
+/// Moving and zigzag at 20 aggregations per window: the edges move in every aggregation, so
+/// there is no settled part of a phase; pooled over seeds 1..=10 the misses are spread over
+/// every offset and are over-estimates: untouched bytes of regions straddling the moving
+/// edges, counted whole. Printed per offset; asserted: >= 90% of the missed aggregations
+/// over-estimate, and misses occur in both halves of the phases.
+#[test]
+fn realistic_sliding_wss_misses_are_straddling_regions() {
+    for kind in [Hot::Moving, Hot::Zigzag] {
+        let mut by_off = [(0u32, 0u32, 0.0f64, 0.0f64); 20];
+        let (mut misses, mut over_misses) = (0, 0);
+        for seed in SEEDS {
+            for r in wss_breakdown(kind, seed) {
+                let o = &mut by_off[r.offset as usize];
+                o.0 += 1;
+                o.2 += r.over as f64 / r.truth as f64;
+                o.3 += r.under as f64 / r.truth as f64;
+                if r.err.abs() > 0.25 {
+                    o.1 += 1;
+                    misses += 1;
+                    over_misses += (r.err > 0.0) as u32;
+                }
+            }
+        }
+        for (i, (n, miss, over, under)) in by_off.iter().enumerate() {
+            let n = *n as f64;
+            eprintln!(
+                "{kind:?} offset {i:2}: {miss:2} of {n} aggregations missed; untouched bytes \
+                 counted {:+.1}%, touched bytes not counted {:.1}% of the truth",
+                over / n * 100.0,
+                under / n * 100.0
+            );
+        }
+        let first: u32 = by_off[..10].iter().map(|o| o.1).sum();
+        let second: u32 = by_off[10..].iter().map(|o| o.1).sum();
+        eprintln!("{kind:?}: {misses} misses, {over_misses} over-estimates; {first} in offsets 0..9, {second} in 10..19");
+        assert!(over_misses as f64 >= 0.9 * misses as f64);
+        assert!(first > 0 && second > 0);
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Where the dense Zipf miss comes from.
+
+/// P(|X/n - m| <= tol) for X ~ Binomial(n, m).
+fn binom_within(m: f64, n: u32, tol: f64) -> f64 {
+    let m = m.clamp(0.0, 1.0);
+    let mut c = 1.0f64;
+    let mut p = 0.0;
+    for x in 0..=n {
+        if x > 0 {
+            c *= (n - x + 1) as f64 / x as f64;
+        }
+        if (x as f64 / n as f64 - m).abs() <= tol + 1e-12 {
+            p += c * m.powi(x as i32) * (1.0 - m).powi((n - x) as i32);
+        }
+    }
+    p
+}
+
+/// The monitor's share of bytes within ±0.1 (aggregations 10..30), the share that
+/// sampling one random page per region per interval would be expected to reach on the very
+/// same regions (each region read as Binomial(samples, mean), byte-weighted), and the mean
+/// region count.
+fn zipf_vs_binomial(seed: u64, s: f64, lookups: u64, attrs: Attrs) -> (f64, f64, usize) {
+    let space = zipf_space(seed, s, lookups);
+    let d = space.data_range();
+    let truth = Truth::new(&space, d, 0);
+    let n = attrs.max_nr_accesses();
+    let rules = Rules {
+        attrs,
+        ..Rules::default()
+    };
+    let (snaps, _) = run_with(space, seed, 30, rules);
+    let share = rate_within(&snaps, 10, &truth, &d);
+    let (mut bytes, mut expected, mut nr) = (0u64, 0.0, 0);
+    for s in &snaps[10..] {
+        nr += regions(s).count();
+        for r in regions(s) {
+            let o = overlap(&r.ar, &d);
+            bytes += o;
+            expected += o as f64 * binom_within(truth.mean(&r.ar), n, 0.1);
+        }
+    }
+    (share, expected / bytes as f64, nr / 20)
+}
+
+/// Zipf s = 1.0 at 4096 lookups (the missed must-show): the monitor reaches what sampling
+/// noise allows on its own regions — on every seed its share is within 0.05 of the share a
+/// Binomial(20, mean) reading of the same regions is expected to reach, and that expected
+/// share is itself under the bar.
+#[test]
+fn zipf_dense_miss_is_sampling_noise() {
+    for seed in SEEDS {
+        let (share, expected, nr) = zipf_vs_binomial(seed, 1.0, 4096, Attrs::default());
+        eprintln!(
+            "zipf s=1.0 4096 seed {seed}: {share:.3} within ±0.1, binomial expectation on the \
+             same regions {expected:.3} ({nr} regions)"
+        );
+        assert!((share - expected).abs() <= 0.05, "seed {seed}");
+        assert!(expected < 0.9, "seed {seed}");
+    }
+}
+
+/// For the record, not the must-show (other attributes than the kernel's defaults): what
+/// region counts and sample counts do to Zipf s = 1.0 at 4096 lookups. `max_nr_regions` 4000
+/// alone changes nothing (the count stays at 24-75, far under `max / 2`: the merge, not the
+/// cap, sets it); `min_nr_regions` 1000 (the merge size limit 64 KiB) with `max_nr_regions`
+/// 4000 gives ~1800 regions and meets the bar; so does a 200 ms aggregation (40 samples) at
+/// the default region bounds. Asserted: those two meet it on every seed, the first does not.
+#[test]
+#[ignore = "slow (minutes in a debug build); figures in docs/performance.md"]
+fn zipf_dense_region_and_sample_counts() {
+    let page = {
+        let space = zipf_space(1, 1.0, 4096);
+        let probs = space.page_probs(space.data_range(), 0);
+        probs.iter().map(|&m| binom_within(m, 20, 0.1)).sum::<f64>() / probs.len() as f64
+    };
+    eprintln!("zipf s=1.0 4096: one region per page, expected share at 20 samples {page:.3}");
+    let other = [
+        ("max_nr_regions 4000", 100_000, 10, 4000, false),
+        (
+            "min_nr_regions 1000, max_nr_regions 4000",
+            100_000,
+            1000,
+            4000,
+            true,
+        ),
+        ("aggregation 200 ms", 200_000, 10, 1000, true),
+    ];
+    for (name, aggr_us, min, max, meets) in other {
+        let attrs = Attrs {
+            aggr_us,
+            min_nr_regions: min,
+            max_nr_regions: max,
+            ..Attrs::default()
+        };
+        let v: Vec<(f64, f64, usize)> = SEEDS
+            .map(|seed| zipf_vs_binomial(seed, 1.0, 4096, attrs))
+            .collect();
+        let line: Vec<String> = v
+            .iter()
+            .map(|(s, e, n)| format!("{s:.3} ({e:.3}, {n})"))
+            .collect();
+        eprintln!(
+            "zipf s=1.0 4096, {name}: share (binomial expectation, regions) {}",
+            line.join(", ")
+        );
+        assert!(v.iter().all(|x| (x.0 >= 0.9) == meets), "{name}");
     }
 }

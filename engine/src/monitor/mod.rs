@@ -43,9 +43,9 @@ mod wss;
 pub use self::core::{
     accesses_bp_to_nr_accesses, finalize_unknown, merge_regions, merge_regions_of,
     merge_regions_of_with, merge_regions_with, merge_two_regions, merge_two_regions_with,
-    moving_sum, MergeRounding, mult_frac, nr_accesses_to_accesses_bp, region_sz_limit,
-    reset_aggregated, split_region_at, split_regions, split_regions_of, split_to_min_regions,
-    update_access_rate, update_access_unknown, update_monitoring_result,
+    moving_sum, mult_frac, nr_accesses_to_accesses_bp, region_sz_limit, reset_aggregated,
+    split_region_at, split_regions, split_regions_of, split_to_min_regions, update_access_rate,
+    update_access_unknown, update_monitoring_result, MergeRounding,
 };
 pub use self::init::{
     evenly_split, init_regions, monitoring_ranges, ranges_for, set_regions, three_regions,
@@ -593,4 +593,3 @@ fn log_once(t: &mut TargetState, e: &AccessError) {
         tracing::warn!(target_id = %t.id, error = %e, "access check failed; its samples count as Unknown (logged once per target)");
     }
 }
-

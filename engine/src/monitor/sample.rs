@@ -12,7 +12,12 @@ use rand::RngCore;
 /// Pick `quota` regions of `t` to sample (all when `quota >= n`), round-robin by address
 /// from the target's cursor, and a random page in each (`damon_va_prepare_access_checks`:
 /// `sampling_addr = damon_rand(start, end)`, here aligned down to `min_region`).
-pub(super) fn choose_samples(t: &mut TargetState, quota: usize, min_region: u64, rng: &mut SmallRng) {
+pub(super) fn choose_samples(
+    t: &mut TargetState,
+    quota: usize,
+    min_region: u64,
+    rng: &mut SmallRng,
+) {
     let n = t.regions.len();
     t.samples.clear();
     t.sample_region.clear();
@@ -103,4 +108,3 @@ fn apply_one(r: &mut Region, a: Access, len_window: u32, departures: Departures)
         (Access::Unknown, Departures::Madvd) => update_access_unknown(r, len_window),
     }
 }
-
