@@ -6,7 +6,7 @@
 //! aggregation, 10..1000 regions), judges the monitor against the simulator's ground truth
 //! (never against the monitor's own output), and prints one line per seed: the figures in
 //! docs/performance.md ("Monitor accuracy on the realistic sim") come from
-//! `cargo test -p engine --test realistic_sim -- --include-ignored --nocapture --test-threads 1`.
+//! `cargo test -p engine --test realistic_sim -- --include-ignored --nocapture --test-threads 2`.
 //! Where a must-show misses its bar, its test is `#[ignore]`d with the reason (the bar is
 //! kept, and `--include-ignored` shows the miss); a companion test asserts what holds and
 //! where the miss comes from. Tests that are only slow are `#[ignore]`d saying so.

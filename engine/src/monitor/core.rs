@@ -258,7 +258,9 @@ pub fn merge_regions_of_with(
 /// Age is counted on the first pass only. The older loop, still in mainline core.c around
 /// 6.15 (`do { merge; thres = max(1, thres * 2) } while (nr > max && thres / 2 < max_thres)`),
 /// re-ages every pass and lets the threshold overshoot `max_thres`; madvd follows the lab
-/// kernel, 6.12.117.
+/// kernel, 6.12.117. Both stable fixes are also in Debian's 6.12.118 source (the lab's build
+/// cache as of 2026-12-06): `damon_merge_regions_of()` l. 1837 (`count_age`) and
+/// `kdamond_merge_regions()` l. 1876-1905 (the `max_thres` cap).
 pub fn merge_regions(
     targets: &mut [&mut Vec<Region>],
     threshold: u32,
