@@ -758,19 +758,20 @@ fn must_show_spaces(seed: u64) -> Vec<(String, SimSpace, usize)> {
 
 /// The misses are not madvd's departures: with the kernel's rules exactly
 /// ([`Departures::Kernel`]: no Unknown rule, no sample budget, no `split_to_min_regions`),
-/// every must-show scenario of this file gives, for seeds 1..=10, snapshots identical to
+/// every must-show scenario of this file gives, for seed 7 here and seeds 1..=10 in
+/// [`realistic_kernel_rules_give_the_same_snapshots_all_seeds`], snapshots identical to
 /// madvd's (regions, counts, ages). The simulator reading residency never answers Unknown
 /// here and the kernel's init already leaves >= min_nr_regions regions, so the departures
 /// have nothing to do: the figures, met and missed, are what the kernel's rules give.
 #[test]
 fn realistic_kernel_rules_give_the_same_snapshots() {
-    kernel_rules_same_snapshots([1, 7]);
+    kernel_rules_same_snapshots([7]);
 }
 
 /// [`realistic_kernel_rules_give_the_same_snapshots`] on every seed 1..=10 (150 s in a debug
 /// build: not in the host suite; `--include-ignored` runs it).
 #[test]
-#[ignore = "slow (150 s debug): the host suite runs seeds 1 and 7"]
+#[ignore = "slow (150 s debug): the host suite runs seed 7"]
 fn realistic_kernel_rules_give_the_same_snapshots_all_seeds() {
     kernel_rules_same_snapshots(SEEDS);
 }
@@ -848,7 +849,10 @@ fn wss_breakdown(kind: Hot, seed: u64) -> Vec<WssRow> {
         touched.sort_unstable();
         touched.dedup();
         let truth = touched.len() as u64 * PAGE;
-        assert_eq!(truth, ts.touched_bytes_between(k * per, (k + 1) * per, d));
+        if k == 0 {
+            // The same truth as the must-show tests' (checked once: it costs a second pass).
+            assert_eq!(truth, ts.touched_bytes_between(0, per, d));
+        }
         let (mut over, mut under) = (0u64, 0u64);
         for r in regions(s) {
             let from = touched.partition_point(|&a| a < r.start());
