@@ -22,24 +22,38 @@
 //! - at least `min_nr_regions` regions after init and after each merge
 //!   ([`split_to_min_regions`]; the kernel's size limit alone does not guarantee it);
 //! - the split's `last_nr_regions` is per monitor, not a global.
+//!
+//! [`Monitor::set_departures`] turns the first three off ([`Departures::Kernel`]: the
+//! kernel's rules exactly, to show what the kernel would report), and
+//! [`Monitor::set_merge_rounding`] makes merges round to nearest (not the kernel's rule).
+//!
+//! - `rules`: [`Departures`]; `sample`: which regions are sampled and how the answers feed
+//!   the rates; `wss`: working-set size estimates from a snapshot.
 
 pub mod core;
 pub mod init;
+mod rules;
+mod sample;
 mod set_attrs;
 #[cfg(test)]
 mod tests;
 pub mod tune;
+mod wss;
 
 pub use self::core::{
     accesses_bp_to_nr_accesses, finalize_unknown, merge_regions, merge_regions_of,
-    merge_two_regions, moving_sum, mult_frac, nr_accesses_to_accesses_bp, region_sz_limit,
-    reset_aggregated, split_region_at, split_regions, split_regions_of, split_to_min_regions,
-    update_access_rate, update_access_unknown, update_monitoring_result,
+    merge_regions_of_with, merge_regions_with, merge_two_regions, merge_two_regions_with,
+    moving_sum, mult_frac, nr_accesses_to_accesses_bp, region_sz_limit, reset_aggregated,
+    split_region_at, split_regions, split_regions_of, split_to_min_regions, update_access_rate,
+    update_access_unknown, update_monitoring_result, MergeRounding,
 };
 pub use self::init::{
     evenly_split, init_regions, monitoring_ranges, ranges_for, set_regions, three_regions,
     user_ranges, EvenlySplitError, ThreeRegionsError,
 };
+
+pub use self::rules::Departures;
+pub use self::wss::{wss_bytes, wss_weighted_bytes};
 
 use crate::access::{Access, AccessCheck, AccessError, SampleReq};
 use crate::attrs::{Attrs, AttrsError};
@@ -47,7 +61,8 @@ use crate::region::{AddrRange, Region, TargetId};
 use crate::report::ApplyReport;
 use crate::snapshot::{Snapshot, TargetSnapshot};
 use rand::rngs::SmallRng;
-use rand::{RngCore, SeedableRng};
+use rand::SeedableRng;
+use sample::{apply_answers, choose_samples};
 
 /// What one step produced.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -123,6 +138,8 @@ pub struct Monitor {
     budget_carry: f64,
     /// Interval auto-tuning, when on ([`Monitor::set_intervals_goal`]).
     tuner: Option<tune::Tuner>,
+    departures: Departures,
+    merge_rounding: MergeRounding,
 }
 
 impl Monitor {
@@ -143,7 +160,28 @@ impl Monitor {
             last_now_us: 0,
             budget_carry: 0.0,
             tuner: None,
+            departures: Departures::default(),
+            merge_rounding: MergeRounding::default(),
         })
+    }
+
+    /// madvd's rules or the kernel's exactly ([`Departures`]); takes effect from the next
+    /// step.
+    pub fn set_departures(&mut self, departures: Departures) {
+        self.departures = departures;
+    }
+
+    pub fn departures(&self) -> Departures {
+        self.departures
+    }
+
+    /// How merges round `nr_accesses` ([`MergeRounding`]; the kernel's `Floor` by default).
+    pub fn set_merge_rounding(&mut self, rounding: MergeRounding) {
+        self.merge_rounding = rounding;
+    }
+
+    pub fn merge_rounding(&self) -> MergeRounding {
+        self.merge_rounding
     }
 
     pub fn attrs(&self) -> &Attrs {
@@ -261,7 +299,7 @@ impl Monitor {
                         t.answers.iter_mut().for_each(|a| *a = Access::Unknown);
                     }
                 }
-                apply_answers(t, len_window);
+                apply_answers(t, len_window, self.departures);
             }
             self.drop_gone(&out.gone);
             self.passed_sis += 1;
@@ -303,6 +341,8 @@ impl Monitor {
             self.drop_gone(&out.gone);
             if built {
                 self.refresh_sz_limit();
+            }
+            if built && self.departures == Departures::Madvd {
                 let mut lists: Vec<&mut Vec<Region>> =
                     self.targets.iter_mut().map(|t| &mut t.regions).collect();
                 split_to_min_regions(
@@ -339,23 +379,29 @@ impl Monitor {
         let nr_samples = self.samples_in_aggr;
         let mut max_nr = 0;
         for t in self.targets.iter_mut() {
-            max_nr = max_nr.max(finalize_unknown(&mut t.regions, nr_samples));
+            max_nr = max_nr.max(match self.departures {
+                Departures::Madvd => finalize_unknown(&mut t.regions, nr_samples),
+                Departures::Kernel => t.regions.iter().map(|r| r.nr_accesses).max().unwrap_or(0),
+            });
         }
         {
             let mut lists: Vec<&mut Vec<Region>> =
                 self.targets.iter_mut().map(|t| &mut t.regions).collect();
-            merge_regions(
+            merge_regions_with(
                 &mut lists,
                 max_nr / 10,
                 self.sz_limit,
                 self.attrs.max_nr_regions,
                 self.attrs.max_nr_accesses(),
+                self.merge_rounding,
             );
-            split_to_min_regions(
-                &mut lists,
-                self.attrs.min_nr_regions,
-                self.attrs.min_region_sz,
-            );
+            if self.departures == Departures::Madvd {
+                split_to_min_regions(
+                    &mut lists,
+                    self.attrs.min_nr_regions,
+                    self.attrs.min_region_sz,
+                );
+            }
         }
         for t in self.targets.iter_mut() {
             for r in t.regions.iter_mut() {
@@ -421,7 +467,11 @@ impl Monitor {
     fn prepare(&mut self, ops: &mut dyn AccessCheck, gone: &mut Vec<TargetId>) {
         let total: usize = self.nr_regions();
         // The sample budget of this interval, over all targets.
-        let budget = ops.max_samples_per_sec().map(|per_sec| {
+        let per_sec = match self.departures {
+            Departures::Madvd => ops.max_samples_per_sec(),
+            Departures::Kernel => None,
+        };
+        let budget = per_sec.map(|per_sec| {
             self.budget_carry += per_sec * self.attrs.sample_us as f64 / 1e6;
             self.budget_carry = self.budget_carry.min(total as f64 + 1.0);
             let b = self.budget_carry.floor();
@@ -542,136 +592,4 @@ fn log_once(t: &mut TargetState, e: &AccessError) {
         t.error_logged = true;
         tracing::warn!(target_id = %t.id, error = %e, "access check failed; its samples count as Unknown (logged once per target)");
     }
-}
-
-/// Pick `quota` regions of `t` to sample (all when `quota >= n`), round-robin by address
-/// from the target's cursor, and a random page in each (`damon_va_prepare_access_checks`:
-/// `sampling_addr = damon_rand(start, end)`, here aligned down to `min_region`).
-fn choose_samples(t: &mut TargetState, quota: usize, min_region: u64, rng: &mut SmallRng) {
-    let n = t.regions.len();
-    t.samples.clear();
-    t.sample_region.clear();
-    let shift = min_region.trailing_zeros();
-    if quota >= n {
-        t.samples.reserve(n);
-        for r in t.regions.iter_mut() {
-            r.sampling_addr = random_page(rng, &r.ar, shift);
-            t.samples.push(SampleReq {
-                region: r.ar,
-                addr: r.sampling_addr,
-            });
-        }
-        return;
-    }
-    if quota == 0 {
-        return;
-    }
-    let start = t.regions.partition_point(|r| r.start() < t.cursor);
-    let start = if start >= n { 0 } else { start };
-    let mut last_end = 0;
-    for k in 0..quota {
-        let i = (start + k) % n;
-        let r = &mut t.regions[i];
-        r.sampling_addr = random_page(rng, &r.ar, shift);
-        t.samples.push(SampleReq {
-            region: r.ar,
-            addr: r.sampling_addr,
-        });
-        t.sample_region.push(i as u32);
-        last_end = r.end();
-    }
-    t.cursor = last_end;
-}
-
-/// A uniformly random page of `ar` (bounds aligned to `1 << shift`), by one multiply
-/// (Lemire's method without the rejection step: its bias, pages / 2^64, is far below
-/// anything observable, and unlike a rejection loop it costs the same for every region
-/// size — rand 0.8's `gen_range` rejects up to half of its draws for power-of-two ranges).
-#[inline]
-fn random_page(rng: &mut SmallRng, ar: &AddrRange, shift: u32) -> u64 {
-    let pages = (ar.len() >> shift).max(1);
-    let page = ((rng.next_u64() as u128 * pages as u128) >> 64) as u64;
-    ar.start + (page << shift)
-}
-
-/// Feed the answers of the last check into the regions' access rates.
-fn apply_answers(t: &mut TargetState, len_window: u32) {
-    let n = t.regions.len();
-    let full = t.samples.len() == n && t.prepared_gen == t.layout_gen;
-    if full {
-        for (r, a) in t.regions.iter_mut().zip(t.answers.iter()) {
-            match a {
-                Access::Accessed => update_access_rate(r, true, len_window),
-                Access::NotAccessed => update_access_rate(r, false, len_window),
-                Access::Unknown => update_access_unknown(r, len_window),
-            }
-        }
-        return;
-    }
-    t.per_region.clear();
-    t.per_region.resize(n, Access::Unknown);
-    if t.prepared_gen == t.layout_gen {
-        for (&i, a) in t.sample_region.iter().zip(t.answers.iter()) {
-            t.per_region[i as usize] = *a;
-        }
-    } else {
-        // Regions changed between prepare and check (an apply report split some): give
-        // each answer to the region now holding the sampled address.
-        for (s, a) in t.samples.iter().zip(t.answers.iter()) {
-            let i = t.regions.partition_point(|r| r.end() <= s.addr);
-            if i < n && t.regions[i].ar.contains(s.addr) {
-                t.per_region[i] = *a;
-            }
-        }
-    }
-    for (r, a) in t.regions.iter_mut().zip(t.per_region.iter()) {
-        match a {
-            Access::Accessed => update_access_rate(r, true, len_window),
-            Access::NotAccessed => update_access_rate(r, false, len_window),
-            Access::Unknown => update_access_unknown(r, len_window),
-        }
-    }
-}
-
-/// Estimated working-set size of a snapshot, damo's way: the bytes of regions with at least
-/// `min_nr_accesses` accesses (use 1: any access in the aggregation interval). Mid-aggregation
-/// snapshots use the moving sum (`nr_accesses_bp / 10000`).
-pub fn wss_bytes(snapshot: &Snapshot, min_nr_accesses: u32) -> u64 {
-    snapshot
-        .targets
-        .iter()
-        .flat_map(|t| t.regions.iter())
-        .filter(|r| {
-            let nr = if snapshot.aggregated {
-                r.nr_accesses
-            } else {
-                r.nr_accesses_bp / 10_000
-            };
-            nr >= min_nr_accesses
-        })
-        .map(|r| r.size())
-        .sum()
-}
-
-/// Estimated bytes accessed per sampling interval: each region's size weighted by its access
-/// frequency (`nr_accesses / max_nr_accesses`; mid-aggregation the moving sum). A region
-/// straddling the edge of a hot set contributes about its hot part instead of its whole
-/// size, so this estimate does not jump when a merge folds a little hot memory into a big
-/// cold region (which makes [`wss_bytes`] spike for one aggregation). For memory touched
-/// every sampling interval it estimates the working-set size.
-pub fn wss_weighted_bytes(snapshot: &Snapshot) -> u64 {
-    let max = snapshot.max_nr_accesses().max(1) as u128;
-    snapshot
-        .targets
-        .iter()
-        .flat_map(|t| t.regions.iter())
-        .map(|r| {
-            let bp = if snapshot.aggregated {
-                r.nr_accesses as u128 * 10_000
-            } else {
-                r.nr_accesses_bp as u128
-            };
-            (r.size() as u128 * bp.min(max * 10_000) / (max * 10_000)) as u64
-        })
-        .sum()
 }

@@ -839,3 +839,73 @@ fn kunit_target() {
     assert_eq!(m.target_ids().len(), 0);
     assert!(m.regions(T).is_none());
 }
+
+/// `Departures::Kernel` runs the kernel's rules: an `Unknown` answer counts as not accessed
+/// (`damon_va_young()`), so a hot region read only through Unknown answers drops to 0 and
+/// ages; with madvd's rules (the default) it carries its count and does not age.
+#[test]
+fn departures_kernel_counts_unknown_as_not_accessed() {
+    let run = |departures: Departures| {
+        let space = SimSpace::scenario("hotcold", GIB).unwrap();
+        let hot = space.hot_ranges(0, 1);
+        let mut ops = SimOps::single(T, space);
+        let mut m = Monitor::new(kernel_attrs(), 1).unwrap();
+        m.set_departures(departures);
+        assert_eq!(m.departures(), departures);
+        m.add_target(T);
+        let mut now = 0;
+        run_aggregations(&mut m, &mut ops, &mut now, 10);
+        let mut space = ops.remove(T).unwrap();
+        space = space.with_unknown_fraction(1.0).unwrap();
+        let mut ops = SimOps::single(T, space);
+        let snaps = run_aggregations(&mut m, &mut ops, &mut now, 3);
+        (recall(snaps.last().unwrap(), &hot), snaps)
+    };
+    let (madvd, _) = run(Departures::Madvd);
+    assert!(madvd.hot >= 0.9, "{}", madvd.hot);
+    let (kernel, snaps) = run(Departures::Kernel);
+    assert_eq!(kernel.hot, 0.0);
+    assert!(snaps.last().unwrap().targets[0]
+        .regions
+        .iter()
+        .all(|r| r.nr_accesses == 0));
+}
+
+/// `Departures::Kernel` samples every region in every interval (the kernel has no sample
+/// budget) and keeps what `__damon_va_init_regions` leaves (no `split_to_min_regions`):
+/// three ranges of 1.5, 1.5 and 7 MiB at `min_nr_regions` 10 give 1 + 1 + 7 = 9 regions.
+#[test]
+fn departures_kernel_has_no_budget_and_no_min_regions_split() {
+    const MIB: u64 = 1 << 20;
+    let run = |departures: Departures| {
+        let mut space = SimSpace::scenario("hotcold", GIB).unwrap();
+        let base = space.data_range().start;
+        space.set_mappings(vec![
+            AddrRange::new(base, base + 3 * MIB / 2),
+            AddrRange::new(base + 10 * MIB, base + 23 * MIB / 2),
+            AddrRange::new(base + 20 * MIB, base + 27 * MIB),
+        ]);
+        let mut ops = SimOps::single(T, space).with_max_samples_per_sec(400.0);
+        let mut m = Monitor::new(kernel_attrs(), 1).unwrap();
+        m.set_departures(departures);
+        m.add_target(T);
+        m.step(0, &mut ops);
+        let after_init = m.nr_regions();
+        let steps = 200;
+        let mut sampled = 0;
+        for i in 1..=steps {
+            sampled += m.nr_regions() as u64;
+            m.step(i * 5000, &mut ops);
+        }
+        (after_init, ops.cost().samples, sampled)
+    };
+    let (init, samples, _) = run(Departures::Madvd);
+    assert_eq!(init, 10);
+    assert!(
+        samples <= 2 * 200 + 2,
+        "budget of 2 per interval: {samples}"
+    );
+    let (init, samples, regions) = run(Departures::Kernel);
+    assert_eq!(init, 9);
+    assert_eq!(samples, regions, "every region sampled in every interval");
+}

@@ -442,3 +442,41 @@ fn unknown_with_more_accesses_than_known_answers() {
     t[0].last_nr_accesses = 20;
     assert!(finalize_unknown(&mut t, 20) <= 20);
 }
+
+/// `MergeRounding::Nearest` (opt-in, not the kernel's rule) rounds the merged
+/// `nr_accesses` to nearest; `Floor` is `damon_merge_two_regions()`'s integer division. Age
+/// keeps the kernel's floor either way.
+#[test]
+fn merge_rounding_nearest() {
+    let pair = || {
+        let mut l = Region::new(0, 100);
+        l.nr_accesses = 10;
+        l.age = 9;
+        let mut r = Region::new(100, 300);
+        r.nr_accesses = 20;
+        r.age = 22;
+        (l, r)
+    };
+    // (10 * 100 + 20 * 200) / 300 = 16.67; age (900 + 4400) / 300 = 17.67.
+    let (mut l, r) = pair();
+    merge_two_regions_with(&mut l, &r, MergeRounding::Floor);
+    assert_eq!((l.nr_accesses, l.nr_accesses_bp, l.age), (16, 160_000, 17));
+    let (mut l, r) = pair();
+    merge_two_regions_with(&mut l, &r, MergeRounding::Nearest);
+    assert_eq!((l.nr_accesses, l.nr_accesses_bp, l.age), (17, 170_000, 17));
+    // Halves round up: 1 and 2 over equal sizes.
+    let mut t = regions(&[(0, 100), (100, 200)]);
+    t[0].nr_accesses = 1;
+    t[1].nr_accesses = 2;
+    let mut u = t.clone();
+    merge_regions_of_with(&mut t, 2, u64::MAX, false, MergeRounding::Nearest);
+    merge_regions_of(&mut u, 2, u64::MAX, false);
+    assert_eq!((t.len(), t[0].nr_accesses), (1, 2));
+    assert_eq!((u.len(), u[0].nr_accesses), (1, 1));
+    // The list-level merge passes it on.
+    let mut t = regions(&[(0, 100), (100, 200)]);
+    t[0].nr_accesses = 1;
+    t[1].nr_accesses = 2;
+    merge_regions_with(&mut [&mut t], 2, u64::MAX, 1000, 20, MergeRounding::Nearest);
+    assert_eq!(t[0].nr_accesses, 2);
+}
