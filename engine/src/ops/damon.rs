@@ -197,6 +197,11 @@ impl KernelDamon {
         Ok(self.sysfs.scheme_stats(idx)?)
     }
 
+    /// Rewrite scheme `idx` on the running kdamond (`commit`).
+    pub fn commit_scheme(&mut self, idx: usize, d: &DamosScheme) -> Result<(), KernelDamonError> {
+        Ok(self.sysfs.commit_scheme(idx, d)?)
+    }
+
     /// The attributes the kdamond runs with.
     pub fn attrs(&self) -> Attrs {
         self.attrs
@@ -362,6 +367,19 @@ mod tests {
         assert_eq!(s.targets[0].target, PADDR_TARGET);
         assert_eq!(s.targets[0].regions[0].age, 30);
         assert_eq!(kd.scheme_stats(1).unwrap(), DamosStats::default());
+        let stat = DamosScheme {
+            action: "stat".into(),
+            ..pageout.clone()
+        };
+        kd.commit_scheme(1, &stat).unwrap();
+        let writes = fake.writes();
+        assert_eq!(
+            writes[writes.len() - 2..].to_vec(),
+            vec![
+                w("schemes/1/quotas/reset_interval_ms", "1000"),
+                ("kdamonds/0/state".to_string(), "commit".to_string())
+            ]
+        );
         kd.stop().unwrap();
         assert_eq!(fake.files(), before);
     }

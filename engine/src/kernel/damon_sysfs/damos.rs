@@ -59,6 +59,15 @@ impl DamonSysfs {
         )
     }
 
+    /// Rewrite scheme `idx` on the running kdamond (`state` = `commit`: the kernel re-reads
+    /// every parameter, keeping its regions where the target ranges did not change,
+    /// `damon_commit_ctx`, mm/damon/core.c 6.12) — e.g. turn a `stat` scheme into `pageout`
+    /// once the monitoring has settled.
+    pub fn commit_scheme(&mut self, idx: usize, d: &DamosScheme) -> Result<(), DamonSysfsError> {
+        self.write_scheme(idx, d)?;
+        self.write_rel("kdamonds/0/state", "commit")
+    }
+
     /// The stats of scheme `idx` now (`update_schemes_stats`, then the files).
     pub fn scheme_stats(&mut self, idx: usize) -> Result<DamosStats, DamonSysfsError> {
         self.write_rel("kdamonds/0/state", "update_schemes_stats")?;
