@@ -2,7 +2,7 @@
 //! (`shared/lab`, Linux 6.12 under qemu, 2 GiB, zram swap, cgroup v2 at `/sys/fs/cgroup`).
 //!
 //! Two cgroups each run a workload child (`madvd workload`) with ground truth: one
-//! hot-heavy (48 MiB, half touched in a loop), one mostly idle (64 MiB, 5% touched). Each
+//! hot-heavy (32 MiB, half touched in a loop), one mostly idle (48 MiB, 5% touched). Each
 //! side runs on fresh children and fresh groups, in three phases of aggregations:
 //!
 //! 1. warm-up ([`WARMUP`]);
@@ -45,9 +45,9 @@ mod common;
 use common::lab_cgroup::{co_schedule, Cgroup};
 use common::{exe, MIB, PAGE};
 
-const WARMUP: u64 = 20;
-const MEASURED: u64 = 15;
-const ACT: u64 = 20;
+const WARMUP: u64 = 15;
+const MEASURED: u64 = 12;
+const ACT: u64 = 15;
 
 /// The one scheme both sides run: regions not accessed in the last aggregation and at
 /// least 2 s old (5 aggregations of 400 ms), coldest first under a 256 MiB/s size quota
@@ -96,7 +96,7 @@ impl Workloads {
             Cgroup::create(&format!("madvd-cgr-{tag}-hot")),
             Cgroup::create(&format!("madvd-cgr-{tag}-idle")),
         ];
-        let specs = [(48 * MIB, 0.5, 1), (64 * MIB, 0.05, 2)];
+        let specs = [(32 * MIB, 0.5, 1), (48 * MIB, 0.05, 2)];
         let children = groups
             .iter()
             .zip(specs)
@@ -449,7 +449,7 @@ fn lab_cgreclaim_run_paddr_cli() {
     let _swap = engine::need_swap!(256 * MIB);
     let g = Cgroup::create("madvd-cgr-cli");
     let mut c = g.spawn(&WorkloadSpec {
-        size: 32 * MIB,
+        size: 16 * MIB,
         hot_fraction: 0.05,
         nohugepage: true,
         seed: 3,
@@ -457,7 +457,7 @@ fn lab_cgreclaim_run_paddr_cli() {
     });
     co_schedule(c.pid());
     let before = g.memory_current();
-    let out = run(&["--for", "12s", "--every", "60s"]);
+    let out = run(&["--for", "8s", "--every", "60s"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     let stdout = String::from_utf8_lossy(&out.stdout);
