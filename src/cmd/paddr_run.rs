@@ -43,6 +43,7 @@ struct Tally {
     asked: u64,
     reclaimed: u64,
     unowned: u64,
+    young: u64,
     cgroups: BTreeMap<String, PerCgroup>,
     errors: BTreeMap<String, u64>,
     first_error: Option<String>,
@@ -61,6 +62,9 @@ struct Line<'a> {
     asked_bytes: u64,
     reclaimed_bytes: u64,
     unowned_bytes: u64,
+    /// Selected bytes kept out because their pages were used since last checked (part of
+    /// `unowned_bytes`).
+    young_bytes: u64,
     cgroups: &'a BTreeMap<String, PerCgroup>,
     schemes: &'a [SchemeLine],
     errors: &'a BTreeMap<String, u64>,
@@ -96,7 +100,11 @@ fn human(l: &Line<'_>) -> String {
         }
     );
     if l.unowned_bytes > 0 {
-        s += &format!(" | no cgroup to ask: {}", fmt_bytes(l.unowned_bytes));
+        s += &format!(
+            " | no cgroup to ask: {} (young {})",
+            fmt_bytes(l.unowned_bytes),
+            fmt_bytes(l.young_bytes)
+        );
     }
     let inactive: Vec<String> = l
         .schemes
@@ -186,6 +194,7 @@ pub fn run(root: &SysRoot, a: RunArgs, spec: &str) -> Result<()> {
                     .collect()
             });
             t.unowned += plan.unowned_bytes;
+            t.young = r.young_bytes();
             for req in plan.requests {
                 let c = t.cgroups.entry(req.cgroup.clone()).or_default();
                 c.requests += 1;
@@ -255,6 +264,7 @@ fn print(
         asked_bytes: t.asked,
         reclaimed_bytes: t.reclaimed,
         unowned_bytes: t.unowned,
+        young_bytes: t.young,
         cgroups: &t.cgroups,
         schemes: stats,
         errors: &t.errors,
@@ -296,6 +306,7 @@ mod tests {
             asked_bytes: 61 << 20,
             reclaimed_bytes: 58 << 20,
             unowned_bytes: 4096,
+            young_bytes: 0,
             cgroups: &cgroups,
             schemes: &[],
             errors: &errors,
