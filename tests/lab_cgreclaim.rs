@@ -134,6 +134,9 @@ struct Group {
     idle: f64,
     saved: f64,
     swapped: f64,
+    /// Phase 3: pages faulted back in soon after reclaim (`workingset_refault_anon`) — what
+    /// taking the wrong pages costs, free of the host's noise.
+    refaults: u64,
     rate_base: f64,
     rate_act: f64,
 }
@@ -162,7 +165,7 @@ trait Driver {
 fn phases(who: &str, w: &mut Workloads, owners: &Owners, d: &mut dyn Driver) -> [Group; 2] {
     let mut out = [Group::default(); 2];
     let mut snaps: Vec<Vec<CgroupBytes>> = Vec::new();
-    let mut before = [(0u64, 0u64); 2];
+    let mut before = [(0u64, 0u64, 0u64); 2];
     let t0 = Instant::now();
     for k in 1..=WARMUP + MEASURED + ACT {
         let act = k > WARMUP + MEASURED;
@@ -189,7 +192,11 @@ fn phases(who: &str, w: &mut Workloads, owners: &Owners, d: &mut dyn Driver) -> 
                 out[i].true_hot = t.touched_bytes as f64;
                 out[i].true_cold = t.untouched_bytes as f64;
                 out[i].rate_base = t.ops_per_sec;
-                before[i] = (g.memory_current(), g.swap_current());
+                before[i] = (
+                    g.memory_current(),
+                    g.swap_current(),
+                    g.stat("workingset_refault_anon"),
+                );
             }
             w.mark();
         }
@@ -200,6 +207,7 @@ fn phases(who: &str, w: &mut Workloads, owners: &Owners, d: &mut dyn Driver) -> 
         out[i].rate_act = t.ops_per_sec;
         out[i].saved = before[i].0 as f64 - g.memory_current() as f64;
         out[i].swapped = g.swap_current() as f64 - before[i].1 as f64;
+        out[i].refaults = g.stat("workingset_refault_anon") - before[i].2;
     }
     println!("{who}: {:.1} s; {}", t0.elapsed().as_secs_f64(), d.report());
     for c in &mut w.children {
@@ -361,20 +369,21 @@ fn lab_cgreclaim_madvd_against_kernel_damon_paddr() {
         );
     }
     println!("(b) {ACT} aggregations of action");
-    println!("| cgroup | side | provably idle | saved (memory.current drop) | saved / idle | swap growth | hot child's ops/s before → during | slowdown |");
-    println!("|---|---|---|---|---|---|---|---|");
+    println!("| cgroup | side | provably idle | saved (memory.current drop) | saved / idle | swap growth | refaults | child's ops/s before → during | slowdown |");
+    println!("|---|---|---|---|---|---|---|---|---|");
     for i in 0..2 {
         for (side, g) in [
             ("madvd reclaim_cgroup", madvd[i]),
             ("kernel DAMOS pageout", kern[i]),
         ] {
             println!(
-                "| {} | {side} | {:.1} MiB | {:.1} MiB | {:.0}% | {:.1} MiB | {:.0} → {:.0} | {:.1}% |",
+                "| {} | {side} | {:.1} MiB | {:.1} MiB | {:.0}% | {:.1} MiB | {:.1} MiB | {:.0} → {:.0} | {:.1}% |",
                 names[i],
                 mib(g.idle),
                 mib(g.saved),
                 100.0 * g.saved / g.idle,
                 mib(g.swapped),
+                mib((g.refaults * PAGE) as f64),
                 g.rate_base,
                 g.rate_act,
                 g.slowdown_pct()

@@ -69,6 +69,16 @@ impl Cgroup {
         self.read_u64("memory.swap.current")
     }
 
+    /// One counter of the group's `memory.stat` (e.g. `workingset_refault_anon`: pages
+    /// faulted back in soon after reclaim; 0 when the kernel has no such key).
+    pub fn stat(&self, key: &str) -> u64 {
+        let p = self.dir.join("memory.stat");
+        let s = std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+        s.lines()
+            .find_map(|l| l.strip_prefix(key)?.strip_prefix(' ')?.trim().parse().ok())
+            .unwrap_or(0)
+    }
+
     fn read_u64(&self, file: &str) -> u64 {
         let p = self.dir.join(file);
         let s = std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
