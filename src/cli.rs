@@ -153,6 +153,12 @@ pub struct Targets {
     /// Every process whose command name (/proc/PID/comm) is NAME, read once at start.
     #[arg(long, value_name = "NAME")]
     pub comm: Option<String>,
+    /// Physical memory instead of processes (the `paddr` primitive; RANGES as `monitor
+    /// --paddr` takes them, default the biggest System RAM range). Runs `reclaim_cgroup` and
+    /// `stat` schemes: each cgroup owning selected cold bytes is asked to reclaim that much
+    /// through its cgroup v2 memory.reclaim.
+    #[arg(long, value_name = "RANGES", num_args = 0..=1, default_missing_value = "auto")]
+    pub paddr: Option<String>,
 }
 
 /// The monitoring-attribute flags (beat the policy file's `monitor` section and the

@@ -25,130 +25,16 @@ use engine::ops::OpsKind;
 use engine::{Attrs, Region, SysRoot};
 use madvd_workload::Client as Workload;
 use madvd_workload::WorkloadSpec;
-use std::os::fd::AsRawFd;
-use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 mod common;
+use common::lab_cgroup::{co_schedule, Cgroup};
 use common::{exe, MIB, PAGE};
 
 /// Aggregations before the measurement window, and in it.
 const WARMUP: u64 = 25;
 const MEASURED: u64 = 20;
-
-/// A cgroup v2 group under `/sys/fs/cgroup`, removed on drop (its processes gone first).
-struct Cgroup {
-    dir: PathBuf,
-    name: String,
-}
-
-impl Cgroup {
-    fn create(name: &str) -> Self {
-        let top = Path::new("/sys/fs/cgroup");
-        let ctl = std::fs::read_to_string(top.join("cgroup.subtree_control")).unwrap();
-        if !ctl.split_whitespace().any(|c| c == "memory") {
-            std::fs::write(top.join("cgroup.subtree_control"), "+memory").unwrap();
-        }
-        let dir = top.join(name);
-        let _ = std::fs::remove_dir(&dir);
-        std::fs::create_dir(&dir).unwrap_or_else(|e| panic!("mkdir {}: {e}", dir.display()));
-        Self {
-            dir,
-            name: format!("/{name}"),
-        }
-    }
-
-    /// A workload child started inside this group, so every page it first-touches is
-    /// charged here (charges do not move with a process in v2).
-    fn spawn(&self, spec: &WorkloadSpec) -> Workload {
-        let procs = std::fs::OpenOptions::new()
-            .write(true)
-            .open(self.dir.join("cgroup.procs"))
-            .unwrap();
-        let fd = procs.as_raw_fd();
-        let mut cmd = Command::new(exe());
-        cmd.arg("workload").args(spec.to_args());
-        // SAFETY: the closure runs in the forked child before exec and only calls write(2)
-        // (async-signal-safe) on an fd opened before the fork and still open in the child.
-        unsafe {
-            cmd.pre_exec(move || {
-                let b = b"0\n"; // "0": the writing process itself
-                if libc::write(fd, b.as_ptr().cast(), b.len()) < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
-        let w = Workload::spawn_with(cmd).expect("spawn the workload child in its cgroup");
-        let cg = std::fs::read_to_string(format!("/proc/{}/cgroup", w.pid())).unwrap();
-        assert_eq!(cg.trim(), format!("0::{}", self.name), "child's cgroup");
-        w
-    }
-
-    fn memory_current(&self) -> u64 {
-        std::fs::read_to_string(self.dir.join("memory.current"))
-            .unwrap()
-            .trim()
-            .parse()
-            .unwrap()
-    }
-}
-
-impl Drop for Cgroup {
-    fn drop(&mut self) {
-        if let Err(e) = std::fs::remove_dir(&self.dir) {
-            eprintln!("rmdir {}: {e}", self.dir.display());
-        }
-    }
-}
-
-/// Pin `pid`'s threads to vCPU 0 beside a thread of ours that wakes every millisecond at
-/// real-time priority there: QEMU's TCG soft-TLB is flushed only on a CR3 reload, and x86
-/// does not flush the TLB when page_idle or DAMON clear an Accessed bit, so a child
-/// spinning alone on a vCPU turns invisible to both (the measurement and the reasoning:
-/// `co_schedule` in tests/lab_ops.rs). The monitor runs on vCPU 1.
-fn co_schedule(pid: u32) {
-    static CHURN: std::sync::Once = std::sync::Once::new();
-    CHURN.call_once(|| {
-        std::thread::spawn(|| {
-            pin(0, 0);
-            let param = libc::sched_param { sched_priority: 1 };
-            // SAFETY: sched_setscheduler reads one sched_param through a valid pointer.
-            let rc = unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO, &param) };
-            assert_eq!(rc, 0, "SCHED_FIFO: {}", std::io::Error::last_os_error());
-            loop {
-                std::thread::sleep(Duration::from_millis(1));
-            }
-        });
-    });
-    for t in std::fs::read_dir(format!("/proc/{pid}/task"))
-        .unwrap()
-        .flatten()
-    {
-        pin(t.file_name().to_string_lossy().parse().unwrap(), 0);
-    }
-    // SAFETY: sysconf has no memory-safety preconditions.
-    let n = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
-    pin(0, (n.clamp(1, 2) - 1) as usize);
-}
-
-fn pin(tid: i32, cpu: usize) {
-    // SAFETY: a zeroed cpu_set_t is a valid empty set; CPU_SET and sched_setaffinity get
-    // valid pointers to it for the duration of the calls.
-    let rc = unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(cpu, &mut set);
-        libc::sched_setaffinity(tid, std::mem::size_of::<libc::cpu_set_t>(), &set)
-    };
-    assert_eq!(
-        rc,
-        0,
-        "sched_setaffinity({tid}): {}",
-        std::io::Error::last_os_error()
-    );
-}
 
 /// Hot and cold bytes of one cgroup: estimated (mean over the measured snapshots) and true
 /// (the child's own ground truth over the same window).

@@ -1,6 +1,8 @@
-//! Scheme actions. All but `stat` map onto the engine's [`Advice`], which has no destructive
-//! variant: `dontneed`, `free` or `remove` can be written neither in a policy file (the parser
-//! rejects them as unknown actions) nor in code.
+//! Scheme actions. All but `stat` and `reclaim_cgroup` map onto the engine's [`Advice`], which
+//! has no destructive variant: `dontneed`, `free` or `remove` can be written neither in a
+//! policy file (the parser rejects them as unknown actions) nor in code. `reclaim_cgroup` acts
+//! on physical memory (`madvd run --paddr`): it asks the cgroups that own the selected cold
+//! bytes to reclaim that much (cgroup v2 `memory.reclaim`; planned by [`crate::reclaim`]).
 
 use engine::Advice;
 use serde::{Deserialize, Serialize};
@@ -22,25 +24,31 @@ pub enum Action {
     Collapse,
     /// Count only (`DAMOS_STAT`).
     Stat,
+    /// Physical memory only: write the cold bytes the scheme selected in each owning cgroup
+    /// to that cgroup's `memory.reclaim` (cgroup v2). The kernel picks the pages by its LRU
+    /// within the cgroup, not the exact pages selected.
+    #[serde(rename = "reclaim_cgroup")]
+    ReclaimCgroup,
 }
 
 impl Action {
-    pub const ALL: [Action; 5] = [
+    pub const ALL: [Action; 6] = [
         Action::Pageout,
         Action::Cold,
         Action::Willneed,
         Action::Collapse,
         Action::Stat,
+        Action::ReclaimCgroup,
     ];
 
-    /// The advice to apply, `None` for `stat`.
+    /// The advice to apply, `None` for `stat` and `reclaim_cgroup` (no process to advise).
     pub const fn advice(self) -> Option<Advice> {
         match self {
             Action::Pageout => Some(Advice::Pageout),
             Action::Cold => Some(Advice::Cold),
             Action::Willneed => Some(Advice::Willneed),
             Action::Collapse => Some(Advice::Collapse),
-            Action::Stat => None,
+            Action::Stat | Action::ReclaimCgroup => None,
         }
     }
 
@@ -51,7 +59,15 @@ impl Action {
             Action::Willneed => "willneed",
             Action::Collapse => "collapse",
             Action::Stat => "stat",
+            Action::ReclaimCgroup => "reclaim_cgroup",
         }
+    }
+
+    /// Whether the action acts on physical memory (owners by cgroup) rather than on a
+    /// process's virtual addresses: only `madvd run --paddr` runs it, and `--paddr` runs
+    /// nothing else but `stat`.
+    pub const fn is_physical(self) -> bool {
+        matches!(self, Action::ReclaimCgroup)
     }
 
     /// Which score orders regions under a quota. The kernel's vaddr ops
@@ -63,7 +79,7 @@ impl Action {
     /// pay off for hot memory) hottest first, `stat` not at all.
     pub const fn priority(self) -> Priority {
         match self {
-            Action::Pageout | Action::Cold => Priority::Cold,
+            Action::Pageout | Action::Cold | Action::ReclaimCgroup => Priority::Cold,
             Action::Willneed | Action::Collapse => Priority::Hot,
             Action::Stat => Priority::None,
         }
@@ -93,7 +109,7 @@ mod tests {
         for a in Action::ALL {
             match a.advice() {
                 Some(adv) => assert!(Advice::ALL.contains(&adv)),
-                None => assert_eq!(a, Action::Stat),
+                None => assert!(matches!(a, Action::Stat | Action::ReclaimCgroup)),
             }
             assert_eq!(a.to_string(), a.name());
         }

@@ -16,7 +16,8 @@
 //! - the run time (`Schemes`: plan, account, stats): `runtime.rs`;
 //! - quotas, charging by size and time, split-to-fit, feed loop, histogram, resume point:
 //!   [`quota`]; hot/cold scores: [`score`];
-//! - watermarks: [`wmark`]; filters: [`filter`]; quota goals and metric sources: [`goal`].
+//! - watermarks: [`wmark`]; filters: [`filter`]; quota goals and metric sources: [`goal`];
+//! - `reclaim_cgroup` over physical memory (amounts per owning cgroup): [`reclaim`].
 
 pub mod action;
 pub mod filter;
@@ -25,6 +26,7 @@ pub mod locate;
 pub mod pattern;
 pub mod policy;
 pub mod quota;
+pub mod reclaim;
 mod runtime;
 pub mod score;
 pub mod stats;

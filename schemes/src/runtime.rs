@@ -8,6 +8,7 @@ use crate::filter::{PageFilter, RegionFilter};
 use crate::goal::{self, GoalState, MetricSource};
 use crate::policy::{self, FilterKind, Policy, PolicyError, SchemeSpec};
 use crate::quota::{self, QuotaState, ScoreHistogram};
+use crate::reclaim::Selected;
 use crate::stats::SchemeStats;
 use crate::wmark::{self, WmarkState, WmarkVerdict};
 use crate::{pattern, score};
@@ -112,6 +113,8 @@ pub struct Schemes {
     page_filters_enabled: bool,
     /// Since when every scheme is held inactive by its watermarks (monitoring paused), µs.
     paused_since: Option<u64>,
+    /// What the last plan selected for physical actions (`reclaim_cgroup`).
+    selected: Vec<Selected>,
 }
 
 /// How long a target's cgroups read from `/proc/PID/cgroup` stay cached, µs.
@@ -175,6 +178,7 @@ impl Schemes {
             cgroup_cache: HashMap::new(),
             page_filters_enabled: false,
             paused_since: None,
+            selected: Vec::new(),
         })
     }
 
@@ -329,6 +333,7 @@ impl Schemes {
         let mut out = Vec::new();
         let mut free_rate: Option<Result<u64, String>> = None;
         let tolerance = snap.attrs.sample_us / 2;
+        self.selected.clear();
         for idx in 0..self.specs.len() {
             let spec = &self.specs[idx];
             let st = &mut self.states[idx];
@@ -366,7 +371,8 @@ impl Schemes {
                 HashMap::new()
             };
             adjust_quota(spec, st, snap, now_us, self.env.as_ref());
-            apply_scheme(idx, spec, st, snap, &cgroups, &mut out);
+            let sel = &mut self.selected;
+            apply_scheme(idx, spec, st, snap, &cgroups, &mut out, sel);
         }
         // The pause starts here; a plan that finds a scheme active ends it without moving
         // the schedule (the driver did not pause: its apply times went on advancing).
@@ -382,15 +388,27 @@ impl Schemes {
     /// (`damos_apply_scheme()` / `damos_update_stat()`, core.c 6.12).
     pub fn account(&mut self, report: &ApplyReport, _now_us: u64) {
         for o in &report.outcomes {
-            let Some(st) = self.states.get_mut(o.scheme) else {
-                continue;
-            };
-            st.quota.charge_time(o.elapsed_ns);
-            st.stats.sz_applied = st.stats.sz_applied.saturating_add(o.bytes_applied);
-            if o.bytes_applied > 0 {
-                st.stats.nr_applied += 1;
-            }
+            self.charge(o.scheme, o.elapsed_ns, o.bytes_applied);
         }
+    }
+
+    /// One applied request of scheme `scheme`: its time charge and applied bytes.
+    pub fn charge(&mut self, scheme: usize, elapsed_ns: u64, bytes_applied: u64) {
+        let Some(st) = self.states.get_mut(scheme) else {
+            return;
+        };
+        st.quota.charge_time(elapsed_ns);
+        st.stats.sz_applied = st.stats.sz_applied.saturating_add(bytes_applied);
+        if bytes_applied > 0 {
+            st.stats.nr_applied += 1;
+        }
+    }
+
+    /// The ranges the last [`Schemes::plan`] selected for physical actions
+    /// (`reclaim_cgroup`), quotas and filters applied; [`crate::reclaim::plan`] turns them
+    /// into amounts per cgroup.
+    pub fn take_selected(&mut self) -> Vec<Selected> {
+        std::mem::take(&mut self.selected)
     }
 }
 
@@ -553,6 +571,7 @@ fn apply_scheme(
     snap: &Snapshot,
     cgroups: &HashMap<TargetId, Vec<String>>,
     out: &mut Vec<AdviceRequest>,
+    selected: &mut Vec<Selected>,
 ) {
     let min_sz = snap.attrs.min_region_sz.max(1);
     let pat = pattern::Resolved::new(&spec.pattern, &snap.attrs);
@@ -627,6 +646,11 @@ fn apply_scheme(
                         range: p,
                         advice,
                         scheme: idx,
+                    });
+                } else if spec.action.is_physical() {
+                    selected.push(Selected {
+                        scheme: idx,
+                        range: p,
                     });
                 }
                 st.quota.charge(t.target, p.end, sz);

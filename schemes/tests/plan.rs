@@ -325,3 +325,37 @@ fn stats_serialize() {
 fn serde_json_like<T: serde::Serialize>(v: &T) -> String {
     ron::to_string(v).unwrap()
 }
+
+/// `reclaim_cgroup` (physical memory) advises nothing: the plan walk selects its ranges under
+/// the quota like any action's, and hands them over through `take_selected`; the driver's
+/// charge is accounted like an apply report's.
+#[test]
+fn reclaim_cgroup_selects_ranges_under_the_quota() {
+    let p = one_scheme(
+        "pattern: (), action: reclaim_cgroup, quota: (size: \"12 KiB\", reset_interval: \"1 s\")",
+    );
+    let (mut s, _) = schemes(&p);
+    let snap = snapshot(100_000, vec![(0, idle(10, 2))]);
+    assert!(s.plan(&snap, 100_000).is_empty());
+    let sel = s.take_selected();
+    let base = 1u64 << 20;
+    assert_eq!(
+        sel.iter().map(|x| (x.scheme, x.range)).collect::<Vec<_>>(),
+        vec![
+            (0, AddrRange::new(base, base + 2 * PAGE)),
+            (0, AddrRange::new(base + 2 * PAGE, base + 3 * PAGE)),
+        ]
+    );
+    assert!(s.take_selected().is_empty(), "taken once");
+    s.charge(0, 1_000, 3 * PAGE);
+    let st = &s.stats()[0];
+    assert_eq!(
+        (
+            st.action.as_str(),
+            st.sz_tried,
+            st.sz_applied,
+            st.nr_applied
+        ),
+        ("reclaim_cgroup", 3 * PAGE, 3 * PAGE, 1)
+    );
+}

@@ -6,6 +6,7 @@ pub mod demo;
 pub mod monitor;
 pub mod ops;
 pub mod paddr;
+pub mod paddr_run;
 pub mod record;
 pub mod replay;
 pub mod report;

@@ -79,14 +79,29 @@ impl Session {
     /// Check the ranges (`spec` as [`parse_ranges`]) and set up; `flags` over the kernel's
     /// default attributes.
     pub fn open(root: &SysRoot, spec: &str, flags: &AttrFlags) -> Result<Self> {
+        Self::open_for(root, spec, flags, None)
+    }
+
+    /// As [`Self::open`], `flags` over `policy`'s `monitor` section (`madvd run --paddr`).
+    pub fn open_for(
+        root: &SysRoot,
+        spec: &str,
+        flags: &AttrFlags,
+        policy: Option<&schemes::Policy>,
+    ) -> Result<Self> {
         let want = parse_ranges(spec)?;
         let check = PAddr::new(root, want.as_deref()).map_err(|e| open_error(root, e))?;
+        let schemes = policy.map(|p| crate::pipeline::SchemesConfig {
+            policy: p.clone(),
+            procs: Vec::new(),
+            dry_run: true,
+        });
         let over = StageConfig::new(
             root,
             OpsKind::PAddr,
             Watched::Procs(Vec::new()),
             flags,
-            None,
+            schemes,
         )
         .attrs;
         let attrs = over.apply(check.default_attrs());
@@ -117,6 +132,10 @@ impl Session {
 
     pub fn ranges(&self) -> &[AddrRange] {
         self.check.ranges()
+    }
+
+    pub fn page_size(&self) -> u64 {
+        self.check.page_size()
     }
 
     /// Step until the next aggregation; `None` when stopped (signal) or at `until`.

@@ -240,6 +240,9 @@ pub fn resolve_pids(root: &SysRoot, a: &crate::cli::Targets) -> Result<Vec<u32>>
 }
 
 pub fn run(root: &SysRoot, a: RunArgs) -> Result<()> {
+    if let Some(spec) = a.targets.paddr.clone() {
+        return super::paddr_run::run(root, a, &spec);
+    }
     let policy = crate::policy::load(&a.policy)?;
     let pids = resolve_pids(root, &a.targets)?;
     let kind = targets::choose(root, &a.ops)?;

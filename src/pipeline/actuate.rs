@@ -45,6 +45,7 @@ impl SchemesPlanner {
     /// these stages cannot run (page-level filters: `Policy::check_runnable`).
     pub fn new(policy: &schemes::Policy, root: &SysRoot) -> Result<Self, schemes::SchemesError> {
         policy.check_runnable()?;
+        policy.check_space(false)?; // reclaim_cgroup runs only over physical memory
         Schemes::new(policy, Box::new(SysMetrics::new(root.clone()))).map(SchemesPlanner)
     }
 }

@@ -5,6 +5,8 @@
 //! `engine::lab_or_skip!`.
 #![allow(dead_code)] // each test crate uses its own part
 
+pub mod lab_cgroup;
+
 use engine::access::{Access, AccessCheck, SampleReq};
 use engine::ops::probe::{Probe, ProbeConfig};
 use engine::process::Process;

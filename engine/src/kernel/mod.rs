@@ -2,6 +2,7 @@
 //! `BufRead` and return values; readers open the file under a [`crate::SysRoot`] and call them.
 
 pub mod cgroup;
+pub mod cgroup_reclaim;
 pub mod children;
 pub mod clear_refs;
 pub mod damon_sysfs;

@@ -14,9 +14,11 @@
 
 use crate::attrs::{Attrs, AttrsError};
 use crate::kernel::damon_sysfs::{
-    DamonSysfs, DamonSysfsError, RealSysfs, SysfsAttrs, SysfsIo, ADMIN_REL,
+    DamonSysfs, DamonSysfsError, DamonTargets, DamosScheme, DamosStats, RealSysfs, SysfsAttrs,
+    SysfsIo, ADMIN_REL,
 };
-use crate::region::{Region, TargetId};
+use crate::ops::paddr::{settle_ranges, PaddrError, PADDR_TARGET};
+use crate::region::{AddrRange, Region, TargetId};
 use crate::snapshot::{Snapshot, TargetSnapshot};
 use crate::sysroot::SysRoot;
 use std::path::Path;
@@ -35,6 +37,8 @@ pub enum KernelDamonError {
     Sysfs(#[from] DamonSysfsError),
     #[error("kernel DAMON attributes: {0}")]
     Attrs(#[from] AttrsError),
+    #[error("kernel DAMON paddr: {0}")]
+    Paddr(#[from] PaddrError),
 }
 
 /// True when `root`'s sysfs is the running machine's own `/sys`.
@@ -134,6 +138,68 @@ impl KernelDamon {
             started: Instant::now(),
             aggregation: 0,
         })
+    }
+
+    /// Kernel DAMON over physical memory (`paddr` operations; lab only, as [`Self::start`]):
+    /// one target, [`PADDR_TARGET`], over `ranges` checked as madvd's paddr checks them
+    /// (page-aligned, inside one System RAM range of `/proc/iomem`), or by default the
+    /// biggest System RAM range (`damon_find_biggest_system_ram`, mm/damon/core.c 6.12, as
+    /// DAMON_RECLAIM picks it). `extra` acting schemes run beside the `stat` scheme that
+    /// reads the regions (scheme 1 is `extra[0]`). Refused while any kdamond runs.
+    pub fn start_phys(
+        root: &SysRoot,
+        ranges: Option<&[AddrRange]>,
+        attrs: Attrs,
+        extra: &[DamosScheme],
+    ) -> Result<Self, KernelDamonError> {
+        if let Some(why) = refusal(root) {
+            return Err(KernelDamonError::Refused(why));
+        }
+        let ram = crate::kernel::iomem::read_system_ram(root).map_err(PaddrError::from)?;
+        let page = crate::kernel::host::page_size();
+        let ranges = settle_ranges(ranges, &ram, page, &crate::kernel::iomem::path_in(root))?;
+        Self::start_phys_with(
+            Box::new(RealSysfs),
+            &root.sys_file(ADMIN_REL),
+            &ranges,
+            attrs,
+            extra,
+        )
+    }
+
+    /// As [`Self::start_phys`] over settled `ranges`, through any [`SysfsIo`] at `admin`.
+    pub fn start_phys_with(
+        io: Box<dyn SysfsIo>,
+        admin: &Path,
+        ranges: &[AddrRange],
+        attrs: Attrs,
+        extra: &[DamosScheme],
+    ) -> Result<Self, KernelDamonError> {
+        attrs.validate()?;
+        let sysfs = DamonSysfs::start_with_schemes(
+            io,
+            admin,
+            DamonTargets::Phys(ranges),
+            SysfsAttrs::from(&attrs),
+            extra,
+        )?;
+        Ok(Self {
+            sysfs,
+            targets: vec![PADDR_TARGET],
+            attrs,
+            started: Instant::now(),
+            aggregation: 0,
+        })
+    }
+
+    /// The stats of scheme `idx` (1 for the first extra scheme of [`Self::start_phys`]).
+    pub fn scheme_stats(&mut self, idx: usize) -> Result<DamosStats, KernelDamonError> {
+        Ok(self.sysfs.scheme_stats(idx)?)
+    }
+
+    /// Rewrite scheme `idx` on the running kdamond (`commit`).
+    pub fn commit_scheme(&mut self, idx: usize, d: &DamosScheme) -> Result<(), KernelDamonError> {
+        Ok(self.sysfs.commit_scheme(idx, d)?)
     }
 
     /// The attributes the kdamond runs with.
@@ -248,6 +314,102 @@ mod tests {
         assert!(kd.next_snapshot().unwrap().is_none());
         kd.stop().unwrap();
         assert_eq!(fake.files(), before);
+    }
+
+    /// Physical memory: one target (`PADDR_TARGET`) over the ranges, the `stat` scheme that
+    /// reads the regions first and the acting scheme after it, its stats readable.
+    #[test]
+    fn paddr_source_with_a_pageout_scheme() {
+        let dir = tempfile::tempdir().unwrap();
+        let fake = FakeDamonSysfs::new(dir.path()).unwrap();
+        let before = fake.files();
+        fake.set_regions(
+            0,
+            vec![TriedRegion {
+                start: 0x100000,
+                end: 0x200000,
+                nr_accesses: 0,
+                age: 30,
+            }],
+        );
+        let pageout = DamosScheme {
+            action: "pageout".into(),
+            nr_accesses: (0, 0),
+            age: (5, u32::MAX),
+            quota_bytes: 16 << 20,
+            quota_ms: 0,
+            reset_interval_ms: 1000,
+        };
+        let mut kd = KernelDamon::start_phys_with(
+            Box::new(fake.clone()),
+            &fake.admin(),
+            &[AddrRange::new(0x100000, 0x7ffdf000)],
+            Attrs::default(),
+            std::slice::from_ref(&pageout),
+        )
+        .unwrap();
+        let w = |p: &str, v: &str| (format!("kdamonds/0/contexts/0/{p}"), v.to_string());
+        let writes = fake.writes();
+        for want in [
+            w("operations", "paddr"),
+            w("schemes/nr_schemes", "2"),
+            w("schemes/0/action", "stat"),
+            w("schemes/1/action", "pageout"),
+            w("schemes/1/access_pattern/nr_accesses/max", "0"),
+            w("schemes/1/access_pattern/age/min", "5"),
+            w("schemes/1/quotas/bytes", "16777216"),
+            w("schemes/1/quotas/reset_interval_ms", "1000"),
+        ] {
+            assert!(writes.contains(&want), "{want:?} not in {writes:?}");
+        }
+        let s = kd.next_snapshot().unwrap().unwrap();
+        assert_eq!(s.targets.len(), 1);
+        assert_eq!(s.targets[0].target, PADDR_TARGET);
+        assert_eq!(s.targets[0].regions[0].age, 30);
+        assert_eq!(kd.scheme_stats(1).unwrap(), DamosStats::default());
+        let stat = DamosScheme {
+            action: "stat".into(),
+            ..pageout.clone()
+        };
+        kd.commit_scheme(1, &stat).unwrap();
+        let writes = fake.writes();
+        assert_eq!(
+            writes[writes.len() - 2..].to_vec(),
+            vec![
+                w("schemes/1/quotas/reset_interval_ms", "1000"),
+                ("kdamonds/0/state".to_string(), "commit".to_string())
+            ]
+        );
+        kd.stop().unwrap();
+        assert_eq!(fake.files(), before);
+    }
+
+    /// Bad physical ranges are refused before anything is written, as madvd's paddr refuses
+    /// them; a range inside RAM and page-aligned gets as far as the (fake, plain-file) tree.
+    #[test]
+    fn paddr_source_refuses_bad_ranges() {
+        if !crate::kernel::host::is_root() {
+            return; // refusal() says "needs root" first; covered by why_not_on_fixture_trees
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let fake = FakeDamonSysfs::new(dir.path()).unwrap();
+        let root = SysRoot::under(dir.path());
+        std::fs::create_dir_all(&root.proc).unwrap();
+        std::fs::write(
+            root.proc_file("iomem"),
+            "00001000-0009efff : System RAM\n00100000-7ffdefff : System RAM\n",
+        )
+        .unwrap();
+        let start = |r: AddrRange| {
+            KernelDamon::start_phys(&root, Some(&[r]), Attrs::default(), &[])
+                .unwrap_err()
+                .to_string()
+        };
+        let e = start(AddrRange::new(0x7000000000, 0x7000100000));
+        assert!(e.starts_with("kernel DAMON paddr: physical range 0x7000000000-0x7000100000 is not inside one \"System RAM\" range"), "{e}");
+        let e = start(AddrRange::new(0x100000, 0x100800));
+        assert!(e.contains("0x100000-0x100800 is not page-aligned"), "{e}");
+        assert!(fake.writes().is_empty());
     }
 
     #[test]

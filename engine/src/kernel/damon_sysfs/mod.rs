@@ -323,6 +323,18 @@ impl DamonSysfs {
         targets: DamonTargets<'_>,
         attrs: SysfsAttrs,
     ) -> Result<Self, DamonSysfsError> {
+        Self::start_with_schemes(io, admin, targets, attrs, &[])
+    }
+
+    /// As [`Self::start_targets`], with `extra` acting schemes after the `stat` schemes
+    /// (scheme `nr_targets + i` is `extra[i]`; no filters).
+    pub fn start_with_schemes(
+        io: Box<dyn SysfsIo>,
+        admin: impl Into<PathBuf>,
+        targets: DamonTargets<'_>,
+        attrs: SysfsAttrs,
+        extra: &[DamosScheme],
+    ) -> Result<Self, DamonSysfsError> {
         if targets.len() == 0 {
             return Err(DamonSysfsError::NoTargets);
         }
@@ -352,13 +364,18 @@ impl DamonSysfs {
         // the kernel changed nothing, so there is nothing of ours to remove.
         me.write_rel("kdamonds/nr_kdamonds", "1")?;
         me.created = true;
-        me.build(targets, attrs)?;
+        me.build(targets, attrs, extra)?;
         me.write_rel("kdamonds/0/state", "on")?;
         me.running = true;
         Ok(me)
     }
 
-    fn build(&mut self, targets: DamonTargets<'_>, a: SysfsAttrs) -> Result<(), DamonSysfsError> {
+    fn build(
+        &mut self,
+        targets: DamonTargets<'_>,
+        a: SysfsAttrs,
+        extra: &[DamosScheme],
+    ) -> Result<(), DamonSysfsError> {
         self.write_rel("kdamonds/0/contexts/nr_contexts", "1")?;
         let ctx = "kdamonds/0/contexts/0";
         let avail_path = self.admin.join(format!("{ctx}/avail_operations"));
@@ -413,7 +430,11 @@ impl DamonSysfs {
                 }
             }
         }
-        self.write_rel(&format!("{ctx}/schemes/nr_schemes"), &n.to_string())?;
+        let nr_schemes = n + extra.len();
+        self.write_rel(
+            &format!("{ctx}/schemes/nr_schemes"),
+            &nr_schemes.to_string(),
+        )?;
         for i in 0..n {
             let s = format!("{ctx}/schemes/{i}");
             self.write_rel(&format!("{s}/action"), "stat")?;
@@ -428,6 +449,9 @@ impl DamonSysfs {
             self.write_rel(&format!("{s}/filters/0/type"), "target")?;
             self.write_rel(&format!("{s}/filters/0/damon_target_idx"), &i.to_string())?;
             self.write_rel(&format!("{s}/filters/0/matching"), "N")?;
+        }
+        for (i, d) in extra.iter().enumerate() {
+            self.write_scheme(n + i, d)?;
         }
         Ok(())
     }
@@ -568,6 +592,9 @@ impl Drop for DamonSysfs {
         }
     }
 }
+
+mod damos;
+pub use damos::{DamosScheme, DamosStats};
 
 #[cfg(any(test, feature = "testkit"))]
 pub mod fake;

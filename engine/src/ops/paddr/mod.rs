@@ -31,6 +31,7 @@
 //! each other ([`why_not`] reads `nr_kdamonds` and each kdamond's `state`; it never writes).
 
 pub mod owners;
+pub mod reclaim;
 #[cfg(test)]
 mod tests;
 

@@ -172,6 +172,11 @@ impl Owners {
         &self.inodes
     }
 
+    /// The cgroup inode `pfn` is charged to (0: none), `None` when unreadable.
+    pub fn kpagecgroup(&self, pfn: u64) -> Option<u64> {
+        self.kpagecgroup.read(pfn)
+    }
+
     /// The cold and hot bytes of `regions` per cgroup, most cold first.
     pub fn of(&self, regions: &[Region], sampling: Sampling, page: u64) -> Vec<CgroupBytes> {
         let by_key = attribute(regions, sampling, page, |pfn| self.kpagecgroup.read(pfn));
