@@ -214,9 +214,65 @@ impl Process {
     }
 
     /// The monitorable address ranges from the maps (`kernel::maps::target_ranges`: the VMAs
-    /// without `[vsyscall]`, adjacent ones joined), for the three-region init.
+    /// without `[vsyscall]`, adjacent ones joined), for the three-region init. Streamed
+    /// (`kernel::maps::parse_target_ranges`): a target of 100 000 mappings costs the memory
+    /// of its joined ranges, not of its VMAs.
     pub fn target_ranges(&self) -> Result<Vec<crate::region::AddrRange>, ProcessError> {
-        Ok(crate::kernel::maps::target_ranges(&self.maps()?))
+        let f = self
+            .pidfd
+            .open_proc_file(&self.root, "maps")
+            .map_err(|e| map_pidfd_err(self.pid, e))?;
+        let path = self.root.pid_file(self.pid, "maps");
+        let v = crate::kernel::maps::parse_target_ranges(BufReader::new(f), &path)
+            .map_err(|e| self.io_or_parse(e))?;
+        if v.is_empty() && !self.is_alive() {
+            return Err(ProcessError::Gone { pid: self.pid });
+        }
+        Ok(v)
+    }
+
+    /// The ranges of the current VMAs, in address order: [`Self::maps`] without keeping
+    /// each VMA's fields (streamed; what the actuator cuts advice at).
+    pub fn vma_ranges(&self) -> Result<Vec<crate::region::AddrRange>, ProcessError> {
+        let f = self
+            .pidfd
+            .open_proc_file(&self.root, "maps")
+            .map_err(|e| map_pidfd_err(self.pid, e))?;
+        let path = self.root.pid_file(self.pid, "maps");
+        let mut v = Vec::new();
+        crate::kernel::maps::for_each_vma(BufReader::new(f), &path, |m| v.push(m.range))
+            .map_err(|e| self.io_or_parse(e))?;
+        if v.is_empty() && !self.is_alive() {
+            return Err(ProcessError::Gone { pid: self.pid });
+        }
+        Ok(v)
+    }
+
+    /// The smaps file, opened and checked against the pidfd, for a reader that reads it in
+    /// slices (the smaps access check): the open file holds this process's mm, so it never
+    /// shows another process however long it is kept. Read errors: [`Self::read_error`].
+    pub fn open_smaps(&self) -> Result<std::fs::File, ProcessError> {
+        self.pidfd
+            .open_proc_file(&self.root, "smaps")
+            .map_err(|e| map_pidfd_err(self.pid, e))
+    }
+
+    /// A failed read of this process's `file` (e.g. `"smaps"`): `Gone` if it exited (ESRCH,
+    /// or no longer alive), else the I/O error naming the path.
+    pub fn read_error(&self, file: &str, source: std::io::Error) -> ProcessError {
+        if source.raw_os_error() == Some(libc::ESRCH) || !self.is_alive() {
+            return ProcessError::Gone { pid: self.pid };
+        }
+        ProcessError::Io {
+            pid: self.pid,
+            path: self.root.pid_file(self.pid, file),
+            source,
+        }
+    }
+
+    /// A parse error of this process's `file` (`Gone` if it exited meanwhile).
+    pub fn parse_error(&self, e: MapsError) -> ProcessError {
+        self.io_or_parse(e)
     }
 
     /// The current smaps (walks the page tables: costs in proportion to the mapped size).
@@ -422,6 +478,9 @@ mod tests {
         assert!(p.is_alive());
         let maps = p.maps().unwrap();
         assert!(maps.iter().any(|v| v.name == VmaName::Stack));
+        // (Not compared with `maps`: the child may still be mapping its program.)
+        let ranges = p.vma_ranges().unwrap();
+        assert!(!ranges.is_empty() && ranges.windows(2).all(|w| w[0].end <= w[1].start));
         assert!(p.status().unwrap().has_mm());
         assert!(!p.smaps().unwrap().is_empty());
         child.kill().unwrap();
@@ -429,6 +488,8 @@ mod tests {
         assert!(!p.is_alive());
         let e = p.maps().unwrap_err();
         assert!(e.is_gone(), "{e}");
+        assert!(p.vma_ranges().unwrap_err().is_gone());
+        assert!(p.target_ranges().unwrap_err().is_gone());
         assert!(p.clear_refs(ClearRefs::All).unwrap_err().is_gone());
     }
 

@@ -36,8 +36,9 @@ use std::time::Duration;
 /// Coarsest sampling interval the budget sets, µs (a policy asking for a coarser one keeps
 /// its own).
 pub const MAX_SAMPLE_US: u64 = 60_000_000;
-/// Shortest controller window.
-pub const MIN_WINDOW: Duration = Duration::from_secs(2);
+/// Shortest controller window: two of smaps' 500 ms samples, so a costly first sample is
+/// acted on after one second rather than two.
+pub const MIN_WINDOW: Duration = Duration::from_secs(1);
 /// Longest controller window (two of the coarsest sampling intervals).
 pub const MAX_WINDOW: Duration = Duration::from_secs(2 * MAX_SAMPLE_US / 1_000_000);
 /// Over the budget: aim at this share of it.
@@ -178,6 +179,22 @@ pub fn predicted(groups: &[GroupLoad], unit: f64, level: u32) -> f64 {
     }
     let peak = (w * bursts_per_s).ceil() * burst / w;
     avg.max(peak)
+}
+
+/// Whether the budget is out of reach over a [`PEAK_WINDOW`] at any level: one burst of one
+/// group (each of its targets sampled once, at the coarsest level's regions) is predicted to
+/// cost more than the budget allows a whole window. The average can still be held (at most
+/// one burst per coarsest interval), but each window holding a burst is over. The first such
+/// group's index, if any. Pure.
+pub fn beyond_reach(groups: &[GroupLoad], unit: f64, budget: f64) -> Option<usize> {
+    let bases: Vec<Attrs> = groups.iter().map(|g| g.base).collect();
+    let top = scale_of(max_level(&bases));
+    groups.iter().position(|g| {
+        let a = scaled(&g.base, top);
+        let regions = a.max_nr_regions as f64 / g.base.max_nr_regions.max(1) as f64;
+        g.targets > 0
+            && unit * g.targets as f64 * (0.5 + 0.5 * regions) > budget * PEAK_WINDOW.as_secs_f64()
+    })
 }
 
 /// The controller's state.

@@ -64,6 +64,9 @@ struct Governor {
     opens: Instant,
     ends: Instant,
     cpu: CpuMetrics,
+    /// A group's one burst is over the budget of a whole window (warned once, when it
+    /// becomes so).
+    beyond_reach: bool,
 }
 
 impl Governor {
@@ -80,6 +83,7 @@ impl Governor {
                 scale: 1.0,
                 ..CpuMetrics::default()
             },
+            beyond_reach: false,
         }
     }
 }
@@ -157,6 +161,20 @@ impl Agent {
             Some(b) => budget::next(b, gov.state, w, &loads),
             None => budget::State::default(),
         };
+        let out = b.and_then(|b| budget::beyond_reach(&loads, gov.state.unit_cost_s, b));
+        if let (Some(i), false, Some(b)) = (out, gov.beyond_reach, b) {
+            let g = &self.groups[i];
+            tracing::warn!(
+                group = g.name(),
+                targets = g.members.len(),
+                budget = b,
+                window_s = budget::PEAK_WINDOW.as_secs(),
+                "cpu_budget beyond reach: one sample of this group's targets costs more than \
+                 the budget allows a whole window, even at the coarsest level; the average is \
+                 held, each window holding a sample is over"
+            );
+        }
+        gov.beyond_reach = out.is_some();
         if w.wall_s > 0.0 {
             gov.cpu.share = w.cpu_s / w.wall_s;
         }

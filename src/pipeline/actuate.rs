@@ -163,12 +163,18 @@ pub fn actuation_loop(
             }
         }
         let reqs = act.planner.plan(&snap, clock.now_us());
-        // Each target's VMAs now (the actuator cuts advice at VMA boundaries).
+        // Each advised target's VMAs now (the actuator cuts advice at VMA boundaries); a
+        // target without advice this round is not read (its maps can be 100 000 lines).
+        let advised: std::collections::BTreeSet<_> = reqs.iter().map(|r| r.target).collect();
         let mut vmas = Vec::with_capacity(act.procs.len());
         let mut gone = Vec::new();
         for p in &act.procs {
-            match p.maps() {
-                Ok(v) => vmas.push(v.into_iter().map(|v| v.range).collect::<Vec<_>>()),
+            if !advised.contains(&p.id()) {
+                vmas.push(Vec::new());
+                continue;
+            }
+            match p.vma_ranges() {
+                Ok(v) => vmas.push(v),
                 Err(e) if e.is_gone() => {
                     gone.push(p.id());
                     vmas.push(Vec::new());

@@ -190,22 +190,49 @@ fn parse_name(n: &str) -> VmaName {
 /// `path` labels errors. Empty input (a kernel thread or a zombie) gives no VMAs.
 pub fn parse_maps(r: impl BufRead, path: &Path) -> Result<Vec<Vma>, MapsError> {
     let mut out: Vec<Vma> = Vec::new();
+    for_each_vma(r, path, |v| out.push(v))?;
+    Ok(out)
+}
+
+/// Parse a maps file one VMA at a time, streamed (`f` gets each VMA in address order; no
+/// line is kept after it is parsed). The same checks as [`parse_maps`].
+pub fn for_each_vma(r: impl BufRead, path: &Path, mut f: impl FnMut(Vma)) -> Result<(), MapsError> {
+    let mut prev: Option<AddrRange> = None;
     // Names are bytes; non-UTF-8 file names are kept lossily (they only label VMAs).
     for item in super::error::numbered_lines(r, path) {
         let (lineno, line) = item?;
         let vma = parse_line(&line, path, lineno)?;
-        if let Some(prev) = out.last() {
-            if vma.range.start < prev.range.end {
+        if let Some(prev) = prev {
+            if vma.range.start < prev.end {
                 return Err(perr(
                     path,
                     lineno,
-                    format!("VMA {} overlaps or precedes {}", vma.range, prev.range),
+                    format!("VMA {} overlaps or precedes {}", vma.range, prev),
                 ));
             }
         }
-        out.push(vma);
+        prev = Some(vma.range);
+        f(vma);
     }
+    Ok(())
+}
+
+/// [`target_ranges`] of a maps file, streamed: memory in proportion to the ranges (adjacent
+/// VMAs joined), not to the VMAs or the text.
+pub fn parse_target_ranges(r: impl BufRead, path: &Path) -> Result<Vec<AddrRange>, MapsError> {
+    let mut out = Vec::new();
+    for_each_vma(r, path, |v| push_range(&mut out, &v))?;
     Ok(out)
+}
+
+fn push_range(out: &mut Vec<AddrRange>, v: &Vma) {
+    if v.is_gate() || v.range.is_empty() {
+        return;
+    }
+    match out.last_mut() {
+        Some(last) if last.end == v.range.start => last.end = v.range.end,
+        _ => out.push(v.range),
+    }
 }
 
 /// Read and parse `path` (a fixture or a live file; live targets use `Process::maps`).
@@ -221,12 +248,9 @@ pub fn read_maps(path: &Path) -> Result<Vec<Vma>, MapsError> {
 /// page, sorted, adjacent VMAs coalesced (only the gaps between them matter to
 /// `__damon_va_three_regions`, mm/damon/vaddr.c 6.12).
 pub fn target_ranges(vmas: &[Vma]) -> Vec<AddrRange> {
-    let mut out: Vec<AddrRange> = Vec::with_capacity(vmas.len());
-    for v in vmas.iter().filter(|v| !v.is_gate() && !v.range.is_empty()) {
-        match out.last_mut() {
-            Some(last) if last.end == v.range.start => last.end = v.range.end,
-            _ => out.push(v.range),
-        }
+    let mut out: Vec<AddrRange> = Vec::new();
+    for v in vmas {
+        push_range(&mut out, v);
     }
     out
 }
@@ -280,13 +304,21 @@ mod tests {
 
     #[test]
     fn target_ranges_coalesce_adjacent_and_drop_vsyscall() {
-        let v = p("1000-2000 r--p 00000000 00:00 0\n2000-3000 rw-p 00000000 00:00 0\n5000-6000 rw-p 00000000 00:00 0\nffffffffff600000-ffffffffff601000 --xp 00000000 00:00 0                  [vsyscall]\n").unwrap();
-        assert_eq!(
-            target_ranges(&v),
-            vec![
-                AddrRange::new(0x1000, 0x3000),
-                AddrRange::new(0x5000, 0x6000)
-            ]
-        );
+        let text = "1000-2000 r--p 00000000 00:00 0\n2000-3000 rw-p 00000000 00:00 0\n5000-6000 rw-p 00000000 00:00 0\nffffffffff600000-ffffffffff601000 --xp 00000000 00:00 0                  [vsyscall]\n";
+        let v = p(text).unwrap();
+        let want = vec![
+            AddrRange::new(0x1000, 0x3000),
+            AddrRange::new(0x5000, 0x6000),
+        ];
+        assert_eq!(target_ranges(&v), want);
+        // Streamed, the same ranges, and the same errors.
+        let path = Path::new("fixture/maps");
+        assert_eq!(parse_target_ranges(text.as_bytes(), path).unwrap(), want);
+        let e = parse_target_ranges(
+            &b"3000-4000 rw-p 00000000 00:00 0\n1000-2000 rw-p 00000000 00:00 0\n"[..],
+            path,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains(":2: VMA"), "{e}");
     }
 }

@@ -7,8 +7,11 @@
 //! the mapped size.
 //!
 //! [`parse_smaps`] is pure; live targets read through `Process::smaps` (pidfd-checked).
+//! [`RefsScan`] is the lean, incremental half the smaps access check needs: each VMA's range
+//! and `Referenced`, from text fed in slices, keeping nothing else.
 
 use super::maps::{parse_line, MapsError, Vma};
+use crate::region::AddrRange;
 use std::io::BufRead;
 use std::path::Path;
 
@@ -39,11 +42,132 @@ impl SmapsVma {
 }
 
 fn is_header(line: &str) -> bool {
+    is_header_bytes(line.as_bytes())
+}
+
+fn is_header_bytes(line: &[u8]) -> bool {
     // "start-end perms ..." — the first token is hex-hex; "Key:" lines have a colon in it.
-    let tok = line.split(' ').next().unwrap_or("");
-    !tok.contains(':')
-        && tok.contains('-')
-        && tok.bytes().all(|b| b == b'-' || b.is_ascii_hexdigit())
+    let tok = line.split(|&b| b == b' ').next().unwrap_or(&[]);
+    !tok.contains(&b':')
+        && tok.contains(&b'-')
+        && tok.iter().all(|&b| b == b'-' || b.is_ascii_hexdigit())
+}
+
+/// One VMA as [`RefsScan`] sees it: its range and its `Referenced` bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct VmaRefs {
+    pub range: AddrRange,
+    pub referenced: u64,
+}
+
+/// An incremental scan of smaps text for each VMA's range and `Referenced` line only, fed
+/// in any number of slices of whole lines. Pure. It keeps the VMA in progress, the line
+/// number (for errors) and the end of the last VMA (the kernel prints them in address
+/// order); nothing grows with the number of VMAs, so a target with 100 000 mappings costs
+/// no more memory than one with ten.
+#[derive(Debug, Default)]
+pub struct RefsScan {
+    cur: Option<AddrRange>,
+    last_end: u64,
+    line: usize,
+    record_end: bool,
+}
+
+impl RefsScan {
+    /// A scan that starts at a VMA's header (the start of a file, or where a read of a
+    /// kept-open smaps file resumes).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Whether the text fed so far ends a VMA's record: its `VmFlags:` line, the last the
+    /// kernel prints for a VMA (fs/proc/task_mmu.c `show_smap`, Linux 3.8 to 6.12).
+    pub fn at_record_end(&self) -> bool {
+        self.record_end
+    }
+
+    /// The end of the last VMA seen (0 before any).
+    pub fn last_end(&self) -> u64 {
+        self.last_end
+    }
+
+    /// Feed `text`: whole lines (a final line without its newline counts as whole). `f`
+    /// gets each VMA at its `Referenced:` line. `path` labels errors, with the line number
+    /// counted over everything fed.
+    pub fn feed(
+        &mut self,
+        text: &[u8],
+        path: &Path,
+        mut f: impl FnMut(VmaRefs),
+    ) -> Result<(), MapsError> {
+        let perr = |line: usize, msg: String| MapsError::Parse {
+            path: path.to_owned(),
+            line,
+            msg,
+        };
+        for line in text.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+            self.line += 1;
+            let n = self.line;
+            if is_header_bytes(line) {
+                let tok = line.split(|&b| b == b' ').next().unwrap_or(&[]);
+                let lossy = || String::from_utf8_lossy(tok).into_owned();
+                let (s, e) = std::str::from_utf8(tok)
+                    .ok()
+                    .and_then(|t| t.split_once('-'))
+                    .ok_or_else(|| perr(n, format!("bad address range {:?}", lossy())))?;
+                let hex = |v: &str| u64::from_str_radix(v, 16).ok();
+                let (Some(start), Some(end)) = (hex(s), hex(e)) else {
+                    return Err(perr(n, format!("bad address range {:?}", lossy())));
+                };
+                if end < start {
+                    return Err(perr(n, format!("end {end:#x} below start {start:#x}")));
+                }
+                if start < self.last_end {
+                    return Err(perr(
+                        n,
+                        format!(
+                            "VMA {:#x}-{end:#x} overlaps or precedes the one ending at {:#x}",
+                            start, self.last_end
+                        ),
+                    ));
+                }
+                self.cur = Some(AddrRange::new(start, end));
+                self.last_end = end;
+                self.record_end = false;
+                continue;
+            }
+            let Some(colon) = line.iter().position(|&b| b == b':') else {
+                return Err(perr(
+                    n,
+                    format!(
+                        "expected `Key: value`, got {:?}",
+                        String::from_utf8_lossy(line)
+                    ),
+                ));
+            };
+            let (key, val) = (&line[..colon], &line[colon + 1..]);
+            if key == b"VmFlags" {
+                self.record_end = true;
+                continue;
+            }
+            if key != b"Referenced" {
+                continue;
+            }
+            let Some(range) = self.cur else {
+                return Err(perr(n, "field before the first VMA line".into()));
+            };
+            let v = String::from_utf8_lossy(val);
+            let num = v.trim().trim_end_matches("kB").trim();
+            let kb: u64 = num
+                .parse()
+                .map_err(|_| perr(n, format!("bad value for Referenced: {:?}", v.trim())))?;
+            f(VmaRefs {
+                range,
+                referenced: kb * 1024,
+            });
+        }
+        Ok(())
+    }
 }
 
 /// Parse a whole smaps file (`path` only labels errors). Unknown keys are ignored.
@@ -160,6 +284,75 @@ VmFlags: rd wr mr mw me ac hg lo
             e.to_string().starts_with("smaps:13: bad value for Rss"),
             "{e}"
         );
+    }
+
+    fn scan(chunks: &[&str]) -> Result<Vec<VmaRefs>, MapsError> {
+        let mut s = RefsScan::new();
+        let mut out = Vec::new();
+        for c in chunks {
+            s.feed(c.as_bytes(), Path::new("smaps"), |v| out.push(v))?;
+        }
+        Ok(out)
+    }
+
+    #[test]
+    fn the_refs_scan_agrees_with_the_whole_parse_in_any_slices() {
+        let whole: Vec<VmaRefs> = parse_smaps(FIXTURE.as_bytes(), Path::new("smaps"))
+            .unwrap()
+            .iter()
+            .map(|v| VmaRefs {
+                range: v.vma.range,
+                referenced: v.referenced,
+            })
+            .collect();
+        assert_eq!(whole.len(), 2);
+        assert_eq!(scan(&[FIXTURE]).unwrap(), whole);
+        // Cut between any two lines.
+        let lines: Vec<&str> = FIXTURE.split_inclusive('\n').collect();
+        for cut in 0..=lines.len() {
+            let (a, b) = (lines[..cut].concat(), lines[cut..].concat());
+            assert_eq!(scan(&[&a, &b]).unwrap(), whole, "cut at line {cut}");
+        }
+        let mut s = RefsScan::new();
+        assert!(!s.at_record_end());
+        s.feed(lines[..3].concat().as_bytes(), Path::new("smaps"), |_| {})
+            .unwrap();
+        assert!(!s.at_record_end());
+        assert_eq!(s.last_end(), 0x5596d7a9f000);
+        s.feed(lines[3..10].concat().as_bytes(), Path::new("smaps"), |_| {})
+            .unwrap();
+        assert!(s.at_record_end());
+    }
+
+    #[test]
+    fn the_refs_scan_names_bad_lines() {
+        let e = scan(&["Referenced: 8 kB\n"]).unwrap_err();
+        assert!(e.to_string().starts_with("smaps:1: field before"), "{e}");
+        let bad = FIXTURE.replace("Referenced:          512 kB", "Referenced:          x kB");
+        let e = scan(&[&bad]).unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("smaps:14: bad value for Referenced"),
+            "{e}"
+        );
+        // Line numbers count across slices.
+        let (a, b) = bad.split_at(bad.find("7f00").unwrap());
+        let e = scan(&[a, b]).unwrap_err();
+        assert!(e.to_string().starts_with("smaps:14:"), "{e}");
+        let e = scan(&["3000-2000 rw-p 0 00:00 0\n"]).unwrap_err();
+        assert!(e.to_string().contains("below start"), "{e}");
+        let e = scan(&["1000-3000 rw-p 0 00:00 0\n2000-4000 rw-p 0 00:00 0\n"]).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("smaps:2: VMA 0x2000-0x4000 overlaps"),
+            "{e}"
+        );
+        let e = scan(&["1000-3000 rw-p 0 00:00 0\nnonsense\n"]).unwrap_err();
+        assert!(
+            e.to_string().contains("smaps:2: expected `Key: value`"),
+            "{e}"
+        );
+        assert!(scan(&[""]).unwrap().is_empty());
     }
 
     #[test]

@@ -244,6 +244,10 @@ pub trait RefsReader {
     /// What prepare writes to the target's `clear_refs`.
     const CLEAR: ClearRefs;
 
+    /// What the reader keeps per target between checks (smaps: where its sliced read of a
+    /// large target stands; nothing for soft-dirty).
+    type State: Default + Send;
+
     /// The monitoring attributes the check works best with.
     fn default_attrs() -> Attrs {
         Attrs::default()
@@ -253,15 +257,37 @@ pub trait RefsReader {
     /// system calls made.
     fn read(
         proc: &mut Process,
+        state: &mut Self::State,
         samples: &[SampleReq],
         out: &mut [Access],
     ) -> Result<u64, AccessError>;
 }
 
+/// A [`RefsCheck`]'s entry for one target: the process and its reader's state.
+pub struct RefsEntry<S> {
+    pub proc: Process,
+    pub state: S,
+}
+
+impl<S: Default> Entry for RefsEntry<S> {
+    fn new(proc: Process) -> Self {
+        Self {
+            proc,
+            state: S::default(),
+        }
+    }
+    fn process(&self) -> &Process {
+        &self.proc
+    }
+    fn into_process(self) -> Process {
+        self.proc
+    }
+}
+
 /// An access check driven by `clear_refs`: prepare clears the bits of every page of the
 /// target (one write that walks its page tables), check reads them back through `R`.
-pub struct RefsCheck<R> {
-    targets: Targets,
+pub struct RefsCheck<R: RefsReader> {
+    targets: Targets<RefsEntry<R::State>>,
     cost: MonitorCost,
     reader: PhantomData<fn() -> R>,
 }
@@ -300,7 +326,7 @@ impl<R: RefsReader> AccessCheck for RefsCheck<R> {
     }
 
     fn prepare(&mut self, id: TargetId, _samples: &mut [SampleReq]) -> Result<(), AccessError> {
-        self.targets.get(id)?.clear_refs(R::CLEAR)?;
+        self.targets.get(id)?.proc.clear_refs(R::CLEAR)?;
         self.cost.syscalls += 1;
         Ok(())
     }
@@ -311,7 +337,8 @@ impl<R: RefsReader> AccessCheck for RefsCheck<R> {
         samples: &[SampleReq],
         out: &mut [Access],
     ) -> Result<(), AccessError> {
-        let calls = R::read(self.targets.get_mut(id)?, samples, out)?;
+        let e = self.targets.get_mut(id)?;
+        let calls = R::read(&mut e.proc, &mut e.state, samples, out)?;
         self.cost.syscalls += calls;
         self.cost.samples += samples.len() as u64;
         Ok(())
@@ -474,7 +501,13 @@ pub(crate) mod tests {
         const NAME: &'static str = "all";
         const OWNER: &'static str = "the test check";
         const CLEAR: ClearRefs = ClearRefs::All;
-        fn read(_: &mut Process, _: &[SampleReq], out: &mut [Access]) -> Result<u64, AccessError> {
+        type State = ();
+        fn read(
+            _: &mut Process,
+            _: &mut (),
+            _: &[SampleReq],
+            out: &mut [Access],
+        ) -> Result<u64, AccessError> {
             out.iter_mut().for_each(|o| *o = Access::Accessed);
             Ok(1)
         }

@@ -127,9 +127,11 @@ impl RefsReader for SoftDirtyBits {
     const NAME: &'static str = "soft_dirty";
     const OWNER: &'static str = "the soft-dirty check";
     const CLEAR: ClearRefs = ClearRefs::SoftDirty;
+    type State = ();
 
     fn read(
         proc: &mut Process,
+        _: &mut (),
         samples: &[SampleReq],
         out: &mut [Access],
     ) -> Result<u64, AccessError> {

@@ -162,6 +162,32 @@ fn a_cost_the_scale_cannot_reach_saturates_at_the_top() {
 }
 
 #[test]
+fn one_burst_over_a_whole_window_is_beyond_reach() {
+    // The 64 GiB target of 100 000 mappings when smaps was read whole: 0.5 s a sample, 2.5×
+    // what 2% allows a 10-s window: out of reach at any level.
+    let one = [group(1)];
+    let top = max_level(&[smaps_base()]);
+    let regions = scaled(&smaps_base(), scale_of(top)).max_nr_regions as f64
+        / smaps_base().max_nr_regions as f64;
+    // At the top level's regions, one unit costs (0.5 + 0.5 × regions) of a full sample.
+    let unit = 0.5 / (0.5 + 0.5 * regions);
+    assert_eq!(beyond_reach(&one, unit, 0.02), Some(0));
+    // Sliced (~45 ms a sample): within reach; so are 200 small targets (1.3 ms each) in two
+    // groups, and a group without targets.
+    assert_eq!(
+        beyond_reach(&one, 0.045 / (0.5 + 0.5 * regions), 0.02),
+        None
+    );
+    assert_eq!(beyond_reach(&[group(100), group(100)], 1.3e-3, 0.02), None);
+    assert_eq!(beyond_reach(&[group(0), group(1)], unit, 0.02), Some(1));
+    assert_eq!(beyond_reach(&[group(0)], 10.0, 0.02), None);
+    // The bound is the budget of one window: just over it is out of reach, just under not.
+    let full = 0.5 + 0.5 * regions;
+    assert_eq!(beyond_reach(&one, 0.201 / full, 0.02), Some(0));
+    assert_eq!(beyond_reach(&one, 0.199 / full, 0.02), None);
+}
+
+#[test]
 fn refines_at_most_two_steps_a_window() {
     let g = [group(10)];
     let s = State {
@@ -178,6 +204,7 @@ fn refines_at_most_two_steps_a_window() {
 #[test]
 fn window_is_two_coarsest_samples_within_bounds() {
     assert_eq!(window_len([]), MIN_WINDOW);
+    assert_eq!(window_len([500_000]), Duration::from_secs(1));
     assert_eq!(window_len([500_000, 3_000_000]), Duration::from_secs(6));
     assert_eq!(window_len([MAX_SAMPLE_US]), MAX_WINDOW);
     assert_eq!(window_len([10 * MAX_SAMPLE_US]), MAX_WINDOW);
