@@ -16,7 +16,8 @@
 //! - the run time (`Schemes`: plan, account, stats): `runtime.rs`;
 //! - quotas, charging by size and time, split-to-fit, feed loop, histogram, resume point:
 //!   [`quota`]; hot/cold scores: [`score`];
-//! - watermarks: [`wmark`]; filters: [`filter`]; quota goals and metric sources: [`goal`].
+//! - watermarks: [`wmark`]; filters: [`filter`]; quota goals and metric sources: [`goal`];
+//!   the refault guard (`refault_rate` goals): [`refault`].
 
 pub mod action;
 pub mod filter;
@@ -25,6 +26,7 @@ pub mod locate;
 pub mod pattern;
 pub mod policy;
 pub mod quota;
+pub mod refault;
 mod runtime;
 pub mod score;
 pub mod stats;

@@ -8,11 +8,12 @@ use crate::filter::{PageFilter, RegionFilter};
 use crate::goal::{self, GoalState, MetricSource};
 use crate::policy::{self, FilterKind, Policy, PolicyError, SchemeSpec};
 use crate::quota::{self, QuotaState, ScoreHistogram};
+use crate::refault::{self, RefaultLedger};
 use crate::stats::SchemeStats;
 use crate::wmark::{self, WmarkState, WmarkVerdict};
 use crate::{pattern, score};
 use engine::kernel::host::{align_down, align_up};
-use engine::{AddrRange, AdviceRequest, ApplyReport, Snapshot, TargetId};
+use engine::{AddrRange, Advice, AdviceRequest, ApplyReport, Snapshot, TargetId};
 use std::collections::{HashMap, VecDeque};
 
 /// Errors of the runtime side.
@@ -97,6 +98,8 @@ struct SchemeState {
     wmark: WmarkState,
     wmark_error: Option<String>,
     stats: SchemeStats,
+    /// The pages this scheme paged out, for its `refault_rate` goal (None without one).
+    ledger: Option<RefaultLedger>,
 }
 
 /// The schemes of one policy at run time.
@@ -165,6 +168,13 @@ impl Schemes {
                     ..SchemeStats::default()
                 },
                 goals,
+                ledger: s.quota.goals.iter().find_map(|g| match g.metric {
+                    policy::GoalMetric::RefaultRate { window_us } => Some(RefaultLedger::new(
+                        engine::kernel::host::page_size(),
+                        window_us,
+                    )),
+                    _ => None,
+                }),
             });
         }
         Ok(Self {
@@ -316,6 +326,10 @@ impl Schemes {
                 let mut s = st.stats.clone();
                 s.effective_quota = st.quota.esz;
                 s.goal_values = st.goals.iter().map(|g| g.current).collect();
+                if let Some(l) = &st.ledger {
+                    s.paged_out_bytes = l.total_out_pages * l.page_size();
+                    s.refaulted_bytes = l.total_refaulted_pages * l.page_size();
+                }
                 if s.active {
                     s.inactive_reason = st.goal_error.clone();
                 }
@@ -366,7 +380,16 @@ impl Schemes {
                 HashMap::new()
             };
             adjust_quota(spec, st, snap, now_us, self.env.as_ref());
+            let first = out.len();
             apply_scheme(idx, spec, st, snap, &cgroups, &mut out);
+            if let Some(ledger) = &mut st.ledger {
+                let reqs = out[first..].iter().filter(|r| r.advice == Advice::Pageout);
+                refault::before_pageout(
+                    ledger,
+                    self.env.as_ref(),
+                    reqs.map(|r| (r.target, r.range)),
+                );
+            }
         }
         // The pause starts here; a plan that finds a scheme active ends it without moving
         // the schedule (the driver did not pause: its apply times went on advancing).
@@ -381,6 +404,18 @@ impl Schemes {
     /// Take the actuator's report back: the time charge of the quotas and the applied stats
     /// (`damos_apply_scheme()` / `damos_update_stat()`, core.c 6.12).
     pub fn account(&mut self, report: &ApplyReport, _now_us: u64) {
+        for (idx, st) in self.states.iter_mut().enumerate() {
+            let Some(ledger) = &mut st.ledger else {
+                continue;
+            };
+            for t in &report.gone {
+                ledger.drop_target(*t);
+            }
+            let done = report.outcomes.iter().filter(|o| {
+                !report.dry_run && o.scheme == idx && o.advice == Advice::Pageout && o.applied()
+            });
+            refault::after_pageout(ledger, self.env.as_ref(), done.map(|o| (o.target, o.range)));
+        }
         for o in &report.outcomes {
             let Some(st) = self.states.get_mut(o.scheme) else {
                 continue;
@@ -509,7 +544,13 @@ fn adjust_quota(
             // damos_quota_score(): the highest score (least aggressive) of all goals.
             let mut highest = Some(0u64);
             for (g, gs) in q.goals.iter().zip(st.goals.iter_mut()) {
-                match goal::measure(g, gs, env) {
+                let measured = match (&g.metric, &mut st.ledger) {
+                    (policy::GoalMetric::RefaultRate { .. }, Some(ledger)) => {
+                        refault::measure(ledger, env, now_us).inspect(|v| gs.current = *v)
+                    }
+                    _ => goal::measure(g, gs, env),
+                };
+                match measured {
                     Ok(v) => highest = highest.map(|h| h.max(quota::goal_score(v, g.target))),
                     Err(e) => {
                         if st.goal_error.is_none() {
