@@ -200,6 +200,7 @@ fn check_accepts_every_shipped_policy() {
         .map(|e| e.unwrap().path())
         .collect();
     files.sort();
+    assert!(files.iter().any(|f| f.ends_with("reclaim.ron")));
     assert!(files.iter().any(|f| f.ends_with("demo.ron")));
     let out = madvd()
         .arg("check")
