@@ -267,6 +267,14 @@ fn main() {
             with_noguard: true,
         },
         Workload {
+            name: "alternating 2x128MiB, 4 s each",
+            slots: 2,
+            slot: 128 * MIB,
+            hot_s: 4,
+            secs: Some(60),
+            with_noguard: false,
+        },
+        Workload {
             name: "moving 16x32MiB, 2 s each",
             slots: 16,
             slot: 32 * MIB,
@@ -282,16 +290,11 @@ fn main() {
             secs: None,
             with_noguard: false,
         },
-        Workload {
-            name: "alternating 2x128MiB, 4 s each",
-            slots: 2,
-            slot: 128 * MIB,
-            hot_s: 4,
-            secs: Some(60),
-            with_noguard: false,
-        },
     ];
-    let mut rows = Vec::new();
+    println!(
+        "| workload | policy | run | slowdown | per CPU-s | paged out (MiB) | refaulted (MiB) | refaulted / paged out | pswpout (MiB) | pswpin (MiB) | lowest 10-s net saving (MiB) | time-avg saved (MiB) | saved / idle ≥ 2× min age |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     for w in &workloads {
         if only.as_deref().is_some_and(|o| !w.name.starts_with(o)) {
             continue;
@@ -353,7 +356,7 @@ fn main() {
                     }
                 })
                 .collect();
-            rows.push(format!(
+            println!(
                 "| {} | {} | {} s | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
                 w.name,
                 if m == Mode::Guard {
@@ -380,14 +383,7 @@ fn main() {
                         mib(|r| r.avg_idle2).0
                     )
                 },
-            ));
+            );
         }
-    }
-    println!(
-        "| workload | policy | run | slowdown | per CPU-s | paged out (MiB) | refaulted (MiB) | refaulted / paged out | pswpout (MiB) | pswpin (MiB) | lowest 10-s net saving (MiB) | time-avg saved (MiB) | saved / idle ≥ 2× min age |"
-    );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
-    for r in rows {
-        println!("{r}");
     }
 }
