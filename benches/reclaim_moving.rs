@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 
 const MIB: u64 = 1 << 20;
 /// policies/reclaim.ron's minimum age, s.
-const MIN_AGE_S: f64 = 10.0;
+const MIN_AGE_S: f64 = 6.0;
 
 fn env_u64(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -267,10 +267,10 @@ fn main() {
             with_noguard: true,
         },
         Workload {
-            name: "alternating 2x128MiB, 4 s each",
+            name: "alternating 2x128MiB, 2 s each",
             slots: 2,
             slot: 128 * MIB,
-            hot_s: 4,
+            hot_s: 2,
             secs: Some(60),
             with_noguard: false,
         },
@@ -375,7 +375,7 @@ fn main() {
                 fmt3(mib(|r| r.min_net_slice as f64), "", 0),
                 fmt3(mib(|r| r.avg_saved), "", 0),
                 if ratio.iter().all(|x| x.is_nan()) {
-                    format!("n/a (idle≥20 s: {:.0} MiB)", mib(|r| r.avg_idle2).0)
+                    format!("n/a (idle ≥ 12 s: {:.0} MiB)", mib(|r| r.avg_idle2).0)
                 } else {
                     format!(
                         "{} of {:.0} MiB",
