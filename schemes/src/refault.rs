@@ -282,7 +282,7 @@ fn states(
 
 /// Before the actuator pages `reqs` out: note which of their pages are in memory. A range
 /// whose states cannot be read is not noted (its page-out teaches the ledger nothing).
-pub fn before_pageout<'a>(
+pub fn before_pageout(
     ledger: &mut RefaultLedger,
     env: &dyn MetricSource,
     reqs: impl IntoIterator<Item = (TargetId, AddrRange)>,
