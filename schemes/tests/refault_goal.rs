@@ -202,3 +202,40 @@ fn gone_targets_leave_the_ledger() {
     assert_eq!(s.stats()[0].refaulted_bytes, 0);
     assert_eq!(s.stats()[0].goal_values, vec![0]);
 }
+
+/// The goal's mistakes are placed in the file and say what is wrong.
+#[test]
+fn refault_rate_goal_mistakes_are_precise() {
+    let err = |body: &str| {
+        schemes::Policy::from_str(
+            &format!("(schemes: [(name: \"s\", pattern: (), {body})])"),
+            std::path::Path::new("p.ron"),
+        )
+        .unwrap_err()
+        .to_string()
+    };
+    let e = err(r#"action: cold, quota: (goals: [(metric: refault_rate, target: "2%")])"#);
+    assert!(e.contains("action `cold` pages nothing out"), "{e}");
+    let e = err(
+        r#"action: pageout, quota: (goals: [(metric: refault_rate, target: "2%", window: "0 s")])"#,
+    );
+    assert!(
+        e.contains("window") && e.contains("greater than zero"),
+        "{e}"
+    );
+    let e =
+        err(r#"action: pageout, quota: (goals: [(metric: user_input, target: 5, window: "1 s")])"#);
+    assert!(e.contains("only a refault_rate goal takes a window"), "{e}");
+    let e = err(r#"action: pageout, quota: (goals: [(metric: refault_rate, target: "120%")])"#);
+    assert!(e.contains("above 100%"), "{e}");
+    // The default window is a minute.
+    let p = common::one_scheme(
+        r#"pattern: (), action: pageout, quota: (goals: [(metric: refault_rate, target: "2%")])"#,
+    );
+    assert_eq!(
+        p.schemes[0].quota.goals[0].metric,
+        schemes::policy::GoalMetric::RefaultRate {
+            window_us: 60_000_000
+        }
+    );
+}
