@@ -200,6 +200,7 @@ fn check_accepts_every_shipped_policy() {
         .map(|e| e.unwrap().path())
         .collect();
     files.sort();
+    assert!(files.iter().any(|f| f.ends_with("reclaim.ron")));
     assert!(files.iter().any(|f| f.ends_with("demo.ron")));
     let out = madvd()
         .arg("check")
@@ -722,8 +723,8 @@ fn record_live_child() {
 // ---- demo -------------------------------------------------------------------------------
 
 /// The demo in short mode, as root: its JSON summary is complete and consistent, and the
-/// policy found most of what the workload left untouched. The floor is generous (the short
-/// mode's measured window is 12 s); the figures of the full demo belong to the bench
+/// policy found most of what the workload left untouched (saved/oracle ≥ 0.8 in the short
+/// mode's 12 s measured window); the figures of the full demo belong to the bench
 /// (docs/performance.md, "Demo"), not to a timed assertion.
 #[test]
 fn demo_short_json_summary() {
@@ -787,7 +788,9 @@ fn demo_short_json_summary() {
         v["advised_bytes"].as_u64().unwrap() as i64 >= saved * 9 / 10,
         "{v}"
     );
-    assert!(ratio > 0.5, "saved/oracle {ratio} under the floor: {v}");
+    // Issue 14's floor for the default policy (policies/reclaim.ron); measured 0.84-0.90 in
+    // short mode on a loaded 2-core host (docs/performance.md, issue 14's section).
+    assert!(ratio >= 0.8, "saved/oracle {ratio} under the floor: {v}");
     assert!(v["throughput"]["before_ops_per_s"].as_f64().unwrap() > 0.0);
     assert!(v["throughput"]["during_ops_per_s"].as_f64().unwrap() > 0.0);
     assert_eq!(v["hot_moved"], true, "{v}");

@@ -10,13 +10,18 @@
 //! - `cgroup_mem_used_bp`: a cgroup's usage over its limit (v2 `memory.current` /
 //!   `memory.max`, v1 `memory.usage_in_bytes` / `memory.limit_in_bytes`). The kernel's
 //!   `node_memcg_used_bp` is relative to the node's memory instead.
+//! - `refault_rate` (madvd's): the share of what the scheme paged out that its targets
+//!   brought back within a window, basis points, from `/proc/PID/pagemap`
+//!   ([`crate::refault`]; measured by the scheme's ledger, not here).
 
 use crate::policy::{GoalMetric, GoalSpec};
+use crate::refault::PageState;
 use engine::kernel::cgroup::{self, CgroupMounts, MemoryUsage};
 use engine::kernel::meminfo::{self, MemInfo};
+use engine::kernel::pagemap::Pagemap;
 use engine::kernel::psi;
-use engine::{SysRoot, TargetId};
-use std::collections::HashMap;
+use engine::{AddrRange, SysRoot, TargetId};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
 /// Reading a metric failed; the message names what is missing (a path, a node, a limit).
@@ -38,6 +43,20 @@ pub trait MetricSource: Send {
     fn target_cgroups(&self, target: TargetId) -> Result<Vec<String>, MetricError> {
         Err(MetricError(format!(
             "no cgroup information for target {target}"
+        )))
+    }
+    /// The state of each page of `range` of `target` (`/proc/PID/pagemap`), appended to
+    /// `out`, one per page from the page holding `range.start`; fewer when the read is
+    /// short. For the refault guard ([`crate::refault`]).
+    fn page_states(
+        &self,
+        target: TargetId,
+        range: AddrRange,
+        out: &mut Vec<PageState>,
+    ) -> Result<(), MetricError> {
+        let _ = (range, out);
+        Err(MetricError(format!(
+            "no page residency for target {target}"
         )))
     }
 }
@@ -101,6 +120,31 @@ impl MetricSource for SysMetrics {
         }
         Ok(out)
     }
+
+    fn page_states(
+        &self,
+        target: TargetId,
+        range: AddrRange,
+        out: &mut Vec<PageState>,
+    ) -> Result<(), MetricError> {
+        let path = self.root.pid_file(target.0, "pagemap");
+        let page = engine::kernel::host::page_size();
+        let err = |e: std::io::Error| MetricError(format!("{}: {e}", path.display()));
+        let mut pm = Pagemap::open(&path, page).map_err(err)?;
+        let (first, last) = (range.start / page, range.end.div_ceil(page));
+        let mut entries = Vec::new();
+        let mut p = first;
+        while p < last {
+            let n = (last - p).min(1 << 16) as usize;
+            pm.read(p * page, n, &mut entries).map_err(err)?;
+            out.extend(entries.iter().map(|e| PageState::from(e.residency())));
+            if entries.len() < n {
+                break;
+            }
+            p += n as u64;
+        }
+        Ok(())
+    }
 }
 
 /// Values set by hand, shared between clones (a test keeps one handle, the schemes another).
@@ -115,6 +159,8 @@ struct FakeState {
     psi: HashMap<Option<String>, u64>,
     cgroups: HashMap<String, MemoryUsage>,
     targets: HashMap<TargetId, Vec<String>>,
+    /// Page states by target and page number (4 KiB pages); pages not set are `Gone`.
+    pages: HashMap<TargetId, BTreeMap<u64, PageState>>,
 }
 
 impl FakeMetrics {
@@ -146,6 +192,16 @@ impl FakeMetrics {
         self.with(|s| {
             s.cgroups
                 .insert(cgroup.to_string(), MemoryUsage { usage, limit })
+        });
+    }
+    /// Set the states of the 4 KiB pages from `addr` on of `target` (a target never set has
+    /// no pagemap: reading it fails, as for an exited process).
+    pub fn set_page_states(&self, target: TargetId, addr: u64, states: &[PageState]) {
+        self.with(|s| {
+            let m = s.pages.entry(target).or_default();
+            for (i, st) in states.iter().enumerate() {
+                m.insert(addr / 4096 + i as u64, *st);
+            }
         });
     }
     pub fn set_target_cgroups(&self, target: TargetId, cgroups: &[&str]) {
@@ -182,6 +238,23 @@ impl MetricSource for FakeMetrics {
         self.with(|s| s.targets.get(&target).cloned())
             .ok_or_else(|| MetricError(format!("fake: no cgroups of target {target}")))
     }
+    fn page_states(
+        &self,
+        target: TargetId,
+        range: AddrRange,
+        out: &mut Vec<PageState>,
+    ) -> Result<(), MetricError> {
+        self.with(|s| {
+            let m = s
+                .pages
+                .get(&target)
+                .ok_or_else(|| MetricError(format!("fake: no pagemap of target {target}")))?;
+            for p in range.start / 4096..range.end.div_ceil(4096) {
+                out.push(m.get(&p).copied().unwrap_or(PageState::Gone));
+            }
+            Ok(())
+        })
+    }
 }
 
 /// A goal's running state.
@@ -200,7 +273,8 @@ pub fn check_source(spec: &GoalSpec, env: &dyn MetricSource) -> Result<GoalState
         last_psi_total: None,
     };
     match &spec.metric {
-        GoalMetric::UserInput => {}
+        // The targets come and go; their pagemaps are read by the scheme's ledger.
+        GoalMetric::UserInput | GoalMetric::RefaultRate { .. } => {}
         GoalMetric::SomeMemPsiUs { cgroup } => {
             let total = env.some_mem_psi_total_us(cgroup.as_deref()).map_err(|e| {
                 MetricError(format!(
@@ -250,7 +324,8 @@ pub fn measure(
     env: &dyn MetricSource,
 ) -> Result<u64, MetricError> {
     st.current = match &spec.metric {
-        GoalMetric::UserInput => st.current,
+        // Set by the scheme's refault ledger (`refault::measure`).
+        GoalMetric::UserInput | GoalMetric::RefaultRate { .. } => st.current,
         GoalMetric::SomeMemPsiUs { cgroup } => {
             let now = env.some_mem_psi_total_us(cgroup.as_deref())?;
             let last = st.last_psi_total.unwrap_or(now);

@@ -17,7 +17,8 @@
 //! - quotas, charging by size and time, split-to-fit, feed loop, histogram, resume point:
 //!   [`quota`]; hot/cold scores: [`score`];
 //! - watermarks: [`wmark`]; filters: [`filter`]; quota goals and metric sources: [`goal`];
-//! - `reclaim_cgroup` over physical memory (amounts per owning cgroup): [`reclaim`].
+//! - `reclaim_cgroup` over physical memory (amounts per owning cgroup): [`reclaim`];
+//! - the refault guard (`refault_rate` goals): [`refault`].
 
 pub mod action;
 pub mod filter;
@@ -27,6 +28,7 @@ pub mod pattern;
 pub mod policy;
 pub mod quota;
 pub mod reclaim;
+pub mod refault;
 mod runtime;
 pub mod score;
 pub mod stats;

@@ -98,27 +98,38 @@ impl QuotaState {
             self.esz = spec.size;
             return;
         }
-        let mut esz = u64::MAX;
-        if !spec.goals.is_empty() {
-            if let Some(score) = score {
-                self.esz_bp = feed_loop_next_input(self.esz_bp.max(10_000), score);
-            } else {
-                self.esz_bp = self.esz_bp.max(10_000);
-            }
-            esz = self.esz_bp / 10_000;
-        }
-        if spec.time_us != 0 {
-            // The time charged so far (`charge_time`) against the bytes charged in past
-            // windows: bytes per ms.
+        // The time quota as bytes: the time charged so far (`charge_time`) against the bytes
+        // charged in past windows, bytes per ms; the quota is kept in µs.
+        let by_time = (spec.time_us != 0).then(|| {
             let throughput = if self.total_charged_ns != 0 {
                 ((self.total_charged_sz as u128 * 1_000_000) / self.total_charged_ns as u128)
                     .min(u64::MAX as u128) as u64
             } else {
                 INITIAL_THROUGHPUT_BYTES_PER_MS
             };
-            // throughput is bytes per ms; the quota is kept in µs.
-            let by_time =
-                ((throughput as u128 * spec.time_us as u128) / 1000).min(u64::MAX as u128) as u64;
+            ((throughput as u128 * spec.time_us as u128) / 1000).min(u64::MAX as u128) as u64
+        });
+        let mut esz = u64::MAX;
+        if !spec.goals.is_empty() {
+            // The refault guard (madvd's, see `guard_bounds`): start at the ceiling and keep
+            // the goal's part between one region and the ceiling.
+            let bounds = guard_bounds(spec, by_time, min_region_sz);
+            if let Some((_, hi)) = bounds {
+                if self.esz_bp == 0 {
+                    self.esz_bp = hi;
+                }
+            }
+            if let Some(score) = score {
+                self.esz_bp = feed_loop_next_input(self.esz_bp.max(10_000), score);
+            } else {
+                self.esz_bp = self.esz_bp.max(10_000);
+            }
+            if let Some((lo, hi)) = bounds {
+                self.esz_bp = self.esz_bp.clamp(lo, hi.max(lo));
+            }
+            esz = self.esz_bp / 10_000;
+        }
+        if let Some(by_time) = by_time {
             esz = by_time.min(esz).max(min_region_sz);
         }
         if spec.size != 0 && spec.size < esz {
@@ -226,6 +237,34 @@ impl QuotaState {
 }
 
 pub(crate) use engine::kernel::host::align_down;
+
+/// The bounds of the goal-tuned quota (`esz_bp`) of a scheme with a `refault_rate` goal, or
+/// `None` for the kernel's unbounded loop. madvd's departure from
+/// `damos_set_effective_quota()` (core.c 6.12), for the refault guard only: the goal's part
+/// starts at the ceiling the time and size quotas allow (nothing is known to come back
+/// before anything was paged out, so the guard does not start the kernel's ramp from one
+/// byte), never grows above that ceiling (the kernel's keeps doubling while the score is
+/// low, so a guard that then sees refaults at 1.5× its target would take as many windows to
+/// come down as it spent growing), and never falls under one region (`DAMON_MIN_REGION`,
+/// what the time quota gives at least: the way back is counted from there). The PSI and
+/// memory goals keep the kernel's rule.
+pub fn guard_bounds(
+    spec: &QuotaSpec,
+    by_time: Option<u64>,
+    min_region_sz: u64,
+) -> Option<(u64, u64)> {
+    if !spec.goals.iter().any(|g| g.metric.is_refault_rate()) {
+        return None;
+    }
+    let size = (spec.size != 0).then_some(spec.size);
+    let ceiling = match (size, by_time) {
+        (Some(a), Some(b)) => a.min(b),
+        (Some(a), None) | (None, Some(a)) => a,
+        (None, None) => return None,
+    };
+    let bp = |b: u64| b.saturating_mul(10_000);
+    Some((bp(min_region_sz.max(1)), bp(ceiling.max(min_region_sz))))
+}
 
 /// A histogram of bytes per score, and the lowest score whose cumulative size from the top
 /// reaches the quota (`damos_adjust_quota()`, core.c 6.12).

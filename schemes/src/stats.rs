@@ -25,4 +25,8 @@ pub struct SchemeStats {
     pub effective_quota: u64,
     /// The last measured value of each quota goal.
     pub goal_values: Vec<u64>,
+    /// With a `refault_rate` goal: bytes the scheme moved from memory to swap, and bytes of
+    /// them the targets brought back, since the start (`schemes::refault`).
+    pub paged_out_bytes: u64,
+    pub refaulted_bytes: u64,
 }

@@ -222,6 +222,18 @@ impl Checker<'_> {
             Some(q) => self.quota(&format!("{p}.quota"), q)?,
             None => QuotaSpec::default(),
         };
+        if let Some(i) = quota.goals.iter().position(|g| g.metric.is_refault_rate()) {
+            if s.action != crate::Action::Pageout {
+                return Err(self.err(
+                    &format!("{p}.quota.goals[{i}].metric"),
+                    format!(
+                        "a refault_rate goal measures what its scheme pages out; action `{}` \
+                         pages nothing out",
+                        s.action.name()
+                    ),
+                ));
+            }
+        }
         let watermarks = s
             .watermarks
             .as_ref()
@@ -381,7 +393,7 @@ impl Checker<'_> {
         }
         if matches!(
             g.metric,
-            M::NodeMemUsedBp | M::NodeMemFreeBp | M::CgroupMemUsedBp
+            M::NodeMemUsedBp | M::NodeMemFreeBp | M::CgroupMemUsedBp | M::RefaultRate
         ) && target > 10_000
         {
             return Err(self.err(&tp, format!("{target} bp is above 100%")));
@@ -415,7 +427,23 @@ impl Checker<'_> {
                 "only some_mem_psi_us and cgroup_mem_used_bp goals take a cgroup",
             ));
         }
+        if g.window.is_some() && g.metric != M::RefaultRate {
+            return Err(self.err(
+                &format!("{p}.window"),
+                "only a refault_rate goal takes a window",
+            ));
+        }
         let metric = match g.metric {
+            M::RefaultRate => {
+                let wp = format!("{p}.window");
+                let window_us = self
+                    .opt(&wp, &g.window, units::time_us)?
+                    .unwrap_or(crate::refault::DEFAULT_WINDOW_US);
+                if window_us == 0 {
+                    return Err(self.err(&wp, "must be greater than zero"));
+                }
+                GoalMetric::RefaultRate { window_us }
+            }
             M::UserInput => GoalMetric::UserInput,
             M::SomeMemPsiUs => GoalMetric::SomeMemPsiUs {
                 cgroup: g.cgroup.clone(),

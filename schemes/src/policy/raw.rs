@@ -114,6 +114,7 @@ pub(super) enum RawGoalMetric {
     NodeMemUsedBp,
     NodeMemFreeBp,
     CgroupMemUsedBp,
+    RefaultRate,
 }
 
 #[derive(Deserialize)]
@@ -127,6 +128,9 @@ pub(super) struct RawGoal {
     pub(super) node: Option<u32>,
     #[serde(default)]
     pub(super) cgroup: Option<String>,
+    /// `refault_rate` only: the window refaults are counted over.
+    #[serde(default)]
+    pub(super) window: Option<Quantity>,
 }
 
 #[derive(Deserialize, Clone, Copy)]

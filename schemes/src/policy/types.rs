@@ -179,6 +179,9 @@ pub enum GoalMetric {
     NodeMemFreeBp { node: Option<u32> },
     /// A cgroup's memory usage over its limit, basis points.
     CgroupMemUsedBp { cgroup: String },
+    /// The share of what the scheme paged out that its targets brought back within the last
+    /// `window_us`, basis points (madvd's refault guard, [`crate::refault`]).
+    RefaultRate { window_us: u64 },
 }
 
 impl GoalMetric {
@@ -189,7 +192,11 @@ impl GoalMetric {
             GoalMetric::NodeMemUsedBp { .. } => "node_mem_used_bp",
             GoalMetric::NodeMemFreeBp { .. } => "node_mem_free_bp",
             GoalMetric::CgroupMemUsedBp { .. } => "cgroup_mem_used_bp",
+            GoalMetric::RefaultRate { .. } => "refault_rate",
         }
+    }
+    pub fn is_refault_rate(&self) -> bool {
+        matches!(self, GoalMetric::RefaultRate { .. })
     }
 }
 

@@ -9,11 +9,12 @@ use crate::goal::{self, GoalState, MetricSource};
 use crate::policy::{self, FilterKind, Policy, PolicyError, SchemeSpec};
 use crate::quota::{self, QuotaState, ScoreHistogram};
 use crate::reclaim::Selected;
+use crate::refault::{self, RefaultLedger};
 use crate::stats::SchemeStats;
 use crate::wmark::{self, WmarkState, WmarkVerdict};
 use crate::{pattern, score};
 use engine::kernel::host::{align_down, align_up};
-use engine::{AddrRange, AdviceRequest, ApplyReport, Snapshot, TargetId};
+use engine::{AddrRange, Advice, AdviceRequest, ApplyReport, Snapshot, TargetId};
 use std::collections::{HashMap, VecDeque};
 
 /// Errors of the runtime side.
@@ -98,6 +99,8 @@ struct SchemeState {
     wmark: WmarkState,
     wmark_error: Option<String>,
     stats: SchemeStats,
+    /// The pages this scheme paged out, for its `refault_rate` goal (None without one).
+    ledger: Option<RefaultLedger>,
 }
 
 /// The schemes of one policy at run time.
@@ -168,6 +171,13 @@ impl Schemes {
                     ..SchemeStats::default()
                 },
                 goals,
+                ledger: s.quota.goals.iter().find_map(|g| match g.metric {
+                    policy::GoalMetric::RefaultRate { window_us } => Some(RefaultLedger::new(
+                        engine::kernel::host::page_size(),
+                        window_us,
+                    )),
+                    _ => None,
+                }),
             });
         }
         Ok(Self {
@@ -320,6 +330,10 @@ impl Schemes {
                 let mut s = st.stats.clone();
                 s.effective_quota = st.quota.esz;
                 s.goal_values = st.goals.iter().map(|g| g.current).collect();
+                if let Some(l) = &st.ledger {
+                    s.paged_out_bytes = l.total_out_pages * l.page_size();
+                    s.refaulted_bytes = l.total_refaulted_pages * l.page_size();
+                }
                 if s.active {
                     s.inactive_reason = st.goal_error.clone();
                 }
@@ -371,8 +385,17 @@ impl Schemes {
                 HashMap::new()
             };
             adjust_quota(spec, st, snap, now_us, self.env.as_ref());
+            let first = out.len();
             let sel = &mut self.selected;
             apply_scheme(idx, spec, st, snap, &cgroups, &mut out, sel);
+            if let Some(ledger) = &mut st.ledger {
+                let reqs = out[first..].iter().filter(|r| r.advice == Advice::Pageout);
+                refault::before_pageout(
+                    ledger,
+                    self.env.as_ref(),
+                    reqs.map(|r| (r.target, r.range)),
+                );
+            }
         }
         // The pause starts here; a plan that finds a scheme active ends it without moving
         // the schedule (the driver did not pause: its apply times went on advancing).
@@ -387,6 +410,18 @@ impl Schemes {
     /// Take the actuator's report back: the time charge of the quotas and the applied stats
     /// (`damos_apply_scheme()` / `damos_update_stat()`, core.c 6.12).
     pub fn account(&mut self, report: &ApplyReport, _now_us: u64) {
+        for (idx, st) in self.states.iter_mut().enumerate() {
+            let Some(ledger) = &mut st.ledger else {
+                continue;
+            };
+            for t in &report.gone {
+                ledger.drop_target(*t);
+            }
+            let done = report.outcomes.iter().filter(|o| {
+                !report.dry_run && o.scheme == idx && o.advice == Advice::Pageout && o.applied()
+            });
+            refault::after_pageout(ledger, self.env.as_ref(), done.map(|o| (o.target, o.range)));
+        }
         for o in &report.outcomes {
             self.charge(o.scheme, o.elapsed_ns, o.bytes_applied);
         }
@@ -493,170 +528,6 @@ fn resolve_cgroups(
     out
 }
 
-/// The score a region has for this scheme's priority.
-fn region_score(spec: &SchemeSpec, r: &engine::Region, snap: &Snapshot) -> u32 {
-    let w = &spec.quota.weights;
-    match spec.action.priority() {
-        Priority::Cold => score::cold_score(r.nr_accesses, r.age, &snap.attrs, w),
-        Priority::Hot => score::hot_score(r.nr_accesses, r.age, &snap.attrs, w),
-        Priority::None => score::MAX_SCORE,
-    }
-}
-
-/// `damos_adjust_quota()` (core.c 6.12): new charge window with a new effective quota, then
-/// the score histogram of the pattern-matching regions and the minimum score.
-fn adjust_quota(
-    spec: &SchemeSpec,
-    st: &mut SchemeState,
-    snap: &Snapshot,
-    now_us: u64,
-    env: &dyn MetricSource,
-) {
-    let q = &spec.quota;
-    if !q.is_set() {
-        st.quota.esz = 0;
-        return;
-    }
-    if st.quota.window_over(now_us, q.reset_interval_us) {
-        if st.quota.start_window(now_us) {
-            st.stats.qt_exceeds += 1;
-        }
-        let score = if q.goals.is_empty() {
-            None
-        } else {
-            // damos_quota_score(): the highest score (least aggressive) of all goals.
-            let mut highest = Some(0u64);
-            for (g, gs) in q.goals.iter().zip(st.goals.iter_mut()) {
-                match goal::measure(g, gs, env) {
-                    Ok(v) => highest = highest.map(|h| h.max(quota::goal_score(v, g.target))),
-                    Err(e) => {
-                        if st.goal_error.is_none() {
-                            tracing::warn!(scheme = %spec.name, "quota goal {} unavailable: {e}", g.metric.name());
-                        }
-                        st.goal_error =
-                            Some(format!("quota goal {} unavailable: {e}", g.metric.name()));
-                        highest = None;
-                    }
-                }
-            }
-            if highest.is_some() {
-                st.goal_error = None;
-            }
-            highest
-        };
-        st.quota
-            .set_effective_quota(q, score, snap.attrs.min_region_sz);
-    }
-    let pat = pattern::Resolved::new(&spec.pattern, &snap.attrs);
-    let mut hist = ScoreHistogram::default();
-    for t in &snap.targets {
-        for r in &t.regions {
-            if pat.matches(r) {
-                hist.add(region_score(spec, r, snap), r.size());
-            }
-        }
-    }
-    st.quota.min_score = hist.min_score(st.quota.esz);
-}
-
-/// The PMD huge page size of x86-64 and arm64 with 4 KiB pages.
-pub const HPAGE_SIZE: u64 = 2 << 20;
-
-/// The per-region walk of `damon_do_apply_schemes()` / `damos_apply_scheme()` (core.c 6.12)
-/// for one scheme.
-fn apply_scheme(
-    idx: usize,
-    spec: &SchemeSpec,
-    st: &mut SchemeState,
-    snap: &Snapshot,
-    cgroups: &HashMap<TargetId, Vec<String>>,
-    out: &mut Vec<AdviceRequest>,
-    selected: &mut Vec<Selected>,
-) {
-    let min_sz = snap.attrs.min_region_sz.max(1);
-    let pat = pattern::Resolved::new(&spec.pattern, &snap.attrs);
-    let esz = st.quota.esz;
-    st.quota
-        .fix_stale_resume(|t| snap.targets.iter().any(|x| x.target == t));
-    'targets: for t in &snap.targets {
-        let cgroup = cgroups.get(&t.target).map(Vec::as_slice);
-        if cgroup.is_none() && st.region_filter.needs_cgroups() {
-            // The target's cgroups are unknown: a cgroup filter cannot decide, so skip it.
-            continue;
-        }
-        let last = t.regions.len().saturating_sub(1);
-        for (ri, r) in t.regions.iter().enumerate() {
-            // Check the quota.
-            if st.quota.exhausted() {
-                break 'targets;
-            }
-            // Skip what the last window already charged.
-            let Some(start) =
-                st.quota
-                    .skip_charged(t.target, r.start(), r.end(), ri == last, min_sz)
-            else {
-                continue;
-            };
-            if !pat.matches(r) {
-                continue;
-            }
-            if esz != 0 && region_score(spec, r, snap) < st.quota.min_score {
-                continue;
-            }
-            let mut pieces: VecDeque<AddrRange> = VecDeque::from([AddrRange::new(start, r.end())]);
-            while let Some(mut p) = pieces.pop_front() {
-                if p.is_empty() {
-                    continue;
-                }
-                if st.quota.exhausted() {
-                    break;
-                }
-                // Split to fit the rest of the quota.
-                let Some(sz) = st.quota.fit(p.len(), min_sz) else {
-                    // damos_update_stat(s, 0, 0): tried, nothing charged.
-                    st.stats.nr_tried += 1;
-                    break;
-                };
-                if sz < p.len() {
-                    pieces.push_front(AddrRange::new(p.start + sz, p.end));
-                    p.end = p.start + sz;
-                }
-                // Region-level filters; an address filter may split the piece.
-                let (filtered_out, rest) = st
-                    .region_filter
-                    .filter_out(t.target, cgroup, &mut p, min_sz);
-                if let Some(rest) = rest {
-                    pieces.push_front(rest);
-                }
-                if filtered_out {
-                    continue;
-                }
-                if spec.action == Action::Collapse {
-                    // MADV_COLLAPSE works on whole PMD-sized huge pages: keep the aligned part.
-                    let (a, b) = (align_up(p.start, HPAGE_SIZE), align_down(p.end, HPAGE_SIZE));
-                    if a >= b {
-                        continue;
-                    }
-                    p = AddrRange::new(a, b);
-                }
-                let sz = p.len();
-                if let Some(advice) = spec.action.advice() {
-                    out.push(AdviceRequest {
-                        target: t.target,
-                        range: p,
-                        advice,
-                        scheme: idx,
-                    });
-                } else if spec.action.is_physical() {
-                    selected.push(Selected {
-                        scheme: idx,
-                        range: p,
-                    });
-                }
-                st.quota.charge(t.target, p.end, sz);
-                st.stats.nr_tried += 1;
-                st.stats.sz_tried = st.stats.sz_tried.saturating_add(sz);
-            }
-        }
-    }
-}
+mod walk;
+pub use walk::HPAGE_SIZE;
+use walk::{adjust_quota, apply_scheme};

@@ -1,0 +1,421 @@
+//! The refault guard: the `refault_rate` quota goal of a page-out scheme.
+//!
+//! What it measures: of the pages **this scheme** moved out of memory (present in
+//! `/proc/PID/pagemap` just before its `MADV_PAGEOUT`, in a swap area just after), the share
+//! the target brought back in (present again) within the last `window` (1 minute by
+//! default), in basis points:
+//!
+//! ```text
+//! refault_rate = refaulted_in_window × 10000 / (still_out + refaulted_in_window)
+//! ```
+//!
+//! Only a fault brings a private anonymous page back in, so "present again" is the target's
+//! own access. Nothing else is counted: pages that were out before the scheme advised them,
+//! pages the refault probe pages out for its samples (the probe never goes through the
+//! schemes, so its page-outs never enter the ledger), and pages the target discarded or
+//! unmapped (no page and no swap entry: dropped, not counted). Major faults
+//! (`/proc/PID/stat` field 12) are not used: they count the probe's sample refaults and file
+//! pages too, and miss refaults served from the swap cache.
+//!
+//! The value is a goal of the kernel's feedback loop like the PSI goals
+//! (`damos_quota_score()` / `damon_feed_loop_next_input()`, mm/damon/core.c 6.12, ported in
+//! [`crate::quota`]): over the goal's `target` the scheme's effective quota shrinks (to the
+//! minimum at twice the target), under it the quota grows back. Refaults are counted over a
+//! sliding window rather than per reset interval, so the guard remembers a burst for the
+//! whole window: counted per reset interval, the quota recovered one interval after each
+//! burst and paged the next region out just before it came back (82% of what was paged out
+//! came back on a moving hot set, where the bar is 20%).
+//!
+//! [`RefaultLedger`] is pure (page states and time are inputs); [`before_pageout`],
+//! [`after_pageout`] and [`measure`] read the page states through a [`MetricSource`].
+
+use crate::goal::{MetricError, MetricSource};
+use engine::{AddrRange, TargetId};
+use std::collections::{BTreeMap, HashMap, VecDeque};
+
+/// The default window the refaults are counted over, µs (1 minute: the unit of the
+/// published promotion-rate targets, e.g. Google's far memory, 0.2% of far memory per
+/// minute).
+pub const DEFAULT_WINDOW_US: u64 = 60_000_000;
+
+/// Pages per ledger chunk: one 64-byte bitmap (2 MiB of 4 KiB pages).
+pub const CHUNK_PAGES: u64 = 512;
+const WORDS: usize = (CHUNK_PAGES / 64) as usize;
+
+/// At most this many chunks (16 GiB of 4 KiB pages) are read per measurement; a larger
+/// ledger is scanned in turns, resuming where the last measurement stopped.
+pub const MAX_SCAN_CHUNKS: usize = 8192;
+
+/// Where a page is, as the guard needs it (from a pagemap entry: see
+/// [`engine::kernel::pagemap::Residency`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PageState {
+    /// In memory.
+    Present,
+    /// In a swap area.
+    Out,
+    /// No page and no swap entry: never touched, discarded, or unmapped.
+    Gone,
+    /// Anything else (migration, device, PTE-marker entries): not decided now.
+    Other,
+}
+
+impl From<engine::kernel::pagemap::Residency> for PageState {
+    fn from(r: engine::kernel::pagemap::Residency) -> Self {
+        use engine::kernel::pagemap::Residency as R;
+        match r {
+            R::Present => PageState::Present,
+            R::Swapped { .. } => PageState::Out,
+            R::None => PageState::Gone,
+            R::Special => PageState::Other,
+        }
+    }
+}
+
+type Chunk = [u64; WORDS];
+
+/// The pages one scheme paged out and has not seen come back, per target, and the refaults
+/// of the window.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RefaultLedger {
+    page_size: u64,
+    window_us: u64,
+    /// Per target: chunk index (`vaddr / (page_size × CHUNK_PAGES)`) → pages out.
+    out: HashMap<TargetId, BTreeMap<u64, Chunk>>,
+    out_pages: u64,
+    /// Refaults found by the scans: (when, pages), oldest first.
+    events: VecDeque<(u64, u64)>,
+    window_pages: u64,
+    /// Ranges about to be paged out, with which of their pages were present.
+    pending: Vec<(TargetId, AddrRange, Vec<bool>)>,
+    /// Where the next scan starts when the last one stopped at [`MAX_SCAN_CHUNKS`].
+    cursor: Option<(TargetId, u64)>,
+    /// Pages moved out by the scheme, and pages found back, since the start.
+    pub total_out_pages: u64,
+    pub total_refaulted_pages: u64,
+}
+
+impl RefaultLedger {
+    pub fn new(page_size: u64, window_us: u64) -> Self {
+        Self {
+            page_size: page_size.max(1),
+            window_us: window_us.max(1),
+            out: HashMap::new(),
+            out_pages: 0,
+            events: VecDeque::new(),
+            window_pages: 0,
+            pending: Vec::new(),
+            cursor: None,
+            total_out_pages: 0,
+            total_refaulted_pages: 0,
+        }
+    }
+
+    pub fn page_size(&self) -> u64 {
+        self.page_size
+    }
+
+    /// Bytes paged out by the scheme and not back (yet).
+    pub fn out_bytes(&self) -> u64 {
+        self.out_pages * self.page_size
+    }
+
+    fn chunk_bytes(&self) -> u64 {
+        self.page_size * CHUNK_PAGES
+    }
+
+    /// The page states of `range` of `target` just before the scheme pages it out
+    /// (`states[i]` is page `range.start / page_size + i`).
+    pub fn before(&mut self, target: TargetId, range: AddrRange, states: &[PageState]) {
+        let present = states.iter().map(|s| *s == PageState::Present).collect();
+        self.pending.push((target, range, present));
+    }
+
+    /// The page states of `range` of `target` just after the scheme paged it out: the pages
+    /// present before and in swap now enter the ledger. Without a matching [`Self::before`]
+    /// nothing is learnt (the pages may have been out already).
+    pub fn after(&mut self, target: TargetId, range: AddrRange, states: &[PageState]) {
+        let Some(i) = self
+            .pending
+            .iter()
+            .position(|(t, r, _)| *t == target && *r == range)
+        else {
+            return;
+        };
+        let (_, _, before) = self.pending.swap_remove(i);
+        let first = range.start / self.page_size;
+        let map = self.out.entry(target).or_default();
+        let mut added = 0;
+        for (k, (was, now)) in before.iter().zip(states).enumerate() {
+            if *was && *now == PageState::Out {
+                let page = first + k as u64;
+                let chunk = map.entry(page / CHUNK_PAGES).or_insert([0; WORDS]);
+                let (w, b) = (((page % CHUNK_PAGES) / 64) as usize, page % 64);
+                if chunk[w] & (1 << b) == 0 {
+                    chunk[w] |= 1 << b;
+                    added += 1;
+                }
+            }
+        }
+        self.out_pages += added;
+        self.total_out_pages += added;
+    }
+
+    /// Forget what was noted before a page-out that did not happen (a round that was not
+    /// reported).
+    pub fn clear_pending(&mut self) {
+        self.pending.clear();
+    }
+
+    /// A target is gone: its pages leave the ledger (their refaults in the window stay).
+    pub fn drop_target(&mut self, target: TargetId) {
+        if let Some(map) = self.out.remove(&target) {
+            let n: u64 = map
+                .values()
+                .flat_map(|c| c.iter())
+                .map(|w| w.count_ones() as u64)
+                .sum();
+            self.out_pages -= n;
+        }
+        if self.cursor.is_some_and(|(t, _)| t == target) {
+            self.cursor = None;
+        }
+    }
+
+    /// The chunks the next scan reads (at most [`MAX_SCAN_CHUNKS`], resuming where the last
+    /// scan stopped), as address ranges of whole chunks.
+    pub fn scan_plan(&mut self) -> Vec<(TargetId, AddrRange)> {
+        let mut all: Vec<(TargetId, u64)> = Vec::new();
+        let mut targets: Vec<TargetId> = self.out.keys().copied().collect();
+        targets.sort();
+        for t in targets {
+            all.extend(self.out[&t].keys().map(|&c| (t, c)));
+        }
+        let start = self
+            .cursor
+            .and_then(|cur| all.iter().position(|x| *x >= cur))
+            .unwrap_or(0);
+        let n = all.len().min(MAX_SCAN_CHUNKS);
+        let cb = self.chunk_bytes();
+        let picked: Vec<(TargetId, u64)> =
+            all.iter().cycle().skip(start).take(n).copied().collect();
+        self.cursor = (all.len() > MAX_SCAN_CHUNKS).then(|| all[(start + n) % all.len()]);
+        picked
+            .into_iter()
+            .map(|(t, c)| (t, AddrRange::new(c * cb, (c + 1) * cb)))
+            .collect()
+    }
+
+    /// The states of one chunk read at `now_us` (`states[i]`: page `range.start /
+    /// page_size + i`; a short read leaves the rest undecided). Pages of the ledger present
+    /// again are refaults: counted at `now_us` and removed; pages gone are removed.
+    pub fn scanned(
+        &mut self,
+        target: TargetId,
+        range: AddrRange,
+        states: &[PageState],
+        now_us: u64,
+    ) {
+        let first = range.start / self.page_size;
+        let Some(map) = self.out.get_mut(&target) else {
+            return;
+        };
+        let (mut back, mut gone) = (0u64, 0u64);
+        for (k, s) in states.iter().enumerate() {
+            let page = first + k as u64;
+            let Some(chunk) = map.get_mut(&(page / CHUNK_PAGES)) else {
+                continue;
+            };
+            let (w, b) = (((page % CHUNK_PAGES) / 64) as usize, page % 64);
+            if chunk[w] & (1 << b) == 0 {
+                continue;
+            }
+            match s {
+                PageState::Present => back += 1,
+                PageState::Gone => gone += 1,
+                PageState::Out | PageState::Other => continue,
+            }
+            chunk[w] &= !(1 << b);
+        }
+        map.retain(|_, c| c.iter().any(|w| *w != 0));
+        if map.is_empty() {
+            self.out.remove(&target);
+        }
+        self.out_pages -= back + gone;
+        if back > 0 {
+            self.total_refaulted_pages += back;
+            self.window_pages += back;
+            self.events.push_back((now_us, back));
+        }
+    }
+
+    /// The refault rate at `now_us`, basis points: refaults of the last window over what
+    /// the scheme holds out plus those refaults (0 while nothing was paged out).
+    pub fn rate_bp(&mut self, now_us: u64) -> u64 {
+        while let Some(&(at, n)) = self.events.front() {
+            // A clock before an event (a caller's clock reset) drops it too.
+            if now_us < at || now_us - at >= self.window_us {
+                self.events.pop_front();
+                self.window_pages -= n;
+            } else {
+                break;
+            }
+        }
+        let denom = self.out_pages + self.window_pages;
+        if denom == 0 {
+            return 0;
+        }
+        ((self.window_pages as u128 * 10_000) / denom as u128) as u64
+    }
+}
+
+/// Read `range`'s page states of `target` into `buf` through `env`.
+fn states(
+    env: &dyn MetricSource,
+    target: TargetId,
+    range: AddrRange,
+    buf: &mut Vec<PageState>,
+) -> Result<(), MetricError> {
+    buf.clear();
+    env.page_states(target, range, buf)
+}
+
+/// Before the actuator pages `reqs` out: note which of their pages are in memory. A range
+/// whose states cannot be read is not noted (its page-out teaches the ledger nothing).
+pub fn before_pageout(
+    ledger: &mut RefaultLedger,
+    env: &dyn MetricSource,
+    reqs: impl IntoIterator<Item = (TargetId, AddrRange)>,
+) {
+    let mut buf = Vec::new();
+    for (t, r) in reqs {
+        if states(env, t, r, &mut buf).is_ok() {
+            ledger.before(t, r, &buf);
+        }
+    }
+}
+
+/// After the actuator paged `done` out: the pages that went from memory to swap enter the
+/// ledger.
+pub fn after_pageout(
+    ledger: &mut RefaultLedger,
+    env: &dyn MetricSource,
+    done: impl IntoIterator<Item = (TargetId, AddrRange)>,
+) {
+    let mut buf = Vec::new();
+    for (t, r) in done {
+        if states(env, t, r, &mut buf).is_ok() {
+            ledger.after(t, r, &buf);
+        }
+    }
+    ledger.clear_pending();
+}
+
+/// Scan the ledger's pages at `now_us` and return the refault rate (basis points). A target
+/// whose pagemap cannot be read is dropped from the ledger (it exited, or its memory is
+/// gone); the measurement itself only fails when nothing could be read while the ledger
+/// has pages out.
+pub fn measure(
+    ledger: &mut RefaultLedger,
+    env: &dyn MetricSource,
+    now_us: u64,
+) -> Result<u64, MetricError> {
+    let plan = ledger.scan_plan();
+    let mut buf = Vec::new();
+    let mut failed: Vec<TargetId> = Vec::new();
+    let mut first_err = None;
+    let mut read_any = plan.is_empty();
+    for (t, r) in plan {
+        if failed.contains(&t) {
+            continue;
+        }
+        match states(env, t, r, &mut buf) {
+            Ok(()) => {
+                read_any = true;
+                ledger.scanned(t, r, &buf, now_us);
+            }
+            Err(e) => {
+                failed.push(t);
+                first_err.get_or_insert(e);
+            }
+        }
+    }
+    for t in failed {
+        ledger.drop_target(t);
+    }
+    match first_err {
+        Some(e) if !read_any => Err(e),
+        _ => Ok(ledger.rate_bp(now_us)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use PageState::*;
+
+    const P: u64 = 4096;
+    const T: TargetId = TargetId(7);
+
+    fn pageout(l: &mut RefaultLedger, start_page: u64, before: &[PageState], after: &[PageState]) {
+        let r = AddrRange::new(start_page * P, (start_page + before.len() as u64) * P);
+        l.before(T, r, before);
+        l.after(T, r, after);
+    }
+
+    #[test]
+    fn only_pages_the_scheme_moved_out_are_counted() {
+        let mut l = RefaultLedger::new(P, 60_000_000);
+        // Present → out: in. Out already: not. Present and still present (not paged out):
+        // not. Never touched: not.
+        pageout(
+            &mut l,
+            10,
+            &[Present, Out, Present, Gone],
+            &[Out, Out, Present, Gone],
+        );
+        assert_eq!((l.out_bytes(), l.total_out_pages), (P, 1));
+        // A page-out with no note before it teaches nothing.
+        l.after(T, AddrRange::new(0, P), &[Out]);
+        assert_eq!(l.out_bytes(), P);
+        // The same page paged out twice is one page.
+        pageout(&mut l, 10, &[Present], &[Out]);
+        assert_eq!(l.out_bytes(), P);
+    }
+
+    #[test]
+    fn refaults_are_counted_once_and_forgotten_after_the_window() {
+        let w = 10_000_000;
+        let mut l = RefaultLedger::new(P, w);
+        pageout(&mut l, 0, &[Present; 4], &[Out; 4]);
+        assert_eq!(l.rate_bp(0), 0);
+        let plan = l.scan_plan();
+        assert_eq!(plan, vec![(T, AddrRange::new(0, CHUNK_PAGES * P))]);
+        // One page back, one discarded, two still out: 1 / (2 + 1).
+        l.scanned(T, plan[0].1, &[Present, Gone, Out, Other], 1_000_000);
+        assert_eq!(l.rate_bp(1_000_000), 3333);
+        assert_eq!(l.total_refaulted_pages, 1);
+        // Scanned again: the refaulted page is not counted twice.
+        l.scanned(T, plan[0].1, &[Present, Present, Out, Out], 2_000_000);
+        assert_eq!(l.rate_bp(2_000_000), 3333);
+        // The window forgets it.
+        assert_eq!(l.rate_bp(1_000_000 + w - 1), 3333);
+        assert_eq!(l.rate_bp(1_000_000 + w), 0);
+        assert_eq!(l.out_bytes(), 2 * P);
+    }
+
+    #[test]
+    fn large_ledgers_are_scanned_in_turns_and_targets_dropped() {
+        let mut l = RefaultLedger::new(P, 1);
+        let n = MAX_SCAN_CHUNKS as u64 + 10;
+        for c in 0..n {
+            pageout(&mut l, c * CHUNK_PAGES, &[Present], &[Out]);
+        }
+        let a = l.scan_plan();
+        let b = l.scan_plan();
+        assert_eq!((a.len(), b.len()), (MAX_SCAN_CHUNKS, MAX_SCAN_CHUNKS));
+        assert_eq!(b[0].1.start, MAX_SCAN_CHUNKS as u64 * CHUNK_PAGES * P);
+        l.drop_target(T);
+        assert_eq!((l.out_bytes(), l.scan_plan().len()), (0, 0));
+    }
+}

@@ -1,0 +1,135 @@
+//! The refault guard on this host (root, swap fixture): `madvd run` with a page-out scheme
+//! whose quota has a `refault_rate` goal, on a workload child whose hot set moves onto
+//! memory the scheme paged out. The scheme's effective quota falls within 3 reset intervals
+//! of the first refaults it sees, and recovers once the window has forgotten them (the hot
+//! set stays put afterwards: no more refaults).
+
+use madvd_workload::{Pattern, WorkloadSpec};
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+
+mod common;
+use common::{exe, spawn, MIB};
+
+const SWAP: u64 = 256 << 20;
+const CEILING: u64 = 32 * MIB;
+
+const POLICY: &str = r#"(
+    schemes: [(
+        name: "guarded",
+        pattern: (size: (min: "4 KiB"), accesses: (min: 0, max: 0), age: (min: "4 s")),
+        action: pageout,
+        quota: (
+            size: "32 MiB",
+            reset_interval: "1 s",
+            weights: (size: 0, accesses: 0, age: 1),
+            goals: [(metric: refault_rate, target: "2%", window: "5 s")],
+        ),
+    )],
+)"#;
+
+#[derive(Debug)]
+struct Line {
+    t_s: f64,
+    esz: u64,
+    rate_bp: u64,
+    paged_out: u64,
+    refaulted: u64,
+}
+
+#[test]
+fn quota_falls_when_the_hot_set_moves_onto_paged_out_memory_and_recovers() {
+    let _swap = engine::need_swap!(SWAP);
+    // 64 MiB, an eighth hot; the hot set moves by its own size at 30 s of the child's clock
+    // (after the cold memory was paged out: the regions split and age, 4 s, then two 32 MiB
+    // windows) and again at 60 s (after the run ends).
+    let w = spawn(&WorkloadSpec {
+        size: 64 * MIB,
+        hot_fraction: 0.125,
+        pattern: Pattern::Moving { period_ms: 30_000 },
+        ..WorkloadSpec::default()
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("guarded.ron");
+    std::fs::write(&policy, POLICY).unwrap();
+    let mut run = Command::new(exe())
+        .args(["run", "--json", "--every", "1s", "--for", "58s", "--policy"])
+        .arg(&policy)
+        .args(["--pid", &w.pid().to_string()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("madvd run");
+    let mut lines = Vec::new();
+    for l in BufReader::new(run.stdout.take().unwrap()).lines() {
+        let l = l.unwrap();
+        let v: serde_json::Value = serde_json::from_str(&l).unwrap_or_else(|e| panic!("{e}: {l}"));
+        let s = &v["schemes"][0];
+        if s.is_null() {
+            continue;
+        }
+        let line = Line {
+            t_s: v["t_s"].as_f64().unwrap(),
+            esz: s["effective_quota"].as_u64().unwrap(),
+            rate_bp: s["goal_values"][0].as_u64().unwrap_or(0),
+            paged_out: s["paged_out_bytes"].as_u64().unwrap(),
+            refaulted: s["refaulted_bytes"].as_u64().unwrap(),
+        };
+        eprintln!("{line:?}");
+        lines.push(line);
+    }
+    assert!(run.wait().unwrap().success());
+
+    // First page-outs at the full quota, before anything came back.
+    let first_out = lines
+        .iter()
+        .position(|l| l.paged_out > 0)
+        .expect("the scheme paged nothing out");
+    assert!(
+        lines[first_out..]
+            .iter()
+            .take_while(|l| l.refaulted == 0)
+            .any(|l| l.esz == CEILING),
+        "the quota was not at its ceiling before refaults: {lines:?}"
+    );
+    // The hot set moved onto paged-out memory: the scheme's own page-outs came back, above
+    // the 2% budget (a few pages at the hot set's edges may come back before, under it).
+    let first_back = lines
+        .iter()
+        .position(|l| l.rate_bp > 200)
+        .unwrap_or_else(|| {
+            panic!("no refaults over the budget after the hot set moved: {lines:?}")
+        });
+    let t_back = lines[first_back].t_s;
+    let fell = lines[first_back..]
+        .iter()
+        .take_while(|l| l.t_s <= t_back + 3.0)
+        .position(|l| l.esz <= CEILING / 4);
+    let Some(fell) = fell else {
+        panic!("the quota did not fall within 3 reset intervals of the refaults: {lines:?}");
+    };
+    let last = lines.last().unwrap();
+    // About the hot set's 8 MiB came back (not the whole cold memory, not the probe's
+    // sample page-outs of the hot set before the move).
+    assert!(
+        (MIB..=12 * MIB).contains(&last.refaulted),
+        "refaulted {} bytes: {lines:?}",
+        last.refaulted
+    );
+    // Refaults stopped (the hot set stays put until 60 s): once the window has forgotten
+    // them the quota grows back, doubling each window the scheme applies (the probe's 2 s
+    // aggregation), from one page to at least 256 pages within the run.
+    let low = lines[first_back + fell..]
+        .iter()
+        .map(|l| l.esz)
+        .min()
+        .unwrap();
+    let recovered = lines[first_back + fell..]
+        .iter()
+        .find(|l| l.rate_bp == 0 && l.esz >= 256 * low);
+    assert!(
+        recovered.is_some(),
+        "the quota did not recover once refaults stopped (low {low}): {lines:?}"
+    );
+    drop(w);
+}
