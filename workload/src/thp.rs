@@ -21,6 +21,7 @@
 //!   A kernel without the flag (6.12) gets the plain `PR_SET_THP_DISABLE`, under which
 //!   `MADV_COLLAPSE` fails with EINVAL too (`vma_thp_disabled` tests `MMF_DISABLE_THP`
 //!   for every caller, 6.12); the child says which one it got on stderr.
+//! - [`ThpMode::Machine`]: neither; the machine-wide setting decides.
 //!
 //! Ground truth: `touched_bytes` is every page written (dense + sparse; the loop touches
 //! only dense pages, all written at start), so bloat = RSS − touched bytes. `ops` counts
@@ -50,6 +51,9 @@ pub enum ThpMode {
     Never,
     /// `MADV_HUGEPAGE` on its own mappings.
     Always,
+    /// Neither: the machine's setting decides (for a kernel whose prctl also refuses
+    /// `MADV_COLLAPSE`: "never" then comes from THP=never or madvise).
+    Machine,
 }
 
 /// The THP workload's shape (`WorkloadSpec::thp`; `size`, `hot_*`, `pattern`, `fill`,

@@ -256,6 +256,25 @@ pub trait RefsReader {
         samples: &[SampleReq],
         out: &mut [Access],
     ) -> Result<u64, AccessError>;
+
+    /// Set `Unknown` for the samples whose bits an advice applied since the last check may
+    /// have set without an access (`advised`, from [`AccessCheck::note_advised`]): a
+    /// `MADV_COLLAPSE` maps its new huge page young and dirty (x86's page protections carry
+    /// `_PAGE_ACCESSED`; `collapse_huge_page`, mm/khugepaged.c 6.12). Returns the number of
+    /// system calls made. Default: the samples inside the advised ranges.
+    fn unknown_after_advice(
+        _proc: &mut Process,
+        samples: &[SampleReq],
+        advised: &[AddrRange],
+        out: &mut [Access],
+    ) -> Result<u64, AccessError> {
+        for (s, o) in samples.iter().zip(out.iter_mut()) {
+            if advised.iter().any(|r| r.contains(s.addr)) {
+                *o = Access::Unknown;
+            }
+        }
+        Ok(0)
+    }
 }
 
 /// An access check driven by `clear_refs`: prepare clears the bits of every page of the
@@ -263,6 +282,8 @@ pub trait RefsReader {
 pub struct RefsCheck<R> {
     targets: Targets,
     cost: MonitorCost,
+    /// Ranges advised since each target's last check ([`RefsReader::unknown_after_advice`]).
+    advised: BTreeMap<TargetId, Vec<AddrRange>>,
     reader: PhantomData<fn() -> R>,
 }
 
@@ -271,6 +292,7 @@ impl<R: RefsReader> RefsCheck<R> {
         Self {
             targets: Targets::new(R::OWNER),
             cost: MonitorCost::default(),
+            advised: BTreeMap::new(),
             reader: PhantomData,
         }
     }
@@ -299,6 +321,13 @@ impl<R: RefsReader> AccessCheck for RefsCheck<R> {
         self.targets.ranges(id, &mut self.cost)
     }
 
+    fn note_advised(&mut self, id: TargetId, ranges: &[AddrRange]) {
+        self.advised
+            .entry(id)
+            .or_default()
+            .extend_from_slice(ranges);
+    }
+
     fn prepare(&mut self, id: TargetId, _samples: &mut [SampleReq]) -> Result<(), AccessError> {
         self.targets.get(id)?.clear_refs(R::CLEAR)?;
         self.cost.syscalls += 1;
@@ -311,7 +340,11 @@ impl<R: RefsReader> AccessCheck for RefsCheck<R> {
         samples: &[SampleReq],
         out: &mut [Access],
     ) -> Result<(), AccessError> {
-        let calls = R::read(self.targets.get_mut(id)?, samples, out)?;
+        let proc = self.targets.get_mut(id)?;
+        let mut calls = R::read(proc, samples, out)?;
+        if let Some(advised) = self.advised.remove(&id) {
+            calls += R::unknown_after_advice(proc, samples, &advised, out)?;
+        }
         self.cost.syscalls += calls;
         self.cost.samples += samples.len() as u64;
         Ok(())

@@ -16,6 +16,7 @@ use crate::kernel::clear_refs::ClearRefs;
 use crate::kernel::smaps::SmapsVma;
 use crate::ops::common::{RefsCheck, RefsReader};
 use crate::process::Process;
+use crate::region::AddrRange;
 use crate::sysroot::SysRoot;
 
 /// The smaps access check over live targets.
@@ -80,6 +81,42 @@ impl RefsReader for Smaps {
         }
         Ok(1)
     }
+
+    /// A VMA-granular check sees a whole mapping referenced when one advised huge page in
+    /// it was mapped young: every sample in a VMA that an advised range overlaps is Unknown.
+    /// (Without this a `collapse` of a region straddling hot and cold mappings makes the
+    /// cold mapping look hot, and the policy collapses all of it, one interval after the
+    /// other.)
+    fn unknown_after_advice(
+        proc: &mut Process,
+        samples: &[SampleReq],
+        advised: &[AddrRange],
+        out: &mut [Access],
+    ) -> Result<u64, AccessError> {
+        let vmas: Vec<AddrRange> = proc.maps()?.iter().map(|v| v.range).collect();
+        unknown_in_advised_vmas(&vmas, samples, advised, out);
+        Ok(1)
+    }
+}
+
+/// Set `Unknown` for the samples inside a VMA (of `vmas`, sorted) that overlaps an advised
+/// range. Pure.
+pub fn unknown_in_advised_vmas(
+    vmas: &[AddrRange],
+    samples: &[SampleReq],
+    advised: &[AddrRange],
+    out: &mut [Access],
+) {
+    let touched: Vec<AddrRange> = vmas
+        .iter()
+        .filter(|v| advised.iter().any(|a| a.start < v.end && v.start < a.end))
+        .copied()
+        .collect();
+    for (s, o) in samples.iter().zip(out.iter_mut()) {
+        if touched.iter().any(|v| v.contains(s.addr)) {
+            *o = Access::Unknown;
+        }
+    }
 }
 
 #[cfg(test)]
@@ -98,6 +135,36 @@ mod tests {
         assert_eq!(answer(&v, 0x7000), Access::NotAccessed);
         assert_eq!(answer(&v, 0x9000), Access::Unknown);
         assert_eq!(answer(&[], 0x1000), Access::Unknown);
+    }
+
+    #[test]
+    fn advice_makes_its_whole_vma_unknown() {
+        let vmas = [
+            AddrRange::new(0x1000, 0x3000),
+            AddrRange::new(0x5000, 0x8000),
+        ];
+        let samples: Vec<SampleReq> = [0x1000, 0x2000, 0x5000, 0x7000]
+            .iter()
+            .map(|&a| SampleReq {
+                region: AddrRange::new(a, a + 0x1000),
+                addr: a,
+            })
+            .collect();
+        let mut out = [Access::Accessed; 4];
+        // One page advised in the second VMA: all of it, and only it, becomes Unknown.
+        unknown_in_advised_vmas(&vmas, &samples, &[AddrRange::new(0x6000, 0x7000)], &mut out);
+        assert_eq!(
+            out,
+            [
+                Access::Accessed,
+                Access::Accessed,
+                Access::Unknown,
+                Access::Unknown
+            ]
+        );
+        let mut out = [Access::NotAccessed; 4];
+        unknown_in_advised_vmas(&vmas, &samples, &[AddrRange::new(0x3000, 0x5000)], &mut out);
+        assert_eq!(out, [Access::NotAccessed; 4], "a gap is no VMA");
     }
 
     #[test]
