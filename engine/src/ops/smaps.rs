@@ -83,38 +83,45 @@ impl RefsReader for Smaps {
     }
 
     /// A VMA-granular check sees a whole mapping referenced when one advised huge page in
-    /// it was mapped young: every sample in a VMA that an advised range overlaps is Unknown.
-    /// (Without this a `collapse` of a region straddling hot and cold mappings makes the
-    /// cold mapping look hot, and the policy collapses all of it, one interval after the
-    /// other.)
+    /// it was mapped young. So a VMA an advised range overlaps counts as accessed only when
+    /// more of it is referenced than was advised; else its samples are NotAccessed. (Without
+    /// this, a `collapse` of a region straddling a hot and a cold mapping makes the cold
+    /// mapping look hot, and the policy collapses all of it, one interval after another.)
     fn unknown_after_advice(
         proc: &mut Process,
         samples: &[SampleReq],
         advised: &[AddrRange],
         out: &mut [Access],
     ) -> Result<u64, AccessError> {
-        let vmas: Vec<AddrRange> = proc.maps()?.iter().map(|v| v.range).collect();
-        unknown_in_advised_vmas(&vmas, samples, advised, out);
+        let vmas = proc.smaps()?;
+        discount_advised(&vmas, samples, advised, out);
         Ok(1)
     }
 }
 
-/// Set `Unknown` for the samples inside a VMA (of `vmas`, sorted) that overlaps an advised
-/// range. Pure.
-pub fn unknown_in_advised_vmas(
-    vmas: &[AddrRange],
+/// For each VMA of `vmas` (sorted) that an advised range overlaps: when its `Referenced`
+/// bytes are no more than the advised bytes inside it, its samples answered Accessed become
+/// NotAccessed (the advice alone may have set those bits). Pure.
+pub fn discount_advised(
+    vmas: &[SmapsVma],
     samples: &[SampleReq],
     advised: &[AddrRange],
     out: &mut [Access],
 ) {
-    let touched: Vec<AddrRange> = vmas
+    let only_advice: Vec<AddrRange> = vmas
         .iter()
-        .filter(|v| advised.iter().any(|a| a.start < v.end && v.start < a.end))
-        .copied()
+        .filter_map(|v| {
+            let r = v.vma.range;
+            let adv: u64 = advised
+                .iter()
+                .map(|a| a.end.min(r.end).saturating_sub(a.start.max(r.start)))
+                .sum();
+            (adv > 0 && v.referenced <= adv).then_some(r)
+        })
         .collect();
     for (s, o) in samples.iter().zip(out.iter_mut()) {
-        if touched.iter().any(|v| v.contains(s.addr)) {
-            *o = Access::Unknown;
+        if *o == Access::Accessed && only_advice.iter().any(|v| v.contains(s.addr)) {
+            *o = Access::NotAccessed;
         }
     }
 }
@@ -138,11 +145,10 @@ mod tests {
     }
 
     #[test]
-    fn advice_makes_its_whole_vma_unknown() {
-        let vmas = [
-            AddrRange::new(0x1000, 0x3000),
-            AddrRange::new(0x5000, 0x8000),
-        ];
+    fn advice_alone_does_not_make_its_vma_accessed() {
+        // VMA 1: 8 KiB referenced; VMA 2: 4 KiB referenced.
+        let t = "1000-3000 rw-p 00000000 00:00 0\nReferenced: 8 kB\n5000-8000 rw-p 00000000 00:00 0\nReferenced: 4 kB\n";
+        let vmas = parse_smaps(t.as_bytes(), Path::new("smaps")).unwrap();
         let samples: Vec<SampleReq> = [0x1000, 0x2000, 0x5000, 0x7000]
             .iter()
             .map(|&a| SampleReq {
@@ -150,21 +156,32 @@ mod tests {
                 addr: a,
             })
             .collect();
-        let mut out = [Access::Accessed; 4];
-        // One page advised in the second VMA: all of it, and only it, becomes Unknown.
-        unknown_in_advised_vmas(&vmas, &samples, &[AddrRange::new(0x6000, 0x7000)], &mut out);
+        let answers = || {
+            samples
+                .iter()
+                .map(|s| answer(&vmas, s.addr))
+                .collect::<Vec<_>>()
+        };
+        // One page advised in each: VMA 2's one referenced page may be the advice's own.
+        let mut out = answers();
+        let advised = [
+            AddrRange::new(0x1000, 0x2000),
+            AddrRange::new(0x6000, 0x7000),
+        ];
+        discount_advised(&vmas, &samples, &advised, &mut out);
         assert_eq!(
             out,
             [
                 Access::Accessed,
                 Access::Accessed,
-                Access::Unknown,
-                Access::Unknown
+                Access::NotAccessed,
+                Access::NotAccessed
             ]
         );
-        let mut out = [Access::NotAccessed; 4];
-        unknown_in_advised_vmas(&vmas, &samples, &[AddrRange::new(0x3000, 0x5000)], &mut out);
-        assert_eq!(out, [Access::NotAccessed; 4], "a gap is no VMA");
+        // Advice in a gap changes nothing.
+        let mut out = answers();
+        discount_advised(&vmas, &samples, &[AddrRange::new(0x3000, 0x5000)], &mut out);
+        assert_eq!(out, answers());
     }
 
     #[test]
