@@ -275,7 +275,7 @@ fn main() {
             continue;
         }
         let _swap = (config == "giveback").then(|| {
-            TempSwap::ensure(&root, 2 << 30, Some(Duration::from_secs(600)), &|| false)
+            TempSwap::ensure(&root, 1 << 30, Some(Duration::from_secs(600)), &|| false)
                 .expect("swap fixture")
         });
         for i in 0..runs {

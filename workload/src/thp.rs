@@ -197,7 +197,7 @@ impl Mem {
             return Err(io::Error::last_os_error());
         }
         if t.mode == ThpMode::Always {
-            for r in [dense, sparse].iter().filter(|r| r.len() > 0) {
+            for r in [dense, sparse].iter().filter(|r| !r.is_empty()) {
                 // SAFETY: advising our own mapping; MADV_HUGEPAGE changes no contents.
                 if unsafe {
                     libc::madvise(
@@ -385,7 +385,7 @@ pub fn run_thp(
         out.flush()
     };
     let mut mappings = vec![mem.dense];
-    if mem.sparse.len() > 0 {
+    if !mem.sparse.is_empty() {
         mappings.push(mem.sparse);
     }
     say(&Event::Ready {

@@ -257,12 +257,13 @@ pub trait RefsReader {
         out: &mut [Access],
     ) -> Result<u64, AccessError>;
 
-    /// Set `Unknown` for the samples whose bits an advice applied since the last check may
+    /// Correct the answers of samples whose bits an advice applied since the last check may
     /// have set without an access (`advised`, from [`AccessCheck::note_advised`]): a
     /// `MADV_COLLAPSE` maps its new huge page young and dirty (x86's page protections carry
     /// `_PAGE_ACCESSED`; `collapse_huge_page`, mm/khugepaged.c 6.12). Returns the number of
-    /// system calls made. Default: the samples inside the advised ranges.
-    fn unknown_after_advice(
+    /// system calls made. Default: the samples inside the advised ranges become Unknown;
+    /// smaps overrides it (a whole VMA's answer).
+    fn after_advice(
         _proc: &mut Process,
         samples: &[SampleReq],
         advised: &[AddrRange],
@@ -282,7 +283,7 @@ pub trait RefsReader {
 pub struct RefsCheck<R> {
     targets: Targets,
     cost: MonitorCost,
-    /// Ranges advised since each target's last check ([`RefsReader::unknown_after_advice`]).
+    /// Ranges advised since each target's last check ([`RefsReader::after_advice`]).
     advised: BTreeMap<TargetId, Vec<AddrRange>>,
     reader: PhantomData<fn() -> R>,
 }
@@ -343,7 +344,7 @@ impl<R: RefsReader> AccessCheck for RefsCheck<R> {
         let proc = self.targets.get_mut(id)?;
         let mut calls = R::read(proc, samples, out)?;
         if let Some(advised) = self.advised.remove(&id) {
-            calls += R::unknown_after_advice(proc, samples, &advised, out)?;
+            calls += R::after_advice(proc, samples, &advised, out)?;
         }
         self.cost.syscalls += calls;
         self.cost.samples += samples.len() as u64;

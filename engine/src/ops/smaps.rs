@@ -87,7 +87,7 @@ impl RefsReader for Smaps {
     /// more of it is referenced than was advised; else its samples are NotAccessed. (Without
     /// this, a `collapse` of a region straddling a hot and a cold mapping makes the cold
     /// mapping look hot, and the policy collapses all of it, one interval after another.)
-    fn unknown_after_advice(
+    fn after_advice(
         proc: &mut Process,
         samples: &[SampleReq],
         advised: &[AddrRange],
