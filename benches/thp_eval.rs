@@ -22,10 +22,13 @@
 //!
 //! Run (as root: madvd advises another process; the give-back takes the swap fixture):
 //!   nice -n 10 cargo bench --bench thp_eval -- [RUNS] [CONFIGS]
-//! RUNS defaults to 5; CONFIGS a comma list (default never,always,collapse,giveback,
-//! giveback-noswap). `MADVD_THP_DENSE_MIB` (256), `MADVD_THP_SPARSE_MIB` (256),
+//! RUNS defaults to 5; CONFIGS a comma list (default never,always,collapse,giveback;
+//! giveback-noswap and shrinker on their own). `MADVD_THP_DENSE_MIB` (256), `MADVD_THP_SPARSE_MIB` (256),
 //! `MADVD_THP_SPARSE_PAGES` (4), `MADVD_THP_OPS` (smaps: the host has no page_idle or DAMON).
-//! Prints one line per run and a table of medians (with min–max) at the end.
+//! Runs are interleaved (run 0 of every config, then run 1, ...), so that the shared
+//! machine's load moves every config alike; `giveback-noswap` cannot run in the same bench
+//! as `giveback` (the fixture's swap). Prints one line per run and a table of medians
+//! (with min–max) at the end.
 
 use engine::kernel::zram::TempSwap;
 use engine::sysroot::SysRoot;
@@ -230,7 +233,7 @@ fn main() {
         .get(1)
         .map(|c| c.split(',').map(str::to_string).collect())
         .unwrap_or_else(|| {
-            let mut c: Vec<String> = ["never", "always", "collapse", "giveback", "giveback-noswap"]
+            let mut c: Vec<String> = ["never", "always", "collapse", "giveback"]
                 .map(String::from)
                 .to_vec();
             if std::env::var_os("MADVD_THP_SHRINKER").is_some() {
@@ -266,19 +269,27 @@ fn main() {
         std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/enabled").unwrap_or_default().trim(),
     );
     let mut results: BTreeMap<String, Vec<Run>> = BTreeMap::new();
-    for config in &configs {
-        let has_swap = std::fs::read_to_string("/proc/swaps")
-            .map(|s| s.lines().count() > 1)
-            .unwrap_or(false);
-        if config == "giveback-noswap" && has_swap {
-            println!("{config}: SKIPPED, the machine has swap now");
-            continue;
-        }
-        let _swap = (config == "giveback").then(|| {
-            TempSwap::ensure(&root, 1 << 30, Some(Duration::from_secs(600)), &|| false)
-                .expect("swap fixture")
-        });
-        for i in 0..runs {
+    let has_swap = std::fs::read_to_string("/proc/swaps")
+        .map(|s| s.lines().count() > 1)
+        .unwrap_or(false);
+    let configs: Vec<String> = configs
+        .into_iter()
+        .filter(|c| {
+            let skip = c == "giveback-noswap" && has_swap;
+            if skip {
+                println!("{c}: SKIPPED, the machine has swap now");
+            }
+            !skip
+        })
+        .collect();
+    // The swap fixture for the whole bench when a give-back runs (configs are interleaved,
+    // run by run, so that the machine's load moves all of them alike).
+    let _swap = configs.iter().any(|c| c == "giveback").then(|| {
+        TempSwap::ensure(&root, 1 << 30, Some(Duration::from_secs(600)), &|| false)
+            .expect("swap fixture")
+    });
+    for i in 0..runs {
+        for config in &configs {
             let r = run_one(&cx, config, i);
             println!(
                 "{config:16} run {i}: {:.1} M loads/cpu-s (phase {:.1}, settled in {:.1} s), RSS {} MiB, AnonHuge {} MiB, swap {} MiB, bloat {} MiB",
