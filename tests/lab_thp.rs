@@ -182,7 +182,7 @@ fn lab_thp_bloat_give_back_and_collapse() {
     // never (prctl): 6.12 refuses MADV_COLLAPSE under it.
     let mut n = spawn(ThpMode::Never);
     let dense = n.mappings()[0];
-    let mut proc = open(n.pid());
+    let proc = open(n.pid());
     let r = process_madvise(
         proc.pidfd().as_fd(),
         &[AddrRange::new(dense.start, dense.start + HUGE)],
