@@ -23,7 +23,7 @@ use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
 mod common;
-use common::{exe, open, repo, MIB};
+use common::{exe, open, MIB};
 
 const THP: &str = "/sys/kernel/mm/transparent_hugepage";
 
@@ -88,7 +88,10 @@ fn set(file: &str, value: &str) -> String {
 
 /// `madvd run --policy policies/thp.ron --ops damon` on `pid` until `done` or `limit`.
 fn run_policy(pid: u32, limit: Duration, done: impl Fn() -> bool) -> Duration {
-    let policy = repo("policies/thp.ron");
+    // The shipped file's text (the guest sees only the files `lab/run --file` gives it).
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("thp.ron");
+    std::fs::write(&policy, include_str!("../policies/thp.ron")).unwrap();
     let mut child = std::process::Command::new(exe())
         .args(["run", "--policy"])
         .arg(&policy)
@@ -97,6 +100,9 @@ fn run_policy(pid: u32, limit: Duration, done: impl Fn() -> bool) -> Duration {
         .expect("madvd run");
     let t0 = Instant::now();
     while t0.elapsed() < limit && !done() {
+        if let Some(st) = child.try_wait().unwrap() {
+            panic!("madvd run exited early: {st}");
+        }
         std::thread::sleep(Duration::from_millis(500));
     }
     let took = t0.elapsed();
