@@ -71,6 +71,12 @@ fn shipped_policies_say_what_the_issue_asks() {
     let p = load("thp-hot.ron");
     assert_eq!(p.schemes[0].action, schemes::Action::Collapse);
     assert_eq!(p.schemes[0].pattern.min_sz, 2 << 20);
+    // thp.ron: both sides, each on whole huge pages; give-back only on idle regions.
+    let p = load("thp.ron");
+    let acts: Vec<_> = p.schemes.iter().map(|s| s.action).collect();
+    assert_eq!(acts, [schemes::Action::Collapse, schemes::Action::Pageout]);
+    assert!(p.schemes.iter().all(|s| s.pattern.min_sz == 2 << 20));
+    assert_eq!(p.schemes[1].pattern.max_freq, Freq::Count(0));
     assert!(load("stat.ron")
         .schemes
         .iter()

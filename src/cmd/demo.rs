@@ -190,6 +190,7 @@ pub fn run(root: &SysRoot, a: DemoArgs) -> Result<()> {
         fork_children: None,
         script: None,
         sparse: None,
+        thp: None,
     };
     say(format!(
         "workload: {} in one mapping, 10% hot (read at random), 90% cold; the hot set moves once",

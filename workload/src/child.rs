@@ -55,6 +55,9 @@ pub fn run_child(
     if let Some(f) = &spec.fork_children {
         return crate::fork::run_forker(f, control, out);
     }
+    if let Some(t) = &spec.thp {
+        return crate::thp::run_thp(spec, t, control, out);
+    }
     let mem = Memory::map(spec)?;
     let pages = mem.pages;
     let st = Arc::new(State {
@@ -172,6 +175,7 @@ fn truth(st: &State) -> Truth {
         elapsed_ms: elapsed.as_millis() as u64,
         ops_per_sec: ops as f64 / elapsed.as_secs_f64().max(1e-9),
         hot: AddrRange::new(st.mem.addr(h0), st.mem.addr(h1 - 1) + PAGE),
+        loop_cpu_ms: None,
     }
 }
 

@@ -24,6 +24,8 @@
 //! - [`fork`]: the forking workload (`fork_children`: children forked and ended on command);
 //! - [`scripted`]: a pattern of the simulator (`engine::ops::sim::Pattern`: a Zipf key
 //!   space, stairs, ...) run for real ([`Script`], `WorkloadSpec::script`);
+//! - [`thp`]: the THP evaluation workload (`WorkloadSpec::thp`: a dense TLB-bound mapping
+//!   and a sparse one, THP never or always per process; throughput per loop CPU second);
 //! - [`client`]: the parent's side ([`Client`]).
 
 pub mod child;
@@ -34,6 +36,7 @@ pub mod scripted;
 pub mod spec;
 #[cfg(test)]
 mod tests;
+pub mod thp;
 
 pub use child::run_child;
 pub use client::{Client, ClientError};
@@ -41,3 +44,4 @@ pub use scripted::{Script, ScriptError};
 pub use spec::{
     hot_pages, Event, Fill, Pattern, Sparse, SpecError, Truth, Verify, WorkloadSpec, PAGE,
 };
+pub use thp::{ThpMode, ThpSpec};

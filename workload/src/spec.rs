@@ -61,6 +61,10 @@ pub struct WorkloadSpec {
     /// Extra mappings never touched (a large, sparse address space; none by default).
     #[serde(default)]
     pub sparse: Option<Sparse>,
+    /// The THP evaluation workload (`thp.rs`) instead of the hot range: a dense TLB-bound
+    /// mapping and a sparse one, THP never or always for this process only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thp: Option<crate::thp::ThpSpec>,
 }
 
 /// Extra address space: `bytes` in `vmas` private anonymous `MAP_NORESERVE` mappings that
@@ -91,6 +95,8 @@ pub enum SpecError {
     ScriptTwoMappings,
     #[error("sparse: {bytes} bytes cannot make {vmas} mappings of at least a page each")]
     Sparse { vmas: u64, bytes: u64 },
+    #[error("workload {0}")]
+    Thp(#[from] crate::thp::ThpSpecError),
 }
 
 impl Default for WorkloadSpec {
@@ -109,6 +115,7 @@ impl Default for WorkloadSpec {
             fork_children: None,
             script: None,
             sparse: None,
+            thp: None,
         }
     }
 }
@@ -144,6 +151,9 @@ impl WorkloadSpec {
                 return Err(SpecError::ScriptTwoMappings);
             }
             script.check(self.size.next_multiple_of(PAGE))?;
+        }
+        if let Some(thp) = &self.thp {
+            thp.validate(self)?;
         }
         if let Some(Sparse { vmas, bytes }) = self.sparse {
             if vmas == 0 || bytes / PAGE < vmas {
@@ -223,6 +233,9 @@ pub struct Truth {
     pub ops_per_sec: f64,
     /// The hot range now.
     pub hot: AddrRange,
+    /// CPU time of the access loop's thread since `mark` (the THP workload only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loop_cpu_ms: Option<u64>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

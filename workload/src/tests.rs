@@ -263,3 +263,134 @@ fn sparse_mappings_stay_separate_vmas() {
     let e = bad.validate().unwrap_err().to_string();
     assert!(e.contains("cannot make 10 mappings"), "{e}");
 }
+
+#[test]
+fn thp_spec_is_checked_and_counts_touched_bytes() {
+    use crate::thp::{ThpSpec, ThpSpecError, HUGE};
+    let t = ThpSpec {
+        dense_bytes: 4 * HUGE,
+        sparse_bytes: 8 * HUGE,
+        sparse_pages: 3,
+        ..Default::default()
+    };
+    assert_eq!(t.touched_bytes(), 4 * HUGE + 8 * 3 * PAGE);
+    assert_eq!(t.mapped_bytes(), 12 * HUGE);
+    let spec = |t: ThpSpec| WorkloadSpec {
+        thp: Some(t),
+        ..Default::default()
+    };
+    assert!(spec(t).validate().is_ok());
+    let bad = [
+        (
+            ThpSpec {
+                dense_bytes: HUGE + PAGE,
+                ..t
+            },
+            ThpSpecError::Dense(HUGE + PAGE),
+        ),
+        (
+            ThpSpec {
+                dense_bytes: 0,
+                ..t
+            },
+            ThpSpecError::Dense(0),
+        ),
+        (
+            ThpSpec {
+                sparse_bytes: PAGE,
+                ..t
+            },
+            ThpSpecError::Sparse(PAGE),
+        ),
+        (
+            ThpSpec {
+                sparse_pages: 0,
+                ..t
+            },
+            ThpSpecError::SparsePages(0),
+        ),
+        (
+            ThpSpec {
+                sparse_pages: 513,
+                ..t
+            },
+            ThpSpecError::SparsePages(513),
+        ),
+    ];
+    for (b, want) in bad {
+        match spec(b).validate() {
+            Err(crate::SpecError::Thp(e)) => assert_eq!(e, want),
+            other => panic!("{b:?}: {other:?}"),
+        }
+    }
+    // The spec round-trips through the child's argument.
+    let s = spec(t);
+    assert_eq!(WorkloadSpec::from_json(&s.to_args()[1]).unwrap(), s);
+}
+
+#[test]
+fn thp_sparse_pages_are_distinct_and_in_range() {
+    for h in 0..50 {
+        for n in [1, 4, 100, 512] {
+            let p = crate::thp::sparse_page_indexes(7, h, n);
+            assert_eq!(p.len(), n as usize);
+            assert!(p.windows(2).all(|w| w[0] < w[1]), "{p:?}");
+            assert!(p.iter().all(|&i| i < 512));
+        }
+    }
+    assert_ne!(
+        crate::thp::sparse_page_indexes(7, 0, 4),
+        crate::thp::sparse_page_indexes(7, 1, 4)
+    );
+}
+
+#[test]
+fn thp_child_runs_in_process_and_verifies() {
+    use crate::thp::{ThpMode, ThpSpec, HUGE};
+    // Always mode only: MADV_HUGEPAGE touches only the child's own mappings, where
+    // never's prctl would change this test process.
+    let t = ThpSpec {
+        mode: ThpMode::Always,
+        dense_bytes: 2 * HUGE,
+        sparse_bytes: 2 * HUGE,
+        sparse_pages: 4,
+    };
+    let spec = WorkloadSpec {
+        thp: Some(t),
+        ..Default::default()
+    };
+    let cmds = io::Cursor::new("mark\nverify\ntruth\nbogus\nquit\n");
+    let buf = Arc::new(Mutex::new(Vec::new()));
+    run_child(&spec, cmds, W(Arc::clone(&buf))).unwrap();
+    let text = String::from_utf8(buf.lock().unwrap().clone()).unwrap();
+    let evs: Vec<Event> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let Event::Ready { mappings, hot, .. } = &evs[0] else {
+        panic!("{:?}", evs[0]);
+    };
+    assert_eq!(mappings.len(), 2);
+    assert_eq!(*hot, mappings[0]);
+    assert!(mappings
+        .iter()
+        .all(|m| m.start % HUGE == 0 && m.len() == 2 * HUGE));
+    assert!(
+        mappings[1].start >= mappings[0].end + HUGE,
+        "a gap keeps them apart"
+    );
+    assert_eq!(
+        evs[2],
+        Event::Verify(Verify {
+            pages: 2 * 512 + 2 * 4,
+            bad_pages: 0
+        })
+    );
+    let Event::Truth(truth) = &evs[3] else {
+        panic!("{:?}", evs[3]);
+    };
+    assert_eq!(truth.touched_bytes, t.touched_bytes());
+    assert_eq!(truth.untouched_bytes, 4 * HUGE - t.touched_bytes());
+    assert!(truth.loop_cpu_ms.is_some());
+    assert!(matches!(&evs[4], Event::Error { message } if message.contains("bogus")));
+}

@@ -261,6 +261,26 @@ pub trait RefsReader {
         samples: &[SampleReq],
         out: &mut [Access],
     ) -> Result<u64, AccessError>;
+
+    /// Correct the answers of samples whose bits an advice applied since the last check may
+    /// have set without an access (`advised`, from [`AccessCheck::note_advised`]): a
+    /// `MADV_COLLAPSE` maps its new huge page young and dirty (x86's page protections carry
+    /// `_PAGE_ACCESSED`; `collapse_huge_page`, mm/khugepaged.c 6.12). Returns the number of
+    /// system calls made. Default: the samples inside the advised ranges become Unknown;
+    /// smaps overrides it (a whole VMA's answer).
+    fn after_advice(
+        _proc: &mut Process,
+        samples: &[SampleReq],
+        advised: &[AddrRange],
+        out: &mut [Access],
+    ) -> Result<u64, AccessError> {
+        for (s, o) in samples.iter().zip(out.iter_mut()) {
+            if advised.iter().any(|r| r.contains(s.addr)) {
+                *o = Access::Unknown;
+            }
+        }
+        Ok(0)
+    }
 }
 
 /// A [`RefsCheck`]'s entry for one target: the process and its reader's state.
@@ -289,6 +309,8 @@ impl<S: Default> Entry for RefsEntry<S> {
 pub struct RefsCheck<R: RefsReader> {
     targets: Targets<RefsEntry<R::State>>,
     cost: MonitorCost,
+    /// Ranges advised since each target's last check ([`RefsReader::after_advice`]).
+    advised: BTreeMap<TargetId, Vec<AddrRange>>,
     reader: PhantomData<fn() -> R>,
 }
 
@@ -297,6 +319,7 @@ impl<R: RefsReader> RefsCheck<R> {
         Self {
             targets: Targets::new(R::OWNER),
             cost: MonitorCost::default(),
+            advised: BTreeMap::new(),
             reader: PhantomData,
         }
     }
@@ -325,6 +348,13 @@ impl<R: RefsReader> AccessCheck for RefsCheck<R> {
         self.targets.ranges(id, &mut self.cost)
     }
 
+    fn note_advised(&mut self, id: TargetId, ranges: &[AddrRange]) {
+        self.advised
+            .entry(id)
+            .or_default()
+            .extend_from_slice(ranges);
+    }
+
     fn prepare(&mut self, id: TargetId, _samples: &mut [SampleReq]) -> Result<(), AccessError> {
         self.targets.get(id)?.proc.clear_refs(R::CLEAR)?;
         self.cost.syscalls += 1;
@@ -338,7 +368,10 @@ impl<R: RefsReader> AccessCheck for RefsCheck<R> {
         out: &mut [Access],
     ) -> Result<(), AccessError> {
         let e = self.targets.get_mut(id)?;
-        let calls = R::read(&mut e.proc, &mut e.state, samples, out)?;
+        let mut calls = R::read(&mut e.proc, &mut e.state, samples, out)?;
+        if let Some(advised) = self.advised.remove(&id) {
+            calls += R::after_advice(&mut e.proc, samples, &advised, out)?;
+        }
         self.cost.syscalls += calls;
         self.cost.samples += samples.len() as u64;
         Ok(())

@@ -31,9 +31,10 @@ use crate::access::{Access, AccessError, SampleReq};
 use crate::attrs::Attrs;
 use crate::kernel::clear_refs::ClearRefs;
 use crate::kernel::maps::MapsError;
-use crate::kernel::smaps::{RefsScan, VmaRefs};
+use crate::kernel::smaps::{RefsScan, SmapsVma, VmaRefs};
 use crate::ops::common::{RefsCheck, RefsReader};
 use crate::process::Process;
+use crate::region::AddrRange;
 use crate::sysroot::SysRoot;
 use std::io::Read;
 use std::path::Path;
@@ -243,6 +244,49 @@ impl RefsReader for Smaps {
             cur.file = Some(file);
         }
         Ok(calls)
+    }
+
+    /// A VMA-granular check sees a whole mapping referenced when one advised huge page in
+    /// it was mapped young. So a VMA an advised range overlaps counts as accessed only when
+    /// more of it is referenced than was advised; else its samples are NotAccessed. (Without
+    /// this, a `collapse` of a region straddling a hot and a cold mapping makes the cold
+    /// mapping look hot, and the policy collapses all of it, one interval after another.)
+    fn after_advice(
+        proc: &mut Process,
+        samples: &[SampleReq],
+        advised: &[AddrRange],
+        out: &mut [Access],
+    ) -> Result<u64, AccessError> {
+        let vmas = proc.smaps()?;
+        discount_advised(&vmas, samples, advised, out);
+        Ok(1)
+    }
+}
+
+/// For each VMA of `vmas` (sorted) that an advised range overlaps: when its `Referenced`
+/// bytes are no more than the advised bytes inside it, its samples answered Accessed become
+/// NotAccessed (the advice alone may have set those bits). Pure.
+pub fn discount_advised(
+    vmas: &[SmapsVma],
+    samples: &[SampleReq],
+    advised: &[AddrRange],
+    out: &mut [Access],
+) {
+    let only_advice: Vec<AddrRange> = vmas
+        .iter()
+        .filter_map(|v| {
+            let r = v.vma.range;
+            let adv: u64 = advised
+                .iter()
+                .map(|a| a.end.min(r.end).saturating_sub(a.start.max(r.start)))
+                .sum();
+            (adv > 0 && v.referenced <= adv).then_some(r)
+        })
+        .collect();
+    for (s, o) in samples.iter().zip(out.iter_mut()) {
+        if *o == Access::Accessed && only_advice.iter().any(|v| v.contains(s.addr)) {
+            *o = Access::NotAccessed;
+        }
     }
 }
 
@@ -498,6 +542,46 @@ mod tests {
         drop(c); // killed and reaped
         let e = check.check(id, &samples, &mut out).unwrap_err();
         assert!(matches!(e, AccessError::TargetGone(t) if t == id), "{e}");
+    }
+
+    #[test]
+    fn advice_alone_does_not_make_its_vma_accessed() {
+        // VMA 1: 8 KiB referenced; VMA 2: 4 KiB referenced.
+        let t = "1000-3000 rw-p 00000000 00:00 0\nReferenced: 8 kB\n5000-8000 rw-p 00000000 00:00 0\nReferenced: 4 kB\n";
+        let vmas = parse_smaps(t.as_bytes(), Path::new("smaps")).unwrap();
+        let samples: Vec<SampleReq> = [0x1000, 0x2000, 0x5000, 0x7000]
+            .iter()
+            .map(|&a| SampleReq {
+                region: AddrRange::new(a, a + 0x1000),
+                addr: a,
+            })
+            .collect();
+        let answers = || {
+            samples
+                .iter()
+                .map(|s| answer(&vmas, s.addr))
+                .collect::<Vec<_>>()
+        };
+        // One page advised in each: VMA 2's one referenced page may be the advice's own.
+        let mut out = answers();
+        let advised = [
+            AddrRange::new(0x1000, 0x2000),
+            AddrRange::new(0x6000, 0x7000),
+        ];
+        discount_advised(&vmas, &samples, &advised, &mut out);
+        assert_eq!(
+            out,
+            [
+                Access::Accessed,
+                Access::Accessed,
+                Access::NotAccessed,
+                Access::NotAccessed
+            ]
+        );
+        // Advice in a gap changes nothing.
+        let mut out = answers();
+        discount_advised(&vmas, &samples, &[AddrRange::new(0x3000, 0x5000)], &mut out);
+        assert_eq!(out, answers());
     }
 
     #[test]
