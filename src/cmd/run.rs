@@ -144,7 +144,16 @@ fn human(l: &Line<'_>) -> String {
     } else {
         l.schemes
             .iter()
-            .map(|s| format!("{} {} {}", s.name, s.action, fmt_bytes(s.sz_applied)))
+            .map(|s| {
+                format!(
+                    "{} {} {} (resident {}, skipped not resident {})",
+                    s.name,
+                    s.action,
+                    fmt_bytes(s.sz_applied),
+                    fmt_bytes(s.sz_resident),
+                    fmt_bytes(s.sz_not_resident)
+                )
+            })
             .collect::<Vec<_>>()
             .join(", ")
     };
