@@ -291,6 +291,9 @@ pub fn run(root: &SysRoot, a: RunArgs) -> Result<()> {
     if let Some(n) = note {
         eprintln!("madvd: note: {n}");
     }
+    if let Some(n) = crate::sysinfo::coexistence_note(root) {
+        eprintln!("madvd: note: {n}");
+    }
     if !a.json {
         eprintln!(
             "madvd run: {} on {} target(s) [{}] with {}{}; {} sampling, {} aggregation; Ctrl-C stops",

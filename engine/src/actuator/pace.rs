@@ -30,8 +30,7 @@ pub struct Pacer {
 impl Pacer {
     /// The bucket's size at `rate` bytes/s: `rate × PACE_SLICE`, at least `page`.
     pub fn burst(rate: u64, page: u64) -> u64 {
-        (((rate as u128) * PACE_SLICE_NS as u128 / NS_PER_S).min(u64::MAX as u128) as u64)
-            .max(page)
+        (((rate as u128) * PACE_SLICE_NS as u128 / NS_PER_S).min(u64::MAX as u128) as u64).max(page)
     }
 
     /// Bytes that may go now, at `rate` bytes/s, on a monotonic clock `now_ns`. A new rate

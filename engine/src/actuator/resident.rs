@@ -101,7 +101,10 @@ mod tests {
         );
         // All out: nothing emitted.
         let mut runs = Vec::new();
-        assert_eq!(resident_runs(r, P, &[e(false, true); 6], |x| runs.push(x)), r.len());
+        assert_eq!(
+            resident_runs(r, P, &[e(false, true); 6], |x| runs.push(x)),
+            r.len()
+        );
         assert!(runs.is_empty());
         // A short read: the pages past it are advised as before.
         let mut runs = Vec::new();

@@ -106,14 +106,24 @@ const BASE: u64 = 0x7f00_0000_0000;
 fn a_second_pass_over_paged_out_memory_advises_and_charges_nothing() {
     let vma = AddrRange::new(BASE, BASE + 64 * P);
     let k = Resident {
-        pages: (0..64).filter(|i| i % 2 == 0).map(|i| BASE + i * P).collect(),
+        pages: (0..64)
+            .filter(|i| i % 2 == 0)
+            .map(|i| BASE + i * P)
+            .collect(),
         ..Default::default()
     };
     let mut a = act(k);
-    let r = a.apply(&[target(vma)], &[req(vma.start, vma.end, Advice::Pageout)], ApplyOpts::default());
+    let r = a.apply(
+        &[target(vma)],
+        &[req(vma.start, vma.end, Advice::Pageout)],
+        ApplyOpts::default(),
+    );
     accounted(&r);
     let o = &r.outcomes[0];
-    assert_eq!((o.bytes_applied, o.bytes_resident, o.not_resident()), (32 * P, 32 * P, 32 * P));
+    assert_eq!(
+        (o.bytes_applied, o.bytes_resident, o.not_resident()),
+        (32 * P, 32 * P, 32 * P)
+    );
     assert!(!o.wholly_skipped());
     // Only resident pages went to the kernel, one iovec per run.
     assert_eq!(a.sys().advised.len(), 32);
@@ -121,10 +131,17 @@ fn a_second_pass_over_paged_out_memory_advises_and_charges_nothing() {
     assert!(a.sys().pages.is_empty());
 
     let calls = a.sys().advised.len();
-    let r = a.apply(&[target(vma)], &[req(vma.start, vma.end, Advice::Pageout)], ApplyOpts::default());
+    let r = a.apply(
+        &[target(vma)],
+        &[req(vma.start, vma.end, Advice::Pageout)],
+        ApplyOpts::default(),
+    );
     accounted(&r);
     let o = &r.outcomes[0];
-    assert_eq!((o.bytes_applied, o.not_resident(), o.refund()), (0, 64 * P, 64 * P));
+    assert_eq!(
+        (o.bytes_applied, o.not_resident(), o.refund()),
+        (0, 64 * P, 64 * P)
+    );
     assert!(o.wholly_skipped());
     assert_eq!(a.sys().advised.len(), calls, "nothing advised");
     assert_eq!(a.stats().not_resident, 96 * P);
@@ -142,42 +159,78 @@ fn what_is_cut_and_what_is_left_whole() {
     };
     // cold: cut.
     let mut a = act(half());
-    let r = a.apply(&[target(vma)], &[req(vma.start, vma.end, Advice::Cold)], ApplyOpts::default());
-    assert_eq!((r.outcomes[0].bytes_applied, r.outcomes[0].not_resident()), (32 * P, 32 * P));
+    let r = a.apply(
+        &[target(vma)],
+        &[req(vma.start, vma.end, Advice::Cold)],
+        ApplyOpts::default(),
+    );
+    assert_eq!(
+        (r.outcomes[0].bytes_applied, r.outcomes[0].not_resident()),
+        (32 * P, 32 * P)
+    );
     // willneed: not cut, no read.
     let mut a = act(half());
-    let r = a.apply(&[target(vma)], &[req(vma.start, vma.end, Advice::Willneed)], ApplyOpts::default());
-    assert_eq!((r.outcomes[0].bytes_applied, a.sys().pagemap_reads), (64 * P, 0));
+    let r = a.apply(
+        &[target(vma)],
+        &[req(vma.start, vma.end, Advice::Willneed)],
+        ApplyOpts::default(),
+    );
+    assert_eq!(
+        (r.outcomes[0].bytes_applied, a.sys().pagemap_reads),
+        (64 * P, 0)
+    );
     // dry run: no read, all DryRun.
     let mut a = act(half());
     let r = a.apply(
         &[target(vma)],
         &[req(vma.start, vma.end, Advice::Pageout)],
-        ApplyOpts { dry_run: true, ..Default::default() },
+        ApplyOpts {
+            dry_run: true,
+            ..Default::default()
+        },
     );
     accounted(&r);
     assert_eq!(a.sys().pagemap_reads, 0);
     assert_eq!(r.outcomes[0].error_bytes(ApplyErrorKind::DryRun), 64 * P);
     // unreadable pagemap: advised whole, none of it counted resident.
-    let mut a = act(Resident { pagemap_err: true, ..half() });
-    let r = a.apply(&[target(vma)], &[req(vma.start, vma.end, Advice::Pageout)], ApplyOpts::default());
+    let mut a = act(Resident {
+        pagemap_err: true,
+        ..half()
+    });
+    let r = a.apply(
+        &[target(vma)],
+        &[req(vma.start, vma.end, Advice::Pageout)],
+        ApplyOpts::default(),
+    );
     accounted(&r);
     let o = &r.outcomes[0];
-    assert_eq!((o.bytes_applied, o.bytes_resident, o.not_resident()), (64 * P, 0, 0));
+    assert_eq!(
+        (o.bytes_applied, o.bytes_resident, o.not_resident()),
+        (64 * P, 0, 0)
+    );
     // The scan bound: the first request is read, the second (past the bound) is not.
     let mut a = Actuator::with_sys(
         half(),
-        ActuatorConfig { resident_scan_max: 40 * P, ..Default::default() },
+        ActuatorConfig {
+            resident_scan_max: 40 * P,
+            ..Default::default()
+        },
     );
     a.page = P;
     let r = a.apply(
         &[target(vma)],
-        &[req(BASE + 32 * P, vma.end, Advice::Pageout), req(BASE, BASE + 32 * P, Advice::Pageout)],
+        &[
+            req(BASE + 32 * P, vma.end, Advice::Pageout),
+            req(BASE, BASE + 32 * P, Advice::Pageout),
+        ],
         ApplyOpts::default(),
     );
     accounted(&r);
     assert_eq!(r.outcomes[0].not_resident(), 32 * P);
-    assert_eq!((r.outcomes[1].bytes_applied, r.outcomes[1].bytes_resident), (32 * P, 0));
+    assert_eq!(
+        (r.outcomes[1].bytes_applied, r.outcomes[1].bytes_resident),
+        (32 * P, 0)
+    );
 }
 
 /// The pace lets a tenth of a second's bytes through at once and refills with time; the
@@ -192,8 +245,15 @@ fn pageout_is_paced_over_the_second() {
     let mut a = act(k);
     // 4 MiB/s: 100 slices of ~41 KiB; 10 pages per slice (40 KiB, aligned down).
     let rate = 4 << 20;
-    let opts = ApplyOpts { pace_bytes_per_s: Some(rate), ..Default::default() };
-    let r = a.apply(&[target(vma)], &[req(vma.start, vma.end, Advice::Pageout)], opts);
+    let opts = ApplyOpts {
+        pace_bytes_per_s: Some(rate),
+        ..Default::default()
+    };
+    let r = a.apply(
+        &[target(vma)],
+        &[req(vma.start, vma.end, Advice::Pageout)],
+        opts,
+    );
     accounted(&r);
     let burst = Pacer::burst(rate, P) / P * P;
     let o = &r.outcomes[0];
@@ -201,14 +261,26 @@ fn pageout_is_paced_over_the_second() {
     assert_eq!(o.error_bytes(ApplyErrorKind::Paced), vma.len() - burst);
     assert_eq!(o.refund(), vma.len() - burst);
     // Nothing more at the same instant; 50 ms later about half a slice.
-    let r = a.apply(&[target(vma)], &[req(vma.start, vma.end, Advice::Pageout)], opts);
+    let r = a.apply(
+        &[target(vma)],
+        &[req(vma.start, vma.end, Advice::Pageout)],
+        opts,
+    );
     assert_eq!(r.outcomes[0].bytes_applied, 0);
     assert!(r.outcomes[0].wholly_skipped());
     a.sys_mut().clock += 50_000_000;
-    let r = a.apply(&[target(vma)], &[req(vma.start, vma.end, Advice::Pageout)], opts);
+    let r = a.apply(
+        &[target(vma)],
+        &[req(vma.start, vma.end, Advice::Pageout)],
+        opts,
+    );
     assert_eq!(r.outcomes[0].bytes_applied, (rate / 20) / P * P);
     // Other advice is not paced.
-    let r = a.apply(&[target(vma)], &[req(vma.start, vma.end, Advice::Cold)], opts);
+    let r = a.apply(
+        &[target(vma)],
+        &[req(vma.start, vma.end, Advice::Cold)],
+        opts,
+    );
     assert_eq!(r.outcomes[0].error_bytes(ApplyErrorKind::Paced), 0);
 }
 

@@ -4,6 +4,7 @@
 pub mod cgroup;
 pub mod children;
 pub mod clear_refs;
+pub mod coexist;
 pub mod damon_sysfs;
 pub mod error;
 pub mod host;

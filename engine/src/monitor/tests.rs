@@ -521,7 +521,13 @@ fn apply_report_keeps_the_age_of_wholly_skipped_ranges() {
         gone: Vec::new(),
         dry_run: false,
     });
-    let age_of = |ar: AddrRange| m.regions(T).unwrap().iter().find(|r| r.ar == ar).map(|r| r.age);
+    let age_of = |ar: AddrRange| {
+        m.regions(T)
+            .unwrap()
+            .iter()
+            .find(|r| r.ar == ar)
+            .map(|r| r.age)
+    };
     let was = |ar: AddrRange| before.iter().find(|(a, _)| *a == ar).unwrap().1;
     assert_eq!(age_of(aged[0]), Some(was(aged[0])));
     assert_eq!(age_of(aged[1]), Some(was(aged[1])));
