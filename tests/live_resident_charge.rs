@@ -15,11 +15,7 @@ const SWAP: u64 = 256 << 20;
 
 /// Charge `range` to a fresh quota as planning does, apply it, refund what the report gives
 /// back; the quota's charge is what stays.
-fn pass(
-    act: &mut Actuator,
-    target: &Target<'_>,
-    range: AddrRange,
-) -> (ApplyReport, QuotaState) {
+fn pass(act: &mut Actuator, target: &Target<'_>, range: AddrRange) -> (ApplyReport, QuotaState) {
     let mut q = QuotaState {
         esz: 1 << 40,
         ..QuotaState::default()
@@ -73,7 +69,10 @@ fn a_second_pageout_pass_charges_nothing_and_advises_nothing_out() {
     assert_eq!(q1.charged_sz, o1.bytes_applied);
     drop(target);
     let left = resident_bytes(&mut proc, cold);
-    assert!(left <= cold.len() / 10, "{left} bytes of {cold} still resident after page-out");
+    assert!(
+        left <= cold.len() / 10,
+        "{left} bytes of {cold} still resident after page-out"
+    );
 
     // Second pass: only what is resident again (at most what pagemap showed, plus the few
     // pages reclaim may have left) is advised; the rest is cut and refunded.
@@ -81,12 +80,23 @@ fn a_second_pageout_pass_charges_nothing_and_advises_nothing_out() {
     let target = Target::from_process(&proc, vmas).with_id(TargetId(w.pid()));
     let (r2, q2) = pass(&mut act, &target, cold);
     let o2 = &r2.outcomes[0];
-    eprintln!("second pass: {o2:?}; charged {}; resident before {left}", q2.charged_sz);
+    eprintln!(
+        "second pass: {o2:?}; charged {}; resident before {left}",
+        q2.charged_sz
+    );
     assert_eq!(o2.bytes_resident, o2.bytes_applied, "{o2:?}");
-    assert!(o2.bytes_applied <= left + 64 * PAGE, "{o2:?}, {left} resident before");
+    assert!(
+        o2.bytes_applied <= left + 64 * PAGE,
+        "{o2:?}, {left} resident before"
+    );
     assert!(o2.not_resident() >= cold.len() - left - 64 * PAGE, "{o2:?}");
     assert_eq!(q2.charged_sz, o2.bytes_applied);
-    assert!(q2.charged_sz <= cold.len() / 10, "charged {} of {}", q2.charged_sz, cold.len());
+    assert!(
+        q2.charged_sz <= cold.len() / 10,
+        "charged {} of {}",
+        q2.charged_sz,
+        cold.len()
+    );
     // A wholly cut range keeps its age (no reset) — unless something was resident again.
     assert_eq!(o2.wholly_skipped(), o2.bytes_applied == 0);
     // Nothing lost by paging out (the child checks every page's contents).

@@ -2,6 +2,7 @@
 //! the kernel's vector rule ([`vector_madvise`]), and account every byte in the report.
 
 use super::cut::plan_range;
+use super::pace::{Pacer, PACE_ROUND_NS, PACE_STEP_NS};
 use super::resident::{resident_runs, SCAN_BATCH_PAGES};
 use super::{Actuator, ActuatorError, ActuatorSys, ApplyOpts, Target};
 use crate::advice::{Advice, AdviceRequest};
@@ -53,6 +54,11 @@ impl<S: ActuatorSys> Actuator<S> {
             dry_run: opts.dry_run,
         };
         let calls_before = self.stats;
+        let opts = ApplyOpts {
+            pace_bytes_per_s: opts.pace_bytes_per_s.filter(|_| self.config.pace),
+            ..opts
+        };
+        self.round_start_ns = self.sys.now_ns();
 
         // Group by target, then by advice, in order of first appearance (the schemes order
         // requests by priority; a cut by cancel or headroom then hits the later ones).
@@ -143,6 +149,7 @@ impl<S: ActuatorSys> Actuator<S> {
                     headroom_hit: &mut headroom_hit,
                     rest: None,
                     dt: 0,
+                    left: 0,
                 }
                 .run(&mut pieces);
             }
@@ -266,6 +273,8 @@ struct Run<'r, 'a, S: ActuatorSys> {
     rest: Option<ApplyErrorKind>,
     /// Wall time of the last call, ns.
     dt: u64,
+    /// Bytes of the pieces not issued yet (the pace waits for no more than this).
+    left: u64,
 }
 
 impl<S: ActuatorSys> Run<'_, '_, S> {
@@ -288,6 +297,7 @@ impl<S: ActuatorSys> Run<'_, '_, S> {
     /// Issue `pieces`; report those not issued by why.
     fn run(mut self, pieces: &mut Vec<Piece>) {
         let page = self.act.page;
+        self.left = pieces.iter().map(|p| p.range.len()).sum();
         let end = vector_madvise(pieces, page, &mut self);
         let kind = match end.error {
             Some(_) => *self.stop,
@@ -296,6 +306,42 @@ impl<S: ActuatorSys> Run<'_, '_, S> {
         if let Some(k) = kind {
             for p in &pieces[end.next..] {
                 add_error(&mut self.report.outcomes[p.req].errors, k, p.range.len());
+            }
+        }
+    }
+}
+
+impl<S: ActuatorSys> Run<'_, '_, S> {
+    /// The pace (`pace.rs`): the bytes that may go now, waiting (in steps of at most
+    /// [`PACE_STEP_NS`], through [`ActuatorSys::sleep_ns`]) for the bucket to refill while
+    /// the round is younger than [`PACE_ROUND_NS`]; `None` (the rest reported `Paced`, or
+    /// what stopped the round meanwhile) once it is not.
+    fn pace(&mut self, rate: u64) -> Option<u64> {
+        let page = self.act.page;
+        let want = (Pacer::burst(rate, page) / 4).max(page);
+        loop {
+            let now = self.act.sys.now_ns();
+            let avail = self.act.pacer.available(rate, page, now);
+            if avail >= want.min(self.left).max(page) {
+                return Some(avail);
+            }
+            let wait = self
+                .act
+                .pacer
+                .wait_ns(rate, want.min(self.left).max(page))
+                .min(PACE_STEP_NS);
+            let age = now.saturating_sub(self.act.round_start_ns);
+            if age.saturating_add(wait) > PACE_ROUND_NS {
+                if avail >= page {
+                    return Some(avail);
+                }
+                self.rest = Some(ApplyErrorKind::Paced);
+                return None;
+            }
+            self.act.sys.sleep_ns(wait.max(1));
+            self.rest = self.rest_kind();
+            if self.rest.is_some() {
+                return None;
             }
         }
     }
@@ -311,15 +357,10 @@ impl<S: ActuatorSys> VectorCall<Piece> for Run<'_, '_, S> {
             return Some(MAX_RW_COUNT);
         }
         let paced = match self.opts.pace_bytes_per_s {
-            Some(rate) => {
-                let now = self.act.sys.now_ns();
-                let avail = self.act.pacer.available(rate, self.act.page, now);
-                if avail < self.act.page {
-                    self.rest = Some(ApplyErrorKind::Paced);
-                    return None;
-                }
-                avail
-            }
+            Some(rate) => match self.pace(rate) {
+                Some(avail) => avail,
+                None => return None,
+            },
             None => MAX_RW_COUNT,
         };
         match self.act.pageout_budget() {
@@ -357,12 +398,13 @@ impl<S: ActuatorSys> VectorCall<Piece> for Run<'_, '_, S> {
                 o.bytes_resident += p.range.len();
             }
         }
+        let asked: u64 = batch[..(done + 1).min(batch.len())]
+            .iter()
+            .map(|p| p.range.len())
+            .sum();
+        self.left = self.left.saturating_sub(asked);
         if self.advice == Advice::Pageout && self.opts.pace_bytes_per_s.is_some() {
             // What the kernel was asked to page out uses the pace, done or failed.
-            let asked: u64 = batch[..(done + 1).min(batch.len())]
-                .iter()
-                .map(|p| p.range.len())
-                .sum();
             self.act.pacer.take(asked);
         }
         // A failed call's time goes to the failing piece; a short one's to the pieces done

@@ -144,6 +144,10 @@ pub trait ActuatorSys {
     fn swap(&mut self) -> std::io::Result<SwapStat>;
     /// A monotonic clock, ns.
     fn now_ns(&mut self) -> u64;
+    /// Wait `ns` (the page-out pace, `pace.rs`). Simulations advance their clock instead.
+    fn sleep_ns(&mut self, ns: u64) {
+        std::thread::sleep(std::time::Duration::from_nanos(ns));
+    }
     /// Pagemap entries of `target` for `nr_pages` pages from `start` (fewer on a short read),
     /// for the residency cut (`resident.rs`). An error leaves the range uncut. Default: not
     /// available.
@@ -230,6 +234,25 @@ pub struct ActuatorConfig {
     /// At most this many bytes of address space are read in pagemap per round for the cut;
     /// pieces beyond it are advised uncut.
     pub resident_scan_max: u64,
+    /// Follow `ApplyOpts::pace_bytes_per_s` (off: page-out goes unpaced).
+    pub pace: bool,
+}
+
+impl ActuatorConfig {
+    /// The defaults, or with `MADVD_RECLAIM_LEGACY=1` in the environment the actuator as it
+    /// was before issue 14: no residency cut, no pace (for A/B benches:
+    /// `benches/reclaim_static.rs`).
+    pub fn from_env() -> Self {
+        if std::env::var("MADVD_RECLAIM_LEGACY").is_ok_and(|v| v == "1") {
+            Self {
+                resident_cut: false,
+                pace: false,
+                ..Self::default()
+            }
+        } else {
+            Self::default()
+        }
+    }
 }
 
 impl Default for ActuatorConfig {
@@ -238,6 +261,7 @@ impl Default for ActuatorConfig {
             swap_headroom: 0.10,
             resident_cut: true,
             resident_scan_max: 8 << 30,
+            pace: true,
         }
     }
 }
@@ -249,8 +273,9 @@ pub struct ApplyOpts<'a> {
     pub dry_run: bool,
     /// Checked before every call; once set, everything left is reported `Cancelled`.
     pub cancel: Option<&'a AtomicBool>,
-    /// Page-out pace, bytes per second (`pace.rs`); `None`: unpaced. What the pace holds back
-    /// is reported `Paced`.
+    /// Page-out pace, bytes per second (`pace.rs`); `None`: unpaced. The round waits for
+    /// the pace for up to `pace::PACE_ROUND_NS`; what it still holds back then is reported
+    /// `Paced`.
     pub pace_bytes_per_s: Option<u64>,
 }
 
@@ -281,6 +306,8 @@ pub struct Actuator<S: ActuatorSys = HostSys> {
     denied_logged: HashSet<u32>,
     refused_logged: HashSet<u32>,
     pacer: Pacer,
+    /// When the current round started (the pace waits within a round only), ns.
+    round_start_ns: u64,
 }
 
 impl Actuator<HostSys> {
@@ -301,6 +328,7 @@ impl<S: ActuatorSys> Actuator<S> {
             denied_logged: HashSet::new(),
             refused_logged: HashSet::new(),
             pacer: Pacer::default(),
+            round_start_ns: 0,
         }
     }
     pub fn sys(&self) -> &S {

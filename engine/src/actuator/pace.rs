@@ -7,7 +7,9 @@
 //! [`ApplyOpts::pace_bytes_per_s`](super::ApplyOpts::pace_bytes_per_s) (the schemes give it:
 //! `Schemes::pace_bytes_per_s`, their effective quotas per reset interval, so it follows the
 //! time quota's throughput estimate) the actuator issues at most `rate × PACE_SLICE` bytes
-//! at once and `rate` per second on average; what does not fit is reported
+//! at once and `rate` per second on average, waiting within the round (up to
+//! [`PACE_ROUND_NS`], in steps of at most [`PACE_STEP_NS`]) for the bucket to refill; what
+//! still does not fit is reported
 //! [`ApplyErrorKind::Paced`](crate::report::ApplyErrorKind::Paced), refunded to the quota and
 //! planned again at the scheme's next apply. Only page-out is paced.
 //!
@@ -17,13 +19,20 @@
 /// The slice the pace spreads over: at most a tenth of a second's page-out goes at once.
 pub const PACE_SLICE_NS: u64 = 100_000_000;
 
+/// A round waits for the pace for at most this long (one second: the reset interval of the
+/// kernel-style quotas); what the pace still holds back then is reported `Paced`.
+pub const PACE_ROUND_NS: u64 = 1_000_000_000;
+
+/// The longest single wait for the bucket to refill (the cancel flag is checked between).
+pub const PACE_STEP_NS: u64 = 50_000_000;
+
 const NS_PER_S: u128 = 1_000_000_000;
 
-/// The token bucket (see the module doc).
+/// The token bucket (see the module doc). Tokens are kept in byte·ns (bytes × 10⁹), so
+/// short waits refill without rounding loss.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Pacer {
-    rate: u64,
-    tokens: u64,
+    scaled: u128,
     last_ns: Option<u64>,
 }
 
@@ -36,24 +45,28 @@ impl Pacer {
     /// Bytes that may go now, at `rate` bytes/s, on a monotonic clock `now_ns`. A new rate
     /// keeps the tokens (capped at its burst); the first call starts full.
     pub fn available(&mut self, rate: u64, page: u64, now_ns: u64) -> u64 {
-        let burst = Self::burst(rate, page);
+        let cap = Self::burst(rate, page) as u128 * NS_PER_S;
         match self.last_ns {
-            None => self.tokens = burst,
+            None => self.scaled = cap,
             Some(last) => {
                 let dt = now_ns.saturating_sub(last) as u128;
-                let add = (rate as u128 * dt / NS_PER_S).min(u64::MAX as u128) as u64;
-                self.tokens = self.tokens.saturating_add(add).min(burst);
+                self.scaled = self.scaled.saturating_add(rate as u128 * dt).min(cap);
             }
         }
-        self.rate = rate;
         // A clock that went back does not refill twice.
         self.last_ns = Some(self.last_ns.map_or(now_ns, |l| l.max(now_ns)));
-        self.tokens
+        (self.scaled / NS_PER_S) as u64
+    }
+
+    /// Nanoseconds until `bytes` are available at `rate` (0 if they are).
+    pub fn wait_ns(&self, rate: u64, bytes: u64) -> u64 {
+        let need = (bytes as u128 * NS_PER_S).saturating_sub(self.scaled);
+        need.div_ceil(rate.max(1) as u128).min(u64::MAX as u128) as u64
     }
 
     /// `bytes` went out.
     pub fn take(&mut self, bytes: u64) {
-        self.tokens = self.tokens.saturating_sub(bytes);
+        self.scaled = self.scaled.saturating_sub(bytes as u128 * NS_PER_S);
     }
 }
 
@@ -76,6 +89,20 @@ mod tests {
         assert_eq!(p.available(rate, P, 50_000_000), 5 << 20);
         // Never more than one slice, however long the gap.
         assert_eq!(p.available(rate, P, 60_000_000_000), 10 << 20);
+        // Many short waits refill as one long one.
+        let mut p = Pacer::default();
+        p.available(rate, P, 0);
+        p.take(10 << 20);
+        let mut t = 0;
+        for _ in 0..1000 {
+            t += 1000;
+            p.available(rate, P, t);
+        }
+        assert_eq!(
+            p.available(rate, P, t),
+            (rate as u128 * 1_000_000 / NS_PER_S) as u64
+        );
+        assert_eq!(p.wait_ns(rate, 1 << 20), 10_000_000 - 1_000_000);
         // A tiny rate still lets a page through.
         let mut p = Pacer::default();
         assert_eq!(p.available(1, P, 0), P);
