@@ -123,7 +123,14 @@ fn spec(workload: &str, size: u64) -> WorkloadSpec {
     s
 }
 
-fn one_run(exe: &Path, policy: &Path, workload: &str, size: u64, secs: u64, v: Variant) -> RunResult {
+fn one_run(
+    exe: &Path,
+    policy: &Path,
+    workload: &str,
+    size: u64,
+    secs: u64,
+    v: Variant,
+) -> RunResult {
     let mut w = Workload::spawn(exe, &spec(workload, size)).expect("spawn workload");
     let pid = w.pid();
     std::thread::sleep(Duration::from_secs(2));
@@ -131,11 +138,18 @@ fn one_run(exe: &Path, policy: &Path, workload: &str, size: u64, secs: u64, v: V
     let swap0 = status_bytes(pid, "VmSwap:");
     let mut madvd = (v != Variant::None).then(|| {
         let mut c = Command::new(exe);
-        c.args(["run", "--ops", "probe", "--json", "--every", "1s", "--policy"])
-            .arg(policy)
-            .args(["--pid", &pid.to_string(), "--for", &format!("{}s", secs + 30)])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null());
+        c.args([
+            "run", "--ops", "probe", "--json", "--every", "1s", "--policy",
+        ])
+        .arg(policy)
+        .args([
+            "--pid",
+            &pid.to_string(),
+            "--for",
+            &format!("{}s", secs + 30),
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
         if v == Variant::Legacy {
             c.env("MADVD_RECLAIM_LEGACY", "1");
         }
@@ -301,8 +315,16 @@ fn main() {
                 ("–".to_string(), "–".to_string(), "–".to_string())
             } else {
                 (
-                    stat(runs.iter().map(|r| r.advised / r.saved.max(1.0)).collect(), f2),
-                    stat(runs.iter().map(|r| r.resident / r.advised.max(1.0)).collect(), f2),
+                    stat(
+                        runs.iter().map(|r| r.advised / r.saved.max(1.0)).collect(),
+                        f2,
+                    ),
+                    stat(
+                        runs.iter()
+                            .map(|r| r.resident / r.advised.max(1.0))
+                            .collect(),
+                        f2,
+                    ),
                     stat(
                         runs.iter().map(|r| r.not_resident / 1048576.0).collect(),
                         |x| format!("{x:.0} MiB"),
@@ -313,8 +335,16 @@ fn main() {
                 "| {wl} | {} | {} | {} | {} | {} | {adv} | {res} | {cut} |\n",
                 v.name(),
                 stat(so, f2),
-                if *v == Variant::None { "–".into() } else { stat(slow, pct) },
-                if *v == Variant::None { "–".into() } else { stat(slow_cpu, pct) },
+                if *v == Variant::None {
+                    "–".into()
+                } else {
+                    stat(slow, pct)
+                },
+                if *v == Variant::None {
+                    "–".into()
+                } else {
+                    stat(slow_cpu, pct)
+                },
                 stat(worst, |x| format!("{x:.0}")),
             );
         }
