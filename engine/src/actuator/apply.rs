@@ -357,10 +357,7 @@ impl<S: ActuatorSys> VectorCall<Piece> for Run<'_, '_, S> {
             return Some(MAX_RW_COUNT);
         }
         let paced = match self.opts.pace_bytes_per_s {
-            Some(rate) => match self.pace(rate) {
-                Some(avail) => avail,
-                None => return None,
-            },
+            Some(rate) => self.pace(rate)?,
             None => MAX_RW_COUNT,
         };
         match self.act.pageout_budget() {
