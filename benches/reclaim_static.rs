@@ -280,8 +280,25 @@ fn main() {
                 results[wi][vi].push(r);
             }
         }
+        // The table so far after each round (a cut-short run keeps what it measured).
+        let md = table(&workloads, &variants, &results, secs, rep + 1);
+        let out = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/reclaim_static.md");
+        let _ = std::fs::write(&out, &md);
+        eprintln!("after round {rep}: table written to {}", out.display());
+        if rep + 1 == reps {
+            println!("{md}");
+        }
     }
-    let mut md = String::new();
+}
+
+fn table(
+    workloads: &[String],
+    variants: &[Variant],
+    results: &[Vec<Vec<RunResult>>],
+    secs: u64,
+    rounds: u64,
+) -> String {
+    let mut md = format!("{rounds} round(s)\n\n");
     md += &format!(
         "| workload | run | saved/oracle at {secs} s | steady slowdown | per CPU-second | worst 1 s (% of no-reclaim median second) | advised/saved | advised-resident / advised | cut as not resident |\n|---|---|---|---|---|---|---|---|---|\n"
     );
@@ -349,8 +366,5 @@ fn main() {
             );
         }
     }
-    println!("{md}");
-    let out = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/reclaim_static.md");
-    let _ = std::fs::write(&out, &md);
-    eprintln!("table written to {}", out.display());
+    md
 }
