@@ -101,6 +101,14 @@ pub fn kernel_release() -> Option<String> {
         .map(|s| s.trim().to_string())
 }
 
+/// The one note `run`, `demo` and `agent` give when another proactive reclaimer (kernel
+/// DAMON, DAMON_RECLAIM / LRU_SORT, senpai, oomd) is active: what it is and what it means
+/// for the figures (`engine::kernel::coexist`, read only). `None` when nothing is seen.
+pub fn coexistence_note(root: &SysRoot) -> Option<String> {
+    let c = engine::kernel::coexist::Coexistence::detect(root);
+    (!c.is_empty()).then(|| c.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -808,6 +808,7 @@ fn dry_run_applies_nothing_to_a_live_process() {
         ApplyOpts {
             dry_run: true,
             cancel: None,
+            ..Default::default()
         },
     );
     assert!(r.dry_run);

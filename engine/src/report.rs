@@ -35,6 +35,14 @@ pub enum ApplyErrorKind {
     /// Not attempted: the part of the range outside whole pages, or for `collapse` outside
     /// whole 2 MiB-aligned huge pages (the kernel would silently skip it).
     Unaligned,
+    /// Not attempted: the pages were not resident (swapped out, or never faulted in) when
+    /// the actuator read the range's pagemap just before advising it; page-out or
+    /// deactivation would do nothing to them. Not charged to the size quota (refunded), and
+    /// a range wholly not resident keeps its age (`actuator::resident`).
+    NotResident,
+    /// Not attempted in this round: the page-out pace (`ApplyOpts::pace_bytes_per_s`) was
+    /// used up; refunded, and the schemes plan it again at their next apply.
+    Paced,
     /// Any other errno (0: the kernel returned a short count without one).
     Other(i32),
 }
@@ -56,6 +64,8 @@ impl ApplyErrorKind {
             ApplyErrorKind::DryRun => "dry_run",
             ApplyErrorKind::Cancelled => "cancelled",
             ApplyErrorKind::Unaligned => "unaligned",
+            ApplyErrorKind::NotResident => "not_resident",
+            ApplyErrorKind::Paced => "paced",
             ApplyErrorKind::Other(e) => return Cow::Owned(format!("errno_{e}")),
         })
     }
@@ -71,6 +81,12 @@ pub struct RangeOutcome {
     pub scheme: usize,
     pub bytes_requested: u64,
     pub bytes_applied: u64,
+    /// Of `bytes_applied`, the bytes the actuator read resident in pagemap just before
+    /// advising them (the rest of `bytes_applied` was advised without a residency read: the
+    /// advice is not one the cut applies to, the scan bound was reached, or pagemap could
+    /// not be read).
+    #[serde(default)]
+    pub bytes_resident: u64,
     /// Wall time spent applying it, ns (the time quota charges this).
     pub elapsed_ns: u64,
     /// Errors met while applying parts of the range, with the bytes each cost.
@@ -88,6 +104,7 @@ impl RangeOutcome {
             scheme: req.scheme,
             bytes_requested: req.range.len(),
             bytes_applied,
+            bytes_resident: 0,
             elapsed_ns,
             errors: Vec::new(),
         }
@@ -95,6 +112,34 @@ impl RangeOutcome {
 
     pub fn applied(&self) -> bool {
         self.bytes_applied > 0
+    }
+
+    /// Bytes of `kind` among the errors.
+    pub fn error_bytes(&self, kind: ApplyErrorKind) -> u64 {
+        self.errors
+            .iter()
+            .filter(|(k, _)| *k == kind)
+            .map(|(_, b)| *b)
+            .sum()
+    }
+
+    /// Bytes cut out because they were not resident ([`ApplyErrorKind::NotResident`]).
+    pub fn not_resident(&self) -> u64 {
+        self.error_bytes(ApplyErrorKind::NotResident)
+    }
+
+    /// Bytes charged at planning that the quota gets back: not resident, or held back by the
+    /// pace ([`ApplyErrorKind::Paced`]).
+    pub fn refund(&self) -> u64 {
+        self.not_resident()
+            .saturating_add(self.error_bytes(ApplyErrorKind::Paced))
+    }
+
+    /// True when no byte of the range was advised because none was resident or the pace
+    /// held all of it back: counted as filtered, so the kernel's age reset does not apply
+    /// (`Monitor::apply_report`).
+    pub fn wholly_skipped(&self) -> bool {
+        self.bytes_requested > 0 && self.refund() >= self.bytes_requested
     }
 }
 
@@ -134,6 +179,8 @@ mod tests {
             (ApplyErrorKind::DryRun, "dry_run"),
             (ApplyErrorKind::Cancelled, "cancelled"),
             (ApplyErrorKind::Unaligned, "unaligned"),
+            (ApplyErrorKind::NotResident, "not_resident"),
+            (ApplyErrorKind::Paced, "paced"),
             (ApplyErrorKind::Other(12), "errno_12"),
         ];
         for (k, want) in all {

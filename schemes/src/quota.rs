@@ -227,6 +227,20 @@ impl QuotaState {
         }
     }
 
+    /// Give back `sz` bytes charged in this window that the actuator did not advise
+    /// because they were not resident, or held back by the page-out pace (the apply report's
+    /// `RangeOutcome::refund`). madvd's rule, not the kernel's: `damos_apply_scheme()`
+    /// (core.c 6.12) charges the whole region, resident or not (docs/architecture.md). The
+    /// report comes back before the next plan, in the window its charge was made in.
+    /// `rewind`: where the walk should resume to reach bytes held back by the pace (the
+    /// first such piece); `None` keeps the resume point (not-resident bytes need no retry).
+    pub fn refund(&mut self, sz: u64, rewind: Option<(TargetId, u64)>) {
+        self.charged_sz = self.charged_sz.saturating_sub(sz);
+        if let Some(at) = rewind {
+            self.resume = Some(at);
+        }
+    }
+
     /// Charge by time (`quota->total_charged_ns += end - begin`, `damos_apply_scheme()`,
     /// core.c 6.12): the actuation time of one apply outcome. madvd applies after planning,
     /// so the time comes back with the apply report; [`QuotaState::set_effective_quota`]
@@ -455,6 +469,29 @@ mod tests {
         q.total_charged_sz = 8 << 20;
         q.set_effective_quota(&spec(10_000, 0, 0), None, 4096);
         assert_eq!(q.esz, 40 << 20);
+    }
+
+    /// A refund lowers the charge (never below zero) and reopens an exhausted window;
+    /// a rewind moves the resume point back to the piece the pace held back.
+    #[test]
+    fn refund_gives_back_what_was_not_advised() {
+        let t = TargetId(3);
+        let mut q = QuotaState {
+            esz: 8 * 4096,
+            ..QuotaState::default()
+        };
+        q.charge(t, 0x8000, 8 * 4096);
+        assert!(q.exhausted());
+        q.refund(3 * 4096, None);
+        assert_eq!(q.charged_sz, 5 * 4096);
+        assert!(!q.exhausted());
+        assert_eq!(q.resume, Some((t, 0x8001)));
+        q.refund(u64::MAX, Some((t, 0x2000)));
+        assert_eq!((q.charged_sz, q.resume), (0, Some((t, 0x2000))));
+        // The next window's throughput counts only what stayed charged.
+        q.charge(t, 0x3000, 4096);
+        q.start_window(1);
+        assert_eq!(q.total_charged_sz, 4096);
     }
 
     /// `damos_skip_charged_region()` as of 6.12.

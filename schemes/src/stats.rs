@@ -13,8 +13,14 @@ pub struct SchemeStats {
     pub sz_tried: u64,
     /// Apply outcomes with at least one byte applied.
     pub nr_applied: u64,
-    /// Bytes the actuator reported applied.
+    /// Bytes the actuator reported applied (advised-total).
     pub sz_applied: u64,
+    /// Of them, bytes the actuator read resident just before advising them
+    /// (advised-resident; the residency cut, `engine::actuator::resident`).
+    pub sz_resident: u64,
+    /// Bytes tried but cut out as not resident (swapped out or never faulted in): not
+    /// advised, refunded to the size quota.
+    pub sz_not_resident: u64,
     /// Charge windows that ended with the quota exhausted.
     pub qt_exceeds: u64,
     /// False while watermarks hold the scheme inactive.

@@ -359,3 +359,84 @@ fn reclaim_cgroup_selects_ranges_under_the_quota() {
         ("reclaim_cgroup", 3 * PAGE, 3 * PAGE, 1)
     );
 }
+
+/// madvd's residency cut: bytes the actuator reports not resident are refunded to the size
+/// quota of the window, so the next plan in the window goes on to other memory; bytes held
+/// back by the pace are refunded too and planned again (the walk rewinds to them). Stats
+/// carry advised-resident and not-resident bytes.
+#[test]
+fn not_resident_and_paced_bytes_are_refunded() {
+    use engine::ApplyErrorKind;
+    // 10 regions of 2 pages; 4 pages per 1 s window; apply every 100 ms.
+    let p = one_scheme(
+        "pattern: (), action: pageout, quota: (size: \"16 KiB\", reset_interval: \"1 s\")",
+    );
+    let (mut s, _) = schemes(&p);
+    let regions = idle(10, 2);
+    let base = 1u64 << 20;
+    let pg = |a: u64, b: u64| AddrRange::new(base + a * PAGE, base + b * PAGE);
+    let reqs = s.plan(&snapshot(100_000, vec![(1, regions.clone())]), 100_000);
+    assert_eq!(
+        reqs.iter().map(|r| r.range).collect::<Vec<_>>(),
+        [pg(0, 2), pg(2, 4)]
+    );
+    // The first region was already out; the second was advised.
+    let mut out = RangeOutcome::of(&reqs[0], 0, 1000);
+    out.errors = vec![(ApplyErrorKind::NotResident, 2 * PAGE)];
+    let mut done = RangeOutcome::of(&reqs[1], 2 * PAGE, 1000);
+    done.bytes_resident = 2 * PAGE;
+    s.account(
+        &ApplyReport {
+            outcomes: vec![out, done],
+            ..ApplyReport::default()
+        },
+        100_000,
+    );
+    let st = &s.stats()[0];
+    assert_eq!(
+        (st.sz_applied, st.sz_resident, st.sz_not_resident),
+        (2 * PAGE, 2 * PAGE, 2 * PAGE)
+    );
+    // Same window: the refunded 2 pages go on after the resume point (6.12's `end + 1`
+    // enters the next region one page in, as in `size_quota_per_window_resumes_...`).
+    let reqs = s.plan(&snapshot(200_000, vec![(1, regions.clone())]), 200_000);
+    let again = [pg(5, 6), pg(6, 7)];
+    assert_eq!(reqs.iter().map(|r| r.range).collect::<Vec<_>>(), again);
+    // The pace held them back: refunded, and planned again at the next apply.
+    let paced: Vec<RangeOutcome> = reqs
+        .iter()
+        .map(|r| {
+            let mut o = RangeOutcome::of(r, 0, 0);
+            o.errors = vec![(ApplyErrorKind::Paced, r.range.len())];
+            o
+        })
+        .collect();
+    s.account(
+        &ApplyReport {
+            outcomes: paced,
+            ..ApplyReport::default()
+        },
+        200_000,
+    );
+    let reqs = s.plan(&snapshot(300_000, vec![(1, regions)]), 300_000);
+    assert_eq!(reqs.iter().map(|r| r.range).collect::<Vec<_>>(), again);
+    // 2 pages kept charged + these 2: the window is full.
+    assert_eq!(s.stats()[0].qt_exceeds, 0);
+}
+
+/// The pace handed to the actuator: each active page-out scheme's effective quota per its
+/// reset interval; none without a page-out quota.
+#[test]
+fn pace_follows_the_effective_quotas() {
+    let p = one_scheme(
+        "pattern: (), action: pageout, quota: (size: \"16 KiB\", reset_interval: \"500 ms\")",
+    );
+    let (mut s, _) = schemes(&p);
+    assert_eq!(s.pace_bytes_per_s(), None, "no window yet");
+    s.plan(&snapshot(100_000, vec![(1, idle(10, 2))]), 100_000);
+    assert_eq!(s.pace_bytes_per_s(), Some(32 << 10));
+    let p = one_scheme("pattern: (), action: cold, quota: (size: \"16 KiB\")");
+    let (mut s, _) = schemes(&p);
+    s.plan(&snapshot(100_000, vec![(1, idle(10, 2))]), 100_000);
+    assert_eq!(s.pace_bytes_per_s(), None);
+}

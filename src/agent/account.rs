@@ -45,6 +45,8 @@ pub fn account(c: &mut Counters, r: &ApplyReport, stats: &[SchemeLine]) {
                     sz_tried: s.sz_tried,
                     nr_applied: s.nr_applied,
                     sz_applied: s.sz_applied,
+                    sz_resident: s.sz_resident,
+                    sz_not_resident: s.sz_not_resident,
                     qt_exceeds: s.qt_exceeds,
                     active: s.active,
                 },
@@ -68,6 +70,7 @@ mod tests {
             scheme: 0,
             bytes_requested: 1 << 20,
             bytes_applied: applied,
+            bytes_resident: 0,
             elapsed_ns: 1000,
             errors,
         };

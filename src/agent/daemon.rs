@@ -392,6 +392,9 @@ pub(super) fn serve(root: &SysRoot, opts: Options, prepared: Prepared) -> Result
         watch,
         gov: Governor::new(),
     };
+    if let Some(n) = crate::sysinfo::coexistence_note(root) {
+        tracing::warn!("{n}");
+    }
     tracing::info!(
         "madvd agent: {} group(s) from {}; rescan every {:?}; metrics {}{}",
         n,

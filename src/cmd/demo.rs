@@ -89,6 +89,9 @@ pub struct Summary {
     /// The measured window (end of the monitored phase) the oracle is computed over.
     pub window_s: f64,
     pub swap: String,
+    /// Another proactive reclaimer active on the machine (kernel DAMON, DAMON_RECLAIM, senpai,
+    /// …) and what it means for the figures; `None` when none was seen.
+    pub other_reclaimer: Option<String>,
     pub saved: SavedJson,
     /// Bytes of the child's mapping not touched during the measured window (ground truth).
     pub oracle_bytes: u64,
@@ -166,6 +169,10 @@ pub fn run(root: &SysRoot, a: DemoArgs) -> Result<()> {
         .as_ref()
         .map_or("none (not root)".to_string(), |s| s.describe());
     say(format!("swap: {swap_desc}"));
+    let coexistence = crate::sysinfo::coexistence_note(root);
+    if let Some(n) = &coexistence {
+        say(format!("note: {n}"));
+    }
 
     // 2. The workload child. The hot set moves once, about mid-way through monitoring.
     // The child's pattern moves the hot set every `period` of its own clock (which starts
@@ -426,6 +433,7 @@ pub fn run(root: &SysRoot, a: DemoArgs) -> Result<()> {
     summary.baseline_s = before.elapsed_ms as f64 / 1000.0;
     summary.window_s = window.elapsed_ms as f64 / 1000.0;
     summary.swap = swap_desc;
+    summary.other_reclaimer = coexistence;
     summary.saved = SavedJson {
         vm_swap_bytes: mem1.swap as i64 - mem0.swap as i64,
         rss_bytes: mem0.rss as i64 - mem1.rss as i64,

@@ -144,7 +144,16 @@ fn human(l: &Line<'_>) -> String {
     } else {
         l.schemes
             .iter()
-            .map(|s| format!("{} {} {}", s.name, s.action, fmt_bytes(s.sz_applied)))
+            .map(|s| {
+                format!(
+                    "{} {} {} (resident {}, skipped not resident {})",
+                    s.name,
+                    s.action,
+                    fmt_bytes(s.sz_applied),
+                    fmt_bytes(s.sz_resident),
+                    fmt_bytes(s.sz_not_resident)
+                )
+            })
             .collect::<Vec<_>>()
             .join(", ")
     };
@@ -283,6 +292,9 @@ pub fn run(root: &SysRoot, a: RunArgs) -> Result<()> {
         kind.label().to_string()
     };
     if let Some(n) = note {
+        eprintln!("madvd: note: {n}");
+    }
+    if let Some(n) = crate::sysinfo::coexistence_note(root) {
         eprintln!("madvd: note: {n}");
     }
     if !a.json {

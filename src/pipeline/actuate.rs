@@ -32,6 +32,10 @@ pub trait Planner: Send {
     }
     /// Check the watermarks due at `now_us` while paused (no snapshot).
     fn check_watermarks(&mut self, _now_us: u64) {}
+    /// The page-out pace for this round, bytes/s (`ApplyOpts::pace_bytes_per_s`).
+    fn pace_bytes_per_s(&self) -> Option<u64> {
+        None
+    }
 }
 
 /// One scheme's figures, as printed: the schemes crate's own stats value.
@@ -68,6 +72,9 @@ impl Planner for SchemesPlanner {
     }
     fn check_watermarks(&mut self, now_us: u64) {
         self.0.check_watermarks(now_us)
+    }
+    fn pace_bytes_per_s(&self) -> Option<u64> {
+        self.0.pace_bytes_per_s()
     }
 }
 
@@ -198,6 +205,7 @@ pub fn actuation_loop(
             ApplyOpts {
                 dry_run: act.dry_run,
                 cancel: Some(&cancel),
+                pace_bytes_per_s: act.planner.pace_bytes_per_s(),
             },
         );
         drop(targets);

@@ -144,7 +144,7 @@ pub fn build(cfg: StageConfig) -> Result<Stages> {
             ) as Box<dyn Planner>,
             procs: s.procs,
             dry_run: s.dry_run,
-            config: ActuatorConfig::default(),
+            config: ActuatorConfig::from_env(),
         }),
         None => None,
     };

@@ -2,6 +2,8 @@
 //! the kernel's vector rule ([`vector_madvise`]), and account every byte in the report.
 
 use super::cut::plan_range;
+use super::pace::{Pacer, PACE_ROUND_NS, PACE_STEP_NS};
+use super::resident::{resident_runs, SCAN_BATCH_PAGES};
 use super::{Actuator, ActuatorError, ActuatorSys, ApplyOpts, Target};
 use crate::advice::{Advice, AdviceRequest};
 use crate::kernel::host::align_down;
@@ -19,6 +21,8 @@ type AdviceGroups = Vec<(Advice, Vec<usize>)>;
 struct Piece {
     req: usize,
     range: AddrRange,
+    /// Read resident in pagemap just before advising (the residency cut).
+    resident: bool,
 }
 
 impl Iovec for Piece {
@@ -50,6 +54,11 @@ impl<S: ActuatorSys> Actuator<S> {
             dry_run: opts.dry_run,
         };
         let calls_before = self.stats;
+        let opts = ApplyOpts {
+            pace_bytes_per_s: opts.pace_bytes_per_s.filter(|_| self.config.pace),
+            ..opts
+        };
+        self.round_start_ns = self.sys.now_ns();
 
         // Group by target, then by advice, in order of first appearance (the schemes order
         // requests by priority; a cut by cancel or headroom then hits the later ones).
@@ -71,6 +80,7 @@ impl<S: ActuatorSys> Actuator<S> {
 
         let mut cancelled = false;
         let mut headroom_hit = false;
+        let mut scan_left = self.config.resident_scan_max;
         for (tid, by_advice) in &groups {
             let Some(target) = targets.iter().find(|t| t.id() == *tid) else {
                 for (_, idxs) in by_advice {
@@ -110,11 +120,23 @@ impl<S: ActuatorSys> Actuator<S> {
                         *advice,
                         self.page,
                         self.cap(),
-                        |range| pieces.push(Piece { req: i, range }),
+                        |range| {
+                            pieces.push(Piece {
+                                req: i,
+                                range,
+                                resident: false,
+                            })
+                        },
                     );
                     for (k, b) in losses {
                         add_error(&mut report.outcomes[i].errors, k, b);
                     }
+                }
+                if self.config.resident_cut
+                    && !opts.dry_run
+                    && matches!(advice, Advice::Pageout | Advice::Cold)
+                {
+                    pieces = self.cut_resident(target, pieces, &mut report, &mut scan_left);
                 }
                 Run {
                     act: self,
@@ -127,6 +149,7 @@ impl<S: ActuatorSys> Actuator<S> {
                     headroom_hit: &mut headroom_hit,
                     rest: None,
                     dt: 0,
+                    left: 0,
                 }
                 .run(&mut pieces);
             }
@@ -164,6 +187,77 @@ impl<S: ActuatorSys> Actuator<S> {
     }
 }
 
+impl<S: ActuatorSys> Actuator<S> {
+    /// The residency cut (`resident.rs`): each piece read in pagemap (batched, while
+    /// `scan_left` lasts) and replaced by its resident runs; the rest reported `NotResident`.
+    /// The reads' time is charged to the piece's request. A piece that cannot be read is
+    /// kept whole (not marked resident), and the target is read no further this round.
+    fn cut_resident(
+        &mut self,
+        target: &Target<'_>,
+        pieces: Vec<Piece>,
+        report: &mut ApplyReport,
+        scan_left: &mut u64,
+    ) -> Vec<Piece> {
+        let page = self.page;
+        let batch_bytes = SCAN_BATCH_PAGES as u64 * page;
+        let mut out = Vec::with_capacity(pieces.len());
+        let mut entries = Vec::new();
+        let mut failed = false;
+        for p in pieces {
+            let mut a = p.range.start;
+            while a < p.range.end {
+                let b = p.range.end.min(a.saturating_add(batch_bytes));
+                let chunk = AddrRange::new(a, b);
+                if failed || *scan_left < chunk.len() {
+                    // Uncut: the rest of the piece goes whole.
+                    out.push(Piece {
+                        range: AddrRange::new(a, p.range.end),
+                        ..p
+                    });
+                    break;
+                }
+                let t0 = self.sys.now_ns();
+                let read = self.sys.pagemap(
+                    target,
+                    chunk.start,
+                    (chunk.len() / page) as usize,
+                    &mut entries,
+                );
+                let dt = self.sys.now_ns().saturating_sub(t0);
+                let o = &mut report.outcomes[p.req];
+                o.elapsed_ns = o.elapsed_ns.saturating_add(dt);
+                match read {
+                    Ok(()) => {
+                        *scan_left -= chunk.len();
+                        self.stats.resident_scanned += chunk.len();
+                        let gone = resident_runs(chunk, page, &entries, |range| {
+                            out.push(Piece {
+                                req: p.req,
+                                range,
+                                resident: true,
+                            })
+                        });
+                        self.stats.not_resident += gone;
+                        add_error(&mut o.errors, ApplyErrorKind::NotResident, gone);
+                    }
+                    Err(e) => {
+                        tracing::debug!(pid = target.pid(), "residency cut: pagemap: {e}");
+                        failed = true;
+                        out.push(Piece {
+                            range: AddrRange::new(a, p.range.end),
+                            ..p
+                        });
+                        break;
+                    }
+                }
+                a = b;
+            }
+        }
+        out
+    }
+}
+
 /// One target and one advice in flight: the actuator's side of [`vector_madvise`].
 struct Run<'r, 'a, S: ActuatorSys> {
     act: &'r mut Actuator<S>,
@@ -179,6 +273,8 @@ struct Run<'r, 'a, S: ActuatorSys> {
     rest: Option<ApplyErrorKind>,
     /// Wall time of the last call, ns.
     dt: u64,
+    /// Bytes of the pieces not issued yet (the pace waits for no more than this).
+    left: u64,
 }
 
 impl<S: ActuatorSys> Run<'_, '_, S> {
@@ -201,6 +297,7 @@ impl<S: ActuatorSys> Run<'_, '_, S> {
     /// Issue `pieces`; report those not issued by why.
     fn run(mut self, pieces: &mut Vec<Piece>) {
         let page = self.act.page;
+        self.left = pieces.iter().map(|p| p.range.len()).sum();
         let end = vector_madvise(pieces, page, &mut self);
         let kind = match end.error {
             Some(_) => *self.stop,
@@ -209,6 +306,42 @@ impl<S: ActuatorSys> Run<'_, '_, S> {
         if let Some(k) = kind {
             for p in &pieces[end.next..] {
                 add_error(&mut self.report.outcomes[p.req].errors, k, p.range.len());
+            }
+        }
+    }
+}
+
+impl<S: ActuatorSys> Run<'_, '_, S> {
+    /// The pace (`pace.rs`): the bytes that may go now, waiting (in steps of at most
+    /// [`PACE_STEP_NS`], through [`ActuatorSys::sleep_ns`]) for the bucket to refill while
+    /// the round is younger than [`PACE_ROUND_NS`]; `None` (the rest reported `Paced`, or
+    /// what stopped the round meanwhile) once it is not.
+    fn pace(&mut self, rate: u64) -> Option<u64> {
+        let page = self.act.page;
+        let want = (Pacer::burst(rate, page) / 4).max(page);
+        loop {
+            let now = self.act.sys.now_ns();
+            let avail = self.act.pacer.available(rate, page, now);
+            if avail >= want.min(self.left).max(page) {
+                return Some(avail);
+            }
+            let wait = self
+                .act
+                .pacer
+                .wait_ns(rate, want.min(self.left).max(page))
+                .min(PACE_STEP_NS);
+            let age = now.saturating_sub(self.act.round_start_ns);
+            if age.saturating_add(wait) > PACE_ROUND_NS {
+                if avail >= page {
+                    return Some(avail);
+                }
+                self.rest = Some(ApplyErrorKind::Paced);
+                return None;
+            }
+            self.act.sys.sleep_ns(wait.max(1));
+            self.rest = self.rest_kind();
+            if self.rest.is_some() {
+                return None;
             }
         }
     }
@@ -223,10 +356,14 @@ impl<S: ActuatorSys> VectorCall<Piece> for Run<'_, '_, S> {
         if self.advice != Advice::Pageout {
             return Some(MAX_RW_COUNT);
         }
+        let paced = match self.opts.pace_bytes_per_s {
+            Some(rate) => self.pace(rate)?,
+            None => MAX_RW_COUNT,
+        };
         match self.act.pageout_budget() {
-            Ok(None) => Some(MAX_RW_COUNT),
+            Ok(None) => Some(paced.min(MAX_RW_COUNT)),
             // Apply what fits under the headroom; the rest meets the check next time.
-            Ok(Some(b)) => Some(b),
+            Ok(Some(b)) => Some(b.min(paced)),
             Err(why) => {
                 *self.headroom_hit = true;
                 if !self.act.in_headroom {
@@ -252,7 +389,20 @@ impl<S: ActuatorSys> VectorCall<Piece> for Run<'_, '_, S> {
     fn after(&mut self, _first: usize, batch: &[Piece], step: Step) {
         let done = step.done(batch.len());
         for p in &batch[..done] {
-            self.report.outcomes[p.req].bytes_applied += p.range.len();
+            let o = &mut self.report.outcomes[p.req];
+            o.bytes_applied += p.range.len();
+            if p.resident {
+                o.bytes_resident += p.range.len();
+            }
+        }
+        let asked: u64 = batch[..(done + 1).min(batch.len())]
+            .iter()
+            .map(|p| p.range.len())
+            .sum();
+        self.left = self.left.saturating_sub(asked);
+        if self.advice == Advice::Pageout && self.opts.pace_bytes_per_s.is_some() {
+            // What the kernel was asked to page out uses the pace, done or failed.
+            self.act.pacer.take(asked);
         }
         // A failed call's time goes to the failing piece; a short one's to the pieces done
         // and the one that failed.

@@ -74,17 +74,21 @@
 
 mod apply;
 mod cut;
+pub mod pace;
 mod rails;
+pub mod resident;
 mod target;
 
 pub use apply::errno_kind;
 pub use cut::{plan_range, HPAGE_PMD_SIZE};
+pub use pace::Pacer;
 pub use rails::Refusal;
 pub use target::Target;
 
 use crate::advice::Advice;
 use crate::kernel::host::page_size;
 use crate::kernel::madvise;
+use crate::kernel::pagemap::{Pagemap, PagemapEntry};
 use crate::region::AddrRange;
 use crate::sysroot::SysRoot;
 use nix::errno::Errno;
@@ -140,6 +144,23 @@ pub trait ActuatorSys {
     fn swap(&mut self) -> std::io::Result<SwapStat>;
     /// A monotonic clock, ns.
     fn now_ns(&mut self) -> u64;
+    /// Wait `ns` (the page-out pace, `pace.rs`). Simulations advance their clock instead.
+    fn sleep_ns(&mut self, ns: u64) {
+        std::thread::sleep(std::time::Duration::from_nanos(ns));
+    }
+    /// Pagemap entries of `target` for `nr_pages` pages from `start` (fewer on a short read),
+    /// for the residency cut (`resident.rs`). An error leaves the range uncut. Default: not
+    /// available.
+    fn pagemap(
+        &mut self,
+        target: &Target<'_>,
+        start: u64,
+        nr_pages: usize,
+        out: &mut Vec<PagemapEntry>,
+    ) -> std::io::Result<()> {
+        let _ = (target, start, nr_pages, out);
+        Err(std::io::ErrorKind::Unsupported.into())
+    }
 }
 
 /// The running system: [`madvise::process_madvise`] on the target's pidfd,
@@ -181,6 +202,25 @@ impl ActuatorSys for HostSys {
     fn now_ns(&mut self) -> u64 {
         self.epoch.elapsed().as_nanos() as u64
     }
+    /// `<proc>/<pid>/pagemap`, opened and then checked against the target's pidfd (alive
+    /// after the open: the file is this process's, see `kernel::pidfd`).
+    fn pagemap(
+        &mut self,
+        target: &Target<'_>,
+        start: u64,
+        nr_pages: usize,
+        out: &mut Vec<PagemapEntry>,
+    ) -> std::io::Result<()> {
+        let Some(fd) = target.pidfd() else {
+            return Err(std::io::Error::from_raw_os_error(libc::EBADF));
+        };
+        let path = self.root.pid_file(target.pid(), "pagemap");
+        let file = std::fs::File::open(&path)?;
+        if !crate::kernel::pidfd::fd_is_alive(fd) {
+            return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
+        }
+        Pagemap::from_file(file, path, page_size()).read(start, nr_pages, out)
+    }
 }
 
 /// Settings that outlive one round.
@@ -188,12 +228,40 @@ impl ActuatorSys for HostSys {
 pub struct ActuatorConfig {
     /// Page-out stops before `SwapFree` would fall under this fraction of `SwapTotal`.
     pub swap_headroom: f64,
+    /// Cut non-resident pages out of page-out and `cold` pieces before advising them
+    /// (`resident.rs`).
+    pub resident_cut: bool,
+    /// At most this many bytes of address space are read in pagemap per round for the cut;
+    /// pieces beyond it are advised uncut.
+    pub resident_scan_max: u64,
+    /// Follow `ApplyOpts::pace_bytes_per_s` (off: page-out goes unpaced).
+    pub pace: bool,
+}
+
+impl ActuatorConfig {
+    /// The defaults, or with `MADVD_RECLAIM_LEGACY=1` in the environment the actuator as it
+    /// was before issue 14: no residency cut, no pace (for A/B benches:
+    /// `benches/reclaim_static.rs`).
+    pub fn from_env() -> Self {
+        if std::env::var("MADVD_RECLAIM_LEGACY").is_ok_and(|v| v == "1") {
+            Self {
+                resident_cut: false,
+                pace: false,
+                ..Self::default()
+            }
+        } else {
+            Self::default()
+        }
+    }
 }
 
 impl Default for ActuatorConfig {
     fn default() -> Self {
         Self {
             swap_headroom: 0.10,
+            resident_cut: true,
+            resident_scan_max: 8 << 30,
+            pace: true,
         }
     }
 }
@@ -205,6 +273,10 @@ pub struct ApplyOpts<'a> {
     pub dry_run: bool,
     /// Checked before every call; once set, everything left is reported `Cancelled`.
     pub cancel: Option<&'a AtomicBool>,
+    /// Page-out pace, bytes per second (`pace.rs`); `None`: unpaced. The round waits for
+    /// the pace for up to `pace::PACE_ROUND_NS`; what it still holds back then is reported
+    /// `Paced`.
+    pub pace_bytes_per_s: Option<u64>,
 }
 
 /// Cumulative counters (for benches, tests and metrics).
@@ -218,6 +290,10 @@ pub struct ActuatorStats {
     pub short_returns: u64,
     /// Pieces skipped because the kernel failed them.
     pub pieces_failed: u64,
+    /// Bytes of address space read in pagemap for the residency cut.
+    pub resident_scanned: u64,
+    /// Bytes cut out as not resident.
+    pub not_resident: u64,
 }
 
 /// Applies advice; see the module doc.
@@ -229,6 +305,9 @@ pub struct Actuator<S: ActuatorSys = HostSys> {
     in_headroom: bool,
     denied_logged: HashSet<u32>,
     refused_logged: HashSet<u32>,
+    pacer: Pacer,
+    /// When the current round started (the pace waits within a round only), ns.
+    round_start_ns: u64,
 }
 
 impl Actuator<HostSys> {
@@ -248,6 +327,8 @@ impl<S: ActuatorSys> Actuator<S> {
             in_headroom: false,
             denied_logged: HashSet::new(),
             refused_logged: HashSet::new(),
+            pacer: Pacer::default(),
+            round_start_ns: 0,
         }
     }
     pub fn sys(&self) -> &S {
@@ -264,5 +345,7 @@ impl<S: ActuatorSys> Actuator<S> {
     }
 }
 
+#[cfg(test)]
+mod resident_tests;
 #[cfg(test)]
 mod tests;

@@ -578,6 +578,7 @@ fn dry_run_plans_everything_and_applies_nothing() {
         ApplyOpts {
             dry_run: true,
             cancel: None,
+            ..Default::default()
         },
     );
     assert_accounted(&r);
@@ -606,6 +607,7 @@ fn cancel_between_batches_reports_the_rest_cancelled() {
         ApplyOpts {
             dry_run: false,
             cancel: Some(&flag),
+            ..Default::default()
         },
     );
     assert_accounted(&r);

@@ -5,6 +5,7 @@ pub mod cgroup;
 pub mod cgroup_reclaim;
 pub mod children;
 pub mod clear_refs;
+pub mod coexist;
 pub mod damon_sysfs;
 pub mod error;
 pub mod host;

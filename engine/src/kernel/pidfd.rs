@@ -39,6 +39,23 @@ impl PidfdError {
     }
 }
 
+/// True while the process of the pidfd `fd` has not exited (see [`Pidfd::is_alive`]); for
+/// holders of a borrowed pidfd (the actuator's targets).
+pub fn fd_is_alive(fd: BorrowedFd<'_>) -> bool {
+    // SAFETY: pidfd_send_signal(fd, 0, NULL, 0) only checks deliverability; the fd is
+    // borrowed and valid for the call; a null siginfo is allowed.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            fd.as_raw_fd(),
+            0 as libc::c_int,
+            std::ptr::null::<libc::siginfo_t>(),
+            0 as libc::c_uint,
+        )
+    };
+    ret == 0 || Errno::last() == Errno::EPERM
+}
+
 /// A process opened once through a pidfd.
 #[derive(Debug)]
 pub struct Pidfd {
@@ -71,18 +88,7 @@ impl Pidfd {
     /// True while the process has not exited (it may be a zombie not yet reaped: its mm is
     /// gone then, which reads of its files will show).
     pub fn is_alive(&self) -> bool {
-        // SAFETY: pidfd_send_signal(fd, 0, NULL, 0) only checks deliverability; the fd is
-        // ours and valid for the call; a null siginfo is allowed.
-        let ret = unsafe {
-            libc::syscall(
-                libc::SYS_pidfd_send_signal,
-                self.fd.as_raw_fd(),
-                0 as libc::c_int,
-                std::ptr::null::<libc::siginfo_t>(),
-                0 as libc::c_uint,
-            )
-        };
-        ret == 0 || Errno::last() == Errno::EPERM
+        fd_is_alive(self.fd.as_fd())
     }
 
     /// Fails with `Exited` unless the process is alive now.

@@ -548,13 +548,23 @@ impl Monitor {
     /// range boundary (bounds aligned outwards to the minimum region size), so no byte
     /// outside a requested range loses its age. The applied ranges (`bytes_applied > 0`) are
     /// also passed to the access check at the start of the next step, before it checks the
-    /// pending samples (`AccessCheck::note_advised`).
+    /// pending samples (`AccessCheck::note_advised`). Outcomes the actuator skipped wholly
+    /// (every byte not resident, or held back by the pace: [`RangeOutcome::wholly_skipped`])
+    /// count as filtered and reset nothing.
+    ///
+    /// [`RangeOutcome::wholly_skipped`]: crate::report::RangeOutcome::wholly_skipped
     pub fn apply_report(&mut self, report: &ApplyReport) {
         let min = self.attrs.min_region_sz;
         for o in &report.outcomes {
             let Some(t) = self.targets.iter_mut().find(|t| t.id == o.target) else {
                 continue;
             };
+            if o.wholly_skipped() {
+                // madvd's residency cut / pace (actuator::resident, actuator::pace): nothing
+                // of the range was advised because none of it was resident (or the pace
+                // held it back): filtered, not applied, so its regions keep their age.
+                continue;
+            }
             let range = AddrRange::new(
                 crate::kernel::host::align_down(o.range.start, min),
                 crate::kernel::host::align_up(o.range.end, min),

@@ -439,6 +439,7 @@ fn outcome(range: AddrRange, applied: u64) -> RangeOutcome {
         scheme: 0,
         bytes_requested: range.len(),
         bytes_applied: applied,
+        bytes_resident: 0,
         elapsed_ns: 0,
         errors: Vec::new(),
     }
@@ -485,6 +486,52 @@ fn apply_report_resets_age_of_exactly_requested_ranges() {
     assert!(after.iter().any(|r| r.ar == mid));
     // The monitor keeps running across the split (answers are remapped by address).
     run_aggregations(&mut m, &mut ops, &mut now, 1);
+}
+
+/// madvd's residency cut: a range the actuator skipped wholly (none of it resident, or held
+/// back by the pace) counts as filtered and keeps its age; one partly cut is reset whole.
+#[test]
+fn apply_report_keeps_the_age_of_wholly_skipped_ranges() {
+    use crate::report::ApplyErrorKind;
+    let mut ops = SimOps::single(T, SimSpace::scenario("hotcold", GIB).unwrap());
+    let mut m = Monitor::new(kernel_attrs(), 1).unwrap();
+    m.add_target(T);
+    let mut now = 0;
+    run_aggregations(&mut m, &mut ops, &mut now, 5);
+    let regions = m.regions(T).unwrap().to_vec();
+    let aged: Vec<AddrRange> = regions
+        .iter()
+        .filter(|r| r.age > 0 && r.size() >= 4 * PAGE)
+        .map(|r| r.ar)
+        .collect();
+    assert!(aged.len() >= 3);
+    let mut out_whole = outcome(aged[0], 0);
+    out_whole.errors = vec![(ApplyErrorKind::NotResident, aged[0].len())];
+    let mut paced = outcome(aged[1], 0);
+    paced.errors = vec![
+        (ApplyErrorKind::NotResident, PAGE),
+        (ApplyErrorKind::Paced, aged[1].len() - PAGE),
+    ];
+    let mut partly = outcome(aged[2], PAGE);
+    partly.errors = vec![(ApplyErrorKind::NotResident, aged[2].len() - PAGE)];
+    assert!(out_whole.wholly_skipped() && paced.wholly_skipped() && !partly.wholly_skipped());
+    let before: Vec<(AddrRange, u32)> = regions.iter().map(|r| (r.ar, r.age)).collect();
+    m.apply_report(&ApplyReport {
+        outcomes: vec![out_whole, paced, partly],
+        gone: Vec::new(),
+        dry_run: false,
+    });
+    let age_of = |ar: AddrRange| {
+        m.regions(T)
+            .unwrap()
+            .iter()
+            .find(|r| r.ar == ar)
+            .map(|r| r.age)
+    };
+    let was = |ar: AddrRange| before.iter().find(|(a, _)| *a == ar).unwrap().1;
+    assert_eq!(age_of(aged[0]), Some(was(aged[0])));
+    assert_eq!(age_of(aged[1]), Some(was(aged[1])));
+    assert_eq!(age_of(aged[2]), Some(0));
 }
 
 #[test]

@@ -409,6 +409,11 @@ impl Schemes {
 
     /// Take the actuator's report back: the time charge of the quotas and the applied stats
     /// (`damos_apply_scheme()` / `damos_update_stat()`, core.c 6.12).
+    ///
+    /// madvd's residency cut and pace (`engine::actuator::{resident, pace}`): bytes the
+    /// actuator cut out as not resident, or held back by the pace, are refunded to the size
+    /// quota of the window they were charged in ([`QuotaState::refund`]); for paced bytes the
+    /// walk resumes at the first piece held back.
     pub fn account(&mut self, report: &ApplyReport, _now_us: u64) {
         for (idx, st) in self.states.iter_mut().enumerate() {
             let Some(ledger) = &mut st.ledger else {
@@ -422,9 +427,54 @@ impl Schemes {
             });
             refault::after_pageout(ledger, self.env.as_ref(), done.map(|o| (o.target, o.range)));
         }
+        let mut rewinds: Vec<Option<(TargetId, u64)>> = vec![None; self.states.len()];
         for o in &report.outcomes {
-            self.charge(o.scheme, o.elapsed_ns, o.bytes_applied);
+            let Some(st) = self.states.get_mut(o.scheme) else {
+                continue;
+            };
+            st.quota.charge_time(o.elapsed_ns);
+            st.stats.sz_applied = st.stats.sz_applied.saturating_add(o.bytes_applied);
+            st.stats.sz_resident = st.stats.sz_resident.saturating_add(o.bytes_resident);
+            let not_resident = o.not_resident();
+            st.stats.sz_not_resident = st.stats.sz_not_resident.saturating_add(not_resident);
+            if o.bytes_applied > 0 {
+                st.stats.nr_applied += 1;
+            }
+            let refund = o.refund();
+            if refund > 0 {
+                let rw = &mut rewinds[o.scheme];
+                if rw.is_none() && o.error_bytes(engine::ApplyErrorKind::Paced) > 0 {
+                    *rw = Some((o.target, o.range.start));
+                }
+                st.quota.refund(refund, None);
+            }
         }
+        for (st, rw) in self.states.iter_mut().zip(rewinds) {
+            if rw.is_some() {
+                st.quota.refund(0, rw);
+            }
+        }
+    }
+
+    /// The page-out pace for the actuator (`ApplyOpts::pace_bytes_per_s`), bytes per
+    /// second: the effective size quotas of the active page-out schemes with a quota, each
+    /// per its reset interval (so it follows the time quota's throughput estimate and the
+    /// goals). `None` when no page-out scheme has a quota (unpaced).
+    pub fn pace_bytes_per_s(&self) -> Option<u64> {
+        let mut total: Option<u64> = None;
+        for (sp, st) in self.specs.iter().zip(&self.states) {
+            if sp.action != Action::Pageout || !sp.quota.is_set() || st.quota.esz == 0 {
+                continue;
+            }
+            if sp.watermarks.is_some() && !st.wmark.activated {
+                continue;
+            }
+            let per_s = (st.quota.esz as u128 * 1_000_000
+                / sp.quota.reset_interval_us.max(1) as u128)
+                .min(u64::MAX as u128) as u64;
+            total = Some(total.unwrap_or(0).saturating_add(per_s));
+        }
+        total
     }
 
     /// One applied request of scheme `scheme`: its time charge and applied bytes.

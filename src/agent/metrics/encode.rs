@@ -210,7 +210,7 @@ const GROUP_COUNTERS: [(&str, &str, CounterF); 10] = [
 ];
 
 type SchemeF = fn(&SchemeMetrics) -> u64;
-const SCHEME_COUNTERS: [(&str, &str, SchemeF); 5] = [
+const SCHEME_COUNTERS: [(&str, &str, SchemeF); 7] = [
     (
         "madvd_scheme_tried_regions_total",
         "Regions (pieces) the scheme tried to apply its action to (damos_stat nr_tried).",
@@ -230,6 +230,16 @@ const SCHEME_COUNTERS: [(&str, &str, SchemeF); 5] = [
         "madvd_scheme_applied_bytes_total",
         "Bytes the actuator reported applied (damos_stat sz_applied).",
         |s| s.sz_applied,
+    ),
+    (
+        "madvd_scheme_applied_resident_bytes_total",
+        "Of the applied bytes, those read resident in pagemap just before advising (advised-resident).",
+        |s| s.sz_resident,
+    ),
+    (
+        "madvd_scheme_not_resident_bytes_total",
+        "Bytes tried but cut out as not resident (swapped out or never faulted in): not advised, not charged.",
+        |s| s.sz_not_resident,
     ),
     (
         "madvd_scheme_quota_exceeds_total",

@@ -30,6 +30,10 @@ pub struct SchemeMetrics {
     pub sz_tried: u64,
     pub nr_applied: u64,
     pub sz_applied: u64,
+    /// Of `sz_applied`, bytes read resident just before advising.
+    pub sz_resident: u64,
+    /// Bytes cut out as not resident (not advised, refunded).
+    pub sz_not_resident: u64,
     pub qt_exceeds: u64,
     pub active: bool,
 }
@@ -77,6 +81,8 @@ impl Counters {
             e.sz_tried += v.sz_tried;
             e.nr_applied += v.nr_applied;
             e.sz_applied += v.sz_applied;
+            e.sz_resident += v.sz_resident;
+            e.sz_not_resident += v.sz_not_resident;
             e.qt_exceeds += v.qt_exceeds;
             e.active = v.active;
         }

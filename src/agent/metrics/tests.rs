@@ -41,6 +41,8 @@ fn sample() -> AgentMetrics {
             sz_tried: 3 << 20,
             nr_applied: 2,
             sz_applied: 1 << 20,
+            sz_resident: 3 << 18,
+            sz_not_resident: 2 << 20,
             qt_exceeds: 1,
             active: true,
         },
@@ -133,6 +135,14 @@ fn exposition_parses_back_in_both_formats() {
         ];
         assert_eq!(v("madvd_scheme_tried_regions_total", &lbl), Some(13.0));
         assert_eq!(v("madvd_scheme_applied_bytes_total", &lbl), Some(1048576.0));
+        assert_eq!(
+            v("madvd_scheme_applied_resident_bytes_total", &lbl),
+            Some(786432.0)
+        );
+        assert_eq!(
+            v("madvd_scheme_not_resident_bytes_total", &lbl),
+            Some(2097152.0)
+        );
         assert_eq!(v("madvd_scheme_active", &lbl), Some(1.0));
         assert_eq!(
             v(

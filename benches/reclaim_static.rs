@@ -1,0 +1,370 @@
+//! Reclaim on static workloads (issue 14, must-show 1): how much of the provably idle memory
+//! `madvd run` takes back within a minute, at what cost to the workload, and how many bytes
+//! it advises per byte saved — with the residency cut and the page-out pace, and without
+//! them (`MADVD_RECLAIM_LEGACY=1`, the actuator before issue 14), against a run with no
+//! reclaimer. A bench binary (`harness = false`), not a CI test.
+//!
+//! Workloads (`madvd workload`, ground truth from the child's own touched-page bitmap): one
+//! private anonymous mapping of `MADVD_BENCH_SIZE_MIB` (default 512), compressible pages,
+//! 10% hot and read without pause:
+//! - `band`: one hot band (the first 10%), pages read at random;
+//! - `scattered`: the hot 10% scattered at 4 KiB (a seeded permutation: `SparseHot`), every
+//!   hot page read in each 100 ms interval.
+//!
+//! Each run: the child first-touches its memory, 2 s settle, then (variant `none`) nothing or
+//! `madvd run --ops probe --policy policies/demo.ron` (variants `madvd`, `legacy`) for
+//! `MADVD_BENCH_SECS` (default 60) s, sampled every second (the child's ops, its VmSwap and
+//! CPU time). Per run:
+//! - saved = VmSwap at the end − at the start; oracle = bytes the child did not touch in the
+//!   window; saved/oracle;
+//! - steady throughput: ops/s over the last third; the per-CPU-second figure (ops / the
+//!   child's user+system time) beside it; slowdown against the `none` run of the same round;
+//! - worst 1-s throughput as a share of the same round's `none` run's median second (the
+//!   `none` run's own worst second on the same scale, for comparison);
+//! - advised (madvd's `sz_applied`), advised-resident (`sz_resident`), cut as not resident
+//!   (`sz_not_resident`); advised/saved.
+//!
+//! Rounds interleave the variants (none, madvd, legacy per workload, `MADVD_BENCH_REPS`
+//! rounds, default 5); the table gives medians and [min, max]. Needs root and the swap
+//! fixture (a zram swap of 2× the size, the machine-wide lock).
+//!
+//! Run: `nice -n 10 cargo bench --bench reclaim_static` (the table is printed and written to
+//! `target/reclaim_static.md`).
+
+use engine::kernel::zram::TempSwap;
+use engine::ops::sim::{Pattern as SimPattern, SparseHot};
+use engine::{AddrRange, SysRoot};
+use madvd_workload::{Client as Workload, Fill, Pattern, Script, WorkloadSpec};
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn env_u64(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// utime + stime of `pid`, seconds.
+fn cpu_s(pid: u32) -> f64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let rest = s.rsplit_once(')').map(|r| r.1).unwrap_or("");
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // SAFETY: sysconf has no preconditions.
+    let tck = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    let tick = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (tick(11) + tick(12)) / tck
+}
+
+/// A `/proc/PID/status` field, bytes.
+fn status_bytes(pid: u32, field: &str) -> u64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    s.lines()
+        .find(|l| l.starts_with(field))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse::<u64>().ok())
+        .map_or(0, |kb| kb << 10)
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Variant {
+    None,
+    Madvd,
+    Legacy,
+}
+
+impl Variant {
+    fn name(self) -> &'static str {
+        match self {
+            Variant::None => "no reclaim",
+            Variant::Madvd => "madvd (cut + pace)",
+            Variant::Legacy => "madvd legacy (no cut, no pace)",
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default)]
+struct RunResult {
+    saved: f64,
+    oracle: f64,
+    /// Ops per second, each second.
+    per_s: Vec<f64>,
+    steady: f64,
+    steady_cpu: f64,
+    advised: f64,
+    resident: f64,
+    not_resident: f64,
+    swap_mid: Vec<f64>,
+}
+
+fn spec(workload: &str, size: u64) -> WorkloadSpec {
+    let mut s = WorkloadSpec {
+        size,
+        hot_fraction: 0.10,
+        pattern: Pattern::HotCold,
+        fill: Fill::Pattern,
+        nohugepage: true,
+        seed: 11,
+        ..WorkloadSpec::default()
+    };
+    if workload == "scattered" {
+        s.script = Some(Script {
+            pattern: SimPattern::Sparse(SparseHot {
+                range: AddrRange::new(0, size),
+                fraction: 0.10,
+                prob: 1.0,
+                layout_seed: 5,
+            }),
+            interval_ms: 100,
+        });
+    }
+    s
+}
+
+fn one_run(
+    exe: &Path,
+    policy: &Path,
+    workload: &str,
+    size: u64,
+    secs: u64,
+    v: Variant,
+) -> RunResult {
+    let mut w = Workload::spawn(exe, &spec(workload, size)).expect("spawn workload");
+    let pid = w.pid();
+    std::thread::sleep(Duration::from_secs(2));
+    w.mark().expect("mark");
+    let swap0 = status_bytes(pid, "VmSwap:");
+    let mut madvd = (v != Variant::None).then(|| {
+        let mut c = Command::new(exe);
+        c.args([
+            "run", "--ops", "probe", "--json", "--every", "1s", "--policy",
+        ])
+        .arg(policy)
+        .args([
+            "--pid",
+            &pid.to_string(),
+            "--for",
+            &format!("{}s", secs + 30),
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+        if v == Variant::Legacy {
+            c.env("MADVD_RECLAIM_LEGACY", "1");
+        }
+        c.spawn().expect("spawn madvd run")
+    });
+    let t0 = Instant::now();
+    let mut last_ops = 0u64;
+    let mut r = RunResult::default();
+    let mut cpu_mark = (0.0, 0u64);
+    let steady_from = secs - secs / 3;
+    for s in 1..=secs {
+        let due = t0 + Duration::from_secs(s);
+        if let Some(d) = due.checked_duration_since(Instant::now()) {
+            std::thread::sleep(d);
+        }
+        let t = w.truth().expect("truth");
+        r.per_s.push((t.ops - last_ops) as f64);
+        last_ops = t.ops;
+        r.swap_mid
+            .push(status_bytes(pid, "VmSwap:").saturating_sub(swap0) as f64);
+        if s == steady_from {
+            cpu_mark = (cpu_s(pid), t.ops);
+        }
+        if s == secs {
+            r.oracle = t.untouched_bytes as f64;
+            let cpu = cpu_s(pid) - cpu_mark.0;
+            let ops = (t.ops - cpu_mark.1) as f64;
+            r.steady = ops / (secs - steady_from) as f64;
+            r.steady_cpu = ops / cpu.max(1e-3);
+        }
+    }
+    r.saved = status_bytes(pid, "VmSwap:").saturating_sub(swap0) as f64;
+    if let Some(mut c) = madvd.take() {
+        // SIGINT: the run prints its final line and exits.
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe { libc::kill(c.id() as i32, libc::SIGINT) };
+        let out = c.stdout.take().expect("stdout");
+        let mut last = String::new();
+        for l in BufReader::new(out).lines().map_while(Result::ok) {
+            if l.starts_with('{') {
+                last = l;
+            }
+        }
+        let _ = c.wait();
+        if let Ok(j) = serde_json::from_str::<serde_json::Value>(&last) {
+            for s in j["schemes"].as_array().into_iter().flatten() {
+                r.advised += s["sz_applied"].as_f64().unwrap_or(0.0);
+                r.resident += s["sz_resident"].as_f64().unwrap_or(0.0);
+                r.not_resident += s["sz_not_resident"].as_f64().unwrap_or(0.0);
+            }
+        } else {
+            eprintln!("madvd run gave no final JSON line");
+        }
+    }
+    w.kill();
+    r
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    let n = v.len();
+    if n == 0 {
+        f64::NAN
+    } else if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+/// "median [min, max]".
+fn stat(mut v: Vec<f64>, fmt: impl Fn(f64) -> String) -> String {
+    if v.is_empty() {
+        return "–".into();
+    }
+    let m = median(&mut v);
+    format!("{} [{}, {}]", fmt(m), fmt(v[0]), fmt(v[v.len() - 1]))
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return;
+    }
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("reclaim_static: needs root (swap fixture, process_madvise); skipped");
+        return;
+    }
+    let exe = Path::new(env!("CARGO_BIN_EXE_madvd"));
+    let policy = Path::new(env!("CARGO_MANIFEST_DIR")).join("policies/demo.ron");
+    let size = env_u64("MADVD_BENCH_SIZE_MIB", 512) << 20;
+    let secs = env_u64("MADVD_BENCH_SECS", 60);
+    let reps = env_u64("MADVD_BENCH_REPS", 5);
+    let workloads: Vec<String> = std::env::var("MADVD_BENCH_WORKLOADS")
+        .unwrap_or_else(|_| "band,scattered".into())
+        .split(',')
+        .map(str::to_string)
+        .collect();
+    let root = SysRoot::host();
+    let _swap = TempSwap::ensure(&root, 2 * size, Some(Duration::from_secs(1800)), &|| false)
+        .expect("swap fixture");
+    eprintln!("swap: {}", _swap.describe());
+    let coexist = engine::kernel::coexist::Coexistence::detect(&root);
+    if !coexist.is_empty() {
+        eprintln!("note: {coexist}");
+    }
+    let variants = [Variant::None, Variant::Madvd, Variant::Legacy];
+    // results[workload][variant][rep]
+    let mut results: Vec<Vec<Vec<RunResult>>> =
+        vec![vec![Vec::new(); variants.len()]; workloads.len()];
+    for rep in 0..reps {
+        for (wi, wl) in workloads.iter().enumerate() {
+            for (vi, v) in variants.iter().enumerate() {
+                let r = one_run(exe, &policy, wl, size, secs, *v);
+                eprintln!(
+                    "round {rep} {wl} {}: saved {:.0} MiB of oracle {:.0} MiB ({:.2}); steady {:.0} ops/s ({:.0}/cpu-s); worst second {:.0}; advised {:.0} MiB (resident {:.0}, cut {:.0})",
+                    v.name(),
+                    r.saved / 1048576.0,
+                    r.oracle / 1048576.0,
+                    r.saved / r.oracle.max(1.0),
+                    r.steady,
+                    r.steady_cpu,
+                    r.per_s.iter().cloned().fold(f64::INFINITY, f64::min),
+                    r.advised / 1048576.0,
+                    r.resident / 1048576.0,
+                    r.not_resident / 1048576.0,
+                );
+                results[wi][vi].push(r);
+            }
+        }
+        // The table so far after each round (a cut-short run keeps what it measured).
+        let md = table(&workloads, &variants, &results, secs, rep + 1);
+        let out = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/reclaim_static.md");
+        let _ = std::fs::write(&out, &md);
+        eprintln!("after round {rep}: table written to {}", out.display());
+        if rep + 1 == reps {
+            println!("{md}");
+        }
+    }
+}
+
+fn table(
+    workloads: &[String],
+    variants: &[Variant],
+    results: &[Vec<Vec<RunResult>>],
+    secs: u64,
+    rounds: u64,
+) -> String {
+    let mut md = format!("{rounds} round(s)\n\n");
+    md += &format!(
+        "| workload | run | saved/oracle at {secs} s | steady slowdown | per CPU-second | worst 1 s (% of no-reclaim median second) | advised/saved | advised-resident / advised | cut as not resident |\n|---|---|---|---|---|---|---|---|---|\n"
+    );
+    for (wi, wl) in workloads.iter().enumerate() {
+        let none = &results[wi][0];
+        for (vi, v) in variants.iter().enumerate() {
+            let runs = &results[wi][vi];
+            let so: Vec<f64> = runs.iter().map(|r| r.saved / r.oracle.max(1.0)).collect();
+            let slow: Vec<f64> = runs
+                .iter()
+                .zip(none)
+                .map(|(r, n)| 100.0 * (1.0 - r.steady / n.steady.max(1e-9)))
+                .collect();
+            let slow_cpu: Vec<f64> = runs
+                .iter()
+                .zip(none)
+                .map(|(r, n)| 100.0 * (1.0 - r.steady_cpu / n.steady_cpu.max(1e-9)))
+                .collect();
+            let worst: Vec<f64> = runs
+                .iter()
+                .zip(none)
+                .map(|(r, n)| {
+                    let mut ns = n.per_s.clone();
+                    let base = median(&mut ns).max(1e-9);
+                    100.0 * r.per_s.iter().cloned().fold(f64::INFINITY, f64::min) / base
+                })
+                .collect();
+            let pct = |x: f64| format!("{x:.1}%");
+            let f2 = |x: f64| format!("{x:.2}");
+            let (adv, res, cut) = if *v == Variant::None {
+                ("–".to_string(), "–".to_string(), "–".to_string())
+            } else {
+                (
+                    stat(
+                        runs.iter().map(|r| r.advised / r.saved.max(1.0)).collect(),
+                        f2,
+                    ),
+                    stat(
+                        runs.iter()
+                            .map(|r| r.resident / r.advised.max(1.0))
+                            .collect(),
+                        f2,
+                    ),
+                    stat(
+                        runs.iter().map(|r| r.not_resident / 1048576.0).collect(),
+                        |x| format!("{x:.0} MiB"),
+                    ),
+                )
+            };
+            md += &format!(
+                "| {wl} | {} | {} | {} | {} | {} | {adv} | {res} | {cut} |\n",
+                v.name(),
+                stat(so, f2),
+                if *v == Variant::None {
+                    "–".into()
+                } else {
+                    stat(slow, pct)
+                },
+                if *v == Variant::None {
+                    "–".into()
+                } else {
+                    stat(slow_cpu, pct)
+                },
+                stat(worst, |x| format!("{x:.0}")),
+            );
+        }
+    }
+    md
+}
