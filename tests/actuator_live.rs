@@ -449,45 +449,57 @@ fn target_exiting_mid_batch_is_reported_gone() {
 }
 
 /// The workload unmaps 256 KiB in the middle after the snapshot (its `Process::maps()`) was
-/// taken: those bytes are reported Unmapped (the kernel's ENOMEM), every other page applied.
+/// taken: every other page is applied, and nothing is advised in the hole. Without the
+/// residency cut the hole is reported Unmapped (the kernel's ENOMEM); with it (the default) the
+/// pagemap read before the advice already shows no page there, so it is cut out and reported
+/// NotResident.
 #[test]
 fn range_unmapped_between_snapshot_and_apply_is_reported_and_the_rest_applied() {
     engine::need_root!("CAP_SYS_NICE for process_madvise");
-    let mut w = spawn(&WorkloadSpec {
-        size: 8 * MB,
-        hot_fraction: 0.05,
-        ..Default::default()
-    });
-    let pid = w.pid();
-    let snap = w.mapping();
-    // The snapshot: the process' VMAs as the monitor would have read them.
-    let p = engine::process::Process::open(&SysRoot::host(), pid, false).unwrap();
-    let vmas: Vec<AddrRange> = p.maps().unwrap().iter().map(|v| v.range).collect();
-    assert!(vmas.contains(&snap));
-    let target = Target::from_process(&p, vmas);
-    let gone = w.unmap(4 * MB, 256 << 10).unwrap();
-    let mut act = Actuator::new(SysRoot::host(), ActuatorConfig::default());
-    // 64 KiB requests over the whole mapping.
-    let reqs: Vec<AdviceRequest> = (0..snap.len() / (64 << 10))
-        .map(|i| {
-            req(
-                pid,
-                AddrRange::new(
-                    snap.start + i * (64 << 10),
-                    snap.start + (i + 1) * (64 << 10),
-                ),
-                Advice::Cold,
-            )
-        })
-        .collect();
-    let r = act.apply(std::slice::from_ref(&target), &reqs, ApplyOpts::default());
-    assert_accounted(&r);
-    assert_eq!(err(&r, ApplyErrorKind::Unmapped), gone.len());
-    assert_eq!(r.bytes_applied(), snap.len() - gone.len());
-    for o in &r.outcomes {
-        assert_eq!(o.errors.is_empty(), !o.range.intersects(&gone), "{o:?}");
+    for (resident_cut, kind) in [
+        (false, ApplyErrorKind::Unmapped),
+        (true, ApplyErrorKind::NotResident),
+    ] {
+        let mut w = spawn(&WorkloadSpec {
+            size: 8 * MB,
+            hot_fraction: 0.05,
+            ..Default::default()
+        });
+        let pid = w.pid();
+        let snap = w.mapping();
+        // The snapshot: the process' VMAs as the monitor would have read them.
+        let p = engine::process::Process::open(&SysRoot::host(), pid, false).unwrap();
+        let vmas: Vec<AddrRange> = p.maps().unwrap().iter().map(|v| v.range).collect();
+        assert!(vmas.contains(&snap));
+        let target = Target::from_process(&p, vmas);
+        let gone = w.unmap(4 * MB, 256 << 10).unwrap();
+        let config = ActuatorConfig {
+            resident_cut,
+            ..ActuatorConfig::default()
+        };
+        let mut act = Actuator::new(SysRoot::host(), config);
+        // 64 KiB requests over the whole mapping.
+        let reqs: Vec<AdviceRequest> = (0..snap.len() / (64 << 10))
+            .map(|i| {
+                req(
+                    pid,
+                    AddrRange::new(
+                        snap.start + i * (64 << 10),
+                        snap.start + (i + 1) * (64 << 10),
+                    ),
+                    Advice::Cold,
+                )
+            })
+            .collect();
+        let r = act.apply(std::slice::from_ref(&target), &reqs, ApplyOpts::default());
+        assert_accounted(&r);
+        assert_eq!(err(&r, kind), gone.len(), "resident_cut={resident_cut}");
+        assert_eq!(r.bytes_applied(), snap.len() - gone.len());
+        for o in &r.outcomes {
+            assert_eq!(o.errors.is_empty(), !o.range.intersects(&gone), "{o:?}");
+        }
+        assert!(w.verify().unwrap().bad_pages == 0);
     }
-    assert!(w.verify().unwrap().bad_pages == 0);
 }
 
 // --- pid reuse ------------------------------------------------------------------------------------
