@@ -106,18 +106,7 @@ fn human(l: &Line<'_>) -> String {
             fmt_bytes(l.young_bytes)
         );
     }
-    let inactive: Vec<String> = l
-        .schemes
-        .iter()
-        .filter(|s| !s.active)
-        .map(|s| {
-            format!(
-                "{} ({})",
-                s.name,
-                s.inactive_reason.as_deref().unwrap_or("inactive")
-            )
-        })
-        .collect();
+    let inactive = super::run::inactive_schemes(&l.schemes);
     if !inactive.is_empty() {
         s += &format!(" | inactive: {}", inactive.join(", "));
     }

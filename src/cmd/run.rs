@@ -157,18 +157,7 @@ fn human(l: &Line<'_>) -> String {
             .collect::<Vec<_>>()
             .join(", ")
     };
-    let inactive: Vec<String> = l
-        .schemes
-        .iter()
-        .filter(|s| !s.active)
-        .map(|s| {
-            format!(
-                "{} ({})",
-                s.name,
-                s.inactive_reason.as_deref().unwrap_or("inactive")
-            )
-        })
-        .collect();
+    let inactive = inactive_schemes(l.schemes);
     let per_s = if l.t_s > 0.0 {
         l.probe_pageouts as f64 / l.t_s
     } else {
@@ -432,4 +421,20 @@ fn print_line(
     } else {
         println!("{}", human(&line));
     }
+}
+
+/// "name (reason)" for each scheme that is not active, for the status lines of `run` and
+/// `run --paddr`.
+pub(crate) fn inactive_schemes(schemes: &[SchemeLine]) -> Vec<String> {
+    schemes
+        .iter()
+        .filter(|s| !s.active)
+        .map(|s| {
+            format!(
+                "{} ({})",
+                s.name,
+                s.inactive_reason.as_deref().unwrap_or("inactive")
+            )
+        })
+        .collect()
 }
