@@ -106,7 +106,7 @@ fn human(l: &Line<'_>) -> String {
             fmt_bytes(l.young_bytes)
         );
     }
-    let inactive = super::run::inactive_schemes(&l.schemes);
+    let inactive = super::run::inactive_schemes(l.schemes);
     if !inactive.is_empty() {
         s += &format!(" | inactive: {}", inactive.join(", "));
     }
