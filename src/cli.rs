@@ -128,7 +128,7 @@ const DEMO_LONG: &str = "\
 One command that shows what madvd does, on a fresh machine, as root, in under two minutes. \
 It starts a workload child (1 GiB in one mapping, 10% hot, 90% cold; later the hot set moves), \
 creates a temporary zram swap if the machine has none (removed at the end, also on Ctrl-C), \
-measures the workload's throughput alone, then runs policies/reclaim.ron with the best access \
+measures the workload's throughput alone, then runs policies/demo.ron with the best access \
 primitive here, and prints: memory saved (VmSwap, RSS, MemAvailable), the oracle (bytes the \
 workload did not touch during the measured window, from its own ground truth), saved/oracle, \
 throughput before vs during (slowdown), the primitive used, and a heatmap PNG.
@@ -447,7 +447,7 @@ pub struct DemoArgs {
     /// Workload size (one mapping). Default 1GiB (256MiB with --short).
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     pub size: Option<u64>,
-    /// Policy file (default: the built-in copy of policies/reclaim.ron).
+    /// Policy file (default: the built-in copy of policies/demo.ron).
     #[arg(long, value_name = "FILE")]
     pub policy: Option<PathBuf>,
     /// Access primitive: `auto` or a name from `madvd ops`.
