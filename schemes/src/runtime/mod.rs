@@ -172,10 +172,10 @@ impl Schemes {
                 },
                 goals,
                 ledger: s.quota.goals.iter().find_map(|g| match g.metric {
-                    policy::GoalMetric::RefaultRate { window_us } => Some(RefaultLedger::new(
-                        engine::kernel::host::page_size(),
-                        window_us,
-                    )),
+                    policy::GoalMetric::RefaultRate { window_us } => Some(
+                        RefaultLedger::new(engine::kernel::host::page_size(), window_us)
+                            .with_min_base(crate::refault::MIN_BASE_BYTES),
+                    ),
                     _ => None,
                 }),
             });
