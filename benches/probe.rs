@@ -53,10 +53,7 @@ fn pin_process(pid: u32, cpu: usize) {
 /// CPU seconds (user + system) used so far by all threads of `pid` (`/proc/PID/stat` fields
 /// 14 and 15, in clock ticks).
 fn proc_cpu(pid: u32) -> f64 {
-    let path = engine::SysRoot::host().pid_file(pid, "stat");
-    let ticks = engine::kernel::stat::read_stat(&path).map_or(0.0, |s| s.cpu_ticks() as f64);
-    // SAFETY: sysconf has no memory-safety preconditions.
-    ticks / unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64
+    engine::kernel::stat::proc_cpu_us(&engine::SysRoot::host(), pid).unwrap_or(0) as f64 / 1e6
 }
 
 fn thread_cpu() -> Duration {

@@ -116,10 +116,7 @@ fn zram_used() -> u64 {
 }
 
 fn proc_cpu(pid: u32) -> f64 {
-    let path = SysRoot::host().pid_file(pid, "stat");
-    let ticks = engine::kernel::stat::read_stat(&path).map_or(0.0, |s| s.cpu_ticks() as f64);
-    // SAFETY: sysconf has no memory-safety preconditions.
-    ticks / unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64
+    engine::kernel::stat::proc_cpu_us(&engine::SysRoot::host(), pid).unwrap_or(0) as f64 / 1e6
 }
 
 fn noguard_policy(dir: &Path) -> PathBuf {

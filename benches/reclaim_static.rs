@@ -47,25 +47,15 @@ fn env_u64(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
-/// utime + stime of `pid`, seconds.
+/// utime + stime of `pid`, seconds (`engine::kernel::stat::proc_cpu_us`; 0 once gone).
 fn cpu_s(pid: u32) -> f64 {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let rest = s.rsplit_once(')').map(|r| r.1).unwrap_or("");
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    // SAFETY: sysconf has no preconditions.
-    let tck = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-    let tick = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-    (tick(11) + tick(12)) / tck
+    engine::kernel::stat::proc_cpu_us(&engine::SysRoot::host(), pid).unwrap_or(0) as f64 / 1e6
 }
 
-/// A `/proc/PID/status` field, bytes.
-fn status_bytes(pid: u32, field: &str) -> u64 {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    s.lines()
-        .find(|l| l.starts_with(field))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse::<u64>().ok())
-        .map_or(0, |kb| kb << 10)
+/// `VmSwap` of `pid`, bytes (`engine::kernel::status`; 0 once gone).
+fn vm_swap(pid: u32) -> u64 {
+    let path = engine::SysRoot::host().pid_file(pid, "status");
+    engine::kernel::status::read_status(&path).map_or(0, |s| s.vm_swap.unwrap_or(0))
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -135,7 +125,7 @@ fn one_run(
     let pid = w.pid();
     std::thread::sleep(Duration::from_secs(2));
     w.mark().expect("mark");
-    let swap0 = status_bytes(pid, "VmSwap:");
+    let swap0 = vm_swap(pid);
     let mut madvd = (v != Variant::None).then(|| {
         let mut c = Command::new(exe);
         c.args([
@@ -168,8 +158,7 @@ fn one_run(
         let t = w.truth().expect("truth");
         r.per_s.push((t.ops - last_ops) as f64);
         last_ops = t.ops;
-        r.swap_mid
-            .push(status_bytes(pid, "VmSwap:").saturating_sub(swap0) as f64);
+        r.swap_mid.push(vm_swap(pid).saturating_sub(swap0) as f64);
         if s == steady_from {
             cpu_mark = (cpu_s(pid), t.ops);
         }
@@ -181,7 +170,7 @@ fn one_run(
             r.steady_cpu = ops / cpu.max(1e-3);
         }
     }
-    r.saved = status_bytes(pid, "VmSwap:").saturating_sub(swap0) as f64;
+    r.saved = vm_swap(pid).saturating_sub(swap0) as f64;
     if let Some(mut c) = madvd.take() {
         // SIGINT: the run prints its final line and exits.
         // SAFETY: kill(2) on our own child's pid.

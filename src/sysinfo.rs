@@ -3,7 +3,7 @@
 //! process's CPU time (`/proc/PID/stat`). Parsed by the engine's `kernel/` readers (one parser
 //! per `/proc` file), rooted at a `SysRoot`.
 
-use engine::kernel::{meminfo, stat, status};
+use engine::kernel::{meminfo, status};
 use engine::SysRoot;
 use serde::Serialize;
 
@@ -77,22 +77,7 @@ pub fn pids_in_cgroup(dir: &std::path::Path) -> std::io::Result<Vec<u32>> {
     Ok(v)
 }
 
-/// CPU time a process used so far (user + system, all threads), µs, from `/proc/PID/stat`
-/// fields 14 and 15 (clock ticks; proc(5)).
-pub fn proc_cpu_us(root: &SysRoot, pid: u32) -> Option<u64> {
-    let st = stat::read_stat(&root.pid_file(pid, "stat")).ok()?;
-    Some(st.cpu_ticks().saturating_mul(1_000_000) / clk_tck())
-}
-
-fn clk_tck() -> u64 {
-    // SAFETY: sysconf has no memory-safety preconditions.
-    let v = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    if v > 0 {
-        v as u64
-    } else {
-        100
-    }
-}
+pub use engine::kernel::stat::proc_cpu_us;
 
 /// `uname -r`.
 pub fn kernel_release() -> Option<String> {
@@ -138,7 +123,10 @@ mod tests {
         assert_eq!(m.swap_total, 0);
         let l = "7 (a (weird) name) S 1 7 7 0 -1 4194560 100 0 0 0 250 30 0 0 20 0 2 0 100 0 0";
         std::fs::write(root.pid_file(7, "stat"), l).unwrap();
-        assert_eq!(proc_cpu_us(&root, 7), Some(280 * 1_000_000 / clk_tck()));
+        assert_eq!(
+            proc_cpu_us(&root, 7),
+            Some(280 * 1_000_000 / engine::kernel::stat::clk_tck())
+        );
         std::fs::write(root.pid_file(2, "stat"), "garbage").unwrap();
         assert_eq!(proc_cpu_us(&root, 2), None);
     }

@@ -111,6 +111,24 @@ pub fn read_stat(path: &Path) -> Result<Stat, StatError> {
     parse_stat(&b, path)
 }
 
+/// CPU time a process used so far (user + system, all threads), µs, from `/proc/PID/stat`
+/// fields 14 and 15 (clock ticks; proc(5)). `None` when it cannot be read (gone).
+pub fn proc_cpu_us(root: &crate::SysRoot, pid: u32) -> Option<u64> {
+    let st = read_stat(&root.pid_file(pid, "stat")).ok()?;
+    Some(st.cpu_ticks().saturating_mul(1_000_000) / clk_tck())
+}
+
+/// `sysconf(_SC_CLK_TCK)`, the unit of `stat`'s times (100 where it cannot be read).
+pub fn clk_tck() -> u64 {
+    // SAFETY: sysconf has no memory-safety preconditions.
+    let v = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if v > 0 {
+        v as u64
+    } else {
+        100
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
