@@ -429,17 +429,13 @@ impl Schemes {
         }
         let mut rewinds: Vec<Option<(TargetId, u64)>> = vec![None; self.states.len()];
         for o in &report.outcomes {
+            self.charge(o.scheme, o.elapsed_ns, o.bytes_applied);
             let Some(st) = self.states.get_mut(o.scheme) else {
                 continue;
             };
-            st.quota.charge_time(o.elapsed_ns);
-            st.stats.sz_applied = st.stats.sz_applied.saturating_add(o.bytes_applied);
             st.stats.sz_resident = st.stats.sz_resident.saturating_add(o.bytes_resident);
             let not_resident = o.not_resident();
             st.stats.sz_not_resident = st.stats.sz_not_resident.saturating_add(not_resident);
-            if o.bytes_applied > 0 {
-                st.stats.nr_applied += 1;
-            }
             let refund = o.refund();
             if refund > 0 {
                 let rw = &mut rewinds[o.scheme];
