@@ -36,12 +36,7 @@ impl State {
 fn emit(out: &Mutex<Box<dyn Write + Send>>, ev: &Event) {
     let mut o = out.lock().expect("stdout lock");
     // A parent that went away is not our problem: the child exits on stdin EOF.
-    let _ = writeln!(
-        o,
-        "{}",
-        serde_json::to_string(ev).expect("event serializes")
-    );
-    let _ = o.flush();
+    let _ = crate::spec::write_event(&mut *o, ev);
 }
 
 /// Run the workload child: map, first-touch, loop, answer commands until `quit` or EOF.

@@ -25,14 +25,7 @@ pub struct ForkChildren {
 
 /// Run the forking parent: answer `fork` / `end PID` / `quit` until `quit` or EOF.
 pub fn run_forker(f: &ForkChildren, control: impl BufRead, mut out: impl Write) -> io::Result<()> {
-    let mut say = |ev: &Event| -> io::Result<()> {
-        writeln!(
-            out,
-            "{}",
-            serde_json::to_string(ev).expect("event serializes")
-        )?;
-        out.flush()
-    };
+    let mut say = |ev: &Event| crate::spec::write_event(&mut out, ev);
     say(&Event::Ready {
         pid: std::process::id(),
         mappings: vec![],

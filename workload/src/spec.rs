@@ -243,3 +243,14 @@ pub struct Verify {
     pub pages: u64,
     pub bad_pages: u64,
 }
+
+/// Write one protocol event as a JSON line and flush (the child, the forker and the THP
+/// child all speak through this).
+pub(crate) fn write_event(out: &mut impl std::io::Write, ev: &Event) -> std::io::Result<()> {
+    writeln!(
+        out,
+        "{}",
+        serde_json::to_string(ev).expect("event serializes")
+    )?;
+    out.flush()
+}

@@ -376,14 +376,7 @@ pub fn run_thp(
     }
     let mut mem = Mem::map(t)?;
     mem.fill(t, spec.seed);
-    let mut say = |ev: &Event| -> io::Result<()> {
-        writeln!(
-            out,
-            "{}",
-            serde_json::to_string(ev).expect("event serializes")
-        )?;
-        out.flush()
-    };
+    let mut say = |ev: &Event| crate::spec::write_event(&mut out, ev);
     let mut mappings = vec![mem.dense];
     if !mem.sparse.is_empty() {
         mappings.push(mem.sparse);
