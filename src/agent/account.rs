@@ -1,7 +1,7 @@
 //! What the agent counts per group: an actuation round folded into the counters, and the
 //! labels of apply errors and target refusals.
 
-use super::metrics::{Counters, SchemeMetrics};
+use super::metrics::Counters;
 use crate::pipeline::SchemeLine;
 use engine::process::ProcessError;
 use engine::{ApplyErrorKind, ApplyReport};
@@ -37,21 +37,7 @@ pub fn account(c: &mut Counters, r: &ApplyReport, stats: &[SchemeLine]) {
     // The schemes' stats are totals of this pipeline: replace, don't add.
     c.schemes = stats
         .iter()
-        .map(|s| {
-            (
-                (s.name.clone(), s.action.clone()),
-                SchemeMetrics {
-                    nr_tried: s.nr_tried,
-                    sz_tried: s.sz_tried,
-                    nr_applied: s.nr_applied,
-                    sz_applied: s.sz_applied,
-                    sz_resident: s.sz_resident,
-                    sz_not_resident: s.sz_not_resident,
-                    qt_exceeds: s.qt_exceeds,
-                    active: s.active,
-                },
-            )
-        })
+        .map(|s| ((s.name.clone(), s.action.clone()), s.clone()))
         .collect();
 }
 

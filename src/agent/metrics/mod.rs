@@ -23,20 +23,9 @@ pub use http::Server;
 use engine::access::MonitorCost;
 use std::collections::BTreeMap;
 
-/// One scheme's counters (from `schemes::SchemeStats`, via the pipeline's `SchemeLine`).
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct SchemeMetrics {
-    pub nr_tried: u64,
-    pub sz_tried: u64,
-    pub nr_applied: u64,
-    pub sz_applied: u64,
-    /// Of `sz_applied`, bytes read resident just before advising.
-    pub sz_resident: u64,
-    /// Bytes cut out as not resident (not advised, refunded).
-    pub sz_not_resident: u64,
-    pub qt_exceeds: u64,
-    pub active: bool,
-}
+/// One scheme's counters: its `schemes::SchemeStats` as the pipeline last reported them
+/// (the encoder reads the counters it exports; name and action are the map's key).
+pub type SchemeMetrics = schemes::SchemeStats;
 
 /// Counters of one target group.
 #[derive(Clone, Debug, Default, PartialEq)]

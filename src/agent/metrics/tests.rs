@@ -45,6 +45,7 @@ fn sample() -> AgentMetrics {
             sz_not_resident: 2 << 20,
             qt_exceeds: 1,
             active: true,
+            ..Default::default()
         },
     );
     let mut carried = Counters {
