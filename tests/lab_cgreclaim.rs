@@ -33,7 +33,6 @@ use engine::ops::paddr::owners::{CgroupBytes, Owners, Sampling};
 use engine::ops::paddr::reclaim::PaddrReclaim;
 use engine::ops::paddr::{PAddr, PADDR_TARGET};
 use engine::{Attrs, Region, SysRoot};
-use madvd_workload::Client as Workload;
 use madvd_workload::WorkloadSpec;
 use schemes::reclaim::{self, OwnedBytes};
 use schemes::{Policy, Schemes, SysMetrics};
@@ -42,7 +41,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 mod common;
-use common::lab_cgroup::{co_schedule, Cgroup};
+use common::lab_cgroup::{co_schedule, Cgroup, Workloads};
 use common::{exe, MIB, PAGE};
 
 const WARMUP: u64 = 20;
@@ -82,45 +81,15 @@ fn attrs() -> Attrs {
     }
 }
 
-/// The children are declared first: fields drop in order, and a group can only be removed
-/// once its process is gone.
-struct Workloads {
-    children: Vec<Workload>,
-    groups: [Cgroup; 2],
-}
-
-impl Workloads {
-    fn start(tag: &str) -> Self {
-        drop(std::fs::read(exe()).unwrap());
-        let groups = [
-            Cgroup::create(&format!("madvd-cgr-{tag}-hot")),
-            Cgroup::create(&format!("madvd-cgr-{tag}-idle")),
-        ];
-        let specs = [(32 * MIB, 0.5, 1), (48 * MIB, 0.05, 2)];
-        let children = groups
-            .iter()
-            .zip(specs)
-            .map(|(g, (size, hot, seed))| {
-                let w = g.spawn(&WorkloadSpec {
-                    size,
-                    hot_fraction: hot,
-                    hot_offset: 0.25,
-                    nohugepage: true,
-                    seed,
-                    ..Default::default()
-                });
-                co_schedule(w.pid());
-                w
-            })
-            .collect();
-        Self { children, groups }
-    }
-
-    fn mark(&mut self) {
-        for w in &mut self.children {
-            w.mark().unwrap();
-        }
-    }
+/// Hot-heavy: 32 MiB, half hot. Mostly idle: 48 MiB, 5% hot. Groups named after `tag`.
+fn start_workloads(tag: &str) -> Workloads {
+    Workloads::start(
+        [
+            &format!("madvd-cgr-{tag}-hot"),
+            &format!("madvd-cgr-{tag}-idle"),
+        ],
+        [(32 * MIB, 0.5, 1), (48 * MIB, 0.05, 2)],
+    )
 }
 
 /// One group's figures on one side.
@@ -319,7 +288,7 @@ fn lab_cgreclaim_madvd_against_kernel_damon_paddr() {
     let root = SysRoot::host();
     let _swap = engine::need_swap!(256 * MIB);
 
-    let mut w = Workloads::start("m");
+    let mut w = start_workloads("m");
     let owners = Owners::open(&root).unwrap();
     let policy = Policy::from_str(POLICY, Path::new("lab_cgreclaim.ron")).unwrap();
     let mut m = Madvd {
@@ -341,7 +310,7 @@ fn lab_cgreclaim_madvd_against_kernel_damon_paddr() {
     let names: Vec<&str> = ["hot-heavy", "mostly idle"].to_vec();
     drop(w);
 
-    let mut w = Workloads::start("k");
+    let mut w = start_workloads("k");
     let owners = Owners::open(&root).unwrap();
     let mut k = Kernel {
         kd: KernelDamon::start_phys(&root, None, attrs(), &[kernel_scheme("stat")]).unwrap(),

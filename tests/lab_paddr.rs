@@ -23,13 +23,11 @@ use engine::ops::paddr::owners::{CgroupBytes, Owners, Sampling};
 use engine::ops::paddr::{PAddr, PADDR_TARGET};
 use engine::ops::OpsKind;
 use engine::{Attrs, Region, SysRoot};
-use madvd_workload::Client as Workload;
-use madvd_workload::WorkloadSpec;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 mod common;
-use common::lab_cgroup::{co_schedule, Cgroup};
+use common::lab_cgroup::Workloads;
 use common::{exe, MIB, PAGE};
 
 /// Aggregations before the measurement window, and in it.
@@ -64,49 +62,7 @@ impl Side {
     }
 }
 
-/// The children are declared first: fields drop in order, and a group can only be removed
-/// once its process is gone.
-struct Workloads {
-    children: Vec<Workload>,
-    groups: [Cgroup; 2],
-}
-
 impl Workloads {
-    /// Hot-heavy: 48 MiB, half hot. Mostly idle: 64 MiB, 5% hot.
-    fn start() -> Self {
-        // Read the madvd binary into the page cache from here (the root group), so its
-        // pages are not charged to the first child's group.
-        drop(std::fs::read(exe()).unwrap());
-        let groups = [
-            Cgroup::create("madvd-paddr-hot"),
-            Cgroup::create("madvd-paddr-idle"),
-        ];
-        let specs = [(48 * MIB, 0.5, 1), (64 * MIB, 0.05, 2)];
-        let children = groups
-            .iter()
-            .zip(specs)
-            .map(|(g, (size, hot, seed))| {
-                let w = g.spawn(&WorkloadSpec {
-                    size,
-                    hot_fraction: hot,
-                    hot_offset: 0.25,
-                    nohugepage: true,
-                    seed,
-                    ..Default::default()
-                });
-                co_schedule(w.pid());
-                w
-            })
-            .collect();
-        Self { children, groups }
-    }
-
-    fn mark(&mut self) {
-        for w in &mut self.children {
-            w.mark().unwrap();
-        }
-    }
-
     /// Each group's side from the mean of `snaps` (per-snapshot owners) and the truth
     /// since [`Self::mark`].
     fn sides(&mut self, snaps: &[Vec<CgroupBytes>]) -> [Side; 2] {
@@ -262,7 +218,10 @@ fn lab_paddr_cold_bytes_per_cgroup_against_truth_and_kernel() {
         st.why_not
     );
 
-    let mut w = Workloads::start();
+    let mut w = Workloads::start(
+        ["madvd-paddr-hot", "madvd-paddr-idle"],
+        [(48 * MIB, 0.5, 1), (64 * MIB, 0.05, 2)],
+    );
     for g in &w.groups {
         println!(
             "{}: memory.current {} MiB",

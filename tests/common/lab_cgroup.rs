@@ -11,6 +11,49 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+/// A hot-heavy and a mostly idle workload child, each started in a group of its own (both
+/// lab tests' world). The children are declared first: fields drop in order, and a group can
+/// only be removed once its process is gone.
+pub struct Workloads {
+    pub children: Vec<Workload>,
+    pub groups: [Cgroup; 2],
+}
+
+impl Workloads {
+    /// Groups `names`; child `i` is `specs[i]` = (size, hot fraction, seed), hot at a quarter
+    /// of its mapping, no huge pages, co-scheduled with the TLB churn ([`co_schedule`]).
+    pub fn start(names: [&str; 2], specs: [(u64, f64, u64); 2]) -> Self {
+        // Read the madvd binary into the page cache from here (the root group), so its
+        // pages are not charged to the first child's group.
+        drop(std::fs::read(exe()).unwrap());
+        let groups = names.map(Cgroup::create);
+        let children = groups
+            .iter()
+            .zip(specs)
+            .map(|(g, (size, hot, seed))| {
+                let w = g.spawn(&WorkloadSpec {
+                    size,
+                    hot_fraction: hot,
+                    hot_offset: 0.25,
+                    nohugepage: true,
+                    seed,
+                    ..Default::default()
+                });
+                co_schedule(w.pid());
+                w
+            })
+            .collect();
+        Self { children, groups }
+    }
+
+    /// Start each child's truth window.
+    pub fn mark(&mut self) {
+        for w in &mut self.children {
+            w.mark().unwrap();
+        }
+    }
+}
+
 /// A cgroup v2 group under `/sys/fs/cgroup`, removed on drop (its processes gone first).
 pub struct Cgroup {
     pub dir: PathBuf,
