@@ -58,6 +58,12 @@ pub struct FrameTarget {
     /// records only; absent in simulator records and in records of older madvd.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub mappings: Vec<[u64; 2]>,
+    /// The ranges of those mappings with no page in memory (pagemap: neither present nor a
+    /// special entry; swapped out or never touched), `[start, end)` each, sorted: in the first
+    /// frame in which the target appears, live records only. `madvd replay` starts its
+    /// residency model from them (advice over them is cut out as not resident, as live).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub absent: Vec<[u64; 2]>,
 }
 
 /// One aggregation snapshot (taken after merge, before reset, as schemes see it).
@@ -100,6 +106,7 @@ impl Frame {
                 .iter()
                 .map(|t| FrameTarget {
                     mappings: Vec::new(),
+                    absent: Vec::new(),
                     id: t.target.0,
                     regions: t
                         .regions
@@ -128,6 +135,52 @@ pub fn add_mappings(f: &mut Frame, root: &engine::SysRoot) {
             }
         }
         t.mappings = out;
+    }
+}
+
+/// At most this much of a target's address space is read for `absent` (the actuator's
+/// residency-scan bound, `ActuatorConfig::resident_scan_max`).
+const ABSENT_SCAN_MAX: u64 = 8 << 30;
+
+/// Fill `absent` of each target of `f` not in `seen` (then added to it) from its pagemap
+/// over its `mappings` (call after [`add_mappings`]). A target whose pagemap cannot be read
+/// keeps none.
+pub fn add_absent(f: &mut Frame, root: &engine::SysRoot, seen: &mut Vec<u32>) {
+    use engine::kernel::pagemap::{Pagemap, Residency};
+    let page = engine::kernel::host::page_size();
+    for t in &mut f.targets {
+        if seen.contains(&t.id) {
+            continue;
+        }
+        seen.push(t.id);
+        let Ok(mut pm) = Pagemap::open(&root.pid_file(t.id, "pagemap"), page) else {
+            continue;
+        };
+        let mut left = ABSENT_SCAN_MAX;
+        let mut entries = Vec::new();
+        let mut out: Vec<[u64; 2]> = Vec::new();
+        'maps: for m in &t.mappings {
+            let mut a = m[0];
+            while a < m[1] && left > 0 {
+                let n = ((m[1] - a) / page).min(1 << 16).min(left / page) as usize;
+                if n == 0 || pm.read(a, n, &mut entries).is_err() || entries.is_empty() {
+                    break 'maps;
+                }
+                for (i, e) in entries.iter().enumerate() {
+                    if matches!(e.residency(), Residency::Present | Residency::Special) {
+                        continue;
+                    }
+                    let p = a + i as u64 * page;
+                    match out.last_mut() {
+                        Some(last) if last[1] == p => last[1] = p + page,
+                        _ => out.push([p, p + page]),
+                    }
+                }
+                a += entries.len() as u64 * page;
+                left = left.saturating_sub(entries.len() as u64 * page);
+            }
+        }
+        t.absent = out;
     }
 }
 
@@ -487,6 +540,7 @@ pub(crate) mod tests {
                         id: 42,
                         regions,
                         mappings: Vec::new(),
+                        absent: Vec::new(),
                     }],
                     cgroups: Vec::new(),
                 }

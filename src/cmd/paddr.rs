@@ -336,6 +336,7 @@ mod tests {
                     id: PADDR_TARGET.0,
                     regions: vec![[ram.start, mid, 10, i], [mid, ram.end, 0, i]],
                     mappings: Vec::new(),
+                    absent: Vec::new(),
                 }],
                 cgroups: vec![
                     CgroupBytes {

@@ -117,6 +117,7 @@ fn record_live(root: &SysRoot, a: RecordArgs) -> Result<()> {
     pb.set_draw_target(indicatif::ProgressDrawTarget::stderr());
     pb.enable_steady_tick(Duration::from_millis(250));
     let mut reason = "duration";
+    let mut absent_seen = Vec::new();
     loop {
         if signals::stop_requested() {
             reason = "signal";
@@ -129,6 +130,7 @@ fn record_live(root: &SysRoot, a: RecordArgs) -> Result<()> {
             Ok(Event::Snapshot(s, _)) if s.aggregated => {
                 let mut f = Frame::from_snapshot(&s, 0);
                 crate::record::add_mappings(&mut f, root);
+                crate::record::add_absent(&mut f, root, &mut absent_seen);
                 w.write_frame(&f)?;
                 pb.set_message(format!(
                     "recording {} with {}: {} snapshots, {} regions, {:.0} s",

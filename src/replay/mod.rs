@@ -1,15 +1,17 @@
 //! What-if replay of a policy against a record (`madvd replay`): the record's frames as a
 //! snapshot source ([`source::RecordSource`]), the policy's schemes through the same
 //! [`Planner`] as `madvd run` (`SchemesPlanner` over `schemes::Schemes`: apply intervals,
-//! quotas and their charge windows, prioritization), and a what-if actuator
-//! ([`whatif::apply`]) whose report flows back as in `run` (quota charging by size and time,
-//! the age reset of advised regions). Time is the record's: each frame's `t_us` is the clock
-//! the schemes see, so quota windows reset on recorded time, and nothing sleeps.
+//! quotas and their charge windows, prioritization, the refault guard), and madvd's own
+//! actuator over a simulated system ([`whatif::ReplaySys`]: the residency cut and the pace
+//! as in `run`, on a virtual clock and the replay's residency model) whose report flows back
+//! as in `run` (quota charging by size and time, refunds of what was not resident or paced,
+//! the age reset of advised regions). Time is the record's: each frame's `t_us` is the
+//! clock the schemes see, so quota windows reset on recorded time, and nothing sleeps.
 //!
 //! What a record does not hold is said once each ([`Replay::notes`]): watermarks (no free
 //! memory rate recorded: the scheme is taken as always active), PSI and memory quota goals
-//! (no metric: the quota stays as written), cgroup and page-level filters, residency (the
-//! record does not say which pages were resident), mid-aggregation snapshots for apply
+//! (no metric: the quota stays as written), cgroup and page-level filters, residency beyond
+//! the replay's own page-outs (`whatif::Residency`), mid-aggregation snapshots for apply
 //! intervals shorter than the aggregation, and (in simulator or older records) the mappings
 //! the live actuator cuts at; live records carry them and advice is cut there.
 
@@ -21,9 +23,12 @@ pub mod whatif;
 use crate::pipeline::actuate::{Feedback, Planner, SchemesPlanner};
 use crate::pipeline::source::SnapshotSource;
 use crate::record::{Loaded, Problem};
+use engine::actuator::{Actuator, ActuatorConfig, ApplyOpts, Target};
+use engine::AddrRange;
 use schemes::policy::{FilterKind, GoalMetric};
-use schemes::{MetricError, MetricSource, Policy, Schemes};
+use schemes::{Policy, Schemes};
 use serde::Serialize;
+use whatif::{ReplayMetrics, ReplaySys, Residency};
 
 /// What the replay is asked.
 #[derive(Clone, Debug)]
@@ -48,7 +53,11 @@ pub struct Step {
 pub struct SchemeTotal {
     pub name: String,
     pub action: String,
+    /// Bytes advised: all of them resident in the replay's model (`sz_applied`).
     pub advised_bytes: u64,
+    /// Bytes the schemes asked for that the replay had paged out and the record had not
+    /// shown accessed since: cut out and refunded, as live (`sz_not_resident`).
+    pub not_resident_bytes: u64,
     pub refaulted_bytes: u64,
     /// Advice rounds with at least one byte.
     pub nr_applied: u64,
@@ -102,26 +111,6 @@ impl Replay {
     }
 }
 
-/// No system metrics: a record holds none.
-struct NoMetrics;
-
-impl MetricSource for NoMetrics {
-    fn meminfo(&self, _node: Option<u32>) -> Result<engine::kernel::meminfo::MemInfo, MetricError> {
-        Err(MetricError("the record holds no system metrics".into()))
-    }
-    fn some_mem_psi_total_us(&self, _cgroup: Option<&str>) -> Result<u64, MetricError> {
-        Err(MetricError("the record holds no PSI".into()))
-    }
-    fn cgroup_memory(
-        &self,
-        cgroup: &str,
-    ) -> Result<engine::kernel::cgroup::MemoryUsage, MetricError> {
-        Err(MetricError(format!(
-            "the record holds no memory use of cgroup {cgroup}"
-        )))
-    }
-}
-
 /// The policy as it can replay on a record, and what was set aside (one note per input).
 pub fn adapt(policy: &Policy, rec: &Loaded) -> (Policy, Vec<String>) {
     let mut p = policy.clone();
@@ -136,11 +125,21 @@ pub fn adapt(policy: &Policy, rec: &Loaded) -> (Policy, Vec<String>) {
             say(format!("scheme '{}': watermarks not replayed (the record has no free-memory rate): the scheme is taken as always active", s.name));
         }
         let before = s.quota.goals.len();
-        s.quota
-            .goals
-            .retain(|g| matches!(g.metric, GoalMetric::UserInput));
+        s.quota.goals.retain(|g| {
+            matches!(
+                g.metric,
+                GoalMetric::UserInput | GoalMetric::RefaultRate { .. }
+            )
+        });
         if s.quota.goals.len() != before {
             say(format!("scheme '{}': quota goals not replayed (the record has no PSI or memory use): the quota stays as written", s.name));
+        }
+        if s.quota
+            .goals
+            .iter()
+            .any(|g| matches!(g.metric, GoalMetric::RefaultRate { .. }))
+        {
+            say(format!("scheme '{}': refault guard: measured on the replay's residency model (a page it paged out is back once the record shows its region accessed)", s.name));
         }
         for f in &s.filters {
             match f.kind {
@@ -155,8 +154,12 @@ pub fn adapt(policy: &Policy, rec: &Loaded) -> (Policy, Vec<String>) {
             say(format!("scheme '{}': apply interval shorter than the aggregation: the record holds aggregated snapshots only, the scheme applies once per aggregation", s.name));
         }
     }
-    say("residency: the record does not say which pages were resident; advice counts every byte it covers".into());
-    say("refault guard: the record holds no refault counts; refault risk is from recorded accesses only".into());
+    say(if rec.frames.iter().any(|f| f.targets.iter().any(|t| !t.absent.is_empty())) {
+        "residency: modelled: what was out of memory when the recording started (the record's `absent`) and what the replay paged out is out until the record shows it accessed, and is cut out of later advice as not resident (as live); the rest counts as resident"
+    } else {
+        "residency: modelled from the replay's own page-outs only (the record has no `absent`: a simulator or older record): what it paged out is out until the record shows it accessed, and is cut out of later advice as not resident (as live); the rest counts as resident"
+    }.into());
+    say("swap: no swap gauge recorded: the swap headroom never stops a page-out".into());
     if rec
         .frames
         .iter()
@@ -164,16 +167,21 @@ pub fn adapt(policy: &Policy, rec: &Loaded) -> (Policy, Vec<String>) {
     {
         say("mappings: the record holds none (a simulator or older record); advice is not cut at mapping boundaries".into());
     }
-    say("monitor: the recorded regions are those of a workload that was not advised; a live monitor sees advised memory differently (the refault probe cannot sample paged-out pages)".into());
+    say("monitor: the recorded regions are those of a workload that was not advised; a live monitor sees advised memory differently (its regions split and merge around what was paged out)".into());
     (p, notes)
 }
 
 /// Replay `policy` against `rec`: the intact frames before its first damaged line.
 pub fn replay(policy: &Policy, rec: &Loaded, cfg: &ReplayConfig) -> anyhow::Result<Replay> {
     let (policy, notes) = adapt(policy, rec);
-    let schemes = Schemes::new(&policy, Box::new(NoMetrics))
+    let residency = Residency::new();
+    let schemes = Schemes::new(&policy, Box::new(ReplayMetrics(residency.clone())))
         .map_err(|e| anyhow::anyhow!("{}: {e}", policy.origin.display()))?;
     let mut planner = SchemesPlanner(schemes);
+    let mut actuator = Actuator::with_sys(
+        ReplaySys::new(cfg.cost, residency.clone()),
+        ActuatorConfig::from_env(),
+    );
     let n_schemes = policy.schemes.len();
     let first_bad = rec.problems.first();
     let usable = first_bad.map_or(rec.frames.len(), |p| p.frames_before);
@@ -181,8 +189,6 @@ pub fn replay(policy: &Policy, rec: &Loaded, cfg: &ReplayConfig) -> anyhow::Resu
     intact.frames.truncate(usable);
     let mut src = source::RecordSource::new(&intact);
     let mut refaults = risk::Refaults::new(cfg.refault_window_us, n_schemes);
-    // What is paged out and not accessed since (for the cost of paging it out again).
-    let mut out = risk::Refaults::new(u64::MAX, n_schemes);
     let mut steps = Vec::with_capacity(usable);
     let mut frames = intact.frames.iter();
     loop {
@@ -191,33 +197,73 @@ pub fn replay(policy: &Policy, rec: &Loaded, cfg: &ReplayConfig) -> anyhow::Resu
             break;
         };
         let now = snap.now_us;
-        // The accesses of this aggregation happened before its advice.
+        // The accesses of this aggregation happened before its advice: they fault back
+        // what they cover.
         let before = refaults.bytes.clone();
         refaults.frame(frame);
-        out.frame(frame);
+        {
+            let mut res = residency.lock();
+            res.frame(frame);
+            // What was out of memory when the target first appeared (live records).
+            for t in &frame.targets {
+                for a in &t.absent {
+                    res.advised(t.id, AddrRange::new(a[0], a[1]), 0, now);
+                }
+            }
+        }
         let reqs = planner.plan(&snap, now);
-        let report = whatif::apply(
+        // The recorded mappings, or (simulator and older records) all of the address space.
+        let targets: Vec<Target<'static>> = src
+            .targets()
+            .into_iter()
+            .map(|id| {
+                let vmas: Vec<AddrRange> = frame
+                    .targets
+                    .iter()
+                    .find(|t| t.id == id.0)
+                    .filter(|t| !t.mappings.is_empty())
+                    .map_or_else(
+                        || vec![AddrRange::new(0, ALL)],
+                        |t| {
+                            t.mappings
+                                .iter()
+                                .map(|m| AddrRange::new(m[0], m[1]))
+                                .collect()
+                        },
+                    );
+                // No process behind it: a pid no rail refuses (the record's own could be 1).
+                Target::simulated(id, u32::MAX, vmas)
+            })
+            .collect();
+        let sys = actuator.sys_mut();
+        sys.clock_ns = sys.clock_ns.max(now.saturating_mul(1000));
+        let report = actuator.apply(
+            &targets,
             &reqs,
-            &cfg.cost,
-            |id| {
-                let t = frame.targets.iter().find(|t| t.id == id.0)?;
-                (!t.mappings.is_empty()).then(|| {
-                    t.mappings
-                        .iter()
-                        .map(|m| engine::AddrRange::new(m[0], m[1]))
-                        .collect()
-                })
+            ApplyOpts {
+                dry_run: false,
+                cancel: None,
+                pace_bytes_per_s: planner.pace_bytes_per_s(),
             },
-            |id, r| out.pending(id.0, r),
         );
         planner.account(&report, now);
         let mut advised = vec![0u64; n_schemes];
         for o in &report.outcomes {
             advised[o.scheme] += o.bytes_applied;
-            refaults.advised(o.target.0, o.range, o.scheme, now);
-            if o.advice == engine::Advice::Pageout {
-                out.advised(o.target.0, o.range, o.scheme, now);
-            }
+        }
+        // The pieces that went to the "kernel", each with the scheme that asked for it.
+        for (t, r, advice) in std::mem::take(&mut actuator.sys_mut().advised) {
+            let scheme = report
+                .outcomes
+                .iter()
+                .find(|o| {
+                    o.target == t
+                        && o.advice == advice
+                        && o.range.start <= r.start
+                        && r.end <= o.range.end
+                })
+                .map_or(0, |o| o.scheme);
+            refaults.advised(t.0, r, scheme, now);
         }
         src.feedback(&Feedback {
             report,
@@ -246,6 +292,7 @@ pub fn replay(policy: &Policy, rec: &Loaded, cfg: &ReplayConfig) -> anyhow::Resu
             name: st.name.clone(),
             action: st.action.clone(),
             advised_bytes: st.sz_applied,
+            not_resident_bytes: st.sz_not_resident,
             refaulted_bytes: refaults.bytes[i],
             nr_applied: st.nr_applied,
             qt_exceeds: st.qt_exceeds,
@@ -266,6 +313,9 @@ pub fn replay(policy: &Policy, rec: &Loaded, cfg: &ReplayConfig) -> anyhow::Resu
         cost_model: cfg.cost,
     })
 }
+
+/// The end of the address space a target without recorded mappings is taken to span.
+const ALL: u64 = 1 << 56;
 
 #[cfg(test)]
 mod tests;

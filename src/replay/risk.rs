@@ -52,16 +52,18 @@ impl Refaults {
         *p = out;
     }
 
-    /// Bytes of `range` of target `id` advised and not accessed since (within the window).
-    pub fn pending(&self, id: u32, range: AddrRange) -> u64 {
+    /// The pieces of `range` of target `id` advised and not accessed since, in address order.
+    pub fn pieces(&self, id: u32, range: AddrRange) -> Vec<AddrRange> {
         self.pending
             .iter()
             .find(|(t, _)| *t == id)
-            .map_or(0, |(_, p)| {
-                p.iter()
+            .map_or_else(Vec::new, |(_, p)| {
+                let from = p.partition_point(|(x, _, _)| x.end <= range.start);
+                p[from..]
+                    .iter()
+                    .take_while(|(x, _, _)| x.start < range.end)
                     .filter_map(|(x, _, _)| x.intersection(&range))
-                    .map(|i| i.len())
-                    .sum()
+                    .collect()
             })
     }
 
@@ -128,6 +130,7 @@ mod tests {
                 id: 7,
                 regions,
                 mappings: Vec::new(),
+                absent: Vec::new(),
             }],
             cgroups: Vec::new(),
         }

@@ -56,6 +56,72 @@ fn age_reset_keeps_a_range_from_being_advised_every_aggregation() {
     assert_eq!(r.schemes[0].advised_bytes, by.iter().sum::<u64>());
 }
 
+/// The residency cut, as live: what the replay paged out and the record has not shown
+/// accessed since is cut out of later advice and refunded, so each byte is advised again only
+/// after an access brought it back; memory the record says was out at its start (`absent`)
+/// is never advised while it stays unaccessed.
+#[test]
+fn residency_cut_advises_again_only_what_came_back() {
+    let all = ReplayConfig {
+        refault_window_us: u64::MAX,
+        ..cfg()
+    };
+    let r = replay(&policy(""), &loaded(40, 0), &all).unwrap();
+    let by = advised_by_step(&r);
+    assert!(by[5] >= 56 * MIB, "{by:?}");
+    assert!(r.schemes[0].not_resident_bytes > 0, "{:?}", r.schemes[0]);
+    assert!(
+        r.advised_bytes() <= by[5] + r.refaulted_bytes(),
+        "{by:?} refaulted {}",
+        r.refaulted_bytes()
+    );
+    // 32 MiB of the cold range out of memory when the recording started.
+    let (h, mut frames) = stairs(40);
+    let base = 0x7f00_0000_0000u64;
+    frames[0].targets[0].absent = vec![[base + 8 * MIB, base + 40 * MIB]];
+    let s = write_lines(&h, &frames, true);
+    let rec = read_from(Path::new("a.rec"), s.as_bytes()).unwrap();
+    let r = replay(&policy(""), &rec, &all).unwrap();
+    let by = advised_by_step(&r);
+    // By aggregation 5 the hot eighth has moved onto 8..16 MiB (accessed: back in memory),
+    // so 56 - 32 + 8 MiB are advised; 16..40 MiB stay out, cut out and refunded.
+    assert_eq!(by[5], 32 * MIB, "{by:?}");
+    assert!(
+        r.schemes[0].not_resident_bytes >= 24 * MIB,
+        "{:?}",
+        r.schemes[0]
+    );
+}
+
+/// A `refault_rate` goal is replayed (its page states come from the residency model), and
+/// said so once.
+#[test]
+fn refault_guard_replays_on_the_residency_model() {
+    let p = policy(
+        r#"quota: (size: "1 GiB", reset_interval: "1 s", goals: [(metric: refault_rate, target: "2%", window: "1 min")])"#,
+    );
+    let r = replay(&p, &loaded(40, 0), &cfg()).unwrap();
+    assert_eq!(
+        r.notes
+            .iter()
+            .filter(|n| n.contains("refault guard: measured"))
+            .count(),
+        1,
+        "{:?}",
+        r.notes
+    );
+    // The stairs' hot eighth walks onto what was paged out: the guard shrinks the quota, so
+    // less is advised than without it.
+    let free = replayed(r#"quota: (size: "1 GiB", reset_interval: "1 s")"#, 40);
+    assert!(r.refaulted_bytes() > 0);
+    assert!(
+        r.advised_bytes() < free.advised_bytes(),
+        "{} vs {}",
+        r.advised_bytes(),
+        free.advised_bytes()
+    );
+}
+
 #[test]
 fn size_quota_windows_reset_on_recorded_time() {
     let r = replayed(r#"quota: (size: "4 MiB", reset_interval: "1 s")"#, 40);
@@ -109,7 +175,7 @@ fn missing_inputs_are_said_once_each_and_the_replay_goes_on() {
         "watermarks not replayed",
         "quota goals not replayed",
         "residency",
-        "refault guard",
+        "swap",
     ] {
         assert_eq!(
             r.notes.iter().filter(|n| n.contains(what)).count(),

@@ -1,90 +1,208 @@
-//! The what-if actuator: instead of calling `process_madvise`, it reports every request as
-//! applied in full, with the time it would have taken from a per-page cost model. The report
-//! goes back through the same `account` / feedback path as a real one, so quota charging
-//! (by size and by time) and the monitor's age reset act as in `madvd run`.
+//! The what-if actuator: madvd's own [`Actuator`] (`engine::actuator`: planning at the
+//! recorded mappings, the residency cut, the page-out pace, the report) over a simulated
+//! system, [`ReplaySys`], instead of the kernel. `process_madvise` succeeds and advances a
+//! virtual clock by a per-page cost; a page-out moves its pages out of the replay's
+//! residency model ([`Residency`]); pagemap answers from that model, so the residency cut
+//! refunds memory the replay already paged out exactly as `madvd run` does with memory the
+//! kernel paged out; the pace's waits advance the virtual clock. The report goes back
+//! through the same `account` / feedback path as a real one: quota charging by size and
+//! time, refunds, the monitor's age reset.
+//!
+//! The residency model: a page is out from the replay's page-out of it until a recorded
+//! region with `nr_accesses > 0` covers it (the access faults it back in). Everything else
+//! is taken as resident: a record does not say what the kernel itself swapped out or what
+//! was never faulted in. The same model answers the refault guard's page-state reads
+//! ([`ReplayMetrics`]), so a `refault_rate` goal runs as it runs live.
 
-use engine::actuator::plan_range;
-use engine::{AddrRange, Advice, AdviceRequest, ApplyReport, RangeOutcome, TargetId};
+use super::risk::Refaults;
+use engine::actuator::{ActuatorSys, SwapStat, Target};
+use engine::kernel::pagemap::{PagemapEntry, PM_PRESENT, PM_SWAP};
+use engine::{AddrRange, Advice, TargetId};
+use nix::errno::Errno;
+use schemes::refault::PageState;
+use schemes::{MetricError, MetricSource};
+use std::sync::{Arc, Mutex, MutexGuard};
 
-/// Per-page cost of each advice, ns: what the time quota is charged. The defaults are
-/// estimates from the live runs of docs/performance.md "Replay vs reality" (actuation time
-/// over bytes advised), not a bench: a first page-out compresses each resident page into
-/// zram (~10 µs a page there); paging out again a range still out since its last page-out
-/// only walks swap entries (~0.2 µs); cold and willneed walk page tables; collapse copies.
+/// Per-page cost of each advice, ns: what the virtual clock advances by, so what the time
+/// quota is charged. The defaults are estimates from the live runs of docs/performance.md
+/// "Replay vs reality" (actuation time over bytes advised), not a bench: a page-out
+/// compresses each resident page into zram (~10 µs a page there); cold and willneed walk
+/// page tables; collapse copies; a pagemap read for the residency cut is a table walk.
 /// `--pageout-ns-per-page` overrides the first figure.
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
 pub struct CostModel {
     pub pageout_ns_per_page: u64,
-    /// Pageout of pages the record shows not accessed since the replay last paged them out.
-    pub repeat_pageout_ns_per_page: u64,
     pub cold_ns_per_page: u64,
     pub willneed_ns_per_page: u64,
     pub collapse_ns_per_page: u64,
+    /// Reading one page's pagemap entry (the residency cut).
+    pub pagemap_ns_per_page: u64,
 }
 
 impl Default for CostModel {
     fn default() -> Self {
         Self {
             pageout_ns_per_page: 10_000,
-            repeat_pageout_ns_per_page: 200,
             cold_ns_per_page: 100,
             willneed_ns_per_page: 100,
             collapse_ns_per_page: 500,
+            pagemap_ns_per_page: 10,
         }
     }
 }
 
 impl CostModel {
-    /// The time `bytes` of `advice` take, `out` of them paged out already (pageout only).
-    pub fn ns(&self, advice: Advice, bytes: u64, out: u64) -> u64 {
-        let pages = |b: u64| b.div_ceil(4096);
-        let out = out.min(bytes);
-        match advice {
-            Advice::Pageout => pages(bytes - out)
-                .saturating_mul(self.pageout_ns_per_page)
-                .saturating_add(pages(out).saturating_mul(self.repeat_pageout_ns_per_page)),
-            Advice::Cold => pages(bytes).saturating_mul(self.cold_ns_per_page),
-            Advice::Willneed => pages(bytes).saturating_mul(self.willneed_ns_per_page),
-            Advice::Collapse => pages(bytes).saturating_mul(self.collapse_ns_per_page),
+    /// The time `bytes` of `advice` take.
+    pub fn ns(&self, advice: Advice, bytes: u64) -> u64 {
+        let per = match advice {
+            Advice::Pageout => self.pageout_ns_per_page,
+            Advice::Cold => self.cold_ns_per_page,
+            Advice::Willneed => self.willneed_ns_per_page,
+            Advice::Collapse => self.collapse_ns_per_page,
+        };
+        bytes.div_ceil(PAGE).saturating_mul(per)
+    }
+}
+
+/// What the replay has paged out and the record has not shown accessed since, shared by
+/// the what-if actuator (page-outs, pagemap reads), the refault guard's page-state reads
+/// and the driver (recorded accesses bring pages back).
+#[derive(Clone)]
+pub struct Residency(Arc<Mutex<Refaults>>);
+
+impl Residency {
+    pub fn new() -> Self {
+        Self(Arc::new(Mutex::new(Refaults::new(u64::MAX, 1))))
+    }
+    /// The model (a poisoned lock still holds a usable model: it is plain data).
+    pub fn lock(&self) -> MutexGuard<'_, Refaults> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl Default for Residency {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The simulated system under the what-if actuator (see the module doc).
+pub struct ReplaySys {
+    pub cost: CostModel,
+    pub residency: Residency,
+    /// The virtual clock, ns: the driver sets it to each frame's recorded time; advice, pagemap
+    /// reads and the pace's waits advance it.
+    pub clock_ns: u64,
+    /// Pieces advised since the driver last took them: target, range, advice.
+    pub advised: Vec<(TargetId, AddrRange, Advice)>,
+}
+
+impl ReplaySys {
+    pub fn new(cost: CostModel, residency: Residency) -> Self {
+        Self {
+            cost,
+            residency,
+            clock_ns: 0,
+            advised: Vec::new(),
         }
     }
 }
 
-/// Report `reqs` as applied (a dry run in the report's terms: nothing was touched). Where
-/// the record has the target's mappings (`mappings(target)` is `Some`), each request is cut
-/// at them by the live actuator's own planning (`engine::actuator::plan_range`): what falls
-/// outside is reported `Unmapped`, as `madvd run` reports it; else it is applied in full.
-/// `out(target, range)`: bytes of `range` paged out by the replay and not accessed since.
-pub fn apply(
-    reqs: &[AdviceRequest],
-    cost: &CostModel,
-    mappings: impl Fn(TargetId) -> Option<Vec<AddrRange>>,
-    out: impl Fn(TargetId, AddrRange) -> u64,
-) -> ApplyReport {
-    let outcomes = reqs
-        .iter()
-        .map(|r| {
-            let mut pieces = Vec::new();
-            let losses = match mappings(r.target) {
-                Some(vmas) => {
-                    plan_range(r.range, &vmas, r.advice, PAGE, 1 << 62, |p| pieces.push(p))
-                }
-                None => {
-                    pieces.push(r.range);
-                    Vec::new()
-                }
-            };
-            let applied: u64 = pieces.iter().map(AddrRange::len).sum();
-            let already: u64 = pieces.iter().map(|p| out(r.target, *p)).sum();
-            let mut o = RangeOutcome::of(r, applied, cost.ns(r.advice, applied, already));
-            o.errors = losses;
-            o
+impl ActuatorSys for ReplaySys {
+    fn process_madvise(
+        &mut self,
+        target: &Target<'_>,
+        iov: &[AddrRange],
+        advice: Advice,
+    ) -> Result<u64, Errno> {
+        let bytes: u64 = iov.iter().map(AddrRange::len).sum();
+        self.clock_ns = self.clock_ns.saturating_add(self.cost.ns(advice, bytes));
+        let mut res = (advice == Advice::Pageout).then(|| self.residency.lock());
+        for r in iov {
+            if let Some(m) = res.as_mut() {
+                m.advised(target.id().0, *r, 0, self.clock_ns / 1000);
+            }
+            self.advised.push((target.id(), *r, advice));
+        }
+        Ok(bytes)
+    }
+    /// No swap gauge is recorded: the swap headroom rail never stops a replay.
+    fn swap(&mut self) -> std::io::Result<SwapStat> {
+        Ok(SwapStat {
+            total: u64::MAX / 2,
+            free: u64::MAX / 2,
         })
-        .collect();
-    ApplyReport {
-        outcomes,
-        gone: Vec::new(),
-        dry_run: true,
+    }
+    fn now_ns(&mut self) -> u64 {
+        self.clock_ns
+    }
+    fn sleep_ns(&mut self, ns: u64) {
+        self.clock_ns = self.clock_ns.saturating_add(ns);
+    }
+    fn pagemap(
+        &mut self,
+        target: &Target<'_>,
+        start: u64,
+        nr_pages: usize,
+        out: &mut Vec<PagemapEntry>,
+    ) -> std::io::Result<()> {
+        let page = engine::kernel::host::page_size();
+        self.clock_ns = self
+            .clock_ns
+            .saturating_add((nr_pages as u64).saturating_mul(self.cost.pagemap_ns_per_page));
+        out.clear();
+        out.resize(nr_pages, PagemapEntry(PM_PRESENT));
+        let range = AddrRange::new(start, start + nr_pages as u64 * page);
+        for r in self.residency.lock().pieces(target.id().0, range) {
+            let (a, b) = ((r.start - start) / page, (r.end - start).div_ceil(page));
+            for e in &mut out[a as usize..(b as usize).min(nr_pages)] {
+                *e = PagemapEntry(PM_SWAP | 1);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The metrics a record can give the schemes: page states from the replay's residency model
+/// (the refault guard); no system metrics (a record holds none).
+pub struct ReplayMetrics(pub Residency);
+
+impl MetricSource for ReplayMetrics {
+    fn meminfo(&self, _node: Option<u32>) -> Result<engine::kernel::meminfo::MemInfo, MetricError> {
+        Err(MetricError("the record holds no system metrics".into()))
+    }
+    fn some_mem_psi_total_us(&self, _cgroup: Option<&str>) -> Result<u64, MetricError> {
+        Err(MetricError("the record holds no PSI".into()))
+    }
+    fn cgroup_memory(
+        &self,
+        cgroup: &str,
+    ) -> Result<engine::kernel::cgroup::MemoryUsage, MetricError> {
+        Err(MetricError(format!(
+            "the record holds no memory use of cgroup {cgroup}"
+        )))
+    }
+    fn page_states(
+        &self,
+        target: TargetId,
+        range: AddrRange,
+        out: &mut Vec<PageState>,
+    ) -> Result<(), MetricError> {
+        let first = range.start / PAGE * PAGE;
+        let n = range.end.div_ceil(PAGE) - range.start / PAGE;
+        let base = out.len();
+        out.resize(base + n as usize, PageState::Present);
+        for r in self
+            .0
+            .lock()
+            .pieces(target.0, AddrRange::new(first, first + n * PAGE))
+        {
+            let (a, b) = ((r.start - first) / PAGE, (r.end - first).div_ceil(PAGE));
+            for s in &mut out[base + a as usize..base + (b.min(n)) as usize] {
+                *s = PageState::Out;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -93,35 +211,105 @@ const PAGE: u64 = 4096;
 #[cfg(test)]
 mod tests {
     use super::*;
+    use engine::actuator::{Actuator, ActuatorConfig, ApplyOpts};
+    use engine::{AdviceRequest, ApplyErrorKind};
 
-    #[test]
-    fn full_application_costed_per_page() {
-        let req = AdviceRequest {
+    fn req(start: u64, end: u64) -> AdviceRequest {
+        AdviceRequest {
             target: TargetId(1),
-            range: AddrRange::new(0x1000, 0x3000),
+            range: AddrRange::new(start, end),
             advice: Advice::Pageout,
             scheme: 0,
-        };
-        let r = apply(&[req], &CostModel::default(), |_| None, |_, _| 0);
-        assert_eq!(r.bytes_applied(), 0x2000);
-        assert_eq!(r.elapsed_ns(), 20_000);
-        // One page still out from an earlier page-out: charged at the repeat cost.
-        let r = apply(&[req], &CostModel::default(), |_| None, |_, _| 0x1000);
-        assert_eq!(r.elapsed_ns(), 10_200);
-        assert!(r.outcomes[0].errors.is_empty());
-        // Cut at the recorded mappings: the part outside is unmapped, as live.
-        let vmas = vec![AddrRange::new(0x2000, 0x8000)];
-        let r = apply(
-            &[req],
-            &CostModel::default(),
-            |_| Some(vmas.clone()),
-            |_, _| 0,
+        }
+    }
+
+    /// The real actuator over the replay's system: costed per page, cut at the recorded
+    /// mappings, and a second page-out of the same range cut out as not resident (refunded),
+    /// as `madvd run` does with memory the kernel paged out.
+    #[test]
+    fn page_out_costed_cut_at_mappings_and_not_resident_the_second_time() {
+        let page = engine::kernel::host::page_size();
+        if page != PAGE {
+            return; // the figures below are in 4 KiB pages
+        }
+        let res = Residency::new();
+        let mut act = Actuator::with_sys(
+            ReplaySys::new(CostModel::default(), res.clone()),
+            ActuatorConfig::default(),
         );
-        assert_eq!(r.bytes_applied(), 0x1000);
-        assert_eq!(r.elapsed_ns(), 10_000);
+        let t = [Target::simulated(
+            TargetId(1),
+            u32::MAX,
+            [AddrRange::new(0x2000, 0x8000)],
+        )];
+        let r = act.apply(&t, &[req(0x1000, 0x3000)], ApplyOpts::default());
+        let o = &r.outcomes[0];
+        assert_eq!((o.bytes_applied, o.bytes_resident), (0x1000, 0x1000));
+        assert_eq!(o.errors, vec![(ApplyErrorKind::Unmapped, 0x1000)]);
+        // One page paged out (10 µs) after one pagemap entry read (10 ns).
+        assert_eq!(o.elapsed_ns, 10_010);
         assert_eq!(
-            r.outcomes[0].errors,
-            vec![(engine::ApplyErrorKind::Unmapped, 0x1000)]
+            res.lock().pieces(1, AddrRange::new(0, 0x8000)),
+            vec![AddrRange::new(0x2000, 0x3000)]
         );
+        // Again over 0x2000..0x4000: the page already out is cut out, the other advised.
+        let r = act.apply(&t, &[req(0x2000, 0x4000)], ApplyOpts::default());
+        let o = &r.outcomes[0];
+        assert_eq!((o.bytes_applied, o.not_resident()), (0x1000, 0x1000));
+        assert!(!o.wholly_skipped());
+        let r = act.apply(&t, &[req(0x2000, 0x4000)], ApplyOpts::default());
+        assert!(r.outcomes[0].wholly_skipped());
+        // The guard reads the same model.
+        let mut states = Vec::new();
+        ReplayMetrics(res.clone())
+            .page_states(TargetId(1), AddrRange::new(0x1000, 0x5000), &mut states)
+            .unwrap();
+        use PageState::{Out, Present};
+        assert_eq!(states, vec![Present, Out, Out, Present]);
+        // The record shows 0x2000..0x3000 accessed: it is back, and advised again.
+        let f = crate::record::Frame {
+            t_us: 1_000_000,
+            aggr: 1,
+            targets: vec![crate::record::FrameTarget {
+                id: 1,
+                regions: vec![[0x2000, 0x3000, 1, 0]],
+                mappings: Vec::new(),
+                absent: Vec::new(),
+            }],
+            cgroups: Vec::new(),
+        };
+        res.lock().frame(&f);
+        let r = act.apply(&t, &[req(0x2000, 0x4000)], ApplyOpts::default());
+        assert_eq!(
+            (r.outcomes[0].bytes_applied, r.outcomes[0].not_resident()),
+            (0x1000, 0x1000)
+        );
+    }
+
+    /// The pace waits on the virtual clock: what a round cannot pass within a second is
+    /// reported paced, and the clock has moved by the waits.
+    #[test]
+    fn the_pace_waits_on_the_virtual_clock() {
+        let mut act = Actuator::with_sys(
+            ReplaySys::new(CostModel::default(), Residency::new()),
+            ActuatorConfig::default(),
+        );
+        let t = [Target::simulated(
+            TargetId(1),
+            u32::MAX,
+            [AddrRange::new(0, 64 << 20)],
+        )];
+        let r = act.apply(
+            &t,
+            &[req(0, 64 << 20)],
+            ApplyOpts {
+                pace_bytes_per_s: Some(16 << 20),
+                ..ApplyOpts::default()
+            },
+        );
+        let paced = r.outcomes[0].error_bytes(ApplyErrorKind::Paced);
+        assert!(paced > 0, "{r:?}");
+        assert!(r.outcomes[0].bytes_applied <= 20 << 20, "{r:?}");
+        assert!(act.sys().clock_ns >= 900_000_000, "{}", act.sys().clock_ns);
     }
 }
