@@ -718,6 +718,18 @@ fn record_live_child() {
     assert!(v["snapshots"].as_u64().unwrap() >= 2, "{v}");
     assert_eq!(v["targets"][0]["id"], w.pid());
     assert_eq!(v["ops"], "smaps");
+    // The target's memory out of memory when it first appears (`absent`: some of its
+    // mappings, e.g. the binary's pages never read, are not resident): first frame only.
+    let text = std::fs::read_to_string(&rec).unwrap();
+    let frames: Vec<serde_json::Value> = text
+        .lines()
+        .skip(1)
+        .map(|l| serde_json::from_str(l).unwrap())
+        .filter(|f: &serde_json::Value| f.get("targets").is_some())
+        .collect();
+    let absent = |f: &serde_json::Value| f["targets"][0]["absent"].as_array().map_or(0, Vec::len);
+    assert!(absent(&frames[0]) > 0, "{}", frames[0]);
+    assert!(frames[1..].iter().all(|f| absent(f) == 0));
 }
 
 // ---- demo -------------------------------------------------------------------------------
