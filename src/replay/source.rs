@@ -164,7 +164,9 @@ impl SnapshotSource for RecordSource {
     }
     fn feedback(&mut self, fb: &Feedback) {
         let min = self.attrs.min_region_sz.max(1);
-        for o in fb.report.outcomes.iter().filter(|o| o.bytes_applied > 0) {
+        // As `Monitor::apply_report`: every range asked for, except one wholly not resident or
+        // held back by the pace (filtered: its regions keep their age).
+        for o in fb.report.outcomes.iter().filter(|o| !o.wholly_skipped()) {
             let r = AddrRange::new(align_down(o.range.start, min), align_up(o.range.end, min));
             if r.is_empty() {
                 continue;
