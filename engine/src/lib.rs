@@ -26,6 +26,7 @@ pub mod monitor;
 pub mod ops;
 pub mod process;
 pub mod proctree;
+pub mod rangeset;
 pub mod region;
 pub mod report;
 pub mod snapshot;

@@ -118,6 +118,8 @@ pub struct Schemes {
     paused_since: Option<u64>,
     /// What the last plan selected for physical actions (`reclaim_cgroup`).
     selected: Vec<Selected>,
+    /// Ranges the actuator found wholly not resident, skipped by page-out and cold walks.
+    known_out: KnownOut,
 }
 
 /// How long a target's cgroups read from `/proc/PID/cgroup` stay cached, µs.
@@ -189,6 +191,7 @@ impl Schemes {
             page_filters_enabled: false,
             paused_since: None,
             selected: Vec::new(),
+            known_out: KnownOut::default(),
         })
     }
 
@@ -348,6 +351,7 @@ impl Schemes {
         let mut free_rate: Option<Result<u64, String>> = None;
         let tolerance = snap.attrs.sample_us / 2;
         self.selected.clear();
+        self.known_out.refresh(snap, now_us);
         for idx in 0..self.specs.len() {
             let spec = &self.specs[idx];
             let st = &mut self.states[idx];
@@ -384,10 +388,15 @@ impl Schemes {
             } else {
                 HashMap::new()
             };
-            adjust_quota(spec, st, snap, now_us, self.env.as_ref());
+            adjust_quota(spec, st, snap, now_us, self.env.as_ref(), &self.known_out);
             let first = out.len();
             let sel = &mut self.selected;
-            apply_scheme(idx, spec, st, snap, &cgroups, &mut out, sel);
+            let input = WalkInput {
+                snap,
+                cgroups: &cgroups,
+                known_out: &self.known_out,
+            };
+            apply_scheme(idx, spec, st, &input, &mut out, sel);
             if let Some(ledger) = &mut st.ledger {
                 let reqs = out[first..].iter().filter(|r| r.advice == Advice::Pageout);
                 refault::before_pageout(
@@ -414,7 +423,14 @@ impl Schemes {
     /// actuator cut out as not resident, or held back by the pace, are refunded to the size
     /// quota of the window they were charged in ([`QuotaState::refund`]); for paced bytes the
     /// walk resumes at the first piece held back.
-    pub fn account(&mut self, report: &ApplyReport, _now_us: u64) {
+    ///
+    /// Ranges found wholly not resident are learned ([`known_out`]): the next walks skip
+    /// them as filtered, so the quota reaches the resident candidates behind them. An
+    /// outcome with nothing resident teaches the time quota nothing: its time (a pagemap
+    /// read) is not charged, so a round of memory already out cannot drop the throughput
+    /// estimate to nothing.
+    pub fn account(&mut self, report: &ApplyReport, now_us: u64) {
+        self.known_out.learn(report, now_us);
         for (idx, st) in self.states.iter_mut().enumerate() {
             let Some(ledger) = &mut st.ledger else {
                 continue;
@@ -429,7 +445,9 @@ impl Schemes {
         }
         let mut rewinds: Vec<Option<(TargetId, u64)>> = vec![None; self.states.len()];
         for o in &report.outcomes {
-            self.charge(o.scheme, o.elapsed_ns, o.bytes_applied);
+            let wholly_out = o.bytes_requested > 0 && o.not_resident() >= o.bytes_requested;
+            let elapsed_ns = if wholly_out { 0 } else { o.elapsed_ns };
+            self.charge(o.scheme, elapsed_ns, o.bytes_applied);
             let Some(st) = self.states.get_mut(o.scheme) else {
                 continue;
             };
@@ -574,6 +592,8 @@ fn resolve_cgroups(
     out
 }
 
+pub mod known_out;
 mod walk;
+use known_out::KnownOut;
 pub use walk::HPAGE_SIZE;
-use walk::{adjust_quota, apply_scheme};
+use walk::{adjust_quota, apply_scheme, WalkInput};

@@ -21,6 +21,7 @@ pub(super) fn adjust_quota(
     snap: &Snapshot,
     now_us: u64,
     env: &dyn MetricSource,
+    known_out: &KnownOut,
 ) {
     let q = &spec.quota;
     if !q.is_set() {
@@ -64,11 +65,20 @@ pub(super) fn adjust_quota(
             .set_effective_quota(q, score, snap.attrs.min_region_sz);
     }
     let pat = pattern::Resolved::new(&spec.pattern, &snap.attrs);
+    let skip_out = spec
+        .action
+        .advice()
+        .is_some_and(known_out::residency_matters);
     let mut hist = ScoreHistogram::default();
     for t in &snap.targets {
         for r in &t.regions {
             if pat.matches(r) {
-                hist.add(region_score(spec, r, snap), r.size());
+                let out = if skip_out {
+                    known_out.bytes_in(t.target, AddrRange::new(r.start(), r.end()))
+                } else {
+                    0
+                };
+                hist.add(region_score(spec, r, snap), r.size() - out.min(r.size()));
             }
         }
     }
@@ -78,17 +88,33 @@ pub(super) fn adjust_quota(
 /// The PMD huge page size of x86-64 and arm64 with 4 KiB pages.
 pub const HPAGE_SIZE: u64 = 2 << 20;
 
+/// What a walk reads besides the scheme: the snapshot, the targets' cgroups (for cgroup
+/// filters) and the ranges known to be out of memory.
+pub(super) struct WalkInput<'a> {
+    pub snap: &'a Snapshot,
+    pub cgroups: &'a HashMap<TargetId, Vec<String>>,
+    pub known_out: &'a KnownOut,
+}
+
 /// The per-region walk of `damon_do_apply_schemes()` / `damos_apply_scheme()` (core.c 6.12)
 /// for one scheme.
 pub(super) fn apply_scheme(
     idx: usize,
     spec: &SchemeSpec,
     st: &mut SchemeState,
-    snap: &Snapshot,
-    cgroups: &HashMap<TargetId, Vec<String>>,
+    input: &WalkInput,
     out: &mut Vec<AdviceRequest>,
     selected: &mut Vec<Selected>,
 ) {
+    let WalkInput {
+        snap,
+        cgroups,
+        known_out,
+    } = *input;
+    let skip_out = spec
+        .action
+        .advice()
+        .is_some_and(known_out::residency_matters);
     let min_sz = snap.attrs.min_region_sz.max(1);
     let pat = pattern::Resolved::new(&spec.pattern, &snap.attrs);
     let esz = st.quota.esz;
@@ -146,6 +172,20 @@ pub(super) fn apply_scheme(
                 }
                 if filtered_out {
                     continue;
+                }
+                if skip_out {
+                    // Known to be out of memory: skipped as filtered (not charged, no age
+                    // reset; runtime/known_out.rs).
+                    let (skipped, rest) = known_out.cut(t.target, &mut p);
+                    if let Some(rest) = rest {
+                        pieces.push_front(rest);
+                    }
+                    if skipped > 0 {
+                        st.stats.sz_not_resident = st.stats.sz_not_resident.saturating_add(skipped);
+                    }
+                    if p.is_empty() {
+                        continue;
+                    }
                 }
                 if spec.action == Action::Collapse {
                     // MADV_COLLAPSE works on whole PMD-sized huge pages: keep the aligned part.

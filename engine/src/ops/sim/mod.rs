@@ -31,13 +31,12 @@
 //! - `pattern`: the scripted access patterns and their per-interval truth ([`Pattern`],
 //!   [`Interval`]);
 //! - `zipf`: the Zipf key space and the permutation that scatters its keys;
-//! - `residency`: the set of non-resident pages;
+//! - the set of non-resident pages is an [`engine::rangeset::RangeSet`](crate::rangeset::RangeSet);
 //! - `space`: the simulated address space, its scenarios and its ground truth ([`SimSpace`]);
 //! - `check`: the access check over one space per target ([`SimOps`]).
 
 mod check;
 mod pattern;
-mod residency;
 mod space;
 #[cfg(test)]
 mod tests;

@@ -3,9 +3,9 @@
 //! interval).
 
 use super::pattern::{draw, Band, Interval, Pattern, PatternCache, SparseHot, PAGE};
-use super::residency::RangeSet;
 use super::zipf::ZipfKeys;
 use crate::access::{Access, SampleReq};
+use crate::rangeset::RangeSet;
 use crate::region::AddrRange;
 use std::cell::RefCell;
 use thiserror::Error;
