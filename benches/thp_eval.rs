@@ -17,7 +17,7 @@
 //! other processes on the machine's cores do not count), over a window of
 //! `MADVD_THP_WINDOW_S` (5) seconds. For `collapse` and `giveback` two windows: the phase
 //! from madvd's start until it has settled (collapse: the dense mapping all huge pages;
-//! give-back: the sparse mapping's RSS down to a tenth or no longer falling, at most `MADVD_THP_SETTLE_S` =
+//! give-back: the sparse mapping's RSS down to a tenth; at most `MADVD_THP_SETTLE_S` =
 //! 60 s), then the window after. RSS and AnonHugePages from `/proc/PID/smaps` at the end;
 //! bloat = RSS − touched bytes (never below 0).
 //!
@@ -179,21 +179,16 @@ fn run_one(cx: &Ctx, config: &str, i: usize) -> Run {
             let _m = start_madvd(&cx.exe, &cx.policy, pid, &cx.ops, &log);
             w.mark().expect("mark");
             let t0 = Instant::now();
-            let mut last = (u64::MAX, Instant::now());
             loop {
                 std::thread::sleep(Duration::from_millis(500));
                 let done = if config == "collapse" {
                     smaps(pid, Some(dense.start)).anon_huge >= dense.len()
                 } else {
-                    // Settled: the sparse mapping's RSS down to a tenth, or down by half
-                    // and unchanged for 8 s (longer than the give-back's 6 s idle age, so
-                    // a pass that waits for regions to age again is not taken for the end).
+                    // Settled: the sparse mapping's RSS down to a tenth (else the cap: the
+                    // give-back can pause for longer than its 6 s idle age, while regions
+                    // it advised, their age reset, merge with ones it has not reached).
                     let s = sparse.map_or(0, |s| smaps(pid, Some(s.start)).rss);
-                    if s != last.0 {
-                        last = (s, Instant::now());
-                    }
-                    let len = sparse.map_or(1, |s| s.len());
-                    s * 10 <= len || (s < len / 2 && last.1.elapsed().as_secs() >= 8)
+                    s * 10 <= sparse.map_or(1, |s| s.len())
                 };
                 if done || t0.elapsed().as_secs() >= cx.settle {
                     break;
