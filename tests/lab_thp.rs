@@ -168,7 +168,7 @@ fn verified(w: &mut Workload, what: &str) {
 /// always, then always + `thp.ron` (the give-back: `split`), then khugepaged, sped up, on
 /// the split huge pages with madvd stopped: it must not rebuild them.
 #[test]
-#[ignore = "thp.ron's give-back through madvd run is not reliable in the lab yet (2026-12-06, 6.12 TCG, 90 s each: --ops damon removed 0%, 19%, 0% of the bloat, --ops page_idle 81% and 0%: the sparse mapping was not selected, or late; the kernel half works: lab_thp_split_frees_bloat). docs/performance.md, THP tuning per workload"]
+#[ignore = "thp.ron's give-back through madvd run is not reliable in the lab yet (2026-12-06, 6.12 TCG, 90 s each: split with --ops damon removed 19% (no cold yet) and 0% of the bloat, with --ops page_idle 81% and 0%: the sparse mapping was not selected, or late; the kernel half works: lab_thp_split_frees_bloat). docs/performance.md, THP tuning per workload"]
 fn lab_thp_give_back() {
     let kernel = engine::lab_or_skip!("not in the madvd kernel lab (THP=always lives there)");
     let enabled = set("enabled", "always");
