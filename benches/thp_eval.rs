@@ -8,26 +8,27 @@
 //! | `never` | THP never (prctl) | none |
 //! | `always` | THP always (`MADV_HUGEPAGE`) | none |
 //! | `collapse` | never | `madvd run --policy policies/thp.ron` (its `thp-collapse` acts) |
-//! | `giveback` | always | the same policy (its `thp-give-back` acts; swap from the fixture) |
+//! | `giveback` | always | the same policy (its `thp-give-back`, a `split`, acts; whatever swap the machine has, none needed) |
 //! | `giveback-noswap` | always | the same, on a machine without swap (skipped when it has some) |
+//! | `giveback-swap` | always | the same, with swap from the fixture (`TempSwap`, the machine-wide swap lock) |
 //! | `shrinker` | always | none: `khugepaged/max_ptes_none` set to 409, then `drop_caches` 2 runs the shrinkers (the kernel's underused-THP shrinker); both restored. Only with `MADVD_THP_SHRINKER=1` |
 //!
 //! Speed: chase loads per second of the loop thread's CPU time (`Truth::loop_cpu_ms`, so
 //! other processes on the machine's cores do not count), over a window of
 //! `MADVD_THP_WINDOW_S` (5) seconds. For `collapse` and `giveback` two windows: the phase
 //! from madvd's start until it has settled (collapse: the dense mapping all huge pages;
-//! give-back: the sparse mapping's RSS no longer falling, at most `MADVD_THP_SETTLE_S` =
+//! give-back: the sparse mapping's RSS down to a tenth; at most `MADVD_THP_SETTLE_S` =
 //! 60 s), then the window after. RSS and AnonHugePages from `/proc/PID/smaps` at the end;
 //! bloat = RSS − touched bytes (never below 0).
 //!
-//! Run (as root: madvd advises another process; the give-back takes the swap fixture):
+//! Run (as root: madvd advises another process; `giveback-swap` takes the swap fixture):
 //!   nice -n 10 cargo bench --bench thp_eval -- [RUNS] [CONFIGS]
 //! RUNS defaults to 5; CONFIGS a comma list (default never,always,collapse,giveback;
 //! giveback-noswap and shrinker on their own). `MADVD_THP_DENSE_MIB` (256), `MADVD_THP_SPARSE_MIB` (256),
 //! `MADVD_THP_SPARSE_PAGES` (4), `MADVD_THP_OPS` (smaps: the host has no page_idle or DAMON).
 //! Runs are interleaved (run 0 of every config, then run 1, ...), so that the shared
 //! machine's load moves every config alike; `giveback-noswap` cannot run in the same bench
-//! as `giveback` (the fixture's swap). Prints one line per run and a table of medians
+//! as `giveback-swap` (the fixture's swap). Prints one line per run and a table of medians
 //! (with min–max) at the end.
 
 use engine::kernel::zram::TempSwap;
@@ -173,23 +174,21 @@ fn run_one(cx: &Ctx, config: &str, i: usize) -> Run {
             let _ = set(none, &old);
             r.speed = window(&mut w, cx.win);
         }
-        "collapse" | "giveback" | "giveback-noswap" => {
+        "collapse" | "giveback" | "giveback-noswap" | "giveback-swap" => {
             let log = cx.logdir.path().join(format!("{config}-{i}.log"));
             let _m = start_madvd(&cx.exe, &cx.policy, pid, &cx.ops, &log);
             w.mark().expect("mark");
             let t0 = Instant::now();
-            let mut last = (u64::MAX, Instant::now());
             loop {
                 std::thread::sleep(Duration::from_millis(500));
                 let done = if config == "collapse" {
                     smaps(pid, Some(dense.start)).anon_huge >= dense.len()
                 } else {
-                    // Settled: the sparse mapping's RSS unchanged for 3 s, and down.
+                    // Settled: the sparse mapping's RSS down to a tenth (else the cap: the
+                    // give-back can pause for longer than its 6 s idle age, while regions
+                    // it advised, their age reset, merge with ones it has not reached).
                     let s = sparse.map_or(0, |s| smaps(pid, Some(s.start)).rss);
-                    if s != last.0 {
-                        last = (s, Instant::now());
-                    }
-                    s < sparse.map_or(1, |s| s.len()) / 2 && last.1.elapsed().as_secs() >= 3
+                    s * 10 <= sparse.map_or(1, |s| s.len())
                 };
                 if done || t0.elapsed().as_secs() >= cx.settle {
                     break;
@@ -282,9 +281,10 @@ fn main() {
             !skip
         })
         .collect();
-    // The swap fixture for the whole bench when a give-back runs (configs are interleaved,
-    // run by run, so that the machine's load moves all of them alike).
-    let _swap = configs.iter().any(|c| c == "giveback").then(|| {
+    // The swap fixture for the whole bench only for `giveback-swap` (the give-back, a split,
+    // needs no swap; configs are interleaved, run by run, so that the machine's load moves
+    // all of them alike).
+    let _swap = configs.iter().any(|c| c == "giveback-swap").then(|| {
         TempSwap::ensure(&root, 1 << 30, Some(Duration::from_secs(600)), &|| false)
             .expect("swap fixture")
     });

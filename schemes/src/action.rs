@@ -29,22 +29,41 @@ pub enum Action {
     /// within the cgroup, not the exact pages selected.
     #[serde(rename = "reclaim_cgroup")]
     ReclaimCgroup,
+    /// Split the transparent huge pages of the selected regions, giving back their
+    /// untouched 4 KiB subpages: `MADV_PAGEOUT` of the first 4 KiB page of each whole
+    /// 2 MiB-aligned huge page inside. A page-out of part of a PMD-mapped huge page splits
+    /// it (`madvise_cold_or_pageout_pte_range`, mm/madvise.c 6.12 and 6.18: `next - addr !=
+    /// HPAGE_PMD_SIZE` → `split_folio`), and the split of an anonymous huge page maps each
+    /// zero-filled subpage to the shared zero page and frees it (`remap_page(...,
+    /// RMP_USE_SHARED_ZEROPAGE)`: `__split_huge_page`, mm/huge_memory.c 6.12;
+    /// `__folio_split` 6.18) — what the kernel's underused-THP shrinker does, without its
+    /// machine-wide `max_ptes_none`, and without swap. The touched subpages stay resident
+    /// (the one paged-out page goes to swap if it was touched and there is swap). Then
+    /// `MADV_COLD` of the whole 2 MiB clears their Accessed bits and young flags: khugepaged
+    /// rebuilds a huge page over zero-page entries (up to `max_ptes_none`, 511 by default)
+    /// when one of its subpages reads referenced (`hpage_collapse_scan_pmd`,
+    /// mm/khugepaged.c 6.12: `pte_young || folio_test_young || folio_test_referenced`), and
+    /// kernel DAMON's sampling moves a young PTE's bit into the folio's young flag
+    /// (`damon_ptep_mkold`, mm/damon/ops-common.c 6.12). On memory that is not a huge page
+    /// it pages out one 4 KiB page and deactivates the rest, per 2 MiB.
+    Split,
 }
 
 impl Action {
-    pub const ALL: [Action; 6] = [
+    pub const ALL: [Action; 7] = [
         Action::Pageout,
         Action::Cold,
         Action::Willneed,
         Action::Collapse,
         Action::Stat,
         Action::ReclaimCgroup,
+        Action::Split,
     ];
 
     /// The advice to apply, `None` for `stat` and `reclaim_cgroup` (no process to advise).
     pub const fn advice(self) -> Option<Advice> {
         match self {
-            Action::Pageout => Some(Advice::Pageout),
+            Action::Pageout | Action::Split => Some(Advice::Pageout),
             Action::Cold => Some(Advice::Cold),
             Action::Willneed => Some(Advice::Willneed),
             Action::Collapse => Some(Advice::Collapse),
@@ -60,6 +79,7 @@ impl Action {
             Action::Collapse => "collapse",
             Action::Stat => "stat",
             Action::ReclaimCgroup => "reclaim_cgroup",
+            Action::Split => "split",
         }
     }
 
@@ -79,7 +99,9 @@ impl Action {
     /// pay off for hot memory) hottest first, `stat` not at all.
     pub const fn priority(self) -> Priority {
         match self {
-            Action::Pageout | Action::Cold | Action::ReclaimCgroup => Priority::Cold,
+            Action::Pageout | Action::Cold | Action::ReclaimCgroup | Action::Split => {
+                Priority::Cold
+            }
             Action::Willneed | Action::Collapse => Priority::Hot,
             Action::Stat => Priority::None,
         }

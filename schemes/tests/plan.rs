@@ -291,6 +291,36 @@ fn collapse_requests_are_huge_page_aligned() {
     assert_eq!(reqs[0].advice, Advice::Collapse);
 }
 
+/// `split` pages out the first 4 KiB page of each whole huge page (a partial page-out splits
+/// a PMD-mapped huge page) and colds all of it, and nothing of a region without a whole
+/// one; charged whole.
+#[test]
+fn split_requests_one_page_per_whole_huge_page() {
+    let p = one_scheme("pattern: (), action: split");
+    let (mut s, _) = schemes(&p);
+    let regions = vec![
+        region(0x20_1000, 6 << 20, 0, 5),
+        region(0x90_0000, 1 << 20, 0, 5),
+    ];
+    let reqs = s.plan(&snapshot(100_000, vec![(1, regions)]), 100_000);
+    let ranges: Vec<_> = reqs.iter().map(|r| r.range).collect();
+    assert_eq!(
+        ranges,
+        [
+            AddrRange::new(0x40_0000, 0x40_1000),
+            AddrRange::new(0x40_0000, 0x60_0000),
+            AddrRange::new(0x60_0000, 0x60_1000),
+            AddrRange::new(0x60_0000, 0x80_0000),
+        ]
+    );
+    let advice: Vec<_> = reqs.iter().map(|r| r.advice).collect();
+    assert_eq!(
+        advice,
+        [Advice::Pageout, Advice::Cold, Advice::Pageout, Advice::Cold]
+    );
+    assert_eq!(s.stats()[0].sz_tried, 4 << 20);
+}
+
 #[test]
 fn user_input_goal_steers_the_quota() {
     let p = one_scheme("pattern: (), action: pageout, quota: (reset_interval: \"100 ms\", goals: [(metric: user_input, target: 100, current: 0)])");

@@ -71,11 +71,15 @@ fn shipped_policies_say_what_the_issue_asks() {
     let p = load("thp-hot.ron");
     assert_eq!(p.schemes[0].action, schemes::Action::Collapse);
     assert_eq!(p.schemes[0].pattern.min_sz, 2 << 20);
-    // thp.ron: both sides, each on whole huge pages; give-back only on idle regions.
+    // thp.ron: both sides, each on whole huge pages; collapse only densely hot regions (half
+    // the samples, so one young sample after a collapse never matches), give-back (a split)
+    // only idle ones.
     let p = load("thp.ron");
     let acts: Vec<_> = p.schemes.iter().map(|s| s.action).collect();
-    assert_eq!(acts, [schemes::Action::Collapse, schemes::Action::Pageout]);
+    assert_eq!(acts, [schemes::Action::Collapse, schemes::Action::Split]);
     assert!(p.schemes.iter().all(|s| s.pattern.min_sz == 2 << 20));
+    assert_eq!(p.schemes[0].pattern.min_freq, Freq::MaxBp(3_000));
+    assert_eq!(p.schemes[0].pattern.min_age, Age::TimeUs(4_000_000));
     assert_eq!(p.schemes[1].pattern.max_freq, Freq::Count(0));
     assert!(load("stat.ron")
         .schemes

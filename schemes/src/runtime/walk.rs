@@ -96,6 +96,10 @@ pub(super) struct WalkInput<'a> {
     pub known_out: &'a KnownOut,
 }
 
+/// What `split` pages out of each huge page: one base page (4 KiB), so the page-out covers
+/// part of the huge page and splits it.
+pub const SPLIT_PAGE: u64 = 4 << 10;
+
 /// The per-region walk of `damon_do_apply_schemes()` / `damos_apply_scheme()` (core.c 6.12)
 /// for one scheme.
 pub(super) fn apply_scheme(
@@ -187,8 +191,9 @@ pub(super) fn apply_scheme(
                         continue;
                     }
                 }
-                if spec.action == Action::Collapse {
-                    // MADV_COLLAPSE works on whole PMD-sized huge pages: keep the aligned part.
+                if matches!(spec.action, Action::Collapse | Action::Split) {
+                    // MADV_COLLAPSE works on whole PMD-sized huge pages, and `split` splits
+                    // whole ones: keep the aligned part.
                     let (a, b) = (align_up(p.start, HPAGE_SIZE), align_down(p.end, HPAGE_SIZE));
                     if a >= b {
                         continue;
@@ -196,7 +201,28 @@ pub(super) fn apply_scheme(
                     p = AddrRange::new(a, b);
                 }
                 let sz = p.len();
-                if let Some(advice) = spec.action.advice() {
+                if spec.action == Action::Split {
+                    // For each whole huge page: a page-out of its first page (a partial
+                    // page-out splits it) and a cold of all of it (clears the Accessed
+                    // bits and young flags that would let khugepaged rebuild it; see
+                    // `Action::Split`). The piece is charged whole, as the kernel charges
+                    // a region's size whatever the action did in it.
+                    let mut h = p.start;
+                    while h + HPAGE_SIZE <= p.end {
+                        for (range, advice) in [
+                            (AddrRange::new(h, h + SPLIT_PAGE), Advice::Pageout),
+                            (AddrRange::new(h, h + HPAGE_SIZE), Advice::Cold),
+                        ] {
+                            out.push(AdviceRequest {
+                                target: t.target,
+                                range,
+                                advice,
+                                scheme: idx,
+                            });
+                        }
+                        h += HPAGE_SIZE;
+                    }
+                } else if let Some(advice) = spec.action.advice() {
                     out.push(AdviceRequest {
                         target: t.target,
                         range: p,
