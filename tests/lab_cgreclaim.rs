@@ -41,7 +41,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 mod common;
-use common::lab_cgroup::{co_schedule, Cgroup, Workloads};
+use common::lab_cgroup::{co_schedule, monitor_cpu, pin, Cgroup, Workloads};
 use common::{exe, MIB, PAGE};
 
 const WARMUP: u64 = 20;
@@ -375,6 +375,10 @@ fn lab_cgreclaim_madvd_against_kernel_damon_paddr() {
         kd: KernelDamon::start_phys(&root, None, attrs(), &[kernel_scheme("stat")]).unwrap(),
         acting: false,
     };
+    // The kdamond on the monitor's vCPU, as madvd's monitor: unpinned, it can land beside
+    // the three children on vCPU 0 and sample there.
+    let kpid = k.kd.kdamond_pid().unwrap().expect("the kdamond runs");
+    pin(kpid as i32, monitor_cpu());
     let kern = phases("kernel", &mut w, &owners, &mut k);
     k.kd.stop().unwrap();
     drop(w);

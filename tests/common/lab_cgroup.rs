@@ -165,9 +165,15 @@ pub fn co_schedule(pid: u32) {
     {
         pin(t.file_name().to_string_lossy().parse().unwrap(), 0);
     }
+    pin(0, monitor_cpu());
+}
+
+/// The monitor's vCPU: 1, or 0 on a one-vCPU guest. A kdamond goes there too
+/// ([`pin`] its pid), beside madvd's monitor and away from the children.
+pub fn monitor_cpu() -> usize {
     // SAFETY: sysconf has no memory-safety preconditions.
     let n = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
-    pin(0, (n.clamp(1, 2) - 1) as usize);
+    (n.clamp(1, 2) - 1) as usize
 }
 
 pub fn pin(tid: i32, cpu: usize) {
