@@ -2,8 +2,11 @@
 //! (`shared/lab`, Linux 6.12 under qemu, 2 GiB, zram swap, cgroup v2 at `/sys/fs/cgroup`).
 //!
 //! Two cgroups each run a workload child (`madvd workload`) with ground truth: one
-//! hot-heavy (32 MiB, half touched in a loop), one mostly idle (48 MiB, 5% touched). Each
-//! side runs on fresh children and fresh groups, in three phases of aggregations:
+//! hot-heavy (32 MiB, half touched in a loop), one mostly idle (48 MiB, 5% touched); a third,
+//! the control (16 MiB, all of it touched: the hot-heavy child's hot set without its cold
+//! half), runs beside them on the same vCPU and is never reclaimed (madvd drops its requests,
+//! the kernel finds nothing of it cold). Each side runs on fresh children and fresh groups,
+//! in three phases of aggregations:
 //!
 //! 1. warm-up ([`WARMUP`]);
 //! 2. estimate ([`MEASURED`]): each snapshot's regions attributed to the cgroups through
@@ -14,11 +17,15 @@
 //!    kdamond (the same scheme, turned from `stat` to `pageout` by a `commit`), with the same
 //!    pattern and quota — (b) memory saved (each group's `memory.current` drop over the
 //!    phase) as a share of the provably idle bytes (the children's untouched bytes over the
-//!    phase), and the hot child's throughput in the phase against phase 2 (slowdown).
+//!    phase); the refaults (`workingset_refault_anon`); and the slowdown: per aggregation
+//!    window, each child's touches per second over the control's (host load that slows the
+//!    vCPU slows both alike and cancels), the act phase's median ratio against the estimate
+//!    phase's. The same measure between the estimate phase's two halves, where nothing is
+//!    reclaimed, is the run's noise.
 //!
 //! Must show: madvd's errors within 5 points of the kernel's; madvd saves at least 80% of
-//! what the kernel saves. The slowdown is printed, not asserted: under TCG two runs of the
-//! same side differ by more than the sides do (docs/performance.md).
+//! what the kernel saves. The slowdown rule (madvd's no more than the kernel's plus the
+//! run's noise) is printed with its verdict, not asserted (docs/performance.md says why).
 //!
 //! A second test runs `madvd run --paddr` end to end on one idle group. Outside the lab
 //! every test skips loudly; on the `debian` kernel (no page_idle) `run --paddr` must say
@@ -132,12 +139,16 @@ struct Group {
     /// Phase 3: pages faulted back in soon after reclaim (`workingset_refault_anon`) — what
     /// taking the wrong pages costs, free of the host's noise.
     refaults: u64,
-    /// The child's touches per second: the two halves of the estimate phase, all of it,
-    /// and the act phase.
-    rate_e1: f64,
-    rate_e2: f64,
+    /// The child's touches per second over the whole estimate and act phases.
     rate_base: f64,
     rate_act: f64,
+    /// Medians of the child's rate over the control's, one ratio per aggregation window
+    /// (400 ms): the first 7 and the last 8 windows of the estimate phase, all 15 of it,
+    /// and the act phase's 15 (the control's own are 1).
+    ratio_e1: f64,
+    ratio_e2: f64,
+    ratio_est: f64,
+    ratio_act: f64,
 }
 
 impl Group {
@@ -149,17 +160,34 @@ impl Group {
             100.0 * (self.est_hot - self.true_hot).abs() / total,
         )
     }
-    /// Slowdown in the act phase against the estimate phase, relative to the control `c`
+    /// Slowdown in the act phase against the estimate phase, relative to the control
     /// (never reclaimed, on the same vCPU in the same windows): host load that slows the
-    /// vCPU slows both children alike and cancels in the ratio; what stays is what the
-    /// reclaim cost this child and not the control (refaults, and its own reclaim).
-    fn slowdown_pct(&self, c: &Group) -> f64 {
-        100.0 * (1.0 - (self.rate_act / self.rate_base) / (c.rate_act / c.rate_base))
+    /// vCPU slows both children alike and cancels in each window's ratio, and the median
+    /// over the windows drops the windows where the host took the vCPU away in one child's
+    /// turn; what stays is what the reclaim cost this child and not the control.
+    fn slowdown_pct(&self) -> f64 {
+        100.0 * (1.0 - self.ratio_act / self.ratio_est)
     }
     /// The same measure between the two halves of the estimate phase, where nothing is
     /// reclaimed: its distance from 0 is the measure's noise in this run.
-    fn null_pct(&self, c: &Group) -> f64 {
-        100.0 * (1.0 - (self.rate_e2 / self.rate_e1) / (c.rate_e2 / c.rate_e1))
+    fn null_pct(&self) -> f64 {
+        100.0 * (1.0 - self.ratio_e2 / self.ratio_e1)
+    }
+    /// The plain measure for comparison: whole-phase rates, act over estimate, relative to
+    /// the control's.
+    fn whole_slowdown_pct(&self, c: &Group) -> f64 {
+        100.0 * (1.0 - (self.rate_act / self.rate_base) / (c.rate_act / c.rate_base))
+    }
+}
+
+fn median(v: &[f64]) -> f64 {
+    let mut v = v.to_vec();
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
     }
 }
 
@@ -174,25 +202,37 @@ fn phases(who: &str, w: &mut Workloads<3>, owners: &Owners, d: &mut dyn Driver) 
     let mut out = [Group::default(); 3];
     let mut snaps: Vec<Vec<CgroupBytes>> = Vec::new();
     let mut before = [(0u64, 0u64, 0u64); 3];
-    let mut mid = [Ops::default(); 3];
+    // Each child's touches at the last window's end, and per group each window's rate over
+    // the control's.
+    let mut prev = [Ops::default(); 3];
+    let mut ratios: [Vec<f64>; 3] = Default::default();
     let t0 = Instant::now();
     for k in 1..=WARMUP + MEASURED + ACT {
         let act = k > WARMUP + MEASURED;
         let regions = d.next(act);
         if k == WARMUP {
             w.mark();
-        } else if k > WARMUP && !act {
-            let v = owners.of(&regions, Sampling::default(), PAGE);
-            snaps.push(v);
         }
-        if k == WARMUP + MEASURED / 2 {
-            for (m, c) in mid.iter_mut().zip(&mut w.children) {
-                *m = Ops::of(&c.truth().unwrap());
-            }
+        if k <= WARMUP {
+            continue;
+        }
+        if !act {
+            snaps.push(owners.of(&regions, Sampling::default(), PAGE));
+        }
+        let truths: Vec<_> = w.children.iter_mut().map(|c| c.truth().unwrap()).collect();
+        let rates: Vec<f64> = (0..3)
+            .map(|i| {
+                let now = Ops::of(&truths[i]);
+                let r = prev[i].rate_to(now);
+                prev[i] = now;
+                r
+            })
+            .collect();
+        for (r, rate) in ratios.iter_mut().zip(&rates) {
+            r.push(rate / rates[CTL]);
         }
         if k == WARMUP + MEASURED {
-            for (i, (g, c)) in w.groups.iter().zip(&mut w.children).enumerate() {
-                let t = c.truth().unwrap();
+            for (i, (g, t)) in w.groups.iter().zip(&truths).enumerate() {
                 let n = snaps.len() as f64;
                 let of = |f: fn(&CgroupBytes) -> u64| {
                     snaps
@@ -205,10 +245,7 @@ fn phases(who: &str, w: &mut Workloads<3>, owners: &Owners, d: &mut dyn Driver) 
                 out[i].est_cold = of(|x| x.cold_bytes);
                 out[i].true_hot = t.touched_bytes as f64;
                 out[i].true_cold = t.untouched_bytes as f64;
-                let end = Ops::of(&t);
-                out[i].rate_e1 = Ops::default().rate_to(mid[i]);
-                out[i].rate_e2 = mid[i].rate_to(end);
-                out[i].rate_base = Ops::default().rate_to(end);
+                out[i].rate_base = Ops::default().rate_to(Ops::of(t));
                 before[i] = (
                     g.memory_current(),
                     g.swap_current(),
@@ -216,15 +253,24 @@ fn phases(who: &str, w: &mut Workloads<3>, owners: &Owners, d: &mut dyn Driver) 
                 );
             }
             w.mark();
+            prev = [Ops::default(); 3];
+        }
+        if k == WARMUP + MEASURED + ACT {
+            for (i, (g, t)) in w.groups.iter().zip(&truths).enumerate() {
+                out[i].idle = t.untouched_bytes as f64;
+                out[i].rate_act = Ops::default().rate_to(Ops::of(t));
+                out[i].saved = before[i].0 as f64 - g.memory_current() as f64;
+                out[i].swapped = g.swap_current() as f64 - before[i].1 as f64;
+                out[i].refaults = g.stat("workingset_refault_anon") - before[i].2;
+            }
         }
     }
-    for (i, (g, c)) in w.groups.iter().zip(&mut w.children).enumerate() {
-        let t = c.truth().unwrap();
-        out[i].idle = t.untouched_bytes as f64;
-        out[i].rate_act = Ops::default().rate_to(Ops::of(&t));
-        out[i].saved = before[i].0 as f64 - g.memory_current() as f64;
-        out[i].swapped = g.swap_current() as f64 - before[i].1 as f64;
-        out[i].refaults = g.stat("workingset_refault_anon") - before[i].2;
+    let (m, half) = (MEASURED as usize, MEASURED as usize / 2);
+    for (o, r) in out.iter_mut().zip(&ratios) {
+        o.ratio_e1 = median(&r[..half]);
+        o.ratio_e2 = median(&r[half..m]);
+        o.ratio_est = median(&r[..m]);
+        o.ratio_act = median(&r[m..]);
     }
     println!("{who}: {:.1} s; {}", t0.elapsed().as_secs_f64(), d.report());
     // No `verify` here: reading every page back through zram costs the lab's time budget;
@@ -395,8 +441,8 @@ fn lab_cgreclaim_madvd_against_kernel_damon_paddr() {
             names[i], mib(m.true_hot), mib(m.est_hot), mib(k.est_hot), mib(m.true_cold), mib(m.est_cold), mib(k.est_cold)
         );
     }
-    println!("(b) {ACT} aggregations of action; slowdown and null relative to the control (never reclaimed)");
-    println!("| cgroup | side | provably idle | saved (memory.current drop) | saved / idle | swap growth | refaults | touches/s est. 1st half, 2nd half → act | slowdown | null (noise) |");
+    println!("(b) {ACT} aggregations of action; slowdown and null against the control (never reclaimed), medians of per-window ratios");
+    println!("| cgroup | side | provably idle | saved (memory.current drop) | saved / idle | swap growth | refaults | touches/s est. → act | slowdown (whole phases) | null (noise) |");
     println!("|---|---|---|---|---|---|---|---|---|---|");
     for i in 0..3 {
         for (side, g, c) in [
@@ -407,20 +453,23 @@ fn lab_cgreclaim_madvd_against_kernel_damon_paddr() {
                 ("–".to_string(), "–".to_string())
             } else {
                 (
-                    format!("{:.1}%", g.slowdown_pct(&c)),
-                    format!("{:.1}%", g.null_pct(&c)),
+                    format!(
+                        "{:.1}% ({:.1}%)",
+                        g.slowdown_pct(),
+                        g.whole_slowdown_pct(&c)
+                    ),
+                    format!("{:.1}%", g.null_pct()),
                 )
             };
             println!(
-                "| {} | {side} | {:.1} MiB | {:.1} MiB | {:.0}% | {:.1} MiB | {:.1} MiB | {:.0}, {:.0} → {:.0} | {slow} | {null} |",
+                "| {} | {side} | {:.1} MiB | {:.1} MiB | {:.0}% | {:.1} MiB | {:.1} MiB | {:.0} → {:.0} | {slow} | {null} |",
                 names[i],
                 mib(g.idle),
                 mib(g.saved),
                 100.0 * g.saved / g.idle,
                 mib(g.swapped),
                 mib((g.refaults * PAGE) as f64),
-                g.rate_e1,
-                g.rate_e2,
+                g.rate_base,
                 g.rate_act,
             );
         }
@@ -431,14 +480,8 @@ fn lab_cgreclaim_madvd_against_kernel_damon_paddr() {
     let (ms, ks) = (share(&madvd), share(&kern));
     // The slowdown bar: madvd's hot child slows by no more than the kernel's, plus the
     // noise of the measure in this run (the larger null of the two sides).
-    let (m_slow, k_slow) = (
-        madvd[0].slowdown_pct(&madvd[CTL]),
-        kern[0].slowdown_pct(&kern[CTL]),
-    );
-    let noise = madvd[0]
-        .null_pct(&madvd[CTL])
-        .abs()
-        .max(kern[0].null_pct(&kern[CTL]).abs());
+    let (m_slow, k_slow) = (madvd[0].slowdown_pct(), kern[0].slowdown_pct());
+    let noise = madvd[0].null_pct().abs().max(kern[0].null_pct().abs());
     let refaults =
         |s: &[Group; 3]| mib((s[..CTL].iter().map(|g| g.refaults).sum::<u64>() * PAGE) as f64);
     println!(
