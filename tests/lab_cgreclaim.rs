@@ -5,7 +5,7 @@
 //! hot-heavy (32 MiB, half touched in a loop), one mostly idle (48 MiB, 5% touched); a third,
 //! the control (16 MiB, all of it touched: the hot-heavy child's hot set without its cold
 //! half), runs beside them on the same vCPU and is never reclaimed (madvd drops its requests,
-//! the kernel finds nothing of it cold). Each side runs on fresh children and fresh groups,
+//! the kernel's scheme has a memcg filter for it). Each side runs on fresh children and fresh groups,
 //! in three phases of aggregations:
 //!
 //! 1. warm-up ([`WARMUP`]);
@@ -66,7 +66,9 @@ const POLICY: &str = r#"(schemes: [(
     quota: (size: "256 MiB", reset_interval: "1 s"),
 )])"#;
 
-fn kernel_scheme(action: &str) -> DamosScheme {
+/// The kernel's side of [`POLICY`], leaving the `control` group's pages alone (a memcg
+/// filter), as madvd's side drops the control's requests.
+fn kernel_scheme(action: &str, control: &str) -> DamosScheme {
     DamosScheme {
         action: action.into(),
         nr_accesses: (0, 0),
@@ -74,6 +76,7 @@ fn kernel_scheme(action: &str) -> DamosScheme {
         quota_bytes: 256 * MIB,
         quota_ms: 0,
         reset_interval_ms: 1000,
+        reject_memcg: Some(control.into()),
     }
 }
 
@@ -358,12 +361,15 @@ impl Driver for Madvd {
 struct Kernel {
     kd: KernelDamon,
     acting: bool,
+    control: String,
 }
 
 impl Driver for Kernel {
     fn next(&mut self, act: bool) -> Vec<Region> {
         if act && !self.acting {
-            self.kd.commit_scheme(1, &kernel_scheme("pageout")).unwrap();
+            self.kd
+                .commit_scheme(1, &kernel_scheme("pageout", &self.control))
+                .unwrap();
             self.acting = true;
         }
         let s = self.kd.next_snapshot().unwrap().expect("the kdamond runs");
@@ -417,9 +423,12 @@ fn lab_cgreclaim_madvd_against_kernel_damon_paddr() {
 
     let mut w = start_workloads("k");
     let owners = Owners::open(&root).unwrap();
+    let control = w.groups[CTL].name.clone();
     let mut k = Kernel {
-        kd: KernelDamon::start_phys(&root, None, attrs(), &[kernel_scheme("stat")]).unwrap(),
+        kd: KernelDamon::start_phys(&root, None, attrs(), &[kernel_scheme("stat", &control)])
+            .unwrap(),
         acting: false,
+        control,
     };
     // The kdamond on the monitor's vCPU, as madvd's monitor: unpinned, it can land beside
     // the three children on vCPU 0 and sample there.
