@@ -516,6 +516,15 @@ fn lab_cgreclaim_madvd_against_kernel_damon_paddr() {
             names[i]
         );
     }
+    // The control must stay a control: neither side may have swapped it out (madvd drops
+    // its requests, the kernel's scheme filters its memcg).
+    for (side, s) in [("madvd", &madvd), ("kernel", &kern)] {
+        assert!(
+            s[CTL].swapped < MIB as f64,
+            "{side} swapped {:.1} MiB of the control group: the slowdown has no control",
+            mib(s[CTL].swapped)
+        );
+    }
     assert!(ks > 0.0, "the kernel's pageout saved nothing: no baseline");
     assert!(
         ms >= 0.8 * ks,
