@@ -1329,3 +1329,35 @@ fn agent_check_binds_the_listen_address() {
         .success();
     std::net::TcpListener::bind(&addr).expect("released after --check");
 }
+
+/// Physical memory is root-only (PFNs in /proc/iomem, /proc/kpageflags, the page_idle
+/// bitmap): as nobody, `monitor`, `record` and `run` with `--paddr` fail with the
+/// privilege exit code and say so, whatever the kernel offers (the root check comes first).
+#[test]
+fn paddr_as_nobody_says_it_needs_root() {
+    let (dir, bin) = bi_nobody_dir();
+    if bi_as_nobody(&bin).is_none() {
+        engine::skip!("needs root and setpriv to drop to an unprivileged user");
+    }
+    let pol = dir.path().join("reclaim.ron");
+    std::fs::write(
+        &pol,
+        "(schemes: [(name: \"cold\", pattern: (accesses: (max: 0)), action: reclaim_cgroup)])\n",
+    )
+    .unwrap();
+    let rec = dir.path().join("p.rec");
+    let pol = pol.to_str().unwrap();
+    let rec = rec.to_str().unwrap();
+    for args in [
+        &["monitor", "--paddr", "--once"][..],
+        &["record", "--paddr", "--for", "1s", "-o", rec][..],
+        &["run", "--paddr", "--for", "1s", "--policy", pol][..],
+    ] {
+        let out = bi_as_nobody(&bin).unwrap().args(args).output().unwrap();
+        assert_eq!(out.status.code(), Some(4), "{args:?}: {out:?}");
+        bi_error_line(
+            &out.stderr,
+            &["paddr", "needs root", "/proc/kpageflags", "page_idle"],
+        );
+    }
+}

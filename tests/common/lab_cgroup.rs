@@ -11,18 +11,19 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-/// A hot-heavy and a mostly idle workload child, each started in a group of its own (both
-/// lab tests' world). The children are declared first: fields drop in order, and a group can
-/// only be removed once its process is gone.
-pub struct Workloads {
+/// Workload children, each started in a group of its own: a hot-heavy and a mostly idle one
+/// (both lab tests' world; lab_cgreclaim adds an all-hot control as a third). The children
+/// are declared first: fields drop in order, and a group can only be removed once its
+/// process is gone.
+pub struct Workloads<const N: usize = 2> {
     pub children: Vec<Workload>,
-    pub groups: [Cgroup; 2],
+    pub groups: [Cgroup; N],
 }
 
-impl Workloads {
+impl<const N: usize> Workloads<N> {
     /// Groups `names`; child `i` is `specs[i]` = (size, hot fraction, seed), hot at a quarter
     /// of its mapping, no huge pages, co-scheduled with the TLB churn ([`co_schedule`]).
-    pub fn start(names: [&str; 2], specs: [(u64, f64, u64); 2]) -> Self {
+    pub fn start(names: [&str; N], specs: [(u64, f64, u64); N]) -> Self {
         // Read the madvd binary into the page cache from here (the root group), so its
         // pages are not charged to the first child's group.
         drop(std::fs::read(exe()).unwrap());
@@ -164,9 +165,15 @@ pub fn co_schedule(pid: u32) {
     {
         pin(t.file_name().to_string_lossy().parse().unwrap(), 0);
     }
+    pin(0, monitor_cpu());
+}
+
+/// The monitor's vCPU: 1, or 0 on a one-vCPU guest. A kdamond goes there too
+/// ([`pin`] its pid), beside madvd's monitor and away from the children.
+pub fn monitor_cpu() -> usize {
     // SAFETY: sysconf has no memory-safety preconditions.
     let n = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
-    pin(0, (n.clamp(1, 2) - 1) as usize);
+    (n.clamp(1, 2) - 1) as usize
 }
 
 pub fn pin(tid: i32, cpu: usize) {

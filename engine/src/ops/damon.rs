@@ -339,6 +339,7 @@ mod tests {
             quota_bytes: 16 << 20,
             quota_ms: 0,
             reset_interval_ms: 1000,
+            reject_memcg: Some("/madvd-ctl".into()),
         };
         let mut kd = KernelDamon::start_phys_with(
             Box::new(fake.clone()),
@@ -359,6 +360,10 @@ mod tests {
             w("schemes/1/access_pattern/age/min", "5"),
             w("schemes/1/quotas/bytes", "16777216"),
             w("schemes/1/quotas/reset_interval_ms", "1000"),
+            w("schemes/1/filters/nr_filters", "1"),
+            w("schemes/1/filters/0/type", "memcg"),
+            w("schemes/1/filters/0/memcg_path", "/madvd-ctl"),
+            w("schemes/1/filters/0/matching", "Y"),
         ] {
             assert!(writes.contains(&want), "{want:?} not in {writes:?}");
         }
@@ -369,10 +374,16 @@ mod tests {
         assert_eq!(kd.scheme_stats(1).unwrap(), DamosStats::default());
         let stat = DamosScheme {
             action: "stat".into(),
+            reject_memcg: None,
             ..pageout.clone()
         };
         kd.commit_scheme(1, &stat).unwrap();
         let writes = fake.writes();
+        // The filter goes again with the commit.
+        assert_eq!(
+            writes.last_chunk::<5>().map(|c| c[0].clone()),
+            Some(w("schemes/1/filters/nr_filters", "0"))
+        );
         assert_eq!(
             writes[writes.len() - 2..].to_vec(),
             vec![

@@ -17,6 +17,10 @@ pub struct DamosScheme {
     pub quota_bytes: u64,
     pub quota_ms: u64,
     pub reset_interval_ms: u64,
+    /// Leave this memory cgroup's pages alone (its path from the v2 root, `/a/b`): one
+    /// `memcg` filter, `matching` Y — before 6.14 every filter rejects what it matches
+    /// (`damos_pa_filter_out`, mm/damon/paddr.c 6.12; paddr only). `None`: no filters.
+    pub reject_memcg: Option<String>,
 }
 
 /// `schemes/<S>/stats/*` after `update_schemes_stats`.
@@ -51,6 +55,16 @@ impl DamonSysfs {
         )?;
         self.write_rel(&format!("{ap}/age/min"), &d.age.0.to_string())?;
         self.write_rel(&format!("{ap}/age/max"), &d.age.1.to_string())?;
+        let f = format!("{s}/filters");
+        match &d.reject_memcg {
+            Some(path) => {
+                self.write_rel(&format!("{f}/nr_filters"), "1")?;
+                self.write_rel(&format!("{f}/0/type"), "memcg")?;
+                self.write_rel(&format!("{f}/0/memcg_path"), path)?;
+                self.write_rel(&format!("{f}/0/matching"), "Y")?;
+            }
+            None => self.write_rel(&format!("{f}/nr_filters"), "0")?,
+        }
         self.write_rel(&format!("{s}/quotas/ms"), &d.quota_ms.to_string())?;
         self.write_rel(&format!("{s}/quotas/bytes"), &d.quota_bytes.to_string())?;
         self.write_rel(
