@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Reclaim side by side with the kernel, in the kernel lab (issue 14): runs tests/lab_reclaim.rs's
 # full measurement (MADVD_VS_KERNEL_FULL=1) on the `lab` kernel (6.12 with page_idle) with a
-# release madvd, under the lab lock, and writes its table into docs/performance.md between
-# `<!-- lab_reclaim:begin -->` and `<!-- lab_reclaim:end -->` (section "Reclaim side by side
-# with the kernel (lab, issue 14)").
+# release madvd, under the lab lock, and writes its table into docs/performance.md, section
+# "Reclaim side by side with the kernel (lab, issue 14)", between `<!-- lab_reclaim-W:begin -->`
+# and `<!-- lab_reclaim-W:end -->` (W: the workloads, e.g. `band`, `scattered`; a block that is
+# not there yet goes at the end of the section).
 #
 #   benches/lab_reclaim.sh                       # 5 rounds x 60 s, 128 MiB, band
 #   MADVD_VS_KERNEL_REPS=3 MADVD_VS_KERNEL_WORKLOADS=band,scattered benches/lab_reclaim.sh
@@ -59,23 +60,36 @@ if [ -z "$table" ]; then
   echo "lab_reclaim.sh: the run printed no table (exit $rc): see $log" >&2
   exit 1
 fi
+wls="${MADVD_VS_KERNEL_WORKLOADS:-band}"
+block="lab_reclaim-${wls//,/-}"
 {
-  echo "<!-- lab_reclaim:begin -->"
+  echo "<!-- $block:begin -->"
   echo "Run of $start–$end (\`benches/lab_reclaim.sh\`, test exit status $rc); host load average $load0 before, $load1 after (2 cores shared with other sessions)."
   echo
-  sed '1d' <<<"$table"
+  sed '1d;$d' <<<"$table"
+  echo "<!-- $block:end -->"
 } > target/lab_reclaim.md
 cat target/lab_reclaim.md
 
 if [ "${NO_DOCS:-0}" != 1 ]; then
-  python3 - docs/performance.md target/lab_reclaim.md <<'EOF'
+  python3 - docs/performance.md target/lab_reclaim.md "$block" <<'EOF'
 import sys, re
-doc, new = open(sys.argv[1]).read(), open(sys.argv[2]).read().rstrip('\n')
-pat = re.compile(r'<!-- lab_reclaim:begin -->.*?<!-- lab_reclaim:end -->', re.S)
-if not pat.search(doc):
-    sys.exit("docs/performance.md has no lab_reclaim block (the section 'Reclaim side by side with the kernel (lab, issue 14)')")
-open(sys.argv[1], 'w').write(pat.sub(lambda m: new, doc, count=1))
-print("lab_reclaim.sh: table written into docs/performance.md")
+doc, new, block = open(sys.argv[1]).read(), open(sys.argv[2]).read().rstrip('\n'), sys.argv[3]
+head = '## Reclaim side by side with the kernel (lab, issue 14)'
+if head not in doc:
+    sys.exit(f"docs/performance.md has no section '{head}'")
+pat = re.compile(r'<!-- %s:begin -->.*?<!-- %s:end -->' % (re.escape(block), re.escape(block)), re.S)
+if pat.search(doc):
+    doc = pat.sub(lambda m: new, doc, count=1)
+else:
+    # A new block at the end of the section (the next '## ' heading, or the end of the file).
+    at = doc.index(head) + len(head)
+    nxt = doc.find('\n## ', at)
+    at = len(doc.rstrip('\n')) if nxt < 0 else nxt
+    doc = doc[:at].rstrip('\n') + '\n\n' + new + '\n' + doc[at:]
+    doc = doc.rstrip('\n') + '\n'
+open(sys.argv[1], 'w').write(doc)
+print(f"lab_reclaim.sh: table written into docs/performance.md (block {block})")
 EOF
 fi
 exit "$rc"
