@@ -64,7 +64,7 @@ wls="${MADVD_VS_KERNEL_WORKLOADS:-band}"
 block="lab_reclaim-${wls//,/-}"
 {
   echo "<!-- $block:begin -->"
-  echo "Run of $start–$end (\`benches/lab_reclaim.sh\`, test exit status $rc); host load average $load0 before, $load1 after (2 cores shared with other sessions)."
+  echo "Run of $start–$end (the script's start to its end, the wait for the lab lock included; \`benches/lab_reclaim.sh\`, test exit status $rc); host load average $load0 before, $load1 after (2 cores shared with other sessions)."
   echo
   sed '1d;$d' <<<"$table"
   echo "<!-- $block:end -->"
