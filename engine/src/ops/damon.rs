@@ -140,6 +140,36 @@ impl KernelDamon {
         })
     }
 
+    /// As [`Self::start`], with `extra` acting schemes (vaddr DAMOS, e.g. `pageout`) after the
+    /// `stat` scheme that reads each target's regions: scheme `targets.len() + i` is
+    /// `extra[i]` (for one target, scheme 1 is `extra[0]`). Lab only, as [`Self::start`].
+    pub fn start_with_extra(
+        root: &SysRoot,
+        targets: &[TargetId],
+        attrs: Attrs,
+        extra: &[DamosScheme],
+    ) -> Result<Self, KernelDamonError> {
+        if let Some(why) = refusal(root) {
+            return Err(KernelDamonError::Refused(why));
+        }
+        attrs.validate()?;
+        let pids: Vec<u32> = targets.iter().map(|t| t.0).collect();
+        let sysfs = DamonSysfs::start_with_schemes(
+            Box::new(RealSysfs),
+            root.sys_file(ADMIN_REL),
+            DamonTargets::Pids(&pids),
+            SysfsAttrs::from(&attrs),
+            extra,
+        )?;
+        Ok(Self {
+            sysfs,
+            targets: targets.to_vec(),
+            attrs,
+            started: Instant::now(),
+            aggregation: 0,
+        })
+    }
+
     /// Kernel DAMON over physical memory (`paddr` operations; lab only, as [`Self::start`]):
     /// one target, [`PADDR_TARGET`], over `ranges` checked as madvd's paddr checks them
     /// (page-aligned, inside one System RAM range of `/proc/iomem`), or by default the
