@@ -20,11 +20,22 @@
 //! The value is a goal of the kernel's feedback loop like the PSI goals
 //! (`damos_quota_score()` / `damon_feed_loop_next_input()`, mm/damon/core.c 6.12, ported in
 //! [`crate::quota`]): over the goal's `target` the scheme's effective quota shrinks (to the
-//! minimum at twice the target), under it the quota grows back. Refaults are counted over a
-//! sliding window rather than per reset interval, so the guard remembers a burst for the
-//! whole window: counted per reset interval, the quota recovered one interval after each
-//! burst and paged the next region out just before it came back (82% of what was paged out
-//! came back on a moving hot set, where the bar is 20%).
+//! minimum at twice the target), under it the quota grows back.
+//!
+//! **A one-off move or a cycle.** Refaults are counted over sliding windows, and how long a
+//! refault is remembered depends on whether the page came back before:
+//! - a **first** refault (a page that never came back since the scheme first paged it out)
+//!   is remembered for `first_window` (5 s by default): a hot set that moved once onto
+//!   paged-out memory comes back in a burst of a few seconds and then stops, and the quota
+//!   recovers once the burst is `first_window` old;
+//! - a **repeat** refault (the page came back before, was paged out again and came back
+//!   again: the same memory cycling out and in) is remembered for `window` (1 minute by
+//!   default): on a hot set that keeps cycling, the guard holds back for the whole window.
+//!
+//! Counted per reset interval instead, the quota recovered one interval after each burst and
+//! paged the next region out just before it came back (82% of what was paged out came back
+//! on a moving hot set); remembering every refault for a minute held the quota at its floor
+//! for the rest of the demo after its one hot-set move (docs/performance.md, "Demo").
 //!
 //! [`RefaultLedger`] is pure (page states and time are inputs); [`before_pageout`],
 //! [`after_pageout`] and [`measure`] read the page states through a [`MetricSource`].
@@ -37,6 +48,12 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 /// published promotion-rate targets, e.g. Google's far memory, 0.2% of far memory per
 /// minute).
 pub const DEFAULT_WINDOW_US: u64 = 60_000_000;
+
+/// The default window a first refault is remembered for, µs (5 s; at most the goal's
+/// `window`): longer than the gaps between the ledger scans of one burst (one per reset
+/// interval, 1 s in `policies/reclaim.ron`), short enough that the quota is back within
+/// ~20 s of a one-off move.
+pub const DEFAULT_FIRST_WINDOW_US: u64 = 5_000_000;
 
 /// Pages per ledger chunk: one 64-byte bitmap (2 MiB of 4 KiB pages).
 pub const CHUNK_PAGES: u64 = 512;
@@ -79,12 +96,21 @@ type Chunk = [u64; WORDS];
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RefaultLedger {
     page_size: u64,
+    /// How long a repeat refault is remembered, µs.
     window_us: u64,
+    /// How long a first refault is remembered, µs (at most `window_us`).
+    first_window_us: u64,
     /// Per target: chunk index (`vaddr / (page_size × CHUNK_PAGES)`) → pages out.
     out: HashMap<TargetId, BTreeMap<u64, Chunk>>,
     out_pages: u64,
-    /// Refaults found by the scans: (when, pages), oldest first.
+    /// Per target, as `out`: pages that came back at least once (a later refault of one is a
+    /// repeat).
+    returned: HashMap<TargetId, BTreeMap<u64, Chunk>>,
+    /// First refaults found by the scans: (when, pages), oldest first.
     events: VecDeque<(u64, u64)>,
+    /// Repeat refaults, the same way.
+    repeat_events: VecDeque<(u64, u64)>,
+    /// Pages in `events` and `repeat_events`.
     window_pages: u64,
     /// Ranges about to be paged out, with which of their pages were present.
     pending: Vec<(TargetId, AddrRange, Vec<bool>)>,
@@ -93,6 +119,8 @@ pub struct RefaultLedger {
     /// Pages moved out by the scheme, and pages found back, since the start.
     pub total_out_pages: u64,
     pub total_refaulted_pages: u64,
+    /// Of `total_refaulted_pages`, the repeats.
+    pub total_repeat_pages: u64,
     /// The rate's denominator is at least this many pages ([`MIN_BASE_BYTES`] in a running
     /// scheme; 0 from [`RefaultLedger::new`]).
     min_base_pages: u64,
@@ -105,20 +133,33 @@ pub struct RefaultLedger {
 pub const MIN_BASE_BYTES: u64 = 4 << 20;
 
 impl RefaultLedger {
+    /// A ledger remembering every refault for `window_us` (first and repeat alike; see
+    /// [`Self::with_first_window`]).
     pub fn new(page_size: u64, window_us: u64) -> Self {
+        let window_us = window_us.max(1);
         Self {
             page_size: page_size.max(1),
-            window_us: window_us.max(1),
+            window_us,
+            first_window_us: window_us,
             out: HashMap::new(),
             out_pages: 0,
+            returned: HashMap::new(),
             events: VecDeque::new(),
+            repeat_events: VecDeque::new(),
             window_pages: 0,
             pending: Vec::new(),
             cursor: None,
             total_out_pages: 0,
             total_refaulted_pages: 0,
+            total_repeat_pages: 0,
             min_base_pages: 0,
         }
+    }
+
+    /// The same, remembering first refaults for `us` only (at most the window).
+    pub fn with_first_window(mut self, us: u64) -> Self {
+        self.first_window_us = us.clamp(1, self.window_us);
+        self
     }
 
     /// The same, with the rate's denominator at least `bytes` ([`MIN_BASE_BYTES`]).
@@ -185,6 +226,7 @@ impl RefaultLedger {
 
     /// A target is gone: its pages leave the ledger (their refaults in the window stay).
     pub fn drop_target(&mut self, target: TargetId) {
+        self.returned.remove(&target);
         if let Some(map) = self.out.remove(&target) {
             let n: u64 = map
                 .values()
@@ -236,7 +278,8 @@ impl RefaultLedger {
         let Some(map) = self.out.get_mut(&target) else {
             return;
         };
-        let (mut back, mut gone) = (0u64, 0u64);
+        let seen = self.returned.entry(target).or_default();
+        let (mut back, mut repeat, mut gone) = (0u64, 0u64, 0u64);
         for (k, s) in states.iter().enumerate() {
             let page = first + k as u64;
             let Some(chunk) = map.get_mut(&(page / CHUNK_PAGES)) else {
@@ -247,7 +290,15 @@ impl RefaultLedger {
                 continue;
             }
             match s {
-                PageState::Present => back += 1,
+                PageState::Present => {
+                    let mark = seen.entry(page / CHUNK_PAGES).or_insert([0; WORDS]);
+                    if mark[w] & (1 << b) != 0 {
+                        repeat += 1;
+                    } else {
+                        mark[w] |= 1 << b;
+                        back += 1;
+                    }
+                }
                 PageState::Gone => gone += 1,
                 PageState::Out | PageState::Other => continue,
             }
@@ -257,24 +308,37 @@ impl RefaultLedger {
         if map.is_empty() {
             self.out.remove(&target);
         }
-        self.out_pages -= back + gone;
+        if seen.is_empty() {
+            self.returned.remove(&target);
+        }
+        self.out_pages -= back + repeat + gone;
+        self.total_refaulted_pages += back + repeat;
+        self.total_repeat_pages += repeat;
+        self.window_pages += back + repeat;
         if back > 0 {
-            self.total_refaulted_pages += back;
-            self.window_pages += back;
             self.events.push_back((now_us, back));
+        }
+        if repeat > 0 {
+            self.repeat_events.push_back((now_us, repeat));
         }
     }
 
-    /// The refault rate at `now_us`, basis points: refaults of the last window over what
-    /// the scheme holds out plus those refaults (0 while nothing was paged out).
+    /// The refault rate at `now_us`, basis points: the first refaults of the last
+    /// `first_window` and the repeat refaults of the last `window` over what the scheme
+    /// holds out plus those refaults (0 while nothing was paged out).
     pub fn rate_bp(&mut self, now_us: u64) -> u64 {
-        while let Some(&(at, n)) = self.events.front() {
-            // A clock before an event (a caller's clock reset) drops it too.
-            if now_us < at || now_us - at >= self.window_us {
-                self.events.pop_front();
-                self.window_pages -= n;
-            } else {
-                break;
+        for (events, window) in [
+            (&mut self.events, self.first_window_us),
+            (&mut self.repeat_events, self.window_us),
+        ] {
+            while let Some(&(at, n)) = events.front() {
+                // A clock before an event (a caller's clock reset) drops it too.
+                if now_us < at || now_us - at >= window {
+                    events.pop_front();
+                    self.window_pages -= n;
+                } else {
+                    break;
+                }
             }
         }
         if self.window_pages == 0 {
@@ -443,5 +507,34 @@ mod tests {
         l.scanned(T, plan[0].1, &[Present, Out, Out, Out], 1_000_000);
         // 1 page of a 4 MiB base (1024 pages): 9 bp, not 2500.
         assert_eq!(l.rate_bp(1_000_000), 10_000 / 1024);
+    }
+
+    #[test]
+    fn first_refaults_are_forgotten_sooner_than_repeats() {
+        let (w, first) = (60_000_000, 5_000_000);
+        let mut l = RefaultLedger::new(P, w).with_first_window(first);
+        let r = AddrRange::new(0, CHUNK_PAGES * P);
+        // 4 pages out, 2 come back at 1 s: first refaults, 2 / (2 + 2).
+        pageout(&mut l, 0, &[Present; 4], &[Out; 4]);
+        l.scanned(T, r, &[Present, Present, Out, Out], 1_000_000);
+        assert_eq!(l.rate_bp(1_000_000), 5000);
+        assert_eq!(l.rate_bp(1_000_000 + first - 1), 5000);
+        assert_eq!(l.rate_bp(1_000_000 + first), 0);
+        // Page 0 out again and back again at 10 s: a repeat, remembered for the window.
+        pageout(&mut l, 0, &[Present], &[Out]);
+        l.scanned(T, r, &[Present, Present, Out, Out], 10_000_000);
+        assert_eq!(l.rate_bp(10_000_000), 10_000 / 3);
+        assert_eq!(l.rate_bp(10_000_000 + first), 10_000 / 3);
+        assert_eq!(l.rate_bp(10_000_000 + w - 1), 10_000 / 3);
+        assert_eq!(l.rate_bp(10_000_000 + w), 0);
+        assert_eq!((l.total_refaulted_pages, l.total_repeat_pages), (3, 1));
+        // A gone target forgets which of its pages came back.
+        l.drop_target(T);
+        pageout(&mut l, 0, &[Present], &[Out]);
+        l.scanned(T, r, &[Present], 80_000_000);
+        assert_eq!(l.total_repeat_pages, 1);
+        // The first window is at most the window.
+        let l = RefaultLedger::new(P, 10).with_first_window(20);
+        assert_eq!(l.first_window_us, 10);
     }
 }

@@ -35,4 +35,7 @@ pub struct SchemeStats {
     /// them the targets brought back, since the start (`schemes::refault`).
     pub paged_out_bytes: u64,
     pub refaulted_bytes: u64,
+    /// Of `refaulted_bytes`, those that had come back before (the same memory cycling out
+    /// and in: remembered for the goal's whole `window`).
+    pub repeat_refaulted_bytes: u64,
 }

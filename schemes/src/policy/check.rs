@@ -427,11 +427,13 @@ impl Checker<'_> {
                 "only some_mem_psi_us and cgroup_mem_used_bp goals take a cgroup",
             ));
         }
-        if g.window.is_some() && g.metric != M::RefaultRate {
-            return Err(self.err(
-                &format!("{p}.window"),
-                "only a refault_rate goal takes a window",
-            ));
+        for (field, v) in [("window", &g.window), ("first_window", &g.first_window)] {
+            if v.is_some() && g.metric != M::RefaultRate {
+                return Err(self.err(
+                    &format!("{p}.{field}"),
+                    format!("only a refault_rate goal takes a {field}"),
+                ));
+            }
         }
         let metric = match g.metric {
             M::RefaultRate => {
@@ -442,7 +444,24 @@ impl Checker<'_> {
                 if window_us == 0 {
                     return Err(self.err(&wp, "must be greater than zero"));
                 }
-                GoalMetric::RefaultRate { window_us }
+                let fp = format!("{p}.first_window");
+                let first_window_us = self.opt(&fp, &g.first_window, units::time_us)?;
+                if first_window_us == Some(0) {
+                    return Err(self.err(&fp, "must be greater than zero"));
+                }
+                if first_window_us.is_some_and(|f| f > window_us) {
+                    return Err(self.err(
+                        &fp,
+                        "must not be longer than the window (a first refault is not remembered \
+                         longer than a repeat)",
+                    ));
+                }
+                let first_window_us = first_window_us
+                    .unwrap_or(crate::refault::DEFAULT_FIRST_WINDOW_US.min(window_us));
+                GoalMetric::RefaultRate {
+                    window_us,
+                    first_window_us,
+                }
             }
             M::UserInput => GoalMetric::UserInput,
             M::SomeMemPsiUs => GoalMetric::SomeMemPsiUs {

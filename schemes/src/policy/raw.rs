@@ -128,9 +128,12 @@ pub(super) struct RawGoal {
     pub(super) node: Option<u32>,
     #[serde(default)]
     pub(super) cgroup: Option<String>,
-    /// `refault_rate` only: the window refaults are counted over.
+    /// `refault_rate` only: how long a repeat refault is remembered.
     #[serde(default)]
     pub(super) window: Option<Quantity>,
+    /// `refault_rate` only: how long a first refault is remembered.
+    #[serde(default)]
+    pub(super) first_window: Option<Quantity>,
 }
 
 #[derive(Deserialize, Clone, Copy)]

@@ -179,9 +179,14 @@ pub enum GoalMetric {
     NodeMemFreeBp { node: Option<u32> },
     /// A cgroup's memory usage over its limit, basis points.
     CgroupMemUsedBp { cgroup: String },
-    /// The share of what the scheme paged out that its targets brought back within the last
-    /// `window_us`, basis points (madvd's refault guard, [`crate::refault`]).
-    RefaultRate { window_us: u64 },
+    /// The share of what the scheme paged out that its targets brought back, basis points
+    /// (madvd's refault guard, [`crate::refault`]): repeat refaults (pages that came back
+    /// before) of the last `window_us`, first refaults of the last `first_window_us`
+    /// (≤ `window_us`).
+    RefaultRate {
+        window_us: u64,
+        first_window_us: u64,
+    },
 }
 
 impl GoalMetric {

@@ -174,8 +174,12 @@ impl Schemes {
                 },
                 goals,
                 ledger: s.quota.goals.iter().find_map(|g| match g.metric {
-                    policy::GoalMetric::RefaultRate { window_us } => Some(
+                    policy::GoalMetric::RefaultRate {
+                        window_us,
+                        first_window_us,
+                    } => Some(
                         RefaultLedger::new(engine::kernel::host::page_size(), window_us)
+                            .with_first_window(first_window_us)
                             .with_min_base(crate::refault::MIN_BASE_BYTES),
                     ),
                     _ => None,
@@ -336,6 +340,7 @@ impl Schemes {
                 if let Some(l) = &st.ledger {
                     s.paged_out_bytes = l.total_out_pages * l.page_size();
                     s.refaulted_bytes = l.total_refaulted_pages * l.page_size();
+                    s.repeat_refaulted_bytes = l.total_repeat_pages * l.page_size();
                 }
                 if s.active {
                     s.inactive_reason = st.goal_error.clone();
