@@ -1,18 +1,19 @@
 //! Reclaim on static workloads (issue 14, must-show 1): how much of the provably idle memory
-//! `madvd run` takes back within a minute, at what cost to the workload, and how many bytes
-//! it advises per byte saved — with the residency cut and the page-out pace, and without
-//! them (`MADVD_RECLAIM_LEGACY=1`, the actuator before issue 14), against a run with no
-//! reclaimer. A bench binary (`harness = false`), not a CI test.
+//! `madvd run --policy policies/reclaim.ron` takes back within a minute, at what cost to the
+//! workload, and how many bytes it advises per byte saved, against a run with no reclaimer
+//! (and, with `MADVD_BENCH_VARIANTS=none,madvd,legacy`, without the residency cut and the
+//! pace: `MADVD_RECLAIM_LEGACY=1`, the actuator before issue 14). A bench binary
+//! (`harness = false`), not a CI test.
 //!
 //! Workloads (`madvd workload`, ground truth from the child's own touched-page bitmap): one
 //! private anonymous mapping of `MADVD_BENCH_SIZE_MIB` (default 512), compressible pages,
-//! 10% hot and read without pause:
-//! - `band`: one hot band (the first 10%), pages read at random;
-//! - `scattered`: the hot 10% scattered at 4 KiB (a seeded permutation: `SparseHot`), every
+//! `MADVD_BENCH_HOT` hot (default 0.10) and read without pause:
+//! - `band`: one hot band (the first part), pages read at random;
+//! - `scattered`: the hot part scattered at 4 KiB (a seeded permutation: `SparseHot`), every
 //!   hot page read in each 100 ms interval.
 //!
 //! Each run: the child first-touches its memory, 2 s settle, then (variant `none`) nothing or
-//! `madvd run --ops probe --policy policies/demo.ron` (variants `madvd`, `legacy`) for
+//! `madvd run --ops probe --policy policies/reclaim.ron` (variants `madvd`, `legacy`) for
 //! `MADVD_BENCH_SECS` (default 60) s, sampled every second (the child's ops, its VmSwap and
 //! CPU time). Per run:
 //! - saved = VmSwap at the end − at the start; oracle = bytes the child did not touch in the
@@ -20,12 +21,15 @@
 //! - steady throughput: ops/s over the last third; the per-CPU-second figure (ops / the
 //!   child's user+system time) beside it; slowdown against the `none` run of the same round;
 //! - worst 1-s throughput as a share of the same round's `none` run's median second (the
-//!   `none` run's own worst second on the same scale, for comparison);
+//!   `none` run's own worst second on the same scale, for comparison), and its difference
+//!   to the `none` run's worst second, points;
+//! - the schemes' own page-outs (`paged_out_bytes`), what of them came back
+//!   (`refaulted_bytes`: the learning price), and the bytes cut out as learned hot;
 //! - advised (madvd's `sz_applied`), advised-resident (`sz_resident`), cut as not resident
 //!   (`sz_not_resident`); advised/saved.
 //!
-//! Rounds interleave the variants (none, madvd, legacy per workload, `MADVD_BENCH_REPS`
-//! rounds, default 5); the table gives medians and [min, max]. Needs root and the swap
+//! Rounds interleave the variants (`MADVD_BENCH_VARIANTS`, default `none,madvd`, per
+//! workload, `MADVD_BENCH_REPS` rounds, default 5); the table gives medians and [min, max]. Needs root and the swap
 //! fixture (a zram swap of 2× the size, the machine-wide lock).
 //!
 //! Run: `nice -n 10 cargo bench --bench reclaim_static` (the table is printed and written to
@@ -77,6 +81,9 @@ impl Variant {
 
 #[derive(Clone, Debug, Default)]
 struct RunResult {
+    paged_out: f64,
+    refaulted: f64,
+    learned_cut: f64,
     saved: f64,
     oracle: f64,
     /// Ops per second, each second.
@@ -89,10 +96,10 @@ struct RunResult {
     swap_mid: Vec<f64>,
 }
 
-fn spec(workload: &str, size: u64) -> WorkloadSpec {
+fn spec(workload: &str, size: u64, hot: f64) -> WorkloadSpec {
     let mut s = WorkloadSpec {
         size,
-        hot_fraction: 0.10,
+        hot_fraction: hot,
         pattern: Pattern::HotCold,
         fill: Fill::Pattern,
         nohugepage: true,
@@ -103,7 +110,7 @@ fn spec(workload: &str, size: u64) -> WorkloadSpec {
         s.script = Some(Script {
             pattern: SimPattern::Sparse(SparseHot {
                 range: AddrRange::new(0, size),
-                fraction: 0.10,
+                fraction: hot,
                 prob: 1.0,
                 layout_seed: 5,
             }),
@@ -118,10 +125,11 @@ fn one_run(
     policy: &Path,
     workload: &str,
     size: u64,
+    hot: f64,
     secs: u64,
     v: Variant,
 ) -> RunResult {
-    let mut w = Workload::spawn(exe, &spec(workload, size)).expect("spawn workload");
+    let mut w = Workload::spawn(exe, &spec(workload, size, hot)).expect("spawn workload");
     let pid = w.pid();
     std::thread::sleep(Duration::from_secs(2));
     w.mark().expect("mark");
@@ -188,6 +196,9 @@ fn one_run(
                 r.advised += s["sz_applied"].as_f64().unwrap_or(0.0);
                 r.resident += s["sz_resident"].as_f64().unwrap_or(0.0);
                 r.not_resident += s["sz_not_resident"].as_f64().unwrap_or(0.0);
+                r.paged_out += s["paged_out_bytes"].as_f64().unwrap_or(0.0);
+                r.refaulted += s["refaulted_bytes"].as_f64().unwrap_or(0.0);
+                r.learned_cut += s["sz_learned_hot"].as_f64().unwrap_or(0.0);
             }
         } else {
             eprintln!("madvd run gave no final JSON line");
@@ -228,8 +239,12 @@ fn main() {
         return;
     }
     let exe = Path::new(env!("CARGO_BIN_EXE_madvd"));
-    let policy = Path::new(env!("CARGO_MANIFEST_DIR")).join("policies/demo.ron");
+    let policy = Path::new(env!("CARGO_MANIFEST_DIR")).join("policies/reclaim.ron");
     let size = env_u64("MADVD_BENCH_SIZE_MIB", 512) << 20;
+    let hot: f64 = std::env::var("MADVD_BENCH_HOT")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.10);
     let secs = env_u64("MADVD_BENCH_SECS", 60);
     let reps = env_u64("MADVD_BENCH_REPS", 5);
     let workloads: Vec<String> = std::env::var("MADVD_BENCH_WORKLOADS")
@@ -245,17 +260,38 @@ fn main() {
     if !coexist.is_empty() {
         eprintln!("note: {coexist}");
     }
-    let variants = [Variant::None, Variant::Madvd, Variant::Legacy];
+    let variants: Vec<Variant> = std::env::var("MADVD_BENCH_VARIANTS")
+        .unwrap_or_else(|_| "none,madvd".into())
+        .split(',')
+        .filter_map(|v| match v {
+            "none" => Some(Variant::None),
+            "madvd" => Some(Variant::Madvd),
+            "legacy" => Some(Variant::Legacy),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        variants.first(),
+        Some(&Variant::None),
+        "MADVD_BENCH_VARIANTS must start with none (the control)"
+    );
+    eprintln!(
+        "size {} MiB, hot {hot}, {secs} s, {reps} rounds, policy {}",
+        size >> 20,
+        policy.display()
+    );
     // results[workload][variant][rep]
     let mut results: Vec<Vec<Vec<RunResult>>> =
         vec![vec![Vec::new(); variants.len()]; workloads.len()];
     for rep in 0..reps {
         for (wi, wl) in workloads.iter().enumerate() {
             for (vi, v) in variants.iter().enumerate() {
-                let r = one_run(exe, &policy, wl, size, secs, *v);
+                let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+                let r = one_run(exe, &policy, wl, size, hot, secs, *v);
                 eprintln!(
-                    "round {rep} {wl} {}: saved {:.0} MiB of oracle {:.0} MiB ({:.2}); steady {:.0} ops/s ({:.0}/cpu-s); worst second {:.0}; advised {:.0} MiB (resident {:.0}, cut {:.0})",
+                    "round {rep} {wl} {} (load {}): saved {:.0} MiB of oracle {:.0} MiB ({:.2}); steady {:.0} ops/s ({:.0}/cpu-s); worst second {:.0}; advised {:.0} MiB (resident {:.0}, cut {:.0}); paged out {:.0} MiB, refaulted {:.0} MiB, learned cut {:.0} MiB; saved at 10/20/30 s {:.0}/{:.0}/{:.0} MiB",
                     v.name(),
+                    load.split_whitespace().take(3).collect::<Vec<_>>().join(" "),
                     r.saved / 1048576.0,
                     r.oracle / 1048576.0,
                     r.saved / r.oracle.max(1.0),
@@ -265,6 +301,12 @@ fn main() {
                     r.advised / 1048576.0,
                     r.resident / 1048576.0,
                     r.not_resident / 1048576.0,
+                    r.paged_out / 1048576.0,
+                    r.refaulted / 1048576.0,
+                    r.learned_cut / 1048576.0,
+                    r.swap_mid.get(9).copied().unwrap_or(0.0) / 1048576.0,
+                    r.swap_mid.get(19).copied().unwrap_or(0.0) / 1048576.0,
+                    r.swap_mid.get(29).copied().unwrap_or(0.0) / 1048576.0,
                 );
                 results[wi][vi].push(r);
             }
@@ -289,69 +331,58 @@ fn table(
 ) -> String {
     let mut md = format!("{rounds} round(s)\n\n");
     md += &format!(
-        "| workload | run | saved/oracle at {secs} s | steady slowdown | per CPU-second | worst 1 s (% of no-reclaim median second) | advised/saved | advised-resident / advised | cut as not resident |\n|---|---|---|---|---|---|---|---|---|\n"
+        "| workload | run | saved/oracle at {secs} s | steady slowdown | per CPU-second | worst 1 s (% of no-reclaim median second) | worst 1 s − no-reclaim's worst (points) | advised/saved | paged out by the schemes | refaulted | cut as learned hot | cut as not resident |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n"
     );
+    let mib = |x: f64| format!("{:.0} MiB", x / 1048576.0);
+    let pct = |x: f64| format!("{x:.1}%");
+    let f2 = |x: f64| format!("{x:.2}");
     for (wi, wl) in workloads.iter().enumerate() {
         let none = &results[wi][0];
+        let worst_of = |r: &RunResult, n: &RunResult| {
+            let mut ns = n.per_s.clone();
+            let base = median(&mut ns).max(1e-9);
+            100.0 * r.per_s.iter().cloned().fold(f64::INFINITY, f64::min) / base
+        };
         for (vi, v) in variants.iter().enumerate() {
             let runs = &results[wi][vi];
+            let pairs = || runs.iter().zip(none);
             let so: Vec<f64> = runs.iter().map(|r| r.saved / r.oracle.max(1.0)).collect();
-            let slow: Vec<f64> = runs
-                .iter()
-                .zip(none)
+            let slow = pairs()
                 .map(|(r, n)| 100.0 * (1.0 - r.steady / n.steady.max(1e-9)))
                 .collect();
-            let slow_cpu: Vec<f64> = runs
-                .iter()
-                .zip(none)
+            let slow_cpu = pairs()
                 .map(|(r, n)| 100.0 * (1.0 - r.steady_cpu / n.steady_cpu.max(1e-9)))
                 .collect();
-            let worst: Vec<f64> = runs
-                .iter()
-                .zip(none)
-                .map(|(r, n)| {
-                    let mut ns = n.per_s.clone();
-                    let base = median(&mut ns).max(1e-9);
-                    100.0 * r.per_s.iter().cloned().fold(f64::INFINITY, f64::min) / base
-                })
+            let worst: Vec<f64> = pairs().map(|(r, n)| worst_of(r, n)).collect();
+            let worst_d = pairs()
+                .map(|(r, n)| worst_of(r, n) - worst_of(n, n))
                 .collect();
-            let pct = |x: f64| format!("{x:.1}%");
-            let f2 = |x: f64| format!("{x:.2}");
-            let (adv, res, cut) = if *v == Variant::None {
-                ("–".to_string(), "–".to_string(), "–".to_string())
-            } else {
-                (
-                    stat(
-                        runs.iter().map(|r| r.advised / r.saved.max(1.0)).collect(),
-                        f2,
-                    ),
-                    stat(
-                        runs.iter()
-                            .map(|r| r.resident / r.advised.max(1.0))
-                            .collect(),
-                        f2,
-                    ),
-                    stat(
-                        runs.iter().map(|r| r.not_resident / 1048576.0).collect(),
-                        |x| format!("{x:.0} MiB"),
-                    ),
-                )
+            let dash = || "–".to_string();
+            let control = *v == Variant::None;
+            let col = |f: &dyn Fn(&RunResult) -> f64, fmt: &dyn Fn(f64) -> String| {
+                if control {
+                    dash()
+                } else {
+                    stat(runs.iter().map(f).collect(), fmt)
+                }
             };
             md += &format!(
-                "| {wl} | {} | {} | {} | {} | {} | {adv} | {res} | {cut} |\n",
+                "| {wl} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
                 v.name(),
                 stat(so, f2),
-                if *v == Variant::None {
-                    "–".into()
-                } else {
-                    stat(slow, pct)
-                },
-                if *v == Variant::None {
-                    "–".into()
-                } else {
-                    stat(slow_cpu, pct)
-                },
+                if control { dash() } else { stat(slow, pct) },
+                if control { dash() } else { stat(slow_cpu, pct) },
                 stat(worst, |x| format!("{x:.0}")),
+                if control {
+                    dash()
+                } else {
+                    stat(worst_d, |x| format!("{x:+.0}"))
+                },
+                col(&|r| r.advised / r.saved.max(1.0), &f2),
+                col(&|r| r.paged_out, &mib),
+                col(&|r| r.refaulted, &mib),
+                col(&|r| r.learned_cut, &mib),
+                col(&|r| r.not_resident, &mib),
             );
         }
     }

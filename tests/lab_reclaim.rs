@@ -104,6 +104,7 @@ fn kernel_scheme() -> DamosScheme {
         quota_bytes: QUOTA_MIB * MIB,
         quota_ms: QUOTA_MS,
         reset_interval_ms: 1000,
+        reject_memcg: None,
     }
 }
 

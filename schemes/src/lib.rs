@@ -18,11 +18,13 @@
 //!   [`quota`]; hot/cold scores: [`score`];
 //! - watermarks: [`wmark`]; filters: [`filter`]; quota goals and metric sources: [`goal`];
 //! - `reclaim_cgroup` over physical memory (amounts per owning cgroup): [`reclaim`];
-//! - the refault guard (`refault_rate` goals): [`refault`].
+//! - the refault guard (`refault_rate` goals): [`refault`]; the hot pages a page-out scheme
+//!   learned from its refaults, cut out of its later advice: [`learn`].
 
 pub mod action;
 pub mod filter;
 pub mod goal;
+pub mod learn;
 pub mod locate;
 pub mod pattern;
 pub mod policy;

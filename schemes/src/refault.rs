@@ -124,6 +124,17 @@ pub struct RefaultLedger {
     /// The rate's denominator is at least this many pages ([`MIN_BASE_BYTES`] in a running
     /// scheme; 0 from [`RefaultLedger::new`]).
     min_base_pages: u64,
+    /// Learning (`crate::learn`): the refaulted pages found by the scans, as runs, until
+    /// taken ([`Self::take_back`]); kept only when `record_back`.
+    record_back: bool,
+    back: Vec<(TargetId, AddrRange)>,
+    /// Expected refaults ([`Self::expect`]): (when, pages), oldest first; refaults found
+    /// use them up before they count in the rate. Forgotten after the window.
+    allowance: VecDeque<(u64, u64)>,
+    allowance_pages: u64,
+    /// Refaults that used up an allowance (expected: not counted in the rate), since the
+    /// start.
+    pub total_expected_pages: u64,
 }
 
 /// The least denominator of a running scheme's refault rate: 4 MiB. A rate over a few pages
@@ -153,6 +164,11 @@ impl RefaultLedger {
             total_refaulted_pages: 0,
             total_repeat_pages: 0,
             min_base_pages: 0,
+            record_back: false,
+            back: Vec::new(),
+            allowance: VecDeque::new(),
+            allowance_pages: 0,
+            total_expected_pages: 0,
         }
     }
 
@@ -160,6 +176,68 @@ impl RefaultLedger {
     pub fn with_first_window(mut self, us: u64) -> Self {
         self.first_window_us = us.clamp(1, self.window_us);
         self
+    }
+
+    /// Keep the refaulted pages the scans find, for [`Self::take_back`] (learning,
+    /// `crate::learn`).
+    pub fn with_record_back(mut self) -> Self {
+        self.record_back = true;
+        self
+    }
+
+    /// The refaulted pages found since the last call, as runs of pages.
+    pub fn take_back(&mut self) -> Vec<(TargetId, AddrRange)> {
+        std::mem::take(&mut self.back)
+    }
+
+    /// Which pages of `range` of `target` were present before the pending page-out
+    /// ([`Self::before`]), if one is pending.
+    pub fn pending_present(&self, target: TargetId, range: AddrRange) -> Option<&[bool]> {
+        self.pending
+            .iter()
+            .find(|(t, r, _)| *t == target && *r == range)
+            .map(|(_, _, p)| p.as_slice())
+    }
+
+    /// `pages` refaults are expected of what the scheme paged out at `now_us` (a lukewarm
+    /// region's measured access frequency times the pages it moved out): refaults found
+    /// within the window use this allowance up first and are not counted in the rate.
+    /// Without a call, every refault counts (the guard as it was).
+    pub fn expect(&mut self, pages: u64, now_us: u64) {
+        if pages > 0 {
+            self.allowance.push_back((now_us, pages));
+            self.allowance_pages += pages;
+        }
+    }
+
+    fn expire_allowance(&mut self, now_us: u64) {
+        while let Some(&(at, n)) = self.allowance.front() {
+            if now_us < at || now_us - at >= self.window_us {
+                self.allowance.pop_front();
+                self.allowance_pages -= n;
+            } else {
+                break;
+            }
+        }
+    }
+
+    /// Use up to `n` pages of the allowance (oldest first); returns the pages used.
+    fn use_allowance(&mut self, n: u64, now_us: u64) -> u64 {
+        self.expire_allowance(now_us);
+        let mut left = n;
+        while left > 0 {
+            let Some(front) = self.allowance.front_mut() else {
+                break;
+            };
+            let k = front.1.min(left);
+            front.1 -= k;
+            left -= k;
+            self.allowance_pages -= k;
+            if front.1 == 0 {
+                self.allowance.pop_front();
+            }
+        }
+        n - left
     }
 
     /// The same, with the rate's denominator at least `bytes` ([`MIN_BASE_BYTES`]).
@@ -298,6 +376,15 @@ impl RefaultLedger {
                         mark[w] |= 1 << b;
                         back += 1;
                     }
+                    if self.record_back {
+                        let a = page * self.page_size;
+                        match self.back.last_mut() {
+                            Some((t, r)) if *t == target && r.end == a => r.end += self.page_size,
+                            _ => self
+                                .back
+                                .push((target, AddrRange::new(a, a + self.page_size))),
+                        }
+                    }
                 }
                 PageState::Gone => gone += 1,
                 PageState::Out | PageState::Other => continue,
@@ -314,9 +401,17 @@ impl RefaultLedger {
         self.out_pages -= back + repeat + gone;
         self.total_refaulted_pages += back + repeat;
         self.total_repeat_pages += repeat;
-        self.window_pages += back + repeat;
-        if back > 0 {
-            self.events.push_back((now_us, back));
+        // Expected refaults of lukewarm page-outs use the allowance up first (`expect`).
+        let expected = if self.allowance_pages > 0 {
+            self.use_allowance(back, now_us)
+        } else {
+            0
+        };
+        self.total_expected_pages += expected;
+        let counted = back - expected;
+        self.window_pages += counted + repeat;
+        if counted > 0 {
+            self.events.push_back((now_us, counted));
         }
         if repeat > 0 {
             self.repeat_events.push_back((now_us, repeat));
@@ -327,6 +422,7 @@ impl RefaultLedger {
     /// `first_window` and the repeat refaults of the last `window` over what the scheme
     /// holds out plus those refaults (0 while nothing was paged out).
     pub fn rate_bp(&mut self, now_us: u64) -> u64 {
+        self.expire_allowance(now_us);
         for (events, window) in [
             (&mut self.events, self.first_window_us),
             (&mut self.repeat_events, self.window_us),
@@ -497,6 +593,31 @@ mod tests {
         assert_eq!(b[0].1.start, MAX_SCAN_CHUNKS as u64 * CHUNK_PAGES * P);
         l.drop_target(T);
         assert_eq!((l.out_bytes(), l.scan_plan().len()), (0, 0));
+    }
+
+    #[test]
+    fn expected_refaults_are_not_counted_and_back_pages_are_kept() {
+        let w = 10_000_000;
+        let mut l = RefaultLedger::new(P, w).with_record_back();
+        pageout(&mut l, 0, &[Present; 4], &[Out; 4]);
+        l.expect(1, 0);
+        let plan = l.scan_plan();
+        l.scanned(T, plan[0].1, &[Present, Present, Out, Out], 1_000_000);
+        // Two back, one of them expected: 1 / (2 out + 1).
+        assert_eq!(l.rate_bp(1_000_000), 3333);
+        assert_eq!((l.total_refaulted_pages, l.total_expected_pages), (2, 1));
+        assert_eq!(l.take_back(), vec![(T, AddrRange::new(0, 2 * P))]);
+        assert!(l.take_back().is_empty());
+        // An allowance older than the window is gone.
+        l.expect(5, 1_000_000);
+        l.scanned(
+            T,
+            plan[0].1,
+            &[Present, Present, Present, Out],
+            1_000_000 + w,
+        );
+        assert_eq!((l.total_refaulted_pages, l.total_expected_pages), (3, 1));
+        assert_eq!(l.rate_bp(1_000_000 + w), 10_000 / 2);
     }
 
     #[test]

@@ -38,4 +38,12 @@ pub struct SchemeStats {
     /// Of `refaulted_bytes`, those that had come back before (the same memory cycling out
     /// and in: remembered for the goal's whole `window`).
     pub repeat_refaulted_bytes: u64,
+    /// Of the refaulted bytes, those expected of lukewarm page-outs (the region's access
+    /// frequency): not counted in the refault rate (`RefaultLedger::expect`).
+    pub refaulted_expected_bytes: u64,
+    /// Bytes the scheme learned are hot from its refaults, now (`schemes::learn`).
+    pub learned_hot_bytes: u64,
+    /// Bytes cut out of its advice as learned hot, since the start: not advised, not
+    /// charged, counted as filtered.
+    pub sz_learned_hot: u64,
 }

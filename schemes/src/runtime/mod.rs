@@ -6,6 +6,7 @@
 use crate::action::{Action, Priority};
 use crate::filter::{PageFilter, RegionFilter};
 use crate::goal::{self, GoalState, MetricSource};
+use crate::learn::HotSet;
 use crate::policy::{self, FilterKind, Policy, PolicyError, SchemeSpec};
 use crate::quota::{self, QuotaState, ScoreHistogram};
 use crate::reclaim::Selected;
@@ -101,6 +102,12 @@ struct SchemeState {
     stats: SchemeStats,
     /// The pages this scheme paged out, for its `refault_rate` goal (None without one).
     ledger: Option<RefaultLedger>,
+    /// The pages it learned are hot from its refaults (`crate::learn`; with a ledger).
+    hot: Option<HotSet>,
+    /// The page-out requests of the last plan from regions with accesses: (target, range,
+    /// the region's access frequency in basis points of the maximum), for the ledger's
+    /// expected refaults.
+    expect: Vec<(TargetId, AddrRange, u64)>,
 }
 
 /// The schemes of one policy at run time.
@@ -180,11 +187,18 @@ impl Schemes {
                     } => Some(
                         RefaultLedger::new(engine::kernel::host::page_size(), window_us)
                             .with_first_window(first_window_us)
-                            .with_min_base(crate::refault::MIN_BASE_BYTES),
+                            .with_min_base(crate::refault::MIN_BASE_BYTES)
+                            .with_record_back(),
                     ),
                     _ => None,
                 }),
+                hot: None,
+                expect: Vec::new(),
             });
+            let st = states.last_mut().expect("just pushed");
+            if st.ledger.is_some() {
+                st.hot = Some(HotSet::new(engine::kernel::host::page_size()));
+            }
         }
         Ok(Self {
             specs: policy.schemes.clone(),
@@ -341,6 +355,10 @@ impl Schemes {
                     s.paged_out_bytes = l.total_out_pages * l.page_size();
                     s.refaulted_bytes = l.total_refaulted_pages * l.page_size();
                     s.repeat_refaulted_bytes = l.total_repeat_pages * l.page_size();
+                    s.refaulted_expected_bytes = l.total_expected_pages * l.page_size();
+                }
+                if let Some(h) = &st.hot {
+                    s.learned_hot_bytes = h.bytes();
                 }
                 if s.active {
                     s.inactive_reason = st.goal_error.clone();
@@ -394,6 +412,11 @@ impl Schemes {
                 HashMap::new()
             };
             adjust_quota(spec, st, snap, now_us, self.env.as_ref(), &self.known_out);
+            if let Some(hot) = &mut st.hot {
+                let pat = pattern::Resolved::new(&spec.pattern, &snap.attrs);
+                let min_age_us = pat.min_age as u64 * snap.attrs.aggr_us;
+                hot.forget_old(snap, pat.min_age, min_age_us, now_us);
+            }
             let first = out.len();
             let sel = &mut self.selected;
             let input = WalkInput {
@@ -442,11 +465,24 @@ impl Schemes {
             };
             for t in &report.gone {
                 ledger.drop_target(*t);
+                if let Some(h) = &mut st.hot {
+                    h.drop_target(*t);
+                }
             }
             let done = report.outcomes.iter().filter(|o| {
                 !report.dry_run && o.scheme == idx && o.advice == Advice::Pageout && o.applied()
             });
-            refault::after_pageout(ledger, self.env.as_ref(), done.map(|o| (o.target, o.range)));
+            match &mut st.hot {
+                Some(hot) => {
+                    let expect = std::mem::take(&mut st.expect);
+                    learn_after_pageout(ledger, hot, &expect, self.env.as_ref(), done, now_us)
+                }
+                None => refault::after_pageout(
+                    ledger,
+                    self.env.as_ref(),
+                    done.map(|o| (o.target, o.range)),
+                ),
+            }
         }
         let mut rewinds: Vec<Option<(TargetId, u64)>> = vec![None; self.states.len()];
         for o in &report.outcomes {
@@ -514,6 +550,61 @@ impl Schemes {
     pub fn take_selected(&mut self) -> Vec<Selected> {
         std::mem::take(&mut self.selected)
     }
+}
+
+/// [`refault::after_pageout`] for a scheme that learns (`crate::learn`): each page-out
+/// read once in pagemap after it; the pages that went out enter the ledger, and
+/// - of a wholly applied page-out (nothing held back or failed, only non-resident bytes
+///   cut), the pages present before and still present now are learned hot (faulted back
+///   before the read, or kept in by the kernel: advising them again saves nothing);
+/// - of a range from a region with accesses, the region's frequency times the pages that
+///   went out are expected refaults ([`RefaultLedger::expect`]).
+fn learn_after_pageout<'a>(
+    ledger: &mut RefaultLedger,
+    hot: &mut HotSet,
+    expect: &[(TargetId, AddrRange, u64)],
+    env: &dyn MetricSource,
+    done: impl Iterator<Item = &'a engine::RangeOutcome>,
+    now_us: u64,
+) {
+    let page = ledger.page_size();
+    let mut buf = Vec::new();
+    for o in done {
+        buf.clear();
+        if env.page_states(o.target, o.range, &mut buf).is_err() {
+            continue;
+        }
+        let whole = o.bytes_applied.saturating_add(o.not_resident()) >= o.bytes_requested;
+        if let (true, Some(before)) = (whole, ledger.pending_present(o.target, o.range)) {
+            let mut run: Option<u64> = None;
+            for (i, (was, now)) in before.iter().zip(&buf).enumerate() {
+                let a = o.range.start + i as u64 * page;
+                let stayed = *was && *now == refault::PageState::Present;
+                match (stayed, run) {
+                    (true, None) => run = Some(a),
+                    (false, Some(s)) => {
+                        hot.learn(o.target, AddrRange::new(s, a), now_us);
+                        run = None;
+                    }
+                    _ => {}
+                }
+            }
+            if let Some(s) = run {
+                let end = o.range.start + before.len().min(buf.len()) as u64 * page;
+                hot.learn(o.target, AddrRange::new(s, end), now_us);
+            }
+        }
+        let out_before = ledger.out_bytes();
+        ledger.after(o.target, o.range, &buf);
+        let went_out = (ledger.out_bytes() - out_before) / page;
+        if let Some((_, _, bp)) = expect
+            .iter()
+            .find(|(t, r, _)| *t == o.target && *r == o.range)
+        {
+            ledger.expect(went_out * bp / 10_000, now_us);
+        }
+    }
+    ledger.clear_pending();
 }
 
 /// `damos_wmark_wait_us()` (core.c 6.12.117) for one scheme at `now_us`, when its check is

@@ -61,6 +61,12 @@ pub(super) fn adjust_quota(
             }
             highest
         };
+        // What the ledger's scan found back is hot (`crate::learn`).
+        if let (Some(ledger), Some(hot)) = (&mut st.ledger, &mut st.hot) {
+            for (t, r) in ledger.take_back() {
+                hot.learn(t, r, now_us);
+            }
+        }
         st.quota
             .set_effective_quota(q, score, snap.attrs.min_region_sz);
     }
@@ -122,6 +128,9 @@ pub(super) fn apply_scheme(
     let min_sz = snap.attrs.min_region_sz.max(1);
     let pat = pattern::Resolved::new(&spec.pattern, &snap.attrs);
     let esz = st.quota.esz;
+    let max_nr = snap.attrs.max_nr_accesses().max(1) as u64;
+    st.expect.clear();
+    let mut runs: Vec<AddrRange> = Vec::new();
     st.quota
         .fix_stale_resume(|t| snap.targets.iter().any(|x| x.target == t));
     'targets: for t in &snap.targets {
@@ -199,6 +208,35 @@ pub(super) fn apply_scheme(
                         continue;
                     }
                     p = AddrRange::new(a, b);
+                }
+                if spec.action == Action::Pageout {
+                    if let Some(hot) = &st.hot {
+                        // The learned hot pages are cut out: not advised, not charged,
+                        // counted as filtered (`crate::learn`).
+                        runs.clear();
+                        let learned = hot.cut(t.target, p, |r| runs.push(r));
+                        st.stats.sz_learned_hot = st.stats.sz_learned_hot.saturating_add(learned);
+                        let freq_bp = (r.nr_accesses_bp as u64 / max_nr).min(10_000);
+                        let mut sz = 0;
+                        for &run in &runs {
+                            out.push(AdviceRequest {
+                                target: t.target,
+                                range: run,
+                                advice: Advice::Pageout,
+                                scheme: idx,
+                            });
+                            if freq_bp > 0 {
+                                st.expect.push((t.target, run, freq_bp));
+                            }
+                            sz += run.len();
+                        }
+                        if sz > 0 {
+                            st.quota.charge(t.target, p.end, sz);
+                            st.stats.nr_tried += 1;
+                            st.stats.sz_tried = st.stats.sz_tried.saturating_add(sz);
+                        }
+                        continue;
+                    }
                 }
                 let sz = p.len();
                 if spec.action == Action::Split {

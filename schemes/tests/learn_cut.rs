@@ -1,0 +1,127 @@
+//! Learning the hot pages of a lukewarm region (`schemes::learn`), time as an input: a
+//! region with hot pages scattered at 4 KiB is paged out whole; its hot pages come back;
+//! the next plan cuts them out (not advised, not charged), their refaults are the expected
+//! ones (the guard's quota stays up), and once the region is old again they are advised
+//! again. The simulated kernel moves pages through `FakeMetrics`' page states.
+
+mod common;
+use common::{one_scheme, region, snapshot, PAGE};
+use engine::report::RangeOutcome;
+use engine::{AdviceRequest, ApplyReport, TargetId};
+use schemes::refault::PageState;
+use schemes::{FakeMetrics, Schemes};
+
+const BASE: u64 = 0x1000_0000;
+const PAGES: u64 = 1024;
+const T: TargetId = TargetId(1);
+const SEC: u64 = 1_000_000;
+
+fn is_hot(page: u64) -> bool {
+    page % 10 == 0
+}
+
+/// Plan at `now_us` with the region at `nr` accesses, page everything advised out, report
+/// it back; the requests.
+fn step(s: &mut Schemes, env: &FakeMetrics, now_us: u64, nr: u32) -> Vec<AdviceRequest> {
+    let snap = snapshot(now_us, vec![(1, vec![region(BASE, PAGES * PAGE, nr, 100)])]);
+    let reqs = s.plan(&snap, now_us);
+    let mut report = ApplyReport::default();
+    for r in &reqs {
+        let n = (r.range.len() / PAGE) as usize;
+        env.set_page_states(r.target, r.range.start, &vec![PageState::Out; n]);
+        report
+            .outcomes
+            .push(RangeOutcome::of(r, r.range.len(), 1_000));
+    }
+    s.account(&report, now_us);
+    reqs
+}
+
+/// The target reads its hot pages: those paged out come back.
+fn touch_hot(env: &FakeMetrics) {
+    for p in (0..PAGES).filter(|p| is_hot(*p)) {
+        env.set_page_states(T, BASE + p * PAGE, &[PageState::Present]);
+    }
+}
+
+fn advised_pages(reqs: &[AdviceRequest]) -> Vec<u64> {
+    reqs.iter()
+        .flat_map(|r| (r.range.start..r.range.end).step_by(PAGE as usize))
+        .map(|a| (a - BASE) / PAGE)
+        .collect()
+}
+
+#[test]
+fn hot_pages_that_come_back_are_cut_out_until_their_region_is_old_again() {
+    let env = FakeMetrics::new();
+    env.set_page_states(T, BASE, &vec![PageState::Present; PAGES as usize]);
+    let policy = one_scheme(
+        r#"pattern: (accesses: (min: 1, max: "25%"), age: (min: "200 ms")), action: pageout,
+           quota: (size: "64 MiB", reset_interval: "1 s",
+                   goals: [(metric: refault_rate, target: "2%", window: "10 s")])"#,
+    );
+    let mut s = Schemes::new(&policy, Box::new(env.clone())).unwrap();
+    let hot: Vec<u64> = (0..PAGES).filter(|p| is_hot(*p)).collect();
+    let ceiling = 64 << 20;
+
+    // A lukewarm region (2 of 20 samples): paged out whole.
+    let reqs = step(&mut s, &env, SEC, 2);
+    assert_eq!(advised_pages(&reqs).len() as u64, PAGES);
+    touch_hot(&env);
+
+    // The next window's scan finds the hot pages back: they are learned and cut out.
+    let reqs = step(&mut s, &env, 2 * SEC, 2);
+    let advised = advised_pages(&reqs);
+    assert!(
+        advised.iter().all(|p| !is_hot(*p)),
+        "a learned hot page was advised"
+    );
+    assert_eq!(advised.len() as u64, PAGES - hot.len() as u64);
+    let st = &s.stats()[0];
+    let hot_bytes = hot.len() as u64 * PAGE;
+    assert_eq!(st.refaulted_bytes, hot_bytes);
+    assert_eq!(st.learned_hot_bytes, hot_bytes);
+    assert_eq!(st.sz_learned_hot, hot_bytes);
+    // Not charged: what was charged is only what was advised.
+    assert_eq!(st.sz_tried, (PAGES + PAGES - hot.len() as u64) * PAGE);
+    // 10% of the 1024 pages moved out were expected back (102 pages): only the one page
+    // beyond counts, 1 of the 4 MiB floor (1024 pages), and the quota stays at its ceiling.
+    assert_eq!(st.refaulted_expected_bytes, 102 * PAGE);
+    assert_eq!(st.goal_values, vec![10_000 / 1024]);
+    assert_eq!(st.effective_quota, ceiling);
+
+    // Still lukewarm: still cut, nothing comes back again.
+    let reqs = step(&mut s, &env, 3 * SEC, 2);
+    assert!(advised_pages(&reqs).iter().all(|p| !is_hot(*p)));
+    assert_eq!(s.stats()[0].refaulted_bytes, hot_bytes);
+
+    // The region is old again (no access for longer than the minimum age): forgotten, and
+    // the pages are advised once more when it matches again.
+    step(&mut s, &env, 4 * SEC, 0);
+    assert_eq!(s.stats()[0].learned_hot_bytes, 0);
+    let reqs = step(&mut s, &env, 5 * SEC, 2);
+    let advised = advised_pages(&reqs);
+    assert!(hot.iter().all(|p| advised.contains(p)));
+}
+
+#[test]
+fn refaults_beyond_the_measured_frequency_still_count() {
+    // The same region seen at 1 access in 20 (5% expected) while 10% of it comes back: the
+    // surplus counts against the guard.
+    let env = FakeMetrics::new();
+    env.set_page_states(T, BASE, &vec![PageState::Present; PAGES as usize]);
+    let policy = one_scheme(
+        r#"pattern: (accesses: (min: 1, max: "25%")), action: pageout,
+           quota: (size: "64 MiB", reset_interval: "1 s",
+                   goals: [(metric: refault_rate, target: "2%", window: "10 s")])"#,
+    );
+    let mut s = Schemes::new(&policy, Box::new(env.clone())).unwrap();
+    step(&mut s, &env, SEC, 1);
+    touch_hot(&env);
+    step(&mut s, &env, 2 * SEC, 1);
+    let st = &s.stats()[0];
+    // 51 pages expected of 103 back: 52 count, over the 4 MiB floor (921 still out + 52
+    // is less): 5.1%, over twice the 2% budget.
+    assert_eq!(st.refaulted_expected_bytes, 51 * PAGE);
+    assert_eq!(st.goal_values, vec![52 * 10_000 / 1024]);
+}
