@@ -410,7 +410,7 @@ fn replay_vs_reality_kernel_style_static_hot_set() {
 }
 
 #[test]
-#[ignore = "needs root and swap, ~75 s; docs/performance.md, Replay vs reality: cargo test --test replay replay_vs_reality -- --ignored --test-threads 1"]
+#[ignore = "needs root and swap, ~75 s; at the edge of its advised bar (replay 0.87-0.91 of live: the live monitor reads half-paged-out regions idle, docs/performance.md, Replay vs reality); run: cargo test --test replay replay_vs_reality -- --ignored --test-threads 1"]
 fn replay_vs_reality_kernel_style_moving_hot_set() {
     compare(None, MOVING);
 }
@@ -422,7 +422,7 @@ fn replay_vs_reality_reclaim_static_hot_set() {
 }
 
 #[test]
-#[ignore = "needs root and swap, ~75 s; docs/performance.md, Replay vs reality: cargo test --test replay replay_vs_reality -- --ignored --test-threads 1"]
+#[ignore = "needs root and swap, ~75 s; at the edge of its advised bar (replay 0.87-0.91 of live: the live monitor reads half-paged-out regions idle, docs/performance.md, Replay vs reality); run: cargo test --test replay replay_vs_reality -- --ignored --test-threads 1"]
 fn replay_vs_reality_reclaim_moving_hot_set() {
     compare(Some("policies/reclaim.ron"), MOVING);
 }
