@@ -319,14 +319,17 @@ pub struct RecordArgs {
 const REPLAY_LONG: &str = "\
 Run a policy offline against a record made by `madvd record`: the recorded snapshots go \
 through the same schemes code as `madvd run` (apply intervals, quotas and their windows, \
-prioritization) on the record's own clock, and a what-if actuator reports every request as \
-applied (its time charged from a per-page cost model), so quota charging and the age reset \
-of advised regions work as in `run`. Nothing is advised. Reports the bytes each scheme \
-would advise over time and the refault risk: advised bytes the record shows accessed again \
-within --refault-window. Inputs a record lacks (watermarks' free-memory rate, PSI and memory \
-goals, residency, the refault guard) are named once each as notes; the replay goes on \
-without them. A record with a damaged tail is replayed up to its first bad line, which is \
-named (path:line:column and byte offset); the exit status is then 1.";
+prioritization, the refault guard) on the record's own clock, and madvd's own actuator runs \
+over a simulated system: a virtual clock advanced by a per-page cost model, and a residency \
+model (what the record lists absent and what the replay paged out is out until the record \
+shows it accessed) that pagemap reads answer from, so the residency cut, the pace, quota \
+charging and the age reset of advised regions work as in `run`. Nothing is advised. Reports \
+the bytes each scheme would advise over time and the refault risk: advised bytes the record \
+shows accessed again within --refault-window. Inputs a record lacks (watermarks' free-memory \
+rate, PSI and memory goals, filters it cannot decide, how a live monitor sees advised \
+memory) are named once each as notes; the replay goes on without them. A record with a \
+damaged tail is replayed up to its first bad line, which is named (path:line:column and \
+byte offset); the exit status is then 1.";
 
 const REPLAY_EXAMPLES: &str = "\
 Examples:
@@ -345,7 +348,8 @@ pub struct ReplayArgs {
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_nonzero_duration)]
     pub refault_window: Duration,
     /// Time charged per resident 4 KiB page paged out, for time quotas (what-if cost model;
-    /// a page still out from the replay's last page-out costs 200 ns).
+    /// pages out in the replay's residency model are cut out before, at the cost of a
+    /// pagemap read, 10 ns a page).
     #[arg(long, value_name = "NS", default_value_t = 10000)]
     pub pageout_ns_per_page: u64,
     /// One JSON object (schema in docs/cli.md) instead of text.
