@@ -196,9 +196,10 @@ impl<S: ActuatorSys> Actuator<S> {
         }
         if !headroom_hit
             && self.in_headroom
-            && groups
-                .iter()
-                .any(|(_, a)| a.iter().any(|(a, _)| matches!(a, Advice::Pageout | Advice::Split)))
+            && groups.iter().any(|(_, a)| {
+                a.iter()
+                    .any(|(a, _)| matches!(a, Advice::Pageout | Advice::Split))
+            })
         {
             // A page-out round went through without hitting the headroom: we are out of it.
             if !opts.dry_run && !cancelled {
@@ -248,7 +249,11 @@ impl<S: ActuatorSys> Actuator<S> {
                 let chunk = AddrRange::new(a, b);
                 if failed || *scan_left < chunk.len() {
                     // Uncut: the rest of the piece goes whole.
-                    out.push(Piece::new(p.req, AddrRange::new(a, p.range.end), p.resident));
+                    out.push(Piece::new(
+                        p.req,
+                        AddrRange::new(a, p.range.end),
+                        p.resident,
+                    ));
                     break;
                 }
                 let t0 = self.sys.now_ns();
@@ -274,7 +279,11 @@ impl<S: ActuatorSys> Actuator<S> {
                     Err(e) => {
                         tracing::debug!(pid = target.pid(), "residency cut: pagemap: {e}");
                         failed = true;
-                        out.push(Piece::new(p.req, AddrRange::new(a, p.range.end), p.resident));
+                        out.push(Piece::new(
+                            p.req,
+                            AddrRange::new(a, p.range.end),
+                            p.resident,
+                        ));
                         break;
                     }
                 }

@@ -41,11 +41,7 @@ pub fn plan_range(
         (s - range.start) + (range.end - e),
     );
     let huge = matches!(advice, Advice::Collapse | Advice::Split);
-    let unit = if huge {
-        HPAGE_PMD_SIZE.max(page)
-    } else {
-        page
-    };
+    let unit = if huge { HPAGE_PMD_SIZE.max(page) } else { page };
     let cap = align_down(cap, unit).max(unit);
     let mut cursor = s;
     let first = vmas.partition_point(|v| v.end <= s);

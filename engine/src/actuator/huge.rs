@@ -140,7 +140,9 @@ impl<S: ActuatorSys> Actuator<S> {
                     tracing::debug!(pid = target.pid(), "split's huge-page check: pagemap: {e}");
                     failed = true;
                     let o = &mut report.outcomes[p.req];
-                    o.elapsed_ns = o.elapsed_ns.saturating_add(self.sys.now_ns().saturating_sub(t0));
+                    o.elapsed_ns = o
+                        .elapsed_ns
+                        .saturating_add(self.sys.now_ns().saturating_sub(t0));
                     push_run(&mut out, p.req, AddrRange::new(a, p.range.end), false);
                     break;
                 }

@@ -59,7 +59,10 @@ fn one_pmd_sized_thp_is_huge_and_nothing_else_is() {
         block_head(&[PagemapEntry(PM_PRESENT); N], N),
         Err(Block::Unknown)
     );
-    assert_eq!(block_head(&huge_entries(1024)[..N - 1], N), Err(Block::Unknown));
+    assert_eq!(
+        block_head(&huge_entries(1024)[..N - 1], N),
+        Err(Block::Unknown)
+    );
     assert_eq!(classify_flags(&flags[..N - 1], N), Block::Unknown);
 
     // The huge zero page (`KPF_ZERO_PAGE | KPF_THP`, fs/proc/page.c 6.12).
@@ -135,8 +138,10 @@ fn tree(kpageflags: bool) -> (tempfile::TempDir, SysRoot) {
         let mut flags = vec![KPF_LRU; 4096];
         for i in 0..N {
             flags[1024 + i] = thp_flags(i == 0);
-            flags[2048 + i] = thp_flags(i == 0) | KPF_ZERO_PAGE * (i == 0) as u64;
+            flags[2048 + i] = thp_flags(i == 0);
         }
+        // The huge zero page.
+        flags[2048] |= KPF_ZERO_PAGE;
         let bytes: Vec<u8> = flags.iter().flat_map(|v| v.to_ne_bytes()).collect();
         std::fs::write(root.proc_file("kpageflags"), bytes).unwrap();
     }
@@ -160,7 +165,11 @@ fn split_of(root: &SysRoot, opts: ApplyOpts<'_>) -> (Actuator<Fixture>, crate::A
         advice: Advice::Split,
         scheme: 0,
     };
-    let t = Target::simulated(TargetId(PID), PID, [AddrRange::new(BASE - BLOCK, vma.end + BLOCK)]);
+    let t = Target::simulated(
+        TargetId(PID),
+        PID,
+        [AddrRange::new(BASE - BLOCK, vma.end + BLOCK)],
+    );
     let r = a.apply(&[t], &[req], opts);
     for o in &r.outcomes {
         let e: u64 = o.errors.iter().map(|(_, b)| b).sum();

@@ -240,13 +240,8 @@ pub fn madvise_self(range: AddrRange, advice: Advice) -> Result<(), Errno> {
     let madv = advice.madv().ok_or(Errno::EINVAL)?;
     // SAFETY: madvise with a non-destructive advice (Advice has no destructive variant) does
     // not change the contents of the range; an invalid range only yields an error.
-    let ret = unsafe {
-        libc::madvise(
-            range.start as *mut libc::c_void,
-            range.len() as usize,
-            madv,
-        )
-    };
+    let ret =
+        unsafe { libc::madvise(range.start as *mut libc::c_void, range.len() as usize, madv) };
     if ret == 0 {
         Ok(())
     } else {
