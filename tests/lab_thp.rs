@@ -167,6 +167,52 @@ fn run_policy(pid: u32, limit: Duration, done: impl Fn() -> bool) -> Duration {
     took
 }
 
+/// Pin the child's threads to vCPU 0 beside a "TLB churn" thread of this process that wakes
+/// every millisecond at SCHED_FIFO priority (as `tests/lab_ops.rs` does, which says why at
+/// length): x86 clears a PTE's Accessed bit without a TLB flush (`ptep_clear_flush_young`,
+/// arch/x86/mm/pgtable.c 6.12), and QEMU's TCG soft-TLB is flushed only on a CR3 reload, so a
+/// child alone on its vCPU goes on using cached translations and its hot memory reads idle to
+/// kernel DAMON and page_idle. Without it, the give-back split 2 of the 8 dense huge pages
+/// (which the workload chases all the time) in the first lab run of 2026-12-06 15:08 UTC. A
+/// real CPU's small TLB churns by itself.
+fn co_schedule(pid: u32) {
+    static CHURN: std::sync::Once = std::sync::Once::new();
+    CHURN.call_once(|| {
+        std::thread::spawn(|| {
+            pin(0, 0);
+            let param = libc::sched_param { sched_priority: 1 };
+            // SAFETY: sched_setscheduler reads one sched_param through a valid pointer.
+            let rc = unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO, &param) };
+            assert_eq!(rc, 0, "SCHED_FIFO: {}", std::io::Error::last_os_error());
+            loop {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        });
+    });
+    for t in std::fs::read_dir(format!("/proc/{pid}/task"))
+        .expect("child tasks")
+        .flatten()
+    {
+        pin(t.file_name().to_string_lossy().parse().expect("tid"), 0);
+    }
+}
+
+fn pin(tid: i32, cpu: usize) {
+    // SAFETY: a zeroed cpu_set_t is a valid empty set; CPU_SET and sched_setaffinity get
+    // valid pointers to it for the duration of the calls.
+    let rc = unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        libc::sched_setaffinity(tid, std::mem::size_of::<libc::cpu_set_t>(), &set)
+    };
+    assert_eq!(
+        rc,
+        0,
+        "sched_setaffinity({tid}): {}",
+        std::io::Error::last_os_error()
+    );
+}
+
 fn verified(w: &mut Workload, what: &str) {
     let v = w.verify().unwrap();
     assert_eq!(
@@ -203,6 +249,7 @@ fn lab_thp_give_back() {
     // always + thp.ron: the give-back (split idle huge pages), until the sparse mapping's
     // RSS is down to a tenth.
     let (pid, sparse, dense) = (a.pid(), a.mappings()[1], a.mappings()[0]);
+    co_schedule(pid);
     let v0 = thp_vmstat();
     if std::env::var_os("MADVD_LAB_THP_FILTER_SPARSE").is_some() {
         std::env::set_var(
@@ -369,6 +416,9 @@ fn lab_thp_collapse() {
     set("enabled", "never");
     let mut m = spawn(ThpMode::Machine);
     let (pid, dense) = (m.pid(), m.mappings()[0]);
+    if std::env::var_os("MADVD_LAB_THP_NO_CHURN").is_none() {
+        co_schedule(pid);
+    }
     assert_eq!(
         vma(pid, dense.start).1,
         0,
