@@ -6,9 +6,15 @@
 //!   `MADV_COLLAPSE` (EINVAL): `lab_thp_shrinker`;
 //! - `always` + the `split` action's advice applied directly through `process_madvise` (the
 //!   give-back's kernel half), then khugepaged sped up: `lab_thp_split_frees_bloat`;
-//! - `always` + `policies/thp.ron` through `madvd run` (the give-back, end to end) and the
-//!   machine's setting switched to `never` + `thp.ron` (the collapse): `lab_thp_give_back`
-//!   and `lab_thp_collapse`, both ignored for now (their reasons say why).
+//! - `always` + `policies/thp.ron` through `madvd run --ops damon` (the give-back, end to
+//!   end: `split` acts only on the blocks the actuator reads as huge pages,
+//!   `engine::actuator::huge`): `lab_thp_give_back`;
+//! - the machine's setting switched to `never` + `thp.ron` (the collapse): `lab_thp_collapse`,
+//!   ignored (its reason says why).
+//!
+//! The workload's child runs beside a TLB churn thread on its vCPU (`co_schedule`), as in
+//! `tests/lab_ops.rs`: under TCG a child alone on its vCPU keeps stale translations and its
+//! hot memory reads idle.
 //!
 //! Figures are printed (docs/performance.md, "THP tuning per workload (issue 16)"); what is
 //! asserted is what must hold on any run: always bloats the sparse mapping, the give-backs
@@ -16,7 +22,7 @@
 //! rebuild what was split, and every written page keeps its content through all of it.
 //!
 //! Run: `LAB_TESTS=lab_thp tests/lab-run` (both lab kernels); `--include-ignored` for the
-//! two end-to-end runs (`MADVD_LAB_THP_OPS` picks their access check, default `damon`;
+//! collapse (`MADVD_LAB_THP_OPS` picks the end-to-end runs' access check, default `damon`;
 //! `MADVD_LAB_THP_FILTER_SPARSE=1` limits `thp.ron`'s schemes to the sparse mapping with an
 //! `addr` filter, for diagnosis).
 
@@ -225,7 +231,6 @@ fn verified(w: &mut Workload, what: &str) {
 /// always, then always + `thp.ron` (the give-back: `split`), then khugepaged, sped up, on
 /// the split huge pages with madvd stopped: it must not rebuild them.
 #[test]
-#[ignore = "thp.ron's give-back through madvd run is not reliable in the lab yet (2026-12-06, 6.12 TCG, 90 s each: split with --ops damon removed 19% (no cold yet) and 0% of the bloat, with --ops page_idle 81% and 0%: the advice went to other idle ranges of the target; limited to the sparse mapping by an addr filter (MADVD_LAB_THP_FILTER_SPARSE=1) 88% with --ops damon; the kernel half works: lab_thp_split_frees_bloat). docs/performance.md, THP tuning per workload"]
 fn lab_thp_give_back() {
     let kernel = engine::lab_or_skip!("not in the madvd kernel lab (THP=always lives there)");
     let enabled = set("enabled", "always");

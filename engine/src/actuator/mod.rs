@@ -14,8 +14,10 @@
 //!    fail with ENOMEM — half an action we could not report precisely: `madvise_walk_vmas()`,
 //!    mm/madvise.c, Linux 6.12); for `Collapse` each part is shrunk to whole 2 MiB-aligned huge
 //!    pages (the kernel collapses only those and silently ignores the rest:
-//!    `madvise_collapse()`, mm/khugepaged.c, Linux 6.12), the rest reported `Unaligned`. Pieces
-//!    larger than the per-call byte cap are split.
+//!    `madvise_collapse()`, mm/khugepaged.c, Linux 6.12), the rest reported `Unaligned`; so is
+//!    `Split`, whose blocks are then checked for a huge page (`huge.rs`: the others reported
+//!    `NotHuge`) and each one left becomes a page-out of its first page and a cold of all of
+//!    it. Pieces larger than the per-call byte cap are split.
 //! 2. **Batching and short returns**: the pieces of one target and one advice go through
 //!    [`vector_madvise`](crate::kernel::madvise::vector_madvise), the one home of the kernel's
 //!    vector rule (`vector_madvise()`, mm/madvise.c, Linux 6.12): up to `IOV_MAX` iovecs and
