@@ -32,23 +32,34 @@ pub enum Advice {
     Willneed,
     /// `MADV_COLLAPSE`: synchronously collapse into transparent huge pages (2 MiB aligned).
     Collapse,
+    /// madvd's split of transparent huge pages (the `split` action), a composite the actuator
+    /// expands, never one `madvise` number: for each whole 2 MiB-aligned block of the range
+    /// that the actuator reads mapped to one PMD-sized THP (`engine::actuator::huge`), a
+    /// `MADV_PAGEOUT` of its first base page (which splits it) and then a `MADV_COLD` of the
+    /// 2 MiB; every other block is reported
+    /// [`ApplyErrorKind::NotHuge`](crate::report::ApplyErrorKind::NotHuge) and not advised.
+    /// The kernel calls refuse it with EINVAL.
+    Split,
 }
 
 impl Advice {
-    pub const ALL: [Advice; 4] = [
+    pub const ALL: [Advice; 5] = [
         Advice::Cold,
         Advice::Pageout,
         Advice::Willneed,
         Advice::Collapse,
+        Advice::Split,
     ];
 
-    /// The `madvise(2)` advice number. Private: only the engine's syscall wrapper uses it.
-    pub(crate) fn madv(self) -> libc::c_int {
+    /// The `madvise(2)` advice number; `None` for [`Advice::Split`], which has none (the
+    /// actuator expands it). Private: only the engine's syscall wrapper uses it.
+    pub(crate) fn madv(self) -> Option<libc::c_int> {
         match self {
-            Advice::Cold => libc::MADV_COLD,
-            Advice::Pageout => libc::MADV_PAGEOUT,
-            Advice::Willneed => libc::MADV_WILLNEED,
-            Advice::Collapse => MADV_COLLAPSE,
+            Advice::Cold => Some(libc::MADV_COLD),
+            Advice::Pageout => Some(libc::MADV_PAGEOUT),
+            Advice::Willneed => Some(libc::MADV_WILLNEED),
+            Advice::Collapse => Some(MADV_COLLAPSE),
+            Advice::Split => None,
         }
     }
 
@@ -58,6 +69,7 @@ impl Advice {
             Advice::Pageout => "pageout",
             Advice::Willneed => "willneed",
             Advice::Collapse => "collapse",
+            Advice::Split => "split",
         }
     }
 }

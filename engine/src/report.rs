@@ -40,6 +40,12 @@ pub enum ApplyErrorKind {
     /// deactivation would do nothing to them. Not charged to the size quota (refunded), and
     /// a range wholly not resident keeps its age (`actuator::resident`).
     NotResident,
+    /// Not attempted: `split` found no huge page to split in these 2 MiB blocks when the
+    /// actuator read their pagemap and `/proc/kpageflags` just before advising
+    /// (`actuator::huge`): small pages, the huge zero page, nothing resident. Like
+    /// `NotResident`: not charged to the size quota (refunded), a range wholly without one
+    /// keeps its age, and the schemes skip it for a while (`known_out`).
+    NotHuge,
     /// Not attempted in this round: the page-out pace (`ApplyOpts::pace_bytes_per_s`) was
     /// used up; refunded, and the schemes plan it again at their next apply.
     Paced,
@@ -65,6 +71,7 @@ impl ApplyErrorKind {
             ApplyErrorKind::Cancelled => "cancelled",
             ApplyErrorKind::Unaligned => "unaligned",
             ApplyErrorKind::NotResident => "not_resident",
+            ApplyErrorKind::NotHuge => "not_huge",
             ApplyErrorKind::Paced => "paced",
             ApplyErrorKind::Other(e) => return Cow::Owned(format!("errno_{e}")),
         })
@@ -128,18 +135,48 @@ impl RangeOutcome {
         self.error_bytes(ApplyErrorKind::NotResident)
     }
 
-    /// Bytes charged at planning that the quota gets back: not resident, or held back by the
-    /// pace ([`ApplyErrorKind::Paced`]).
+    /// Bytes cut out of a `split` because they held no huge page ([`ApplyErrorKind::NotHuge`]).
+    pub fn not_huge(&self) -> u64 {
+        self.error_bytes(ApplyErrorKind::NotHuge)
+    }
+
+    /// Bytes the actuator found nothing to act on in: not resident, or (`split`) no huge page.
+    pub fn nothing_there(&self) -> u64 {
+        self.not_resident().saturating_add(self.not_huge())
+    }
+
+    /// True when the actuator found nothing to act on in any byte of the range: nothing
+    /// applied, some bytes not resident (or without a huge page, for `split`), and the rest
+    /// outside whole pages or unmapped — no byte of it left for a reason that may pass
+    /// (a failure, the pace, a stop).
+    pub fn wholly_nothing_there(&self) -> bool {
+        self.bytes_requested > 0
+            && self.bytes_applied == 0
+            && self.nothing_there() > 0
+            && self.errors.iter().all(|(k, _)| {
+                matches!(
+                    k,
+                    ApplyErrorKind::NotResident
+                        | ApplyErrorKind::NotHuge
+                        | ApplyErrorKind::Unaligned
+                        | ApplyErrorKind::Unmapped
+                )
+            })
+    }
+
+    /// Bytes charged at planning that the quota gets back: not resident, no huge page to
+    /// split, or held back by the pace ([`ApplyErrorKind::Paced`]).
     pub fn refund(&self) -> u64 {
-        self.not_resident()
+        self.nothing_there()
             .saturating_add(self.error_bytes(ApplyErrorKind::Paced))
     }
 
-    /// True when no byte of the range was advised because none was resident or the pace
-    /// held all of it back: counted as filtered, so the kernel's age reset does not apply
-    /// (`Monitor::apply_report`).
+    /// True when no byte of the range was advised because none was resident (or, for
+    /// `split`, held a huge page) or the pace held all of it back: counted as filtered, so
+    /// the kernel's age reset does not apply (`Monitor::apply_report`).
     pub fn wholly_skipped(&self) -> bool {
         self.bytes_requested > 0 && self.refund() >= self.bytes_requested
+            || self.wholly_nothing_there()
     }
 }
 
@@ -180,6 +217,7 @@ mod tests {
             (ApplyErrorKind::Cancelled, "cancelled"),
             (ApplyErrorKind::Unaligned, "unaligned"),
             (ApplyErrorKind::NotResident, "not_resident"),
+            (ApplyErrorKind::NotHuge, "not_huge"),
             (ApplyErrorKind::Paced, "paced"),
             (ApplyErrorKind::Other(12), "errno_12"),
         ];

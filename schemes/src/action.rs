@@ -44,8 +44,12 @@ pub enum Action {
     /// when one of its subpages reads referenced (`hpage_collapse_scan_pmd`,
     /// mm/khugepaged.c 6.12: `pte_young || folio_test_young || folio_test_referenced`), and
     /// kernel DAMON's sampling moves a young PTE's bit into the folio's young flag
-    /// (`damon_ptep_mkold`, mm/damon/ops-common.c 6.12). On memory that is not a huge page
-    /// it pages out one 4 KiB page and deactivates the rest, per 2 MiB.
+    /// (`damon_ptep_mkold`, mm/damon/ops-common.c 6.12). It acts only where there is a huge
+    /// page to split: the actuator reads each 2 MiB block's pagemap and `/proc/kpageflags`
+    /// just before ([`Advice::Split`], `engine::actuator::huge`), and a block that is not one
+    /// PMD-sized THP (small pages, already split, the huge zero page, not resident) is not
+    /// advised, not charged, and a range wholly without one is skipped for a while
+    /// (`runtime/known_out.rs`).
     Split,
 }
 
@@ -63,7 +67,8 @@ impl Action {
     /// The advice to apply, `None` for `stat` and `reclaim_cgroup` (no process to advise).
     pub const fn advice(self) -> Option<Advice> {
         match self {
-            Action::Pageout | Action::Split => Some(Advice::Pageout),
+            Action::Pageout => Some(Advice::Pageout),
+            Action::Split => Some(Advice::Split),
             Action::Cold => Some(Advice::Cold),
             Action::Willneed => Some(Advice::Willneed),
             Action::Collapse => Some(Advice::Collapse),

@@ -21,6 +21,10 @@ pub struct SchemeStats {
     /// Bytes tried but cut out as not resident (swapped out or never faulted in): not
     /// advised, refunded to the size quota.
     pub sz_not_resident: u64,
+    /// `split` only: bytes tried but holding no huge page to split (small pages, already
+    /// split, the huge zero page): not advised, refunded to the size quota
+    /// (`engine::actuator::huge`).
+    pub sz_not_huge: u64,
     /// Charge windows that ended with the quota exhausted.
     pub qt_exceeds: u64,
     /// False while watermarks hold the scheme inactive.

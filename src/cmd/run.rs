@@ -145,8 +145,13 @@ fn human(l: &Line<'_>) -> String {
         l.schemes
             .iter()
             .map(|s| {
+                let no_huge = if s.sz_not_huge > 0 {
+                    format!(", skipped no huge page {}", fmt_bytes(s.sz_not_huge))
+                } else {
+                    String::new()
+                };
                 format!(
-                    "{} {} {} (resident {}, skipped not resident {})",
+                    "{} {} {} (resident {}, skipped not resident {}{no_huge})",
                     s.name,
                     s.action,
                     fmt_bytes(s.sz_applied),

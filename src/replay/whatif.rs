@@ -59,6 +59,9 @@ impl CostModel {
             Advice::Cold => self.cold_ns_per_page,
             Advice::Willneed => self.willneed_ns_per_page,
             Advice::Collapse => self.collapse_ns_per_page,
+            // The actuator issues `split` as a page-out of one page and a cold per 2 MiB (the
+            // cold dominates); with no kpageflags in a record, it advises every block.
+            Advice::Split => self.cold_ns_per_page,
         };
         bytes.div_ceil(PAGE).saturating_mul(per)
     }

@@ -1,7 +1,7 @@
 //! One round: group the requests by target and advice, plan each, issue the pieces through
 //! the kernel's vector rule ([`vector_madvise`]), and account every byte in the report.
 
-use super::cut::plan_range;
+use super::cut::{plan_range, HPAGE_PMD_SIZE};
 use super::pace::{Pacer, PACE_ROUND_NS, PACE_STEP_NS};
 use super::resident::{resident_runs, SCAN_BATCH_PAGES};
 use super::{Actuator, ActuatorError, ActuatorSys, ApplyOpts, Target};
@@ -18,19 +18,49 @@ type AdviceGroups = Vec<(Advice, Vec<usize>)>;
 
 /// A contiguous, page-aligned part of one request, within one VMA.
 #[derive(Clone, Copy, Debug)]
-struct Piece {
-    req: usize,
-    range: AddrRange,
-    /// Read resident in pagemap just before advising (the residency cut).
-    resident: bool,
+pub(super) struct Piece {
+    pub req: usize,
+    pub range: AddrRange,
+    /// Read resident in pagemap just before advising (the residency cut), or, for `split`,
+    /// read to be a huge page (`huge.rs`).
+    pub resident: bool,
+    /// The request's bytes this piece answers for in the report: its length, except for
+    /// `split`, whose page-out of one page answers for the whole 2 MiB block and whose cold
+    /// for none (the block counts applied when its split was advised).
+    pub bytes: u64,
+}
+
+impl Piece {
+    fn new(req: usize, range: AddrRange, resident: bool) -> Self {
+        Piece {
+            req,
+            range,
+            resident,
+            bytes: range.len(),
+        }
+    }
 }
 
 impl Iovec for Piece {
     fn range(&self) -> AddrRange {
         self.range
     }
+    /// A part of the piece. A piece answering for other bytes than its length (`split`'s) is
+    /// never cut by the vector (one page, or a cold under no byte budget); were it cut, its
+    /// head would keep the bytes.
     fn with_range(self, range: AddrRange) -> Self {
-        Piece { range, ..self }
+        let bytes = if self.bytes == self.range.len() {
+            range.len()
+        } else if range.start == self.range.start {
+            self.bytes
+        } else {
+            0
+        };
+        Piece {
+            range,
+            bytes,
+            ..self
+        }
     }
 }
 
@@ -120,13 +150,7 @@ impl<S: ActuatorSys> Actuator<S> {
                         *advice,
                         self.page,
                         self.cap(),
-                        |range| {
-                            pieces.push(Piece {
-                                req: i,
-                                range,
-                                resident: false,
-                            })
-                        },
+                        |range| pieces.push(Piece::new(i, range, false)),
                     );
                     for (k, b) in losses {
                         add_error(&mut report.outcomes[i].errors, k, b);
@@ -138,20 +162,33 @@ impl<S: ActuatorSys> Actuator<S> {
                 {
                     pieces = self.cut_resident(target, pieces, &mut report, &mut scan_left);
                 }
-                Run {
-                    act: self,
-                    target,
-                    advice: *advice,
-                    opts,
-                    report: &mut report,
-                    stop: &mut stop,
-                    cancelled: &mut cancelled,
-                    headroom_hit: &mut headroom_hit,
-                    rest: None,
-                    dt: 0,
-                    left: 0,
+                let runs = if *advice == Advice::Split {
+                    // Only the blocks that are huge pages (`huge.rs`), then for each a
+                    // page-out of its first page and a cold of all of it, in that order.
+                    if !opts.dry_run {
+                        pieces = self.cut_not_huge(target, pieces, &mut report, &mut scan_left);
+                    }
+                    let (first, whole) = split_pieces(&pieces, self.page);
+                    vec![(Advice::Pageout, first), (Advice::Cold, whole)]
+                } else {
+                    vec![(*advice, pieces)]
+                };
+                for (advice, mut pieces) in runs {
+                    Run {
+                        act: self,
+                        target,
+                        advice,
+                        opts,
+                        report: &mut report,
+                        stop: &mut stop,
+                        cancelled: &mut cancelled,
+                        headroom_hit: &mut headroom_hit,
+                        rest: None,
+                        dt: 0,
+                        left: 0,
+                    }
+                    .run(&mut pieces);
                 }
-                .run(&mut pieces);
             }
             if stop == Some(ApplyErrorKind::TargetGone) {
                 report.gone.push(*tid);
@@ -159,9 +196,10 @@ impl<S: ActuatorSys> Actuator<S> {
         }
         if !headroom_hit
             && self.in_headroom
-            && groups
-                .iter()
-                .any(|(_, a)| a.iter().any(|(a, _)| *a == Advice::Pageout))
+            && groups.iter().any(|(_, a)| {
+                a.iter()
+                    .any(|(a, _)| matches!(a, Advice::Pageout | Advice::Split))
+            })
         {
             // A page-out round went through without hitting the headroom: we are out of it.
             if !opts.dry_run && !cancelled {
@@ -211,10 +249,11 @@ impl<S: ActuatorSys> Actuator<S> {
                 let chunk = AddrRange::new(a, b);
                 if failed || *scan_left < chunk.len() {
                     // Uncut: the rest of the piece goes whole.
-                    out.push(Piece {
-                        range: AddrRange::new(a, p.range.end),
-                        ..p
-                    });
+                    out.push(Piece::new(
+                        p.req,
+                        AddrRange::new(a, p.range.end),
+                        p.resident,
+                    ));
                     break;
                 }
                 let t0 = self.sys.now_ns();
@@ -232,11 +271,7 @@ impl<S: ActuatorSys> Actuator<S> {
                         *scan_left -= chunk.len();
                         self.stats.resident_scanned += chunk.len();
                         let gone = resident_runs(chunk, page, &entries, |range| {
-                            out.push(Piece {
-                                req: p.req,
-                                range,
-                                resident: true,
-                            })
+                            out.push(Piece::new(p.req, range, true))
                         });
                         self.stats.not_resident += gone;
                         add_error(&mut o.errors, ApplyErrorKind::NotResident, gone);
@@ -244,10 +279,11 @@ impl<S: ActuatorSys> Actuator<S> {
                     Err(e) => {
                         tracing::debug!(pid = target.pid(), "residency cut: pagemap: {e}");
                         failed = true;
-                        out.push(Piece {
-                            range: AddrRange::new(a, p.range.end),
-                            ..p
-                        });
+                        out.push(Piece::new(
+                            p.req,
+                            AddrRange::new(a, p.range.end),
+                            p.resident,
+                        ));
                         break;
                     }
                 }
@@ -305,7 +341,7 @@ impl<S: ActuatorSys> Run<'_, '_, S> {
         };
         if let Some(k) = kind {
             for p in &pieces[end.next..] {
-                add_error(&mut self.report.outcomes[p.req].errors, k, p.range.len());
+                add_error(&mut self.report.outcomes[p.req].errors, k, p.bytes);
             }
         }
     }
@@ -390,9 +426,9 @@ impl<S: ActuatorSys> VectorCall<Piece> for Run<'_, '_, S> {
         let done = step.done(batch.len());
         for p in &batch[..done] {
             let o = &mut self.report.outcomes[p.req];
-            o.bytes_applied += p.range.len();
+            o.bytes_applied += p.bytes;
             if p.resident {
-                o.bytes_resident += p.range.len();
+                o.bytes_resident += p.bytes;
             }
         }
         let asked: u64 = batch[..(done + 1).min(batch.len())]
@@ -439,11 +475,38 @@ impl<S: ActuatorSys> VectorCall<Piece> for Run<'_, '_, S> {
                 add_error(
                     &mut self.report.outcomes[p.req].errors,
                     errno_kind(e, self.advice),
-                    p.range.len(),
+                    p.bytes,
                 );
             }
         }
     }
+}
+
+/// `split`'s two vectors over `blocks` (runs of whole 2 MiB blocks): a page-out of each
+/// block's first page, which answers for the block in the report, and a cold of each whole
+/// block, which answers for nothing (see `Advice::Split`).
+fn split_pieces(blocks: &[Piece], page: u64) -> (Vec<Piece>, Vec<Piece>) {
+    let block = HPAGE_PMD_SIZE.max(page);
+    let (mut first, mut whole) = (Vec::new(), Vec::new());
+    for p in blocks {
+        let mut h = p.range.start;
+        while h + block <= p.range.end {
+            first.push(Piece {
+                req: p.req,
+                range: AddrRange::new(h, h + page),
+                resident: p.resident,
+                bytes: block,
+            });
+            whole.push(Piece {
+                req: p.req,
+                range: AddrRange::new(h, h + block),
+                resident: false,
+                bytes: 0,
+            });
+            h += block;
+        }
+    }
+    (first, whole)
 }
 
 /// Share `dt` among `pieces` by bytes; the sum charged is exactly `dt`.

@@ -1,5 +1,5 @@
 //! Planning (pure): a request becomes whole-page pieces, each inside one VMA of the snapshot,
-//! whole 2 MiB huge pages for `Collapse`, none above the per-call byte cap; what cannot be
+//! whole 2 MiB huge pages for `Collapse` and `Split`, none above the per-call byte cap; what cannot be
 //! advised is reported by kind. See the actuator's module doc, step 1.
 
 use super::apply::add_error;
@@ -14,7 +14,8 @@ pub const HPAGE_PMD_SIZE: u64 = 2 << 20;
 
 /// Plan one request: emit the pieces to advise (page-aligned, inside one VMA each, 2 MiB
 /// aligned for `Collapse`, each at most `cap` bytes) through `emit`, and return the bytes not
-/// planned, by kind (`Unaligned`, `Unmapped`). Emitted bytes + returned bytes == `range.len()`.
+/// planned, by kind (`Unaligned`, `Unmapped`). `Split` is planned as `Collapse` is: whole
+/// 2 MiB-aligned blocks only (a huge page is split whole or not at all). Emitted bytes + returned bytes == `range.len()`.
 /// `vmas` must be sorted and disjoint; `page` and `cap` powers-of-two multiples of the page.
 pub fn plan_range(
     range: AddrRange,
@@ -39,11 +40,8 @@ pub fn plan_range(
         ApplyErrorKind::Unaligned,
         (s - range.start) + (range.end - e),
     );
-    let unit = if advice == Advice::Collapse {
-        HPAGE_PMD_SIZE.max(page)
-    } else {
-        page
-    };
+    let huge = matches!(advice, Advice::Collapse | Advice::Split);
+    let unit = if huge { HPAGE_PMD_SIZE.max(page) } else { page };
     let cap = align_down(cap, unit).max(unit);
     let mut cursor = s;
     let first = vmas.partition_point(|v| v.end <= s);
@@ -58,7 +56,7 @@ pub fn plan_range(
             part.start.saturating_sub(cursor),
         );
         cursor = part.end;
-        let (ps, pe) = if advice == Advice::Collapse {
+        let (ps, pe) = if huge {
             let hs = align_up(part.start, unit);
             let he = align_down(part.end, unit);
             if he <= hs {

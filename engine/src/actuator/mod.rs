@@ -14,8 +14,10 @@
 //!    fail with ENOMEM — half an action we could not report precisely: `madvise_walk_vmas()`,
 //!    mm/madvise.c, Linux 6.12); for `Collapse` each part is shrunk to whole 2 MiB-aligned huge
 //!    pages (the kernel collapses only those and silently ignores the rest:
-//!    `madvise_collapse()`, mm/khugepaged.c, Linux 6.12), the rest reported `Unaligned`. Pieces
-//!    larger than the per-call byte cap are split.
+//!    `madvise_collapse()`, mm/khugepaged.c, Linux 6.12), the rest reported `Unaligned`; so is
+//!    `Split`, whose blocks are then checked for a huge page (`huge.rs`: the others reported
+//!    `NotHuge`) and each one left becomes a page-out of its first page and a cold of all of
+//!    it. Pieces larger than the per-call byte cap are split.
 //! 2. **Batching and short returns**: the pieces of one target and one advice go through
 //!    [`vector_madvise`](crate::kernel::madvise::vector_madvise), the one home of the kernel's
 //!    vector rule (`vector_madvise()`, mm/madvise.c, Linux 6.12): up to `IOV_MAX` iovecs and
@@ -74,6 +76,7 @@
 
 mod apply;
 mod cut;
+pub mod huge;
 pub mod pace;
 mod rails;
 pub mod resident;
@@ -87,6 +90,7 @@ pub use target::Target;
 
 use crate::advice::Advice;
 use crate::kernel::host::page_size;
+use crate::kernel::kpageflags::KpageFlags;
 use crate::kernel::madvise;
 use crate::kernel::pagemap::{Pagemap, PagemapEntry};
 use crate::region::AddrRange;
@@ -161,6 +165,13 @@ pub trait ActuatorSys {
         let _ = (target, start, nr_pages, out);
         Err(std::io::ErrorKind::Unsupported.into())
     }
+    /// `/proc/kpageflags` entries of the PFNs `first..first + n` (all of them, or an error),
+    /// for `split`'s huge-page check (`huge.rs`). An error leaves the block to be advised as
+    /// before. Default: not available.
+    fn kpageflags(&mut self, first: u64, n: usize, out: &mut Vec<u64>) -> std::io::Result<()> {
+        let _ = (first, n, out);
+        Err(std::io::ErrorKind::Unsupported.into())
+    }
 }
 
 /// The running system: [`madvise::process_madvise`] on the target's pidfd,
@@ -169,6 +180,8 @@ pub trait ActuatorSys {
 pub struct HostSys {
     root: SysRoot,
     epoch: Instant,
+    /// `<proc>/kpageflags`, opened at its first use.
+    kpageflags: Option<KpageFlags>,
 }
 
 impl HostSys {
@@ -176,6 +189,7 @@ impl HostSys {
         Self {
             root,
             epoch: Instant::now(),
+            kpageflags: None,
         }
     }
 }
@@ -220,6 +234,22 @@ impl ActuatorSys for HostSys {
             return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
         }
         Pagemap::from_file(file, path, page_size()).read(start, nr_pages, out)
+    }
+    /// `<proc>/kpageflags` (root only).
+    fn kpageflags(&mut self, first: u64, n: usize, out: &mut Vec<u64>) -> std::io::Result<()> {
+        if self.kpageflags.is_none() {
+            self.kpageflags = Some(KpageFlags::open(&self.root)?);
+        }
+        let f = self.kpageflags.as_ref().expect("opened above");
+        let run = f.read_run(first, n).ok_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                format!("{}: PFNs {first}+{n}: short read", f.path().display()),
+            )
+        })?;
+        out.clear();
+        out.extend(run);
+        Ok(())
     }
 }
 
@@ -294,6 +324,8 @@ pub struct ActuatorStats {
     pub resident_scanned: u64,
     /// Bytes cut out as not resident.
     pub not_resident: u64,
+    /// Bytes of `split` cut out as holding no huge page (`huge.rs`).
+    pub not_huge: u64,
 }
 
 /// Applies advice; see the module doc.

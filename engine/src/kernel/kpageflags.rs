@@ -19,6 +19,7 @@ pub const KPF_HUGE: u64 = 1 << 17;
 pub const KPF_NOPAGE: u64 = 1 << 20;
 pub const KPF_THP: u64 = 1 << 22;
 pub const KPF_OFFLINE: u64 = 1 << 23;
+pub const KPF_ZERO_PAGE: u64 = 1 << 24;
 /// A kernel-hacking bit (`KPF_RESERVED`, fs/proc/page.c 6.12).
 pub const KPF_RESERVED: u64 = 1 << 32;
 

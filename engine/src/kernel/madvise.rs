@@ -50,6 +50,8 @@ pub fn process_madvise(
     if ranges.is_empty() {
         return Ok(0);
     }
+    // `Split` is madvd's composite (the actuator expands it): no madvise number.
+    let madv = advice.madv().ok_or(Errno::EINVAL)?;
     let iov: Vec<libc::iovec> = ranges
         .iter()
         .map(|r| libc::iovec {
@@ -67,7 +69,7 @@ pub fn process_madvise(
                 pidfd.as_raw_fd(),
                 iov.as_ptr(),
                 iov.len(),
-                advice.madv(),
+                madv,
                 0 as libc::c_uint,
             )
         };
@@ -235,15 +237,11 @@ pub fn vector_madvise<P: Iovec>(
 /// `madvise(2)` on the caller's own memory, for baselines (benches compare the actuator's
 /// remote throughput with this).
 pub fn madvise_self(range: AddrRange, advice: Advice) -> Result<(), Errno> {
+    let madv = advice.madv().ok_or(Errno::EINVAL)?;
     // SAFETY: madvise with a non-destructive advice (Advice has no destructive variant) does
     // not change the contents of the range; an invalid range only yields an error.
-    let ret = unsafe {
-        libc::madvise(
-            range.start as *mut libc::c_void,
-            range.len() as usize,
-            advice.madv(),
-        )
-    };
+    let ret =
+        unsafe { libc::madvise(range.start as *mut libc::c_void, range.len() as usize, madv) };
     if ret == 0 {
         Ok(())
     } else {

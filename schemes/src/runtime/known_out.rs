@@ -1,7 +1,8 @@
-//! What the schemes know to be out of memory: ranges the actuator's residency cut found wholly
-//! not resident, per target, until a sample sees them accessed (or [`KNOWN_OUT_TTL_US`]
-//! passes). The walk skips them for `pageout` and `cold` as filtered: not charged to the
-//! size quota, no age reset (issue 14: "skipped ranges count as filtered").
+//! What the schemes know there is nothing to act on in: ranges the actuator found wholly not
+//! resident (its residency cut), and, for `split`, ranges it found holding no huge page (its
+//! huge-page check, `engine::actuator::huge`), per target, until a sample sees them accessed
+//! (or [`KNOWN_OUT_TTL_US`] passes). The walk skips them as filtered: not charged to the size
+//! quota, no age reset (issue 14: "skipped ranges count as filtered").
 //!
 //! Why: the cut alone ran after planning. A region with no resident byte keeps its age
 //! (`Monitor::apply_report`), so with age-first priority the oldest regions — memory never
@@ -10,19 +11,27 @@
 //! reached (measured by the replay comparison: a live run advised 4.4 MiB of a 184 MiB cold
 //! set while its not-resident count grew ~19 MiB a second; docs/performance.md "Replay vs
 //! reality"). With this set the quota of a window goes to the next candidates in priority
-//! order instead.
+//! order instead. The same holds for `split` over idle memory of small pages (in the lab, a
+//! binary's pages, or ranges `split` had already split: under `--ops damon` the kernel's
+//! regions keep their age after madvd's advice, so they stayed first in line).
+//!
+//! Two sets per target: *out* (nothing resident), which `pageout`, `cold` and `split` skip,
+//! and *no huge page*, which only `split` skips (small pages still resident are something to
+//! page out). A range gets a huge page only by being faulted in or collapsed again — by an
+//! access, or by khugepaged over young pages —, so both sets forget a range a sample sees
+//! accessed.
 //!
 //! Not the kernel's rule: `damos_apply_scheme()` (mm/damon/core.c 6.12) charges whole
 //! regions, resident or not, and resets their age, so it never meets this starvation, at
 //! the price of spending its quota on memory that is already out (docs/architecture.md,
 //! "Charging resident bytes only, and the pace").
 //!
-//! Only *wholly* not-resident outcomes are learned (the report carries byte counts, not the
-//! cut's sub-ranges): a partly resident range is asked of the actuator again, whose pagemap
-//! read stays the truth. Bounded: at most [`MAX_KNOWN_OUT_RANGES`] ranges per target (the set
-//! is forgotten when it would grow past it), and each target's set is forgotten every
-//! [`KNOWN_OUT_TTL_US`], so a page that came back without a sample seeing it is advised
-//! again at the latest then.
+//! Only *wholly* empty outcomes are learned (`RangeOutcome::wholly_nothing_there`: the report
+//! carries byte counts, not the cut's sub-ranges): a partly resident (or partly huge) range is
+//! asked of the actuator again, whose pagemap read stays the truth. Bounded: at most
+//! [`MAX_KNOWN_OUT_RANGES`] ranges per target and set (the target's sets are forgotten when
+//! one would grow past it), and each target's sets are forgotten every [`KNOWN_OUT_TTL_US`],
+//! so a page that came back without a sample seeing it is advised again at the latest then.
 
 use std::collections::HashMap;
 
@@ -37,24 +46,47 @@ pub const MAX_KNOWN_OUT_RANGES: usize = 65_536;
 
 #[derive(Debug, Default)]
 struct Entry {
-    set: RangeSet,
+    /// Nothing resident.
+    out: RangeSet,
+    /// No huge page (`split`).
+    no_huge: RangeSet,
     since_us: u64,
 }
 
-/// Per target, the ranges known to be out of memory.
+impl Entry {
+    /// The sets `advice` skips.
+    fn sets(&self, advice: Advice) -> impl Iterator<Item = &RangeSet> {
+        let (out, huge) = skips(advice);
+        [(out, &self.out), (huge, &self.no_huge)]
+            .into_iter()
+            .filter_map(|(on, s)| on.then_some(s))
+    }
+}
+
+/// Which sets `advice` skips: (out, no huge page).
+fn skips(advice: Advice) -> (bool, bool) {
+    match advice {
+        Advice::Pageout | Advice::Cold => (true, false),
+        Advice::Split => (true, true),
+        Advice::Willneed | Advice::Collapse => (false, false),
+    }
+}
+
+/// Per target, the ranges known to hold nothing to act on.
 #[derive(Debug, Default)]
 pub struct KnownOut {
     targets: HashMap<TargetId, Entry>,
 }
 
-/// Whether the residency cut applies to `advice` (`engine::actuator::resident`).
+/// Whether the walk skips known ranges for `advice`: the actuator finds nothing to act on in
+/// them (`engine::actuator::{resident, huge}`).
 pub fn residency_matters(advice: Advice) -> bool {
-    matches!(advice, Advice::Pageout | Advice::Cold)
+    skips(advice) != (false, false)
 }
 
 impl KnownOut {
     /// Before a plan: forget targets gone from the snapshot, sets older than the TTL, and
-    /// every range a region with `nr_accesses > 0` covers (its pages may be back).
+    /// every range a region with `nr_accesses > 0` covers (its pages may be back, or huge).
     pub fn refresh(&mut self, snap: &Snapshot, now_us: u64) {
         self.targets
             .retain(|t, _| snap.targets.iter().any(|x| x.target == *t));
@@ -67,42 +99,54 @@ impl KnownOut {
                 continue;
             }
             for r in t.regions.iter().filter(|r| r.nr_accesses > 0) {
-                e.set.remove(AddrRange::new(r.start(), r.end()));
+                let range = AddrRange::new(r.start(), r.end());
+                e.out.remove(range);
+                e.no_huge.remove(range);
             }
         }
     }
 
-    /// After an apply report: learn each page-out or cold range the actuator found wholly
-    /// not resident; forget the targets it found gone.
+    /// After an apply report: learn each page-out or cold range the actuator found wholly not
+    /// resident, and each `split` range it found wholly without a huge page (or resident
+    /// page); forget the targets it found gone.
     pub fn learn(&mut self, report: &ApplyReport, now_us: u64) {
         for t in &report.gone {
             self.targets.remove(t);
         }
         for o in &report.outcomes {
-            let wholly_out = o.bytes_requested > 0 && o.not_resident() >= o.bytes_requested;
-            if !wholly_out || !residency_matters(o.advice) {
+            if !o.wholly_nothing_there() || !residency_matters(o.advice) {
                 continue;
             }
             let e = self.targets.entry(o.target).or_insert_with(|| Entry {
-                set: RangeSet::default(),
                 since_us: now_us,
+                ..Default::default()
             });
-            e.set.insert(o.range);
-            if e.set.len() > MAX_KNOWN_OUT_RANGES {
+            let set = if o.advice == Advice::Split {
+                &mut e.no_huge
+            } else {
+                &mut e.out
+            };
+            set.insert(o.range);
+            if set.len() > MAX_KNOWN_OUT_RANGES {
                 self.targets.remove(&o.target);
             }
         }
     }
 
-    /// Cut the known-out part at the head of `piece`: returns the bytes skipped from its
-    /// start (the piece then becomes empty) and the rest to walk next, if any. A known-out
-    /// range inside the piece shortens the piece to end there and returns the rest.
-    pub fn cut(&self, target: TargetId, piece: &mut AddrRange) -> (u64, Option<AddrRange>) {
-        let Some(k) = self
-            .targets
-            .get(&target)
-            .and_then(|e| e.set.first_overlap(*piece))
-        else {
+    /// Cut the known part at the head of `piece` for `advice`: returns the bytes skipped
+    /// from its start (the piece then becomes empty) and the rest to walk next, if any. A
+    /// known range inside the piece shortens the piece to end there and returns the rest.
+    pub fn cut(
+        &self,
+        target: TargetId,
+        advice: Advice,
+        piece: &mut AddrRange,
+    ) -> (u64, Option<AddrRange>) {
+        let Some(k) = self.targets.get(&target).and_then(|e| {
+            e.sets(advice)
+                .filter_map(|s| s.first_overlap(*piece))
+                .min_by_key(|k| k.start)
+        }) else {
             return (0, None);
         };
         if k.start <= piece.start {
@@ -118,21 +162,44 @@ impl KnownOut {
         }
     }
 
-    /// Bytes of `range` known out for `target`: left out of the priority histogram, so the
-    /// minimum score lets the walk reach past them (`damos_adjust_quota`'s histogram counts
-    /// every matching byte; a skipped one would hold the quota's score floor up).
-    pub fn bytes_in(&self, target: TargetId, range: AddrRange) -> u64 {
-        self.targets
-            .get(&target)
-            .map_or(0, |e| e.set.bytes_in(range))
+    /// Bytes of `range` known empty for `target` and `advice`: left out of the priority
+    /// histogram, so the minimum score lets the walk reach past them (`damos_adjust_quota`'s
+    /// histogram counts every matching byte; a skipped one would hold the quota's score floor
+    /// up). A byte in both sets counts once.
+    pub fn bytes_in(&self, target: TargetId, advice: Advice, range: AddrRange) -> u64 {
+        let Some(e) = self.targets.get(&target) else {
+            return 0;
+        };
+        let sets: Vec<&RangeSet> = e.sets(advice).collect();
+        match sets.as_slice() {
+            [] => 0,
+            [one] => one.bytes_in(range),
+            _ => {
+                let mut union = RangeSet::default();
+                for s in sets {
+                    for r in s.ranges() {
+                        let (a, b) = (r.start.max(range.start), r.end.min(range.end));
+                        if a < b {
+                            union.insert(AddrRange::new(a, b));
+                        }
+                    }
+                }
+                union.bytes_in(range)
+            }
+        }
     }
 
-    /// Bytes known out for `target`.
+    /// Bytes known out (or without a huge page) for `target`.
     #[cfg(test)]
     pub fn bytes(&self, target: TargetId) -> u64 {
-        self.targets
-            .get(&target)
-            .map_or(0, |e| e.set.ranges().iter().map(|r| r.len()).sum())
+        self.targets.get(&target).map_or(0, |e| {
+            e.out
+                .ranges()
+                .iter()
+                .chain(e.no_huge.ranges())
+                .map(|r| r.len())
+                .sum()
+        })
     }
 }
 
@@ -142,18 +209,94 @@ mod tests {
     use engine::{ApplyErrorKind, RangeOutcome};
 
     fn outcome(t: u32, a: u64, b: u64, not_resident: u64) -> RangeOutcome {
+        outcome_of(Advice::Pageout, t, a, b, not_resident)
+    }
+
+    /// A range with `nothing` bytes of nothing to act on (not resident; for `split`, no huge
+    /// page), the rest applied.
+    fn outcome_of(advice: Advice, t: u32, a: u64, b: u64, nothing: u64) -> RangeOutcome {
         let mut o = RangeOutcome::of(
             &engine::AdviceRequest {
                 target: TargetId(t),
                 range: AddrRange::new(a, b),
-                advice: Advice::Pageout,
+                advice,
                 scheme: 0,
             },
-            0,
+            (b - a).saturating_sub(nothing),
             1000,
         );
-        o.errors.push((ApplyErrorKind::NotResident, not_resident));
+        let kind = if advice == Advice::Split {
+            ApplyErrorKind::NotHuge
+        } else {
+            ApplyErrorKind::NotResident
+        };
+        o.errors.push((kind, nothing));
         o
+    }
+
+    /// A range `split` found without a huge page is skipped by the next `split` walks, not
+    /// by `pageout` (its small pages may be resident); a range out of memory is skipped by
+    /// both. An access forgets both; so does the TTL.
+    #[test]
+    fn ranges_without_a_huge_page_are_skipped_by_split_only() {
+        const M: u64 = 2 << 20;
+        let mut k = KnownOut::default();
+        let report = ApplyReport {
+            outcomes: vec![
+                outcome_of(Advice::Split, 1, 0, 4 * M, 4 * M),
+                // Partly huge: asked again.
+                outcome_of(Advice::Split, 1, 8 * M, 12 * M, 2 * M),
+                outcome_of(Advice::Pageout, 1, 16 * M, 18 * M, 2 * M),
+            ],
+            ..Default::default()
+        };
+        k.learn(&report, 0);
+        assert_eq!(k.bytes(TargetId(1)), 6 * M);
+        let t = TargetId(1);
+        let mut p = AddrRange::new(0, 20 * M);
+        assert_eq!(
+            k.cut(t, Advice::Split, &mut p),
+            (4 * M, Some(AddrRange::new(4 * M, 20 * M)))
+        );
+        let mut p = AddrRange::new(4 * M, 20 * M);
+        assert_eq!(
+            k.cut(t, Advice::Split, &mut p),
+            (0, Some(AddrRange::new(16 * M, 20 * M)))
+        );
+        assert_eq!(p, AddrRange::new(4 * M, 16 * M));
+        let mut p = AddrRange::new(0, 4 * M);
+        assert_eq!(k.cut(t, Advice::Pageout, &mut p), (0, None));
+        let all = AddrRange::new(0, 20 * M);
+        assert_eq!(
+            (
+                k.bytes_in(t, Advice::Split, all),
+                k.bytes_in(t, Advice::Pageout, all),
+                k.bytes_in(t, Advice::Collapse, all)
+            ),
+            (6 * M, 2 * M, 0)
+        );
+        // An access over the first range forgets it (it may be huge again).
+        let snap = snapshot_with(t, AddrRange::new(0, 4 * M), 3);
+        k.refresh(&snap, 1);
+        assert_eq!(k.bytes_in(t, Advice::Split, all), 2 * M);
+        k.refresh(&snap, KNOWN_OUT_TTL_US);
+        assert_eq!(k.bytes(t), 0);
+    }
+
+    /// A snapshot of `t` with one region over `r` accessed `nr` times.
+    fn snapshot_with(t: TargetId, r: AddrRange, nr: u32) -> Snapshot {
+        let mut reg = engine::Region::new(r.start, r.end);
+        reg.nr_accesses = nr;
+        Snapshot {
+            now_us: 0,
+            aggregation: 0,
+            aggregated: true,
+            attrs: engine::Attrs::default(),
+            targets: vec![engine::TargetSnapshot {
+                target: t,
+                regions: vec![reg],
+            }],
+        }
     }
 
     #[test]
@@ -171,21 +314,21 @@ mod tests {
         // A piece starting inside the known-out range: its head is skipped.
         let mut p = AddrRange::new(0x18000, 0x28000);
         assert_eq!(
-            k.cut(TargetId(1), &mut p),
+            k.cut(TargetId(1), Advice::Pageout, &mut p),
             (0x8000, Some(AddrRange::new(0x20000, 0x28000)))
         );
         assert!(p.is_empty());
         // A piece reaching into it: cut before it, the rest walked next.
         let mut p = AddrRange::new(0x8000, 0x14000);
         assert_eq!(
-            k.cut(TargetId(1), &mut p),
+            k.cut(TargetId(1), Advice::Pageout, &mut p),
             (0, Some(AddrRange::new(0x10000, 0x14000)))
         );
         assert_eq!(p, AddrRange::new(0x8000, 0x10000));
         // Another target, or a piece clear of it: untouched.
         let mut p = AddrRange::new(0x10000, 0x20000);
-        assert_eq!(k.cut(TargetId(2), &mut p), (0, None));
+        assert_eq!(k.cut(TargetId(2), Advice::Pageout, &mut p), (0, None));
         let mut p = AddrRange::new(0x30000, 0x40000);
-        assert_eq!(k.cut(TargetId(1), &mut p), (0, None));
+        assert_eq!(k.cut(TargetId(1), Advice::Pageout, &mut p), (0, None));
     }
 }

@@ -452,11 +452,12 @@ impl Schemes {
     /// quota of the window they were charged in ([`QuotaState::refund`]); for paced bytes the
     /// walk resumes at the first piece held back.
     ///
-    /// Ranges found wholly not resident are learned ([`known_out`]): the next walks skip
-    /// them as filtered, so the quota reaches the resident candidates behind them. An
-    /// outcome with nothing resident teaches the time quota nothing: its time (a pagemap
-    /// read) is not charged, so a round of memory already out cannot drop the throughput
-    /// estimate to nothing.
+    /// `split`'s blocks with no huge page (`ApplyErrorKind::NotHuge`) are refunded the same
+    /// way. Ranges found wholly not resident, or for `split` wholly without a huge page, are
+    /// learned ([`known_out`]): the next walks skip them as filtered, so the quota reaches
+    /// the candidates behind them. An outcome with nothing to act on teaches the time quota
+    /// nothing: its time (a pagemap read) is not charged, so a round of memory already out
+    /// cannot drop the throughput estimate to nothing.
     pub fn account(&mut self, report: &ApplyReport, now_us: u64) {
         self.known_out.learn(report, now_us);
         for (idx, st) in self.states.iter_mut().enumerate() {
@@ -486,8 +487,11 @@ impl Schemes {
         }
         let mut rewinds: Vec<Option<(TargetId, u64)>> = vec![None; self.states.len()];
         for o in &report.outcomes {
-            let wholly_out = o.bytes_requested > 0 && o.not_resident() >= o.bytes_requested;
-            let elapsed_ns = if wholly_out { 0 } else { o.elapsed_ns };
+            let elapsed_ns = if o.wholly_nothing_there() {
+                0
+            } else {
+                o.elapsed_ns
+            };
             self.charge(o.scheme, elapsed_ns, o.bytes_applied);
             let Some(st) = self.states.get_mut(o.scheme) else {
                 continue;
@@ -495,6 +499,7 @@ impl Schemes {
             st.stats.sz_resident = st.stats.sz_resident.saturating_add(o.bytes_resident);
             let not_resident = o.not_resident();
             st.stats.sz_not_resident = st.stats.sz_not_resident.saturating_add(not_resident);
+            st.stats.sz_not_huge = st.stats.sz_not_huge.saturating_add(o.not_huge());
             let refund = o.refund();
             if refund > 0 {
                 let rw = &mut rewinds[o.scheme];

@@ -79,8 +79,8 @@ pub(super) fn adjust_quota(
     for t in &snap.targets {
         for r in &t.regions {
             if pat.matches(r) {
-                let out = if skip_out {
-                    known_out.bytes_in(t.target, AddrRange::new(r.start(), r.end()))
+                let out = if let (true, Some(adv)) = (skip_out, spec.action.advice()) {
+                    known_out.bytes_in(t.target, adv, AddrRange::new(r.start(), r.end()))
                 } else {
                     0
                 };
@@ -101,10 +101,6 @@ pub(super) struct WalkInput<'a> {
     pub cgroups: &'a HashMap<TargetId, Vec<String>>,
     pub known_out: &'a KnownOut,
 }
-
-/// What `split` pages out of each huge page: one base page (4 KiB), so the page-out covers
-/// part of the huge page and splits it.
-pub const SPLIT_PAGE: u64 = 4 << 10;
 
 /// The per-region walk of `damon_do_apply_schemes()` / `damos_apply_scheme()` (core.c 6.12)
 /// for one scheme.
@@ -186,15 +182,21 @@ pub(super) fn apply_scheme(
                 if filtered_out {
                     continue;
                 }
-                if skip_out {
-                    // Known to be out of memory: skipped as filtered (not charged, no age
-                    // reset; runtime/known_out.rs).
-                    let (skipped, rest) = known_out.cut(t.target, &mut p);
+                if let (true, Some(adv)) = (skip_out, spec.action.advice()) {
+                    // Known to hold nothing to act on (out of memory; for `split`, no huge
+                    // page): skipped as filtered (not charged, no age reset;
+                    // runtime/known_out.rs).
+                    let (skipped, rest) = known_out.cut(t.target, adv, &mut p);
                     if let Some(rest) = rest {
                         pieces.push_front(rest);
                     }
                     if skipped > 0 {
-                        st.stats.sz_not_resident = st.stats.sz_not_resident.saturating_add(skipped);
+                        let s = &mut st.stats;
+                        if spec.action == Action::Split {
+                            s.sz_not_huge = s.sz_not_huge.saturating_add(skipped);
+                        } else {
+                            s.sz_not_resident = s.sz_not_resident.saturating_add(skipped);
+                        }
                     }
                     if p.is_empty() {
                         continue;
@@ -239,28 +241,7 @@ pub(super) fn apply_scheme(
                     }
                 }
                 let sz = p.len();
-                if spec.action == Action::Split {
-                    // For each whole huge page: a page-out of its first page (a partial
-                    // page-out splits it) and a cold of all of it (clears the Accessed
-                    // bits and young flags that would let khugepaged rebuild it; see
-                    // `Action::Split`). The piece is charged whole, as the kernel charges
-                    // a region's size whatever the action did in it.
-                    let mut h = p.start;
-                    while h + HPAGE_SIZE <= p.end {
-                        for (range, advice) in [
-                            (AddrRange::new(h, h + SPLIT_PAGE), Advice::Pageout),
-                            (AddrRange::new(h, h + HPAGE_SIZE), Advice::Cold),
-                        ] {
-                            out.push(AdviceRequest {
-                                target: t.target,
-                                range,
-                                advice,
-                                scheme: idx,
-                            });
-                        }
-                        h += HPAGE_SIZE;
-                    }
-                } else if let Some(advice) = spec.action.advice() {
+                if let Some(advice) = spec.action.advice() {
                     out.push(AdviceRequest {
                         target: t.target,
                         range: p,

@@ -210,7 +210,7 @@ const GROUP_COUNTERS: [(&str, &str, CounterF); 10] = [
 ];
 
 type SchemeF = fn(&SchemeMetrics) -> u64;
-const SCHEME_COUNTERS: [(&str, &str, SchemeF); 7] = [
+const SCHEME_COUNTERS: [(&str, &str, SchemeF); 8] = [
     (
         "madvd_scheme_tried_regions_total",
         "Regions (pieces) the scheme tried to apply its action to (damos_stat nr_tried).",
@@ -240,6 +240,11 @@ const SCHEME_COUNTERS: [(&str, &str, SchemeF); 7] = [
         "madvd_scheme_not_resident_bytes_total",
         "Bytes tried but cut out as not resident (swapped out or never faulted in): not advised, not charged.",
         |s| s.sz_not_resident,
+    ),
+    (
+        "madvd_scheme_not_huge_bytes_total",
+        "split only: bytes tried but holding no huge page to split: not advised, not charged.",
+        |s| s.sz_not_huge,
     ),
     (
         "madvd_scheme_quota_exceeds_total",

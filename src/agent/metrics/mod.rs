@@ -72,6 +72,7 @@ impl Counters {
             e.sz_applied += v.sz_applied;
             e.sz_resident += v.sz_resident;
             e.sz_not_resident += v.sz_not_resident;
+            e.sz_not_huge += v.sz_not_huge;
             e.qt_exceeds += v.qt_exceeds;
             e.active = v.active;
         }
