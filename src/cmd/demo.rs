@@ -115,6 +115,33 @@ pub struct Summary {
     pub heatmap: Option<PathBuf>,
     pub record: Option<PathBuf>,
     pub interrupted: bool,
+    /// About once a second of the monitored phase: the child's VmSwap and each scheme's
+    /// quota and counters then (how the saving got where it did).
+    pub timeline: Vec<TimelinePoint>,
+}
+
+/// One point of [`Summary::timeline`].
+#[derive(Serialize, Clone, Debug, Default)]
+pub struct TimelinePoint {
+    /// Seconds since the monitored phase started.
+    pub t_s: f64,
+    /// The child's VmSwap, bytes.
+    pub vm_swap_bytes: u64,
+    /// Per scheme, the counters cumulative (as in [`SchemeLine`]).
+    pub schemes: Vec<TimelineScheme>,
+}
+
+/// A scheme's state at a [`TimelinePoint`].
+#[derive(Serialize, Clone, Debug, Default)]
+pub struct TimelineScheme {
+    pub name: String,
+    pub effective_quota: u64,
+    /// The first goal's current value (the refault guard's rate, bp), if any.
+    pub goal: Option<u64>,
+    pub sz_applied: u64,
+    pub sz_not_resident: u64,
+    pub qt_exceeds: u64,
+    pub refaulted_bytes: u64,
 }
 
 pub fn run(root: &SysRoot, a: DemoArgs) -> Result<()> {
@@ -356,6 +383,26 @@ pub fn run(root: &SysRoot, a: DemoArgs) -> Result<()> {
             Err(_) => {}
         }
         let m = sysinfo::proc_mem(root, pid).unwrap_or_default();
+        let t_s = t_mon.elapsed().as_secs_f64();
+        if summary.timeline.last().is_none_or(|p| t_s - p.t_s >= 1.0) {
+            summary.timeline.push(TimelinePoint {
+                t_s,
+                vm_swap_bytes: m.swap,
+                schemes: summary
+                    .schemes
+                    .iter()
+                    .map(|s| TimelineScheme {
+                        name: s.name.clone(),
+                        effective_quota: s.effective_quota,
+                        goal: s.goal_values.first().copied(),
+                        sz_applied: s.sz_applied,
+                        sz_not_resident: s.sz_not_resident,
+                        qt_exceeds: s.qt_exceeds,
+                        refaulted_bytes: s.refaulted_bytes,
+                    })
+                    .collect(),
+            });
+        }
         pb.set_position((baseline + t_mon.elapsed()).as_secs());
         pb.set_message(format!(
             "{}: advised {}, child VmSwap {}, RSS {}",

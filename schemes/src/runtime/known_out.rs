@@ -20,17 +20,33 @@
 //! Only *wholly* not-resident outcomes are learned (the report carries byte counts, not the
 //! cut's sub-ranges): a partly resident range is asked of the actuator again, whose pagemap
 //! read stays the truth. Bounded: at most [`MAX_KNOWN_OUT_RANGES`] ranges per target (the set
-//! is forgotten when it would grow past it), and each target's set is forgotten every
+//! is forgotten when it would grow past it), and each target's set is checked again every
 //! [`KNOWN_OUT_TTL_US`], so a page that came back without a sample seeing it is advised
 //! again at the latest then.
+//!
+//! The check reads the target's pagemap over the set (the schemes' [`MetricSource`], as the
+//! refault guard reads it; at most [`RECHECK_MAX_BYTES`] of address space) and keeps the runs
+//! with no page in memory; only where that read fails is the set forgotten. Forgetting it
+//! whole brought the starvation back once every TTL: the set is the oldest memory, so the
+//! next windows' quotas went to asking the actuator about it again, range by range (the demo
+//! measured nothing paged out for the last ~35 s of its 75: its ~700 MiB already out took
+//! 25 windows of a 28 MiB quota to be learned again; docs/performance.md "Demo").
 
 use std::collections::HashMap;
 
 use engine::rangeset::RangeSet;
 use engine::{AddrRange, Advice, ApplyReport, Snapshot, TargetId};
 
-/// How long a target's known-out set is kept before it is forgotten, µs.
+use crate::goal::MetricSource;
+use crate::refault::PageState;
+
+/// How long a target's known-out set is kept before it is checked again, µs.
 pub const KNOWN_OUT_TTL_US: u64 = 30_000_000;
+
+/// The most address space one check of a target's set reads (8 B of pagemap per 4 KiB page:
+/// 16 MiB read for 8 GiB, the actuator's own residency-scan bound); the ranges past it are
+/// forgotten.
+pub const RECHECK_MAX_BYTES: u64 = 8 << 30;
 
 /// The most disjoint ranges kept per target.
 pub const MAX_KNOWN_OUT_RANGES: usize = 65_536;
@@ -53,9 +69,10 @@ pub fn residency_matters(advice: Advice) -> bool {
 }
 
 impl KnownOut {
-    /// Before a plan: forget targets gone from the snapshot, sets older than the TTL, and
-    /// every range a region with `nr_accesses > 0` covers (its pages may be back).
-    pub fn refresh(&mut self, snap: &Snapshot, now_us: u64) {
+    /// Before a plan: forget targets gone from the snapshot, check sets older than the TTL
+    /// against the pagemap (`env`: see the module doc), and forget every range a region with
+    /// `nr_accesses > 0` covers (its pages may be back).
+    pub fn refresh(&mut self, snap: &Snapshot, now_us: u64, env: &dyn MetricSource) {
         self.targets
             .retain(|t, _| snap.targets.iter().any(|x| x.target == *t));
         for t in &snap.targets {
@@ -63,8 +80,16 @@ impl KnownOut {
                 continue;
             };
             if now_us < e.since_us || now_us - e.since_us >= KNOWN_OUT_TTL_US {
-                self.targets.remove(&t.target);
-                continue;
+                match recheck(&e.set, t.target, env) {
+                    Some(set) if !set.is_empty() => {
+                        e.set = set;
+                        e.since_us = now_us;
+                    }
+                    _ => {
+                        self.targets.remove(&t.target);
+                        continue;
+                    }
+                }
             }
             for r in t.regions.iter().filter(|r| r.nr_accesses > 0) {
                 e.set.remove(AddrRange::new(r.start(), r.end()));
@@ -136,6 +161,51 @@ impl KnownOut {
     }
 }
 
+/// The runs of `set` with no page in memory now (`PageState::Out` or `Gone`, read from
+/// `env`), within [`RECHECK_MAX_BYTES`]; `None` when a read fails.
+fn recheck(set: &RangeSet, target: TargetId, env: &dyn MetricSource) -> Option<RangeSet> {
+    const PAGE: u64 = 4096;
+    const CHUNK: u64 = 64 << 20;
+    let mut kept = RangeSet::default();
+    let mut budget = RECHECK_MAX_BYTES;
+    let mut buf = Vec::new();
+    for r in set.ranges() {
+        let mut a = r.start;
+        while a < r.end && budget > 0 {
+            let b = r.end.min(a.saturating_add(CHUNK.min(budget)));
+            buf.clear();
+            env.page_states(target, AddrRange::new(a, b), &mut buf)
+                .ok()?;
+            if buf.is_empty() {
+                return None;
+            }
+            let mut run: Option<u64> = None;
+            let mut p = a;
+            for st in &buf {
+                let out = matches!(st, PageState::Out | PageState::Gone);
+                match (out, run) {
+                    (true, None) => run = Some(p),
+                    (false, Some(s)) => {
+                        kept.insert(AddrRange::new(s, p));
+                        run = None;
+                    }
+                    _ => {}
+                }
+                p = (p + PAGE).min(b);
+                if p >= b {
+                    break;
+                }
+            }
+            if let Some(s) = run {
+                kept.insert(AddrRange::new(s, p));
+            }
+            budget = budget.saturating_sub(p - a);
+            a = p;
+        }
+    }
+    Some(kept)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -187,5 +257,82 @@ mod tests {
         assert_eq!(k.cut(TargetId(2), &mut p), (0, None));
         let mut p = AddrRange::new(0x30000, 0x40000);
         assert_eq!(k.cut(TargetId(1), &mut p), (0, None));
+    }
+
+    /// Pages in a map; everything else errors.
+    struct Pages(HashMap<u64, PageState>);
+
+    impl MetricSource for Pages {
+        fn meminfo(
+            &self,
+            _: Option<u32>,
+        ) -> Result<engine::kernel::meminfo::MemInfo, crate::goal::MetricError> {
+            Err(crate::goal::MetricError("none".into()))
+        }
+        fn some_mem_psi_total_us(&self, _: Option<&str>) -> Result<u64, crate::goal::MetricError> {
+            Err(crate::goal::MetricError("none".into()))
+        }
+        fn cgroup_memory(
+            &self,
+            _: &str,
+        ) -> Result<engine::kernel::cgroup::MemoryUsage, crate::goal::MetricError> {
+            Err(crate::goal::MetricError("none".into()))
+        }
+        fn page_states(
+            &self,
+            _: TargetId,
+            range: AddrRange,
+            out: &mut Vec<PageState>,
+        ) -> Result<(), crate::goal::MetricError> {
+            if self.0.is_empty() {
+                return Err(crate::goal::MetricError("unreadable".into()));
+            }
+            let mut a = range.start & !0xfff;
+            while a < range.end {
+                out.push(*self.0.get(&a).unwrap_or(&PageState::Out));
+                a += 0x1000;
+            }
+            Ok(())
+        }
+    }
+
+    fn snap(t: u32) -> Snapshot {
+        Snapshot {
+            now_us: 0,
+            aggregation: 0,
+            aggregated: true,
+            attrs: engine::Attrs::default(),
+            targets: vec![engine::TargetSnapshot {
+                target: TargetId(t),
+                regions: vec![],
+            }],
+        }
+    }
+
+    /// At the TTL the set is checked against the pagemap, not forgotten whole (forgetting
+    /// it sent the next windows' quotas back to the memory already out): the runs still out
+    /// stay known, a page back in memory leaves it; an unreadable pagemap forgets the set.
+    #[test]
+    fn at_the_ttl_the_set_is_checked_not_forgotten() {
+        let mut k = KnownOut::default();
+        let report = ApplyReport {
+            outcomes: vec![outcome(1, 0x10000, 0x20000, 0x10000)],
+            ..Default::default()
+        };
+        k.learn(&report, 0);
+        let back = Pages(HashMap::from([(0x18000, PageState::Present)]));
+        k.refresh(&snap(1), KNOWN_OUT_TTL_US - 1, &back);
+        assert_eq!(k.bytes(TargetId(1)), 0x10000, "before the TTL: not read");
+        k.refresh(&snap(1), KNOWN_OUT_TTL_US, &back);
+        assert_eq!(k.bytes(TargetId(1)), 0xf000, "the page back left the set");
+        let mut p = AddrRange::new(0x18000, 0x19000);
+        assert_eq!(k.cut(TargetId(1), &mut p), (0, None), "and is walked again");
+        let mut p = AddrRange::new(0x19000, 0x20000);
+        assert_eq!(k.cut(TargetId(1), &mut p), (0x7000, None));
+        // Checked again a TTL later; then a pagemap that cannot be read forgets it.
+        k.refresh(&snap(1), 2 * KNOWN_OUT_TTL_US - 1, &Pages(HashMap::new()));
+        assert_eq!(k.bytes(TargetId(1)), 0xf000);
+        k.refresh(&snap(1), 2 * KNOWN_OUT_TTL_US, &Pages(HashMap::new()));
+        assert_eq!(k.bytes(TargetId(1)), 0);
     }
 }
