@@ -16,7 +16,7 @@ schemes of a policy file, and applies non-destructive advice (cold, pageout, wil
 collapse) with process_madvise(2), under quotas.
 
 Start here:
-  sudo madvd demo                 one-command demo: a 1 GiB workload, zram swap, reclaim-cold
+  sudo madvd demo                 one-command demo: a 1 GiB workload, zram swap, reclaim.ron
   madvd ops                       which access primitives work here, and why not
   madvd check policies/*.ron      validate policy files
   sudo madvd monitor --pid 1234   live view of a process's regions
@@ -57,7 +57,7 @@ pub enum Command {
     /// What-if: run a policy offline against a record; bytes it would advise, refault risk.
     #[command(long_about = REPLAY_LONG, after_help = REPLAY_EXAMPLES)]
     Replay(ReplayArgs),
-    /// One-command demo (root): workload child + temporary zram swap + reclaim-cold policy.
+    /// One-command demo (root): workload child + temporary zram swap + the default reclaim policy.
     #[command(long_about = DEMO_LONG, after_help = DEMO_EXAMPLES)]
     Demo(DemoArgs),
     /// List the access primitives, whether each is usable here, and why not.
@@ -128,7 +128,7 @@ const DEMO_LONG: &str = "\
 One command that shows what madvd does, on a fresh machine, as root, in under two minutes. \
 It starts a workload child (1 GiB in one mapping, 10% hot, 90% cold; later the hot set moves), \
 creates a temporary zram swap if the machine has none (removed at the end, also on Ctrl-C), \
-measures the workload's throughput alone, then runs policies/demo.ron with the best access \
+measures the workload's throughput alone, then runs policies/reclaim.ron with the best access \
 primitive here, and prints: memory saved (VmSwap, RSS, MemAvailable), the oracle (bytes the \
 workload did not touch during the measured window, from its own ground truth), saved/oracle, \
 throughput before vs during (slowdown), the primitive used, and a heatmap PNG.
@@ -451,7 +451,7 @@ pub struct DemoArgs {
     /// Workload size (one mapping). Default 1GiB (256MiB with --short).
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     pub size: Option<u64>,
-    /// Policy file (default: the built-in copy of policies/demo.ron).
+    /// Policy file (default: the built-in copy of policies/reclaim.ron).
     #[arg(long, value_name = "FILE")]
     pub policy: Option<PathBuf>,
     /// Access primitive: `auto` or a name from `madvd ops`.

@@ -7,7 +7,7 @@
 //!    mapping, first-touched by itself; a hot 10% read at random, the rest cold; the hot set
 //!    moves by its own size once, at ~55% of the child's expected life (mid-monitoring);
 //! 3. baseline: the child's throughput with nothing watching it;
-//! 4. monitored phase: the stage loop (`pipeline/`) with policies/demo.ron and the best
+//! 4. monitored phase: the stage loop (`pipeline/`) with policies/reclaim.ron and the best
 //!    access primitive here; snapshots recorded for the heatmap;
 //! 5. the measured window — from 2 s after the move to the end of the monitored phase — gives the
 //!    oracle: the bytes the child did not touch in it (its own touched-page bitmap);
@@ -34,11 +34,10 @@ use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-/// The built-in policy (a copy of policies/demo.ron: reclaim-cold scaled to a one-minute demo,
-/// no refault guard). policies/reclaim.ron's guard trips on the demo's own hot-set move and
-/// holds the quota at its floor for the rest of the run: saved/oracle 0.58-0.66 against
-/// demo.ron's 0.89 (docs/performance.md, "Demo").
-pub const DEMO_POLICY: &str = include_str!("../../policies/demo.ron");
+/// The built-in policy: a copy of policies/reclaim.ron, the default reclaim policy (refault
+/// guard, learning of lukewarm regions). policies/demo.ron (reclaim-cold scaled to a
+/// one-minute demo, no guard) is what the demo ran before (docs/performance.md, "Demo").
+pub const DEMO_POLICY: &str = include_str!("../../policies/reclaim.ron");
 
 #[derive(Serialize, Clone, Debug, Default)]
 pub struct Throughput {
@@ -115,6 +114,33 @@ pub struct Summary {
     pub heatmap: Option<PathBuf>,
     pub record: Option<PathBuf>,
     pub interrupted: bool,
+    /// About once a second of the monitored phase: the child's VmSwap and each scheme's
+    /// quota and counters then (how the saving got where it did).
+    pub timeline: Vec<TimelinePoint>,
+}
+
+/// One point of [`Summary::timeline`].
+#[derive(Serialize, Clone, Debug, Default)]
+pub struct TimelinePoint {
+    /// Seconds since the monitored phase started.
+    pub t_s: f64,
+    /// The child's VmSwap, bytes.
+    pub vm_swap_bytes: u64,
+    /// Per scheme, the counters cumulative (as in [`SchemeLine`]).
+    pub schemes: Vec<TimelineScheme>,
+}
+
+/// A scheme's state at a [`TimelinePoint`].
+#[derive(Serialize, Clone, Debug, Default)]
+pub struct TimelineScheme {
+    pub name: String,
+    pub effective_quota: u64,
+    /// The first goal's current value (the refault guard's rate, bp), if any.
+    pub goal: Option<u64>,
+    pub sz_applied: u64,
+    pub sz_not_resident: u64,
+    pub qt_exceeds: u64,
+    pub refaulted_bytes: u64,
 }
 
 pub fn run(root: &SysRoot, a: DemoArgs) -> Result<()> {
@@ -143,7 +169,7 @@ pub fn run(root: &SysRoot, a: DemoArgs) -> Result<()> {
     }
     let policy = match &a.policy {
         Some(p) => crate::policy::load(p)?,
-        None => schemes::Policy::from_str(DEMO_POLICY, Path::new("policies/demo.ron"))
+        None => schemes::Policy::from_str(DEMO_POLICY, Path::new("policies/reclaim.ron"))
             .map_err(crate::policy::policy_error)?,
     };
     let out = if a.json { None } else { Some(()) };
@@ -295,7 +321,7 @@ pub fn run(root: &SysRoot, a: DemoArgs) -> Result<()> {
         crate::units::fmt_duration_us(attrs.aggr_us),
         a.policy
             .as_deref()
-            .map_or("policies/demo.ron (built in)".into(), |p| p
+            .map_or("policies/reclaim.ron (built in)".into(), |p| p
                 .display()
                 .to_string()),
         if dry_run { ", DRY RUN" } else { "" }
@@ -356,6 +382,26 @@ pub fn run(root: &SysRoot, a: DemoArgs) -> Result<()> {
             Err(_) => {}
         }
         let m = sysinfo::proc_mem(root, pid).unwrap_or_default();
+        let t_s = t_mon.elapsed().as_secs_f64();
+        if summary.timeline.last().is_none_or(|p| t_s - p.t_s >= 1.0) {
+            summary.timeline.push(TimelinePoint {
+                t_s,
+                vm_swap_bytes: m.swap,
+                schemes: summary
+                    .schemes
+                    .iter()
+                    .map(|s| TimelineScheme {
+                        name: s.name.clone(),
+                        effective_quota: s.effective_quota,
+                        goal: s.goal_values.first().copied(),
+                        sz_applied: s.sz_applied,
+                        sz_not_resident: s.sz_not_resident,
+                        qt_exceeds: s.qt_exceeds,
+                        refaulted_bytes: s.refaulted_bytes,
+                    })
+                    .collect(),
+            });
+        }
         pb.set_position((baseline + t_mon.elapsed()).as_secs());
         pb.set_message(format!(
             "{}: advised {}, child VmSwap {}, RSS {}",

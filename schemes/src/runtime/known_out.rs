@@ -30,16 +30,33 @@
 //! carries byte counts, not the cut's sub-ranges): a partly resident (or partly huge) range is
 //! asked of the actuator again, whose pagemap read stays the truth. Bounded: at most
 //! [`MAX_KNOWN_OUT_RANGES`] ranges per target and set (the target's sets are forgotten when
-//! one would grow past it), and each target's sets are forgotten every [`KNOWN_OUT_TTL_US`],
-//! so a page that came back without a sample seeing it is advised again at the latest then.
+//! one would grow past it). Every [`KNOWN_OUT_TTL_US`] a target's *out* set is checked again
+//! and its *no huge page* set forgotten, so a page that came back without a sample seeing it
+//! is advised again at the latest then.
+//!
+//! The check reads the target's pagemap over the out set (the schemes' [`MetricSource`], as
+//! the refault guard reads it; at most [`RECHECK_MAX_BYTES`] of address space) and keeps the
+//! runs with no page in memory; only where that read fails is the set forgotten. Forgetting it
+//! whole brought the starvation back once every TTL: the set is the oldest memory, so the
+//! next windows' quotas went to asking the actuator about it again, range by range (the demo
+//! measured nothing paged out for the last ~35 s of its 75: its ~700 MiB already out took
+//! 25 windows of a 28 MiB quota to be learned again; docs/performance.md "Demo").
 
 use std::collections::HashMap;
 
 use engine::rangeset::RangeSet;
 use engine::{AddrRange, Advice, ApplyReport, Snapshot, TargetId};
 
-/// How long a target's known-out set is kept before it is forgotten, µs.
+use crate::goal::MetricSource;
+use crate::refault::PageState;
+
+/// How long a target's known-out set is kept before it is checked again, µs.
 pub const KNOWN_OUT_TTL_US: u64 = 30_000_000;
+
+/// The most address space one check of a target's set reads (8 B of pagemap per 4 KiB page:
+/// 16 MiB read for 8 GiB, the actuator's own residency-scan bound); the ranges past it are
+/// forgotten.
+pub const RECHECK_MAX_BYTES: u64 = 8 << 30;
 
 /// The most disjoint ranges kept per target.
 pub const MAX_KNOWN_OUT_RANGES: usize = 65_536;
@@ -85,9 +102,11 @@ pub fn residency_matters(advice: Advice) -> bool {
 }
 
 impl KnownOut {
-    /// Before a plan: forget targets gone from the snapshot, sets older than the TTL, and
-    /// every range a region with `nr_accesses > 0` covers (its pages may be back, or huge).
-    pub fn refresh(&mut self, snap: &Snapshot, now_us: u64) {
+    /// Before a plan: forget targets gone from the snapshot; past the TTL, check the out set
+    /// against the pagemap (`env`: see the module doc) and forget the no-huge-page set; and
+    /// forget every range a region with `nr_accesses > 0` covers (its pages may be back, or
+    /// huge).
+    pub fn refresh(&mut self, snap: &Snapshot, now_us: u64, env: &dyn MetricSource) {
         self.targets
             .retain(|t, _| snap.targets.iter().any(|x| x.target == *t));
         for t in &snap.targets {
@@ -95,8 +114,17 @@ impl KnownOut {
                 continue;
             };
             if now_us < e.since_us || now_us - e.since_us >= KNOWN_OUT_TTL_US {
-                self.targets.remove(&t.target);
-                continue;
+                match recheck(&e.out, t.target, env) {
+                    Some(set) if !set.is_empty() => {
+                        e.out = set;
+                        e.no_huge = RangeSet::default();
+                        e.since_us = now_us;
+                    }
+                    _ => {
+                        self.targets.remove(&t.target);
+                        continue;
+                    }
+                }
             }
             for r in t.regions.iter().filter(|r| r.nr_accesses > 0) {
                 let range = AddrRange::new(r.start(), r.end());
@@ -203,6 +231,51 @@ impl KnownOut {
     }
 }
 
+/// The runs of `set` with no page in memory now (`PageState::Out` or `Gone`, read from
+/// `env`), within [`RECHECK_MAX_BYTES`]; `None` when a read fails.
+fn recheck(set: &RangeSet, target: TargetId, env: &dyn MetricSource) -> Option<RangeSet> {
+    const PAGE: u64 = 4096;
+    const CHUNK: u64 = 64 << 20;
+    let mut kept = RangeSet::default();
+    let mut budget = RECHECK_MAX_BYTES;
+    let mut buf = Vec::new();
+    for r in set.ranges() {
+        let mut a = r.start;
+        while a < r.end && budget > 0 {
+            let b = r.end.min(a.saturating_add(CHUNK.min(budget)));
+            buf.clear();
+            env.page_states(target, AddrRange::new(a, b), &mut buf)
+                .ok()?;
+            if buf.is_empty() {
+                return None;
+            }
+            let mut run: Option<u64> = None;
+            let mut p = a;
+            for st in &buf {
+                let out = matches!(st, PageState::Out | PageState::Gone);
+                match (out, run) {
+                    (true, None) => run = Some(p),
+                    (false, Some(s)) => {
+                        kept.insert(AddrRange::new(s, p));
+                        run = None;
+                    }
+                    _ => {}
+                }
+                p = (p + PAGE).min(b);
+                if p >= b {
+                    break;
+                }
+            }
+            if let Some(s) = run {
+                kept.insert(AddrRange::new(s, p));
+            }
+            budget = budget.saturating_sub(p - a);
+            a = p;
+        }
+    }
+    Some(kept)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -236,7 +309,7 @@ mod tests {
 
     /// A range `split` found without a huge page is skipped by the next `split` walks, not
     /// by `pageout` (its small pages may be resident); a range out of memory is skipped by
-    /// both. An access forgets both; so does the TTL.
+    /// both. An access forgets both; the TTL forgets the first and checks the second.
     #[test]
     fn ranges_without_a_huge_page_are_skipped_by_split_only() {
         const M: u64 = 2 << 20;
@@ -276,10 +349,18 @@ mod tests {
             (6 * M, 2 * M, 0)
         );
         // An access over the first range forgets it (it may be huge again).
-        let snap = snapshot_with(t, AddrRange::new(0, 4 * M), 3);
-        k.refresh(&snap, 1);
+        let accessed = snapshot_with(t, AddrRange::new(0, 4 * M), 3);
+        let all_out = Pages(HashMap::from([(0, PageState::Out)]));
+        k.refresh(&accessed, 1, &all_out);
         assert_eq!(k.bytes_in(t, Advice::Split, all), 2 * M);
-        k.refresh(&snap, KNOWN_OUT_TTL_US);
+        // At the TTL the no-huge-page set is forgotten; the out set is checked (still out).
+        k.learn(&report, 2);
+        assert_eq!(k.bytes_in(t, Advice::Split, all), 6 * M);
+        k.refresh(&snap(1), KNOWN_OUT_TTL_US, &all_out);
+        assert_eq!(k.bytes_in(t, Advice::Split, all), 2 * M);
+        assert_eq!(k.bytes_in(t, Advice::Pageout, all), 2 * M);
+        // An unreadable pagemap forgets both.
+        k.refresh(&snap(1), 2 * KNOWN_OUT_TTL_US, &Pages(HashMap::new()));
         assert_eq!(k.bytes(t), 0);
     }
 
@@ -330,5 +411,86 @@ mod tests {
         assert_eq!(k.cut(TargetId(2), Advice::Pageout, &mut p), (0, None));
         let mut p = AddrRange::new(0x30000, 0x40000);
         assert_eq!(k.cut(TargetId(1), Advice::Pageout, &mut p), (0, None));
+    }
+
+    /// Pages in a map; everything else errors.
+    struct Pages(HashMap<u64, PageState>);
+
+    impl MetricSource for Pages {
+        fn meminfo(
+            &self,
+            _: Option<u32>,
+        ) -> Result<engine::kernel::meminfo::MemInfo, crate::goal::MetricError> {
+            Err(crate::goal::MetricError("none".into()))
+        }
+        fn some_mem_psi_total_us(&self, _: Option<&str>) -> Result<u64, crate::goal::MetricError> {
+            Err(crate::goal::MetricError("none".into()))
+        }
+        fn cgroup_memory(
+            &self,
+            _: &str,
+        ) -> Result<engine::kernel::cgroup::MemoryUsage, crate::goal::MetricError> {
+            Err(crate::goal::MetricError("none".into()))
+        }
+        fn page_states(
+            &self,
+            _: TargetId,
+            range: AddrRange,
+            out: &mut Vec<PageState>,
+        ) -> Result<(), crate::goal::MetricError> {
+            if self.0.is_empty() {
+                return Err(crate::goal::MetricError("unreadable".into()));
+            }
+            let mut a = range.start & !0xfff;
+            while a < range.end {
+                out.push(*self.0.get(&a).unwrap_or(&PageState::Out));
+                a += 0x1000;
+            }
+            Ok(())
+        }
+    }
+
+    fn snap(t: u32) -> Snapshot {
+        Snapshot {
+            now_us: 0,
+            aggregation: 0,
+            aggregated: true,
+            attrs: engine::Attrs::default(),
+            targets: vec![engine::TargetSnapshot {
+                target: TargetId(t),
+                regions: vec![],
+            }],
+        }
+    }
+
+    /// At the TTL the set is checked against the pagemap, not forgotten whole (forgetting
+    /// it sent the next windows' quotas back to the memory already out): the runs still out
+    /// stay known, a page back in memory leaves it; an unreadable pagemap forgets the set.
+    #[test]
+    fn at_the_ttl_the_set_is_checked_not_forgotten() {
+        let mut k = KnownOut::default();
+        let report = ApplyReport {
+            outcomes: vec![outcome(1, 0x10000, 0x20000, 0x10000)],
+            ..Default::default()
+        };
+        k.learn(&report, 0);
+        let back = Pages(HashMap::from([(0x18000, PageState::Present)]));
+        k.refresh(&snap(1), KNOWN_OUT_TTL_US - 1, &back);
+        assert_eq!(k.bytes(TargetId(1)), 0x10000, "before the TTL: not read");
+        k.refresh(&snap(1), KNOWN_OUT_TTL_US, &back);
+        assert_eq!(k.bytes(TargetId(1)), 0xf000, "the page back left the set");
+        let mut p = AddrRange::new(0x18000, 0x19000);
+        assert_eq!(
+            k.cut(TargetId(1), Advice::Pageout, &mut p),
+            (0, None),
+            "and is walked again"
+        );
+        let mut p = AddrRange::new(0x19000, 0x20000);
+        assert_eq!(k.cut(TargetId(1), Advice::Pageout, &mut p), (0x7000, None));
+        // Checked again a TTL later; then a pagemap that cannot be read forgets it.
+        k.refresh(&snap(1), 2 * KNOWN_OUT_TTL_US - 1, &Pages(HashMap::new()));
+        assert_eq!(k.bytes(TargetId(1)), 0xf000);
+        k.refresh(&snap(1), 2 * KNOWN_OUT_TTL_US, &Pages(HashMap::new()));
+        assert_eq!(k.bytes(TargetId(1)), 0);
     }
 }

@@ -374,7 +374,7 @@ impl Schemes {
         let mut free_rate: Option<Result<u64, String>> = None;
         let tolerance = snap.attrs.sample_us / 2;
         self.selected.clear();
-        self.known_out.refresh(snap, now_us);
+        self.known_out.refresh(snap, now_us, self.env.as_ref());
         for idx in 0..self.specs.len() {
             let spec = &self.specs[idx];
             let st = &mut self.states[idx];
