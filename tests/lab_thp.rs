@@ -255,6 +255,10 @@ fn lab_thp_give_back() {
     // always + thp.ron: the give-back (split idle huge pages), until the sparse mapping's
     // RSS is down to a tenth.
     let (pid, sparse, dense) = (a.pid(), a.mappings()[1], a.mappings()[0]);
+    println!(
+        "lab {kernel}: pid {pid}: dense {:x}-{:x}, sparse {:x}-{:x}",
+        dense.start, dense.end, sparse.start, sparse.end
+    );
     co_schedule(pid);
     let v0 = thp_vmstat();
     if std::env::var_os("MADVD_LAB_THP_FILTER_SPARSE").is_some() {

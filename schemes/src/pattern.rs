@@ -31,11 +31,19 @@ impl Resolved {
     }
 
     pub fn matches(&self, r: &Region) -> bool {
-        let sz = r.size();
+        self.matches_size(r.size()) && self.matches_access(r)
+    }
+
+    /// The size range alone.
+    pub fn matches_size(&self, sz: u64) -> bool {
+        self.min_sz <= sz && sz <= self.max_sz
+    }
+
+    /// The access frequency and age ranges alone (what a huge-page action asks of every
+    /// region over a block: `runtime::huge_runs`).
+    pub fn matches_access(&self, r: &Region) -> bool {
         let nr_accesses = r.nr_accesses_bp / 10_000;
-        self.min_sz <= sz
-            && sz <= self.max_sz
-            && self.min_nr_accesses <= nr_accesses
+        self.min_nr_accesses <= nr_accesses
             && nr_accesses <= self.max_nr_accesses
             && self.min_age <= r.age
             && r.age <= self.max_age

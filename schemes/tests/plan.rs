@@ -587,3 +587,67 @@ fn wholly_not_resident_ranges_are_skipped_until_seen_accessed() {
     assert_eq!(plan(&mut s, 4_500_000, 3), [], "resumes past it again");
     assert_eq!(plan(&mut s, 5_600_000, 0), [pg(0, 4)]);
 }
+
+/// `split` and `collapse` act on whole 2 MiB blocks, and DAMON's regions have their bounds
+/// anywhere; at the kernel's merge limit (total size / `min_nr_regions`) the bounds stop
+/// moving. As in the lab (kernel DAMON over a 32 MiB sparse mapping at 18 MiB, regions of
+/// ~2.8 MiB, or of ~1.5 MiB where the target's address space is small): every block whose
+/// regions all match is asked for exactly once, across region bounds, and regions below the
+/// pattern's minimum size match as a run. A block touching a region that does not match is
+/// not asked for. Before `runtime/huge_runs.rs` the straddling blocks were never asked for,
+/// and 1.5 MiB regions never matched `size: (min: "2 MiB")`.
+#[test]
+fn huge_page_actions_reach_blocks_across_region_bounds() {
+    const M: u64 = 1 << 20;
+    let cases = [
+        ("split", 0, 2867 * 1024),     // ~2.8 MiB regions, idle
+        ("split", 0, 3 * M / 2),       // 1.5 MiB regions, idle
+        ("collapse", 20, 2867 * 1024), // hot
+        ("collapse", 20, 3 * M / 2),
+    ];
+    for (action, acc, size) in cases {
+        let accesses = if acc == 0 {
+            "(min: 0, max: 0)"
+        } else {
+            "(min: \"30%\")"
+        };
+        let p = one_scheme(&format!(
+            "pattern: (size: (min: \"2 MiB\"), accesses: {accesses}, age: (min: 3)), \
+             action: {action}"
+        ));
+        let (mut s, _) = schemes(&p);
+        let (start, end) = (18 * M, 50 * M);
+        let mut regions = vec![];
+        let mut a = start;
+        while a < end {
+            let b = (a + size).min(end);
+            regions.push(region(a, b - a, acc, 10));
+            a = b;
+        }
+        let reqs = s.plan(&snapshot(100_000, vec![(1, regions.clone())]), 100_000);
+        let mut got: Vec<AddrRange> = reqs.iter().map(|r| r.range).collect();
+        got.sort_by_key(|r| r.start);
+        for w in got.windows(2) {
+            assert!(w[0].end <= w[1].start, "{action} {size}: overlap {got:?}");
+        }
+        assert_eq!(
+            bytes(&reqs),
+            end - start,
+            "{action} {size}: every block once: {got:?}"
+        );
+        // One region in the middle does not match: the blocks it touches are left alone.
+        let mid = regions.len() / 2;
+        regions[mid].nr_accesses = 5 - acc.min(5);
+        regions[mid].nr_accesses_bp = regions[mid].nr_accesses * 10_000;
+        let (mut s, _) = schemes(&p);
+        let reqs = s.plan(&snapshot(100_000, vec![(1, regions.clone())]), 100_000);
+        let (ma, mb) = (regions[mid].start(), regions[mid].end());
+        let (ba, bb) = (ma / (2 * M) * 2 * M, mb.div_ceil(2 * M) * 2 * M);
+        assert!(
+            reqs.iter()
+                .all(|r| r.range.end <= ba || r.range.start >= bb),
+            "{action} {size}: a block of the unmatched region {ma:#x}-{mb:#x} was asked for"
+        );
+        assert_eq!(bytes(&reqs), end - start - (bb - ba), "{action} {size}");
+    }
+}

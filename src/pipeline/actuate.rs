@@ -169,7 +169,14 @@ pub fn actuation_loop(
                 Change::Remove(id) => act.procs.retain(|q| q.id() != id),
             }
         }
+        let diag = super::diag::enabled();
+        if diag {
+            super::diag::snapshot(&snap, clock.now_us());
+        }
         let reqs = act.planner.plan(&snap, clock.now_us());
+        if diag {
+            super::diag::plan(&reqs, clock.now_us());
+        }
         // Each advised target's VMAs now (the actuator cuts advice at VMA boundaries); a
         // target without advice this round is not read (its maps can be 100 000 lines).
         let advised: std::collections::BTreeSet<_> = reqs.iter().map(|r| r.target).collect();
@@ -217,6 +224,10 @@ pub fn actuation_loop(
         act.procs.retain(|p| !report.gone.contains(&p.id()));
         act.planner.account(&report, clock.now_us());
         let stats = act.planner.stats();
+        if diag && !report.outcomes.is_empty() {
+            let esz: Vec<u64> = stats.iter().map(|s| s.effective_quota).collect();
+            super::diag::report(&report, &esz, clock.now_us());
+        }
         paused = act.planner.paused_until_us();
         let fb = Feedback {
             report: report.clone(),

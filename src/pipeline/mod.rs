@@ -27,6 +27,7 @@
 
 pub mod actuate;
 pub mod build;
+mod diag;
 pub mod follow;
 pub mod ops;
 pub mod running;

@@ -14,7 +14,6 @@ use crate::refault::{self, RefaultLedger};
 use crate::stats::SchemeStats;
 use crate::wmark::{self, WmarkState, WmarkVerdict};
 use crate::{pattern, score};
-use engine::kernel::host::{align_down, align_up};
 use engine::{AddrRange, Advice, AdviceRequest, ApplyReport, Snapshot, TargetId};
 use std::collections::{HashMap, VecDeque};
 
@@ -693,6 +692,7 @@ fn resolve_cgroups(
     out
 }
 
+mod huge_runs;
 pub mod known_out;
 mod walk;
 use known_out::KnownOut;

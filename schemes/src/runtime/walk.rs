@@ -1,7 +1,9 @@
 //! The per-scheme steps of [`super::Schemes::plan`]: the quota window (`damos_adjust_quota`)
 //! and the per-region walk (`damos_apply_scheme`), mm/damon/core.c 6.12.
 
+use super::huge_runs::HugeRuns;
 use super::*;
+use engine::kernel::host::{align_down, align_up};
 
 /// The score a region has for this scheme's priority.
 fn region_score(spec: &SchemeSpec, r: &engine::Region, snap: &Snapshot) -> u32 {
@@ -77,8 +79,13 @@ pub(super) fn adjust_quota(
         .is_some_and(known_out::residency_matters);
     let mut hist = ScoreHistogram::default();
     for t in &snap.targets {
-        for r in &t.regions {
-            if pat.matches(r) {
+        let huge = huge_runs(spec, &t.regions, &pat);
+        for (ri, r) in t.regions.iter().enumerate() {
+            let matched = match &huge {
+                Some(h) => h.matches(ri),
+                None => pat.matches(r),
+            };
+            if matched {
                 let out = if let (true, Some(adv)) = (skip_out, spec.action.advice()) {
                     known_out.bytes_in(t.target, adv, AddrRange::new(r.start(), r.end()))
                 } else {
@@ -93,6 +100,16 @@ pub(super) fn adjust_quota(
 
 /// The PMD huge page size of x86-64 and arm64 with 4 KiB pages.
 pub const HPAGE_SIZE: u64 = 2 << 20;
+
+/// For a huge-page action (`split`, `collapse`), the target's regions as runs
+/// (`huge_runs.rs`); `None` for the others, which match region by region.
+fn huge_runs(
+    spec: &SchemeSpec,
+    regions: &[engine::Region],
+    pat: &pattern::Resolved,
+) -> Option<HugeRuns> {
+    matches!(spec.action, Action::Collapse | Action::Split).then(|| HugeRuns::new(regions, pat))
+}
 
 /// What a walk reads besides the scheme: the snapshot, the targets' cgroups (for cgroup
 /// filters) and the ranges known to be out of memory.
@@ -136,6 +153,7 @@ pub(super) fn apply_scheme(
             continue;
         }
         let last = t.regions.len().saturating_sub(1);
+        let huge = huge_runs(spec, &t.regions, &pat);
         for (ri, r) in t.regions.iter().enumerate() {
             // Check the quota.
             if st.quota.exhausted() {
@@ -148,13 +166,16 @@ pub(super) fn apply_scheme(
             else {
                 continue;
             };
-            if !pat.matches(r) {
-                continue;
-            }
+            let end = match &huge {
+                Some(h) if h.matches(ri) => h.walk_end(ri, r),
+                Some(_) => continue,
+                None if pat.matches(r) => r.end(),
+                None => continue,
+            };
             if esz != 0 && region_score(spec, r, snap) < st.quota.min_score {
                 continue;
             }
-            let mut pieces: VecDeque<AddrRange> = VecDeque::from([AddrRange::new(start, r.end())]);
+            let mut pieces: VecDeque<AddrRange> = VecDeque::from([AddrRange::new(start, end)]);
             while let Some(mut p) = pieces.pop_front() {
                 if p.is_empty() {
                     continue;
