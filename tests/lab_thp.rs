@@ -8,9 +8,10 @@
 //!   give-back's kernel half), then khugepaged sped up: `lab_thp_split_frees_bloat`;
 //! - `always` + `policies/thp.ron` through `madvd run --ops damon` (the give-back, end to
 //!   end: `split` acts only on the blocks the actuator reads as huge pages,
-//!   `engine::actuator::huge`): `lab_thp_give_back`;
-//! - the machine's setting switched to `never` + `thp.ron` (the collapse): `lab_thp_collapse`;
-//!   both ignored for now (their reasons say why).
+//!   `engine::actuator::huge`, and reaches blocks across kernel DAMON's region bounds,
+//!   `schemes::runtime::huge_runs`): `lab_thp_give_back`;
+//! - the machine's setting switched to `never` + `thp.ron` (the collapse): `lab_thp_collapse`,
+//!   ignored for now (its reason says why).
 //!
 //! The workload's child runs beside a TLB churn thread on its vCPU (`co_schedule`), as in
 //! `tests/lab_ops.rs`: under TCG a child alone on its vCPU keeps stale translations and its
@@ -22,9 +23,10 @@
 //! rebuild what was split, and every written page keeps its content through all of it.
 //!
 //! Run: `LAB_TESTS=lab_thp tests/lab-run` (both lab kernels); `--include-ignored` for the
-//! two end-to-end runs (`MADVD_LAB_THP_OPS` picks the end-to-end runs' access check, default `damon`;
+//! collapse's end-to-end run (`MADVD_LAB_THP_OPS` picks the end-to-end runs' access check, default `damon`;
 //! `MADVD_LAB_THP_FILTER_SPARSE=1` limits `thp.ron`'s schemes to the sparse mapping with an
-//! `addr` filter, for diagnosis).
+//! `addr` filter, for diagnosis; `MADVD_LOG=info,madvd::diag=debug` makes `madvd run` print
+//! kernel DAMON's regions, each plan and each outcome).
 
 use engine::advice::Advice;
 use engine::kernel::madvise::process_madvise;
@@ -231,7 +233,6 @@ fn verified(w: &mut Workload, what: &str) {
 /// always, then always + `thp.ron` (the give-back: `split`), then khugepaged, sped up, on
 /// the split huge pages with madvd stopped: it must not rebuild them.
 #[test]
-#[ignore = "not reliable yet under kernel DAMON in the lab (2026-12-06, 6.12 TCG, --ops damon, 5 runs of 90 s after split acts only on huge pages: 100%, 0%, 100%, 94%, 75% of the bloat removed; in the 0% run no region read idle for 6 s, in the 75% run the last 4 huge pages were not reached). docs/performance.md, THP tuning per workload"]
 fn lab_thp_give_back() {
     let kernel = engine::lab_or_skip!("not in the madvd kernel lab (THP=always lives there)");
     let enabled = set("enabled", "always");
