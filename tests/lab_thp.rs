@@ -23,7 +23,9 @@
 //! rebuild what was split, and every written page keeps its content through all of it.
 //!
 //! Run: `LAB_TESTS=lab_thp tests/lab-run` (both lab kernels); `--include-ignored` for the
-//! collapse's end-to-end run (`MADVD_LAB_THP_OPS` picks the end-to-end runs' access check, default `damon`;
+//! collapse's end-to-end run (`MADVD_LAB_THP_OPS` picks the end-to-end runs' access check,
+//! default `damon`: give it with `shared/lab/run --env`, which passes `MADVD_*` through but
+//! not `MADVD_LAB*`;
 //! `MADVD_LAB_THP_FILTER_SPARSE=1` limits `thp.ron`'s schemes to the sparse mapping with an
 //! `addr` filter, for diagnosis; `MADVD_LOG=info,madvd::diag=debug` makes `madvd run` print
 //! kernel DAMON's regions, each plan and each outcome).
@@ -419,7 +421,7 @@ fn lab_thp_split_frees_bloat() {
 /// The machine at never, the workload unadvised, + `thp.ron`: the collapse of the dense
 /// mapping, and none of the sparse one.
 #[test]
-#[ignore = "slow and partial in the lab (2026-12-06, 6.12 TCG, --ops damon, 120 s cap, 5 runs: 4, 14, 14, 16, 14 of the dense 16 MiB collapsed, sparse never; one run without the TLB churn thread: 12 MiB, so the churn does not decide it): too long for CI's lab stage, and why some dense regions read below thp.ron's 30% is not found. docs/performance.md, THP tuning per workload"]
+#[ignore = "slow in the lab (2026-12-06, 6.12 TCG, --ops damon, 120 s cap): after huge-page runs (19:31-19:43 UTC) 14 (at the cap), 16, 16, 16, 16, 16 of the dense 16 MiB collapsed in 120, 22, 16, 16, 101, 47 s, the slow ones waiting on a kernel DAMON region over the PROT_NONE gap and the dense mapping's first 64 KiB, read idle: too long for CI's lab stage. docs/performance.md, THP tuning per workload"]
 fn lab_thp_collapse() {
     let kernel = engine::lab_or_skip!("not in the madvd kernel lab (THP=always lives there)");
     let enabled = set("enabled", "always");
