@@ -15,8 +15,7 @@ pub fn enabled() -> bool {
     tracing::enabled!(target: TARGET, tracing::Level::DEBUG)
 }
 
-/// One line per target: `start-end:nr_accesses/age` of each region, addresses in hex MiB-ish
-/// raw form.
+/// One line per target: `start-end:nr_accesses/age` of each region, addresses in hex.
 pub fn snapshot(snap: &Snapshot, now_us: u64) {
     for t in &snap.targets {
         let mut s = String::new();
