@@ -28,6 +28,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 mod common;
+use common::lab_cgroup::{monitor_cpu, pin};
 use common::{exe, fixed_regions, open, spawn, unthrottled_probe, Sampler, Tally, MIB};
 
 /// The hot/cold child: `size` bytes, hot 10% starting at 25% of the mapping (sizes are
@@ -71,54 +72,9 @@ fn spawn_child_thp(size: u64, write_fraction: f64, seed: u64, thp: bool) -> Work
 /// real machine has. The refault probe (faults) and soft-dirty (its clear flushes) do not
 /// depend on it. Its CPU time is not counted: costs are measured per thread.
 fn co_schedule(pid: u32) {
-    static CHURN: std::sync::Once = std::sync::Once::new();
-    CHURN.call_once(|| {
-        std::thread::spawn(|| {
-            pin(0, 0);
-            // Real-time priority, so each wakeup preempts the child at once (a CFS thread
-            // waking beside a CPU-bound one may wait for the end of its slice).
-            let param = libc::sched_param { sched_priority: 1 };
-            // SAFETY: sched_setscheduler reads one sched_param through a valid pointer.
-            let rc = unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO, &param) };
-            assert_eq!(rc, 0, "SCHED_FIFO: {}", std::io::Error::last_os_error());
-            loop {
-                std::thread::sleep(Duration::from_millis(1));
-            }
-        });
-    });
-    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).expect("child tasks");
-    for t in tasks.flatten() {
-        let tid: i32 = t.file_name().to_string_lossy().parse().expect("tid");
-        pin(tid, 0);
-    }
-    // The monitor (this test thread) on the other vCPU, as a daemon beside its target:
+    // The monitor (this test thread) goes to the other vCPU, as a daemon beside its target:
     // the same placement in every test and every run, so CPU figures compare.
-    pin(0, monitor_cpu());
-}
-
-/// vCPU 1 when there are two or more (`run --cpus 1` leaves only vCPU 0).
-fn monitor_cpu() -> usize {
-    // Online CPUs, not `available_parallelism` (that follows this thread's affinity,
-    // which the tests change).
-    // SAFETY: sysconf has no memory-safety preconditions.
-    let n = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
-    (n.clamp(1, 2) - 1) as usize
-}
-
-fn pin(tid: i32, cpu: usize) {
-    // SAFETY: a zeroed cpu_set_t is a valid empty set; CPU_SET and sched_setaffinity get
-    // valid pointers to it for the duration of the calls.
-    let rc = unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(cpu, &mut set);
-        libc::sched_setaffinity(tid, std::mem::size_of::<libc::cpu_set_t>(), &set)
-    };
-    assert_eq!(
-        rc,
-        0,
-        "sched_setaffinity({tid}): {}",
-        std::io::Error::last_os_error()
-    );
+    common::lab_cgroup::co_schedule(pid);
 }
 
 /// Each region of `s` with its verdict ([`verdict`]).

@@ -186,41 +186,7 @@ fn run_policy(pid: u32, limit: Duration, done: impl Fn() -> bool) -> Duration {
 /// (which the workload chases all the time) in the first lab run of 2026-12-06 15:08 UTC. A
 /// real CPU's small TLB churns by itself.
 fn co_schedule(pid: u32) {
-    static CHURN: std::sync::Once = std::sync::Once::new();
-    CHURN.call_once(|| {
-        std::thread::spawn(|| {
-            pin(0, 0);
-            let param = libc::sched_param { sched_priority: 1 };
-            // SAFETY: sched_setscheduler reads one sched_param through a valid pointer.
-            let rc = unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO, &param) };
-            assert_eq!(rc, 0, "SCHED_FIFO: {}", std::io::Error::last_os_error());
-            loop {
-                std::thread::sleep(Duration::from_millis(1));
-            }
-        });
-    });
-    for t in std::fs::read_dir(format!("/proc/{pid}/task"))
-        .expect("child tasks")
-        .flatten()
-    {
-        pin(t.file_name().to_string_lossy().parse().expect("tid"), 0);
-    }
-}
-
-fn pin(tid: i32, cpu: usize) {
-    // SAFETY: a zeroed cpu_set_t is a valid empty set; CPU_SET and sched_setaffinity get
-    // valid pointers to it for the duration of the calls.
-    let rc = unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(cpu, &mut set);
-        libc::sched_setaffinity(tid, std::mem::size_of::<libc::cpu_set_t>(), &set)
-    };
-    assert_eq!(
-        rc,
-        0,
-        "sched_setaffinity({tid}): {}",
-        std::io::Error::last_os_error()
-    );
+    common::lab_cgroup::churn_beside(pid);
 }
 
 fn verified(w: &mut Workload, what: &str) {

@@ -146,10 +146,19 @@ impl Drop for Cgroup {
 /// spinning alone on a vCPU turns invisible to both (the measurement and the reasoning:
 /// `co_schedule` in tests/lab_ops.rs). The monitor runs on vCPU 1.
 pub fn co_schedule(pid: u32) {
+    churn_beside(pid);
+    pin(0, monitor_cpu());
+}
+
+/// [`co_schedule`]'s first half: pin `pid`'s threads to vCPU 0 beside the churn thread,
+/// leaving this thread (and what it spawns later) where it is.
+pub fn churn_beside(pid: u32) {
     static CHURN: std::sync::Once = std::sync::Once::new();
     CHURN.call_once(|| {
         std::thread::spawn(|| {
             pin(0, 0);
+            // Real-time priority, so each wakeup preempts the child at once (a CFS thread
+            // waking beside a CPU-bound one may wait for the end of its slice).
             let param = libc::sched_param { sched_priority: 1 };
             // SAFETY: sched_setscheduler reads one sched_param through a valid pointer.
             let rc = unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO, &param) };
@@ -159,13 +168,11 @@ pub fn co_schedule(pid: u32) {
             }
         });
     });
-    for t in std::fs::read_dir(format!("/proc/{pid}/task"))
-        .unwrap()
-        .flatten()
-    {
-        pin(t.file_name().to_string_lossy().parse().unwrap(), 0);
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).expect("child tasks");
+    for t in tasks.flatten() {
+        let tid: i32 = t.file_name().to_string_lossy().parse().expect("tid");
+        pin(tid, 0);
     }
-    pin(0, monitor_cpu());
 }
 
 /// The monitor's vCPU: 1, or 0 on a one-vCPU guest. A kdamond goes there too

@@ -368,15 +368,16 @@ mod tests {
     fn snapshot_with(t: TargetId, r: AddrRange, nr: u32) -> Snapshot {
         let mut reg = engine::Region::new(r.start, r.end);
         reg.nr_accesses = nr;
+        snapshot_of(t, vec![reg])
+    }
+
+    fn snapshot_of(t: TargetId, regions: Vec<engine::Region>) -> Snapshot {
         Snapshot {
             now_us: 0,
             aggregation: 0,
             aggregated: true,
             attrs: engine::Attrs::default(),
-            targets: vec![engine::TargetSnapshot {
-                target: t,
-                regions: vec![reg],
-            }],
+            targets: vec![engine::TargetSnapshot { target: t, regions }],
         }
     }
 
@@ -451,16 +452,7 @@ mod tests {
     }
 
     fn snap(t: u32) -> Snapshot {
-        Snapshot {
-            now_us: 0,
-            aggregation: 0,
-            aggregated: true,
-            attrs: engine::Attrs::default(),
-            targets: vec![engine::TargetSnapshot {
-                target: TargetId(t),
-                regions: vec![],
-            }],
-        }
+        snapshot_of(TargetId(t), vec![])
     }
 
     /// At the TTL the set is checked against the pagemap, not forgotten whole (forgetting
