@@ -8,6 +8,7 @@ use super::{Actuator, ActuatorError, ActuatorSys, ApplyOpts, Target};
 use crate::advice::{Advice, AdviceRequest};
 use crate::kernel::host::align_down;
 use crate::kernel::madvise::{vector_madvise, Iovec, Step, VectorCall, MAX_RW_COUNT};
+use crate::kernel::pagemap::PagemapEntry;
 use crate::region::{AddrRange, TargetId};
 use crate::report::{ApplyErrorKind, ApplyReport, RangeOutcome};
 use nix::errno::Errno;
@@ -238,60 +239,97 @@ impl<S: ActuatorSys> Actuator<S> {
         scan_left: &mut u64,
     ) -> Vec<Piece> {
         let page = self.page;
-        let batch_bytes = SCAN_BATCH_PAGES as u64 * page;
-        let mut out = Vec::with_capacity(pieces.len());
+        let batch = SCAN_BATCH_PAGES as u64 * page;
+        self.scan_pieces(
+            target,
+            pieces,
+            (report, scan_left),
+            (batch, "residency cut"),
+            |act, req, chunk, entries, report, out| {
+                let gone = resident_runs(chunk, page, entries, |range| {
+                    out.push(Piece::new(req, range, true))
+                });
+                act.stats.not_resident += gone;
+                add_error(
+                    &mut report.outcomes[req].errors,
+                    ApplyErrorKind::NotResident,
+                    gone,
+                );
+                true
+            },
+        )
+    }
+
+    /// The pagemap walk the residency cut and the huge-page check (`huge.rs`) share: each
+    /// piece read in chunks of `batch` bytes while `scan_left` lasts, each read's time
+    /// charged to the piece's request. `chunk(act, req, chunk, entries, report, out)` pushes
+    /// what it keeps of the chunk to `out` and returns whether to go on reading the target.
+    /// Past the bound, or once a read failed (`what` names the cut in the debug line), the
+    /// rest of each piece goes on whole and unchecked (`resident` clear: the pieces come from
+    /// `plan_range` unchecked).
+    pub(super) fn scan_pieces(
+        &mut self,
+        target: &Target<'_>,
+        pieces: Vec<Piece>,
+        (report, scan_left): (&mut ApplyReport, &mut u64),
+        (batch, what): (u64, &str),
+        mut chunk: impl FnMut(
+            &mut Self,
+            usize,
+            AddrRange,
+            &[PagemapEntry],
+            &mut ApplyReport,
+            &mut Vec<Piece>,
+        ) -> bool,
+    ) -> Vec<Piece> {
+        let page = self.page;
+        let mut out: Vec<Piece> = Vec::with_capacity(pieces.len());
         let mut entries = Vec::new();
         let mut failed = false;
         for p in pieces {
             let mut a = p.range.start;
             while a < p.range.end {
-                let b = p.range.end.min(a.saturating_add(batch_bytes));
-                let chunk = AddrRange::new(a, b);
-                if failed || *scan_left < chunk.len() {
+                let b = p.range.end.min(a.saturating_add(batch));
+                let c = AddrRange::new(a, b);
+                if failed || *scan_left < c.len() {
                     // Uncut: the rest of the piece goes whole.
-                    out.push(Piece::new(
-                        p.req,
-                        AddrRange::new(a, p.range.end),
-                        p.resident,
-                    ));
+                    out.push(Piece::new(p.req, AddrRange::new(a, p.range.end), false));
                     break;
                 }
                 let t0 = self.sys.now_ns();
-                let read = self.sys.pagemap(
-                    target,
-                    chunk.start,
-                    (chunk.len() / page) as usize,
-                    &mut entries,
-                );
+                let read =
+                    self.sys
+                        .pagemap(target, c.start, (c.len() / page) as usize, &mut entries);
                 let dt = self.sys.now_ns().saturating_sub(t0);
                 let o = &mut report.outcomes[p.req];
                 o.elapsed_ns = o.elapsed_ns.saturating_add(dt);
-                match read {
-                    Ok(()) => {
-                        *scan_left -= chunk.len();
-                        self.stats.resident_scanned += chunk.len();
-                        let gone = resident_runs(chunk, page, &entries, |range| {
-                            out.push(Piece::new(p.req, range, true))
-                        });
-                        self.stats.not_resident += gone;
-                        add_error(&mut o.errors, ApplyErrorKind::NotResident, gone);
-                    }
-                    Err(e) => {
-                        tracing::debug!(pid = target.pid(), "residency cut: pagemap: {e}");
-                        failed = true;
-                        out.push(Piece::new(
-                            p.req,
-                            AddrRange::new(a, p.range.end),
-                            p.resident,
-                        ));
-                        break;
-                    }
+                if let Err(e) = read {
+                    tracing::debug!(pid = target.pid(), "{what}: pagemap: {e}");
+                    failed = true;
+                    out.push(Piece::new(p.req, AddrRange::new(a, p.range.end), false));
+                    break;
                 }
+                *scan_left -= c.len();
+                self.stats.resident_scanned += c.len();
+                failed = !chunk(self, p.req, c, &entries, report, &mut out);
                 a = b;
             }
         }
         out
     }
+}
+
+/// Append `range` of request `req` to `out`, extending the last piece when it continues it
+/// with the same `resident` mark.
+pub(super) fn push_run(out: &mut Vec<Piece>, req: usize, range: AddrRange, resident: bool) {
+    if let Some(last) = out.last_mut() {
+        if last.req == req && last.resident == resident && last.range.end == range.start {
+            last.range.end = range.end;
+            last.bytes = last.range.len();
+            return;
+        }
+    }
+    out.push(Piece::new(req, range, resident));
 }
 
 /// One target and one advice in flight: the actuator's side of [`vector_madvise`].

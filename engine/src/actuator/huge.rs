@@ -34,7 +34,7 @@
 //! bound (`ActuatorConfig::resident_scan_max`, shared with the residency cut). The reads'
 //! time is charged to the request, so the time quota pays for them.
 
-use super::apply::{add_error, Piece};
+use super::apply::{add_error, push_run, Piece};
 use super::cut::HPAGE_PMD_SIZE;
 use super::resident::SCAN_BATCH_PAGES;
 use super::{Actuator, ActuatorSys, Target};
@@ -116,88 +116,48 @@ impl<S: ActuatorSys> Actuator<S> {
         let pages = (block / page) as usize;
         // Whole blocks per pagemap read.
         let batch = (SCAN_BATCH_PAGES as u64 * page).max(block) / block * block;
-        let mut out: Vec<Piece> = Vec::with_capacity(pieces.len());
-        let mut entries = Vec::new();
         let mut flags = Vec::new();
-        let mut failed = false;
-        for p in pieces {
-            let mut a = p.range.start;
-            while a < p.range.end {
-                let b = p.range.end.min(a.saturating_add(batch));
-                let chunk = AddrRange::new(a, b);
-                if failed || *scan_left < chunk.len() {
-                    push_run(&mut out, p.req, AddrRange::new(a, p.range.end), false);
-                    break;
-                }
-                let t0 = self.sys.now_ns();
-                let read = self.sys.pagemap(
-                    target,
-                    chunk.start,
-                    (chunk.len() / page) as usize,
-                    &mut entries,
-                );
-                if let Err(e) = read {
-                    tracing::debug!(pid = target.pid(), "split's huge-page check: pagemap: {e}");
-                    failed = true;
-                    let o = &mut report.outcomes[p.req];
-                    o.elapsed_ns = o
-                        .elapsed_ns
-                        .saturating_add(self.sys.now_ns().saturating_sub(t0));
-                    push_run(&mut out, p.req, AddrRange::new(a, p.range.end), false);
-                    break;
-                }
-                *scan_left -= chunk.len();
-                self.stats.resident_scanned += chunk.len();
+        self.scan_pieces(
+            target,
+            pieces,
+            (report, scan_left),
+            (batch, "split's huge-page check"),
+            |act, req, chunk, entries, report, out| {
+                let t0 = act.sys.now_ns();
+                let mut ok = true;
                 let mut not_huge = 0;
                 for (i, h) in (chunk.start..chunk.end).step_by(block as usize).enumerate() {
                     let ents = entries.get(i * pages..).unwrap_or(&[]);
                     let verdict = match block_head(ents, pages) {
                         Err(v) => v,
-                        Ok(_) if failed => Block::Unknown,
-                        Ok(head) => match self.sys.kpageflags(head, pages, &mut flags) {
+                        Ok(_) if !ok => Block::Unknown,
+                        Ok(head) => match act.sys.kpageflags(head, pages, &mut flags) {
                             Ok(()) => classify_flags(&flags, pages),
                             Err(e) => {
                                 tracing::debug!("split's huge-page check: kpageflags: {e}");
-                                failed = true;
+                                ok = false;
                                 Block::Unknown
                             }
                         },
                     };
                     let range = AddrRange::new(h, h + block);
                     match verdict {
-                        Block::Huge => push_run(&mut out, p.req, range, true),
-                        Block::Unknown => push_run(&mut out, p.req, range, false),
+                        Block::Huge => push_run(out, req, range, true),
+                        Block::Unknown => push_run(out, req, range, false),
                         Block::NotHuge => not_huge += block,
                     }
                 }
-                let o = &mut report.outcomes[p.req];
+                // The kpageflags reads' time, after the pagemap read's.
+                let o = &mut report.outcomes[req];
                 o.elapsed_ns = o
                     .elapsed_ns
-                    .saturating_add(self.sys.now_ns().saturating_sub(t0));
-                self.stats.not_huge += not_huge;
+                    .saturating_add(act.sys.now_ns().saturating_sub(t0));
+                act.stats.not_huge += not_huge;
                 add_error(&mut o.errors, ApplyErrorKind::NotHuge, not_huge);
-                a = b;
-            }
-        }
-        out
+                ok
+            },
+        )
     }
-}
-
-/// Append `range` of request `req` to `out`, extending the last run when it continues it.
-fn push_run(out: &mut Vec<Piece>, req: usize, range: AddrRange, checked: bool) {
-    if let Some(last) = out.last_mut() {
-        if last.req == req && last.resident == checked && last.range.end == range.start {
-            last.range.end = range.end;
-            last.bytes = last.range.len();
-            return;
-        }
-    }
-    out.push(Piece {
-        req,
-        range,
-        resident: checked,
-        bytes: range.len(),
-    });
 }
 
 #[cfg(test)]

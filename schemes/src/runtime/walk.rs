@@ -98,8 +98,9 @@ pub(super) fn adjust_quota(
     st.quota.min_score = hist.min_score(st.quota.esz);
 }
 
-/// The PMD huge page size of x86-64 and arm64 with 4 KiB pages.
-pub const HPAGE_SIZE: u64 = 2 << 20;
+/// The PMD huge page size of x86-64 and arm64 with 4 KiB pages: the actuator's, whose
+/// `split` and `collapse` act in these blocks.
+pub use engine::actuator::HPAGE_PMD_SIZE as HPAGE_SIZE;
 
 /// For a huge-page action (`split`, `collapse`), the target's regions as runs
 /// (`huge_runs.rs`); `None` for the others, which match region by region.
