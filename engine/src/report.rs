@@ -98,6 +98,12 @@ pub struct RangeOutcome {
     pub elapsed_ns: u64,
     /// Errors met while applying parts of the range, with the bytes each cost.
     pub errors: Vec<(ApplyErrorKind, u64)>,
+    /// The lowest address of the pieces the pace held back ([`ApplyErrorKind::Paced`]), if
+    /// any. The pace stops a request part-way and the pieces of a request go in address
+    /// order, so every paced byte lies in `paced_from..range.end`: the monitor resets the age
+    /// only below it (`Monitor::apply_report`) and the schemes' walk resumes there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paced_from: Option<u64>,
 }
 
 impl RangeOutcome {
@@ -114,6 +120,7 @@ impl RangeOutcome {
             bytes_resident: 0,
             elapsed_ns,
             errors: Vec::new(),
+            paced_from: None,
         }
     }
 
@@ -169,6 +176,17 @@ impl RangeOutcome {
     pub fn refund(&self) -> u64 {
         self.nothing_there()
             .saturating_add(self.error_bytes(ApplyErrorKind::Paced))
+    }
+
+    /// The part of the range the actuator was asked for and did not leave to the pace: all
+    /// of it, or `range.start..paced_from`. Kernel rule for that part: its age is reset
+    /// (`damos_apply_scheme()`, mm/damon/core.c 6.12); what the pace held back was never
+    /// tried, like a range the quota did not reach, and keeps its age.
+    pub fn reached(&self) -> AddrRange {
+        match self.paced_from {
+            Some(p) => AddrRange::new(self.range.start, p.clamp(self.range.start, self.range.end)),
+            None => self.range,
+        }
     }
 
     /// True when no byte of the range was advised because none was resident (or, for

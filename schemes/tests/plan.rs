@@ -511,6 +511,43 @@ fn not_resident_and_paced_bytes_are_refunded() {
     assert_eq!(s.stats()[0].qt_exceeds, 0);
 }
 
+/// A request the pace stopped part-way (`RangeOutcome::paced_from`): the held-back bytes are
+/// refunded and the walk resumes where the pace stopped, not at the request's start (which
+/// would plan the part already advised again).
+#[test]
+fn a_request_paced_part_way_resumes_where_the_pace_stopped() {
+    use engine::ApplyErrorKind;
+    let p = one_scheme(
+        "pattern: (), action: pageout, quota: (size: \"16 KiB\", reset_interval: \"1 s\")",
+    );
+    let (mut s, _) = schemes(&p);
+    let regions = idle(10, 2);
+    let base = 1u64 << 20;
+    let pg = |a: u64, b: u64| AddrRange::new(base + a * PAGE, base + b * PAGE);
+    let reqs = s.plan(&snapshot(100_000, vec![(1, regions.clone())]), 100_000);
+    assert_eq!(
+        reqs.iter().map(|r| r.range).collect::<Vec<_>>(),
+        [pg(0, 2), pg(2, 4)]
+    );
+    let done = RangeOutcome::of(&reqs[0], 2 * PAGE, 1000);
+    let mut half = RangeOutcome::of(&reqs[1], PAGE, 1000);
+    half.errors = vec![(ApplyErrorKind::Paced, PAGE)];
+    half.paced_from = Some(base + 3 * PAGE);
+    s.account(
+        &ApplyReport {
+            outcomes: vec![done, half],
+            ..ApplyReport::default()
+        },
+        100_000,
+    );
+    let reqs = s.plan(&snapshot(200_000, vec![(1, regions)]), 200_000);
+    assert_eq!(
+        reqs.iter().map(|r| r.range).collect::<Vec<_>>(),
+        [pg(3, 4)],
+        "the one refunded page, from where the pace stopped"
+    );
+}
+
 /// The pace handed to the actuator: each active page-out scheme's effective quota per its
 /// reset interval; none without a page-out quota.
 #[test]
@@ -526,6 +563,27 @@ fn pace_follows_the_effective_quotas() {
     let (mut s, _) = schemes(&p);
     s.plan(&snapshot(100_000, vec![(1, idle(10, 2))]), 100_000);
     assert_eq!(s.pace_bytes_per_s(), None);
+    assert_eq!(s.pace_time_ns_per_s(), None);
+}
+
+/// The time pace handed to the actuator: each active page-out scheme's time quota per its
+/// reset interval, summed; none for a scheme with a size quota only.
+#[test]
+fn time_pace_is_the_time_quotas_per_second() {
+    let p = one_scheme(
+        "pattern: (), action: pageout, quota: (time: \"100 ms\", size: \"1 GiB\", reset_interval: \"500 ms\")",
+    );
+    let (mut s, _) = schemes(&p);
+    assert_eq!(s.pace_time_ns_per_s(), None, "no window yet");
+    s.plan(&snapshot(100_000, vec![(1, idle(10, 2))]), 100_000);
+    assert_eq!(s.pace_time_ns_per_s(), Some(200_000_000));
+    let p = one_scheme(
+        "pattern: (), action: pageout, quota: (size: \"16 KiB\", reset_interval: \"500 ms\")",
+    );
+    let (mut s, _) = schemes(&p);
+    s.plan(&snapshot(100_000, vec![(1, idle(10, 2))]), 100_000);
+    assert_eq!(s.pace_time_ns_per_s(), None);
+    assert_eq!(s.pace_bytes_per_s(), Some(32 << 10));
 }
 
 /// Ranges the actuator found wholly not resident are skipped by the next windows' walks (as

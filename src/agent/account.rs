@@ -59,6 +59,7 @@ mod tests {
             bytes_resident: 0,
             elapsed_ns: 1000,
             errors,
+            paced_from: None,
         };
         let r = ApplyReport {
             outcomes: vec![

@@ -36,6 +36,10 @@ pub trait Planner: Send {
     fn pace_bytes_per_s(&self) -> Option<u64> {
         None
     }
+    /// The page-out time pace for this round, ns per s (`ApplyOpts::pace_time_ns_per_s`).
+    fn pace_time_ns_per_s(&self) -> Option<u64> {
+        None
+    }
 }
 
 /// One scheme's figures, as printed: the schemes crate's own stats value.
@@ -75,6 +79,9 @@ impl Planner for SchemesPlanner {
     }
     fn pace_bytes_per_s(&self) -> Option<u64> {
         self.0.pace_bytes_per_s()
+    }
+    fn pace_time_ns_per_s(&self) -> Option<u64> {
+        self.0.pace_time_ns_per_s()
     }
 }
 
@@ -213,6 +220,7 @@ pub fn actuation_loop(
                 dry_run: act.dry_run,
                 cancel: Some(&cancel),
                 pace_bytes_per_s: act.planner.pace_bytes_per_s(),
+                pace_time_ns_per_s: act.planner.pace_time_ns_per_s(),
             },
         );
         drop(targets);

@@ -244,6 +244,7 @@ pub fn replay(policy: &Policy, rec: &Loaded, cfg: &ReplayConfig) -> anyhow::Resu
                 dry_run: false,
                 cancel: None,
                 pace_bytes_per_s: planner.pace_bytes_per_s(),
+                pace_time_ns_per_s: planner.pace_time_ns_per_s(),
             },
         );
         planner.account(&report, now);

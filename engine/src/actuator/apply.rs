@@ -2,7 +2,7 @@
 //! the kernel's vector rule ([`vector_madvise`]), and account every byte in the report.
 
 use super::cut::{plan_range, HPAGE_PMD_SIZE};
-use super::pace::{Pacer, PACE_ROUND_NS, PACE_STEP_NS};
+use super::pace::{Pacer, PACE_PROBE_BYTES, PACE_ROUND_NS, PACE_STEP_NS};
 use super::resident::{resident_runs, SCAN_BATCH_PAGES};
 use super::{Actuator, ActuatorError, ActuatorSys, ApplyOpts, Target};
 use crate::advice::{Advice, AdviceRequest};
@@ -87,6 +87,7 @@ impl<S: ActuatorSys> Actuator<S> {
         let calls_before = self.stats;
         let opts = ApplyOpts {
             pace_bytes_per_s: opts.pace_bytes_per_s.filter(|_| self.config.pace),
+            pace_time_ns_per_s: opts.pace_time_ns_per_s.filter(|_| self.config.pace),
             ..opts
         };
         self.round_start_ns = self.sys.now_ns();
@@ -379,7 +380,14 @@ impl<S: ActuatorSys> Run<'_, '_, S> {
         };
         if let Some(k) = kind {
             for p in &pieces[end.next..] {
-                add_error(&mut self.report.outcomes[p.req].errors, k, p.bytes);
+                let o = &mut self.report.outcomes[p.req];
+                add_error(&mut o.errors, k, p.bytes);
+                if k == ApplyErrorKind::Paced {
+                    // A request's pieces are in address order: its first paced piece is
+                    // where the pace stopped it (`RangeOutcome::paced_from`).
+                    let from = o.paced_from.map_or(p.range.start, |f| f.min(p.range.start));
+                    o.paced_from = Some(from);
+                }
             }
         }
     }
@@ -390,6 +398,19 @@ impl<S: ActuatorSys> Run<'_, '_, S> {
     /// [`PACE_STEP_NS`], through [`ActuatorSys::sleep_ns`]) for the bucket to refill while
     /// the round is younger than [`PACE_ROUND_NS`]; `None` (the rest reported `Paced`, or
     /// what stopped the round meanwhile) once it is not.
+    /// The page-out rate, bytes/s: the lower of the byte pace and the time pace at the
+    /// measured call cost (`pace.rs`); the byte pace alone before a cost is measured.
+    fn pace_rate(&self) -> Option<u64> {
+        let by_time = self
+            .opts
+            .pace_time_ns_per_s
+            .and_then(|t| self.act.cost.rate(t));
+        match (self.opts.pace_bytes_per_s, by_time) {
+            (Some(b), Some(t)) => Some(b.min(t)),
+            (b, t) => b.or(t),
+        }
+    }
+
     fn pace(&mut self, rate: u64) -> Option<u64> {
         let page = self.act.page;
         let want = (Pacer::burst(rate, page) / 4).max(page);
@@ -430,9 +451,16 @@ impl<S: ActuatorSys> VectorCall<Piece> for Run<'_, '_, S> {
         if self.advice != Advice::Pageout {
             return Some(MAX_RW_COUNT);
         }
-        let paced = match self.opts.pace_bytes_per_s {
+        let paced = match self.pace_rate() {
             Some(rate) => self.pace(rate)?,
             None => MAX_RW_COUNT,
+        };
+        // A time pace with no cost measured yet: a probe call first (`pace.rs`).
+        let probe = self.opts.pace_time_ns_per_s.is_some() && self.act.cost.rate(1).is_none();
+        let paced = if probe {
+            paced.min(PACE_PROBE_BYTES)
+        } else {
+            paced
         };
         match self.act.pageout_budget() {
             Ok(None) => Some(paced.min(MAX_RW_COUNT)),
@@ -474,9 +502,12 @@ impl<S: ActuatorSys> VectorCall<Piece> for Run<'_, '_, S> {
             .map(|p| p.range.len())
             .sum();
         self.left = self.left.saturating_sub(asked);
-        if self.advice == Advice::Pageout && self.opts.pace_bytes_per_s.is_some() {
-            // What the kernel was asked to page out uses the pace, done or failed.
-            self.act.pacer.take(asked);
+        if self.advice == Advice::Pageout {
+            if self.pace_rate().is_some() {
+                // What the kernel was asked to page out uses the pace, done or failed.
+                self.act.pacer.take(asked);
+            }
+            self.act.cost.note(asked, self.dt);
         }
         // A failed call's time goes to the failing piece; a short one's to the pieces done
         // and the one that failed.

@@ -84,7 +84,7 @@ mod target;
 
 pub use apply::errno_kind;
 pub use cut::{plan_range, HPAGE_PMD_SIZE};
-pub use pace::Pacer;
+pub use pace::{CallCost, Pacer};
 pub use rails::Refusal;
 pub use target::Target;
 
@@ -307,6 +307,10 @@ pub struct ApplyOpts<'a> {
     /// the pace for up to `pace::PACE_ROUND_NS`; what it still holds back then is reported
     /// `Paced`.
     pub pace_bytes_per_s: Option<u64>,
+    /// Page-out time pace, ns of calls per second (`pace.rs`, "Time pace"); `None`: none.
+    /// Combined with `pace_bytes_per_s` (the lower rate wins); followed when
+    /// `ActuatorConfig::pace` is.
+    pub pace_time_ns_per_s: Option<u64>,
 }
 
 /// Cumulative counters (for benches, tests and metrics).
@@ -338,6 +342,8 @@ pub struct Actuator<S: ActuatorSys = HostSys> {
     denied_logged: HashSet<u32>,
     refused_logged: HashSet<u32>,
     pacer: Pacer,
+    /// The measured cost of page-out calls, for the time pace.
+    cost: CallCost,
     /// When the current round started (the pace waits within a round only), ns.
     round_start_ns: u64,
 }
@@ -360,6 +366,7 @@ impl<S: ActuatorSys> Actuator<S> {
             denied_logged: HashSet::new(),
             refused_logged: HashSet::new(),
             pacer: Pacer::default(),
+            cost: CallCost::default(),
             round_start_ns: 0,
         }
     }

@@ -15,6 +15,17 @@
 //!
 //! The rule: over any interval of length `d`, the bytes let through are at most
 //! `burst + rate × d` with `burst = max(rate × PACE_SLICE, one page)`.
+//!
+//! **Time pace.** A byte rate alone cannot keep the calls' *time* within the time quota:
+//! the first window's size quota comes from the kernel's initial throughput guess (4 MiB per
+//! ms, `damos_set_effective_quota()`, mm/damon/core.c 6.12), 400 MiB for a 100 ms quota,
+//! which at a measured 0.4 MiB/ms took 0.8 s of calls in one second next to the workload
+//! (issue 14's worst second). With
+//! [`ApplyOpts::pace_time_ns_per_s`](super::ApplyOpts::pace_time_ns_per_s) (the schemes give
+//! their time quotas per second: `Schemes::pace_time_ns_per_s`) the first page-out call is a
+//! probe of [`PACE_PROBE_BYTES`]; from then on the rate is the lower of the byte pace and the
+//! time pace turned into bytes by the measured cost ([`CallCost`]), so the calls take about
+//! the time the quotas allow in every second, from the first one on.
 
 /// The slice the pace spreads over: at most a tenth of a second's page-out goes at once.
 pub const PACE_SLICE_NS: u64 = 100_000_000;
@@ -27,6 +38,46 @@ pub const PACE_ROUND_NS: u64 = 1_000_000_000;
 pub const PACE_STEP_NS: u64 = 50_000_000;
 
 const NS_PER_S: u128 = 1_000_000_000;
+
+/// With a time pace and no cost measured yet, the first page-out call asks for at most
+/// this much: a probe of the call's cost, not a guess of it.
+pub const PACE_PROBE_BYTES: u64 = 1 << 20;
+
+/// Each call's weight in [`CallCost`] decays by this factor per later call.
+const COST_DECAY: f64 = 0.8;
+
+/// The measured cost of page-out calls: wall ns per byte, a bytes-weighted average whose
+/// calls' weights decay by [`COST_DECAY`] each (the last ~5 calls count). Page-out costs
+/// what reclaim and compression cost beside the target's own work (0.2–0.8 MiB/ms on the
+/// 2-vCPU development host, 2026-12: docs/performance.md "Reclaim on static workloads"), so
+/// it is measured, never assumed.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct CallCost {
+    bytes: f64,
+    ns: f64,
+}
+
+impl CallCost {
+    /// A page-out call of `bytes` took `ns`.
+    pub fn note(&mut self, bytes: u64, ns: u64) {
+        if bytes == 0 {
+            return;
+        }
+        self.bytes = self.bytes * COST_DECAY + bytes as f64;
+        self.ns = self.ns * COST_DECAY + ns as f64;
+    }
+
+    /// Bytes per second of calls that a time pace of `time_ns_per_s` allows (at least one
+    /// byte), or `None` before the first call.
+    pub fn rate(&self, time_ns_per_s: u64) -> Option<u64> {
+        if self.bytes <= 0.0 {
+            return None;
+        }
+        // A call measured at 0 ns (a coarse clock) counts as 1 ns: a finite rate.
+        let per_ns = self.bytes / self.ns.max(1.0);
+        Some((per_ns * time_ns_per_s as f64).clamp(1.0, u64::MAX as f64 / 2.0) as u64)
+    }
+}
 
 /// The token bucket (see the module doc). Tokens are kept in byte·ns (bytes × 10⁹), so
 /// short waits refill without rounding loss.
@@ -106,6 +157,28 @@ mod tests {
         // A tiny rate still lets a page through.
         let mut p = Pacer::default();
         assert_eq!(p.available(1, P, 0), P);
+    }
+
+    #[test]
+    fn call_cost_follows_the_last_calls() {
+        let mut c = CallCost::default();
+        assert_eq!(c.rate(100_000_000), None);
+        // 1 MiB in 2.5 ms: 0.4 MiB/ms, so 100 ms/s of calls is 40 MiB/s.
+        c.note(1 << 20, 2_500_000);
+        assert_eq!(c.rate(100_000_000), Some(40 << 20));
+        // The cost doubles: after a few calls the rate is near half.
+        for _ in 0..12 {
+            c.note(1 << 20, 5_000_000);
+        }
+        let r = c.rate(100_000_000).unwrap();
+        assert!(r > 20 << 20 && r < 21 << 20, "{r}");
+        // Empty calls teach nothing; a 0-ns call gives a finite rate.
+        let before = c;
+        c.note(0, 1_000_000);
+        assert_eq!(c, before);
+        let mut z = CallCost::default();
+        z.note(4096, 0);
+        assert!(z.rate(1).unwrap() >= 4096);
     }
 
     proptest! {

@@ -22,6 +22,8 @@ struct Resident {
     pagemap_err: bool,
     pagemap_reads: usize,
     clock: u64,
+    /// Each resident page a page-out call takes out costs this much simulated time.
+    ns_per_page: u64,
 }
 
 impl ActuatorSys for Resident {
@@ -38,6 +40,7 @@ impl ActuatorSys for Resident {
             let res: Vec<u64> = self.pages.range(r.start..r.end).copied().collect();
             self.advised.push((*r, res.len() as u64 * P));
             if advice == Advice::Pageout {
+                self.clock += res.len() as u64 * self.ns_per_page;
                 for a in res {
                     self.pages.remove(&a);
                 }
@@ -275,6 +278,13 @@ fn pageout_is_paced_over_the_second() {
         vma.len() - o.bytes_applied
     );
     assert_eq!(o.refund(), vma.len() - o.bytes_applied);
+    // The pace stopped the request part-way: the monitor keeps the age of the rest and the
+    // schemes resume there.
+    assert_eq!(o.paced_from, Some(vma.start + o.bytes_applied), "{o:?}");
+    assert_eq!(
+        o.reached(),
+        AddrRange::new(vma.start, vma.start + o.bytes_applied)
+    );
     let calls = &a.sys().calls;
     assert!(calls.len() >= 10, "{} calls: not spread", calls.len());
     assert!(calls.last().unwrap().0 <= pace::PACE_ROUND_NS);
@@ -348,4 +358,68 @@ proptest! {
             for x in here { left.remove(&x); }
         }
     }
+}
+
+/// The time pace (`pace.rs`): a 1 MiB probe call first, then calls sized by the measured
+/// cost so that a round's page-out calls take about the time pace's share of the second —
+/// not the size quota's guess (here 400 MiB/s of byte pace, the kernel's initial estimate for
+/// a 100 ms quota, against a kernel that pages out 0.4 MiB per ms: ~1 s of calls unpaced).
+#[test]
+fn the_time_pace_holds_pageout_calls_to_the_time_quota_from_the_first_call() {
+    let pages = 64 * 256; // 64 MiB
+    let vma = AddrRange::new(BASE, BASE + pages * P);
+    let k = Resident {
+        pages: (0..pages).map(|i| BASE + i * P).collect(),
+        // 0.4 MiB per ms: 10 us a page.
+        ns_per_page: 10_240,
+        ..Default::default()
+    };
+    let mut a = act(k);
+    let opts = ApplyOpts {
+        pace_bytes_per_s: Some(400 << 20),
+        pace_time_ns_per_s: Some(100_000_000),
+        ..Default::default()
+    };
+    let r = a.apply(
+        &[target(vma)],
+        &[req(vma.start, vma.end, Advice::Pageout)],
+        opts,
+    );
+    accounted(&r);
+    let o = &r.outcomes[0];
+    let calls = a.sys().calls.clone();
+    assert!(calls[0].1 <= pace::PACE_PROBE_BYTES, "probe: {calls:?}");
+    // The calls' time: ≤ the time pace over the round (1 s) + its burst + one call's worth.
+    let spent = o.bytes_applied / P * 10_240;
+    assert!(
+        spent <= 100_000_000 + 10_000_000 + 4_000_000,
+        "{spent} ns of calls in a round: {o:?}"
+    );
+    // And it used most of that time: about 40 MiB at 0.4 MiB/ms.
+    assert!(o.bytes_applied >= 30 << 20, "{o:?}");
+    assert_eq!(
+        o.error_bytes(ApplyErrorKind::Paced),
+        vma.len() - o.bytes_applied
+    );
+    assert!(
+        calls.len() >= 10,
+        "spread over the second: {} calls",
+        calls.len()
+    );
+    // Without the time pace the same round takes the byte pace's 400 MiB/s: every page.
+    let k = Resident {
+        pages: (0..pages).map(|i| BASE + i * P).collect(),
+        ns_per_page: 10_240,
+        ..Default::default()
+    };
+    let mut a = act(k);
+    let r = a.apply(
+        &[target(vma)],
+        &[req(vma.start, vma.end, Advice::Pageout)],
+        ApplyOpts {
+            pace_time_ns_per_s: None,
+            ..opts
+        },
+    );
+    assert_eq!(r.outcomes[0].bytes_applied, vma.len());
 }

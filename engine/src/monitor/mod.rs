@@ -550,8 +550,10 @@ impl Monitor {
     /// also passed to the access check at the start of the next step, before it checks the
     /// pending samples (`AccessCheck::note_advised`). Outcomes the actuator skipped wholly
     /// (every byte not resident, or held back by the pace: [`RangeOutcome::wholly_skipped`])
-    /// count as filtered and reset nothing.
+    /// count as filtered and reset nothing; of a range the pace stopped part-way only the part
+    /// before the stop is reset ([`RangeOutcome::reached`]).
     ///
+    /// [`RangeOutcome::reached`]: crate::report::RangeOutcome::reached
     /// [`RangeOutcome::wholly_skipped`]: crate::report::RangeOutcome::wholly_skipped
     pub fn apply_report(&mut self, report: &ApplyReport) {
         let min = self.attrs.min_region_sz;
@@ -565,9 +567,12 @@ impl Monitor {
                 // held it back): filtered, not applied, so its regions keep their age.
                 continue;
             }
+            // The part the pace held back was never tried: it keeps its age, as a range the
+            // quota did not reach does (`RangeOutcome::reached`).
+            let reached = o.reached();
             let range = AddrRange::new(
-                crate::kernel::host::align_down(o.range.start, min),
-                crate::kernel::host::align_up(o.range.end, min),
+                crate::kernel::host::align_down(reached.start, min),
+                crate::kernel::host::align_up(reached.end, min),
             );
             if range.is_empty() {
                 continue;

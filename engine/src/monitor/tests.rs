@@ -442,6 +442,7 @@ fn outcome(range: AddrRange, applied: u64) -> RangeOutcome {
         bytes_resident: 0,
         elapsed_ns: 0,
         errors: Vec::new(),
+        paced_from: None,
     }
 }
 
@@ -532,6 +533,51 @@ fn apply_report_keeps_the_age_of_wholly_skipped_ranges() {
     assert_eq!(age_of(aged[0]), Some(was(aged[0])));
     assert_eq!(age_of(aged[1]), Some(was(aged[1])));
     assert_eq!(age_of(aged[2]), Some(0));
+}
+
+/// A range the pace stopped part-way (`RangeOutcome::paced_from`): the age is reset below the
+/// stop only; the held-back part was never tried and keeps its age, so the scheme that
+/// resumes there still finds it old (without this, a paced page-out left its rest unmatched
+/// for the scheme's whole minimum age).
+#[test]
+fn apply_report_keeps_the_age_of_the_part_the_pace_held_back() {
+    use crate::report::ApplyErrorKind;
+    let mut ops = SimOps::single(T, SimSpace::scenario("hotcold", GIB).unwrap());
+    let mut m = Monitor::new(kernel_attrs(), 1).unwrap();
+    m.add_target(T);
+    let mut now = 0;
+    run_aggregations(&mut m, &mut ops, &mut now, 5);
+    let regions = m.regions(T).unwrap().to_vec();
+    let r = regions
+        .iter()
+        .find(|r| r.age > 0 && r.size() >= 8 * PAGE)
+        .expect("an aged region of 8 pages")
+        .clone();
+    let stop = r.start() + 3 * PAGE;
+    let mut o = outcome(r.ar, 3 * PAGE);
+    o.errors = vec![(ApplyErrorKind::Paced, r.size() - 3 * PAGE)];
+    o.paced_from = Some(stop);
+    assert!(!o.wholly_skipped());
+    assert_eq!(o.reached(), AddrRange::new(r.start(), stop));
+    m.apply_report(&ApplyReport {
+        outcomes: vec![o],
+        gone: Vec::new(),
+        dry_run: false,
+    });
+    let now_regions = m.regions(T).unwrap();
+    let covering: Vec<&Region> = now_regions
+        .iter()
+        .filter(|x| x.start() < r.end() && x.end() > r.start())
+        .collect();
+    assert_eq!(covering.len(), 2, "split at the stop: {covering:?}");
+    assert_eq!(
+        (covering[0].ar, covering[0].age),
+        (AddrRange::new(r.start(), stop), 0)
+    );
+    assert_eq!(
+        (covering[1].ar, covering[1].age),
+        (AddrRange::new(stop, r.end()), r.age)
+    );
 }
 
 #[test]

@@ -449,7 +449,7 @@ impl Schemes {
     /// madvd's residency cut and pace (`engine::actuator::{resident, pace}`): bytes the
     /// actuator cut out as not resident, or held back by the pace, are refunded to the size
     /// quota of the window they were charged in ([`QuotaState::refund`]); for paced bytes the
-    /// walk resumes at the first piece held back.
+    /// walk resumes where the pace stopped (`RangeOutcome::paced_from`).
     ///
     /// `split`'s blocks with no huge page (`ApplyErrorKind::NotHuge`) are refunded the same
     /// way. Ranges found wholly not resident, or for `split` wholly without a huge page, are
@@ -503,7 +503,7 @@ impl Schemes {
             if refund > 0 {
                 let rw = &mut rewinds[o.scheme];
                 if rw.is_none() && o.error_bytes(engine::ApplyErrorKind::Paced) > 0 {
-                    *rw = Some((o.target, o.range.start));
+                    *rw = Some((o.target, o.paced_from.unwrap_or(o.range.start)));
                 }
                 st.quota.refund(refund, None);
             }
@@ -513,27 +513,6 @@ impl Schemes {
                 st.quota.refund(0, rw);
             }
         }
-    }
-
-    /// The page-out pace for the actuator (`ApplyOpts::pace_bytes_per_s`), bytes per
-    /// second: the effective size quotas of the active page-out schemes with a quota, each
-    /// per its reset interval (so it follows the time quota's throughput estimate and the
-    /// goals). `None` when no page-out scheme has a quota (unpaced).
-    pub fn pace_bytes_per_s(&self) -> Option<u64> {
-        let mut total: Option<u64> = None;
-        for (sp, st) in self.specs.iter().zip(&self.states) {
-            if sp.action != Action::Pageout || !sp.quota.is_set() || st.quota.esz == 0 {
-                continue;
-            }
-            if sp.watermarks.is_some() && !st.wmark.activated {
-                continue;
-            }
-            let per_s = (st.quota.esz as u128 * 1_000_000
-                / sp.quota.reset_interval_us.max(1) as u128)
-                .min(u64::MAX as u128) as u64;
-            total = Some(total.unwrap_or(0).saturating_add(per_s));
-        }
-        total
     }
 
     /// One applied request of scheme `scheme`: its time charge and applied bytes.
@@ -694,6 +673,7 @@ fn resolve_cgroups(
 
 mod huge_runs;
 pub mod known_out;
+mod pace;
 mod walk;
 use known_out::KnownOut;
 pub use walk::HPAGE_SIZE;
