@@ -138,7 +138,7 @@ Not root: says what is missing and runs in dry-run (nothing advised, no swap mad
 const DEMO_EXAMPLES: &str = "\
 Examples:
   sudo madvd demo
-  sudo madvd demo --short --json        (about 40 s, JSON summary on stdout)";
+  sudo madvd demo --short --json        (about 55 s, JSON summary on stdout)";
 
 /// How to pick targets for `run`.
 #[derive(Debug, Args, Clone)]
@@ -442,13 +442,13 @@ pub struct SummaryArgs {
 
 #[derive(Debug, Args)]
 pub struct DemoArgs {
-    /// Short mode for tests and CI (about 40 s, 256 MiB workload).
+    /// Short mode for tests and CI (about 55 s, 128 MiB workload).
     #[arg(long)]
     pub short: bool,
-    /// Length of the monitored phase (default 75s; 24s with --short).
+    /// Length of the monitored phase (default 75s; 40s with --short).
     #[arg(long = "for", value_name = "DURATION", value_parser = parse_nonzero_duration)]
     pub for_: Option<Duration>,
-    /// Workload size (one mapping). Default 1GiB (256MiB with --short).
+    /// Workload size (one mapping). Default 1GiB (128MiB with --short).
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     pub size: Option<u64>,
     /// Policy file (default: the built-in copy of policies/reclaim.ron).
