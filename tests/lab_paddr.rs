@@ -19,7 +19,7 @@
 
 use engine::kernel::damon_sysfs::{DamonSysfs, DamonTargets, RealSysfs, SysfsAttrs, ADMIN_REL};
 use engine::monitor::Monitor;
-use engine::ops::paddr::owners::{CgroupBytes, Owners, Sampling};
+use engine::ops::paddr::owners::{median_per_cgroup, CgroupBytes, Owners, Sampling};
 use engine::ops::paddr::{PAddr, PADDR_TARGET};
 use engine::ops::OpsKind;
 use engine::{Attrs, Region, SysRoot};
@@ -34,8 +34,9 @@ use common::{exe, MIB, PAGE};
 const WARMUP: u64 = 25;
 const MEASURED: u64 = 20;
 
-/// Hot and cold bytes of one cgroup: estimated (mean over the measured snapshots) and true
-/// (the child's own ground truth over the same window).
+/// Hot and cold bytes of one cgroup: estimated (median over the measured snapshots,
+/// `owners::median_per_cgroup`, as `madvd report summary`) and true (the child's own ground
+/// truth over the same window).
 #[derive(Clone, Copy, Debug, Default)]
 struct Side {
     hot: f64,
@@ -63,9 +64,12 @@ impl Side {
 }
 
 impl Workloads {
-    /// Each group's side from the mean of `snaps` (per-snapshot owners) and the truth
-    /// since [`Self::mark`].
+    /// Each group's side from the median of `snaps` (per-snapshot owners) and the truth
+    /// since [`Self::mark`]. The same estimator for both monitors: the median, not the
+    /// mean, so that a few aggregations where a group's idle pages ride in hot regions (an
+    /// excursion under host load, docs/performance.md) do not decide the comparison.
     fn sides(&mut self, snaps: &[Vec<CgroupBytes>]) -> [Side; 2] {
+        let est = median_per_cgroup(snaps.iter().map(Vec::as_slice));
         let mut out = [Side::default(); 2];
         for (i, (g, w)) in self.groups.iter().zip(&mut self.children).enumerate() {
             let t = w.truth().unwrap();
@@ -77,17 +81,13 @@ impl Workloads {
                 t.touched_bytes as f64 / MIB as f64,
                 t.untouched_bytes as f64 / MIB as f64
             );
-            let n = snaps.len().max(1) as f64;
-            let of = |f: fn(&CgroupBytes) -> u64| {
-                snaps
-                    .iter()
-                    .flat_map(|s| s.iter().filter(|c| c.cgroup == g.name).map(f))
-                    .sum::<u64>() as f64
-                    / n
-            };
+            let (hot, cold) = est
+                .iter()
+                .find(|c| c.cgroup == g.name)
+                .map_or((0, 0), |c| (c.hot_bytes, c.cold_bytes));
             out[i] = Side {
-                hot: of(|c| c.hot_bytes),
-                cold: of(|c| c.cold_bytes),
+                hot: hot as f64,
+                cold: cold as f64,
                 true_hot: t.touched_bytes as f64,
                 true_cold: t.untouched_bytes as f64,
             };

@@ -312,7 +312,7 @@ mod tests {
     #[test]
     fn a_paddr_record_reports_cgroups_and_a_heatmap() {
         use crate::cli::{HeatmapArgs, ReportCmd};
-        use crate::cmd::report::{cgroups_mean, summarize};
+        use crate::cmd::report::{cgroups_mean, cgroups_median, summarize};
         use crate::record::FrameTarget;
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("ram.rec");
@@ -360,9 +360,17 @@ mod tests {
         assert_eq!(mean[0].cgroup, "/idle");
         assert_eq!(mean[0].cold_bytes, 63 << 20);
         assert_eq!((mean[1].hot_bytes, mean[1].cold_bytes), (64 << 20, 3 << 19));
+        let median = cgroups_median(&rec);
+        assert_eq!(median[0].cgroup, "/idle");
+        assert_eq!(median[0].cold_bytes, 63 << 20);
+        assert_eq!(
+            (median[1].hot_bytes, median[1].cold_bytes),
+            (64 << 20, 3 << 19)
+        );
         let s = serde_json::to_value(summarize(&rec)).unwrap();
         assert_eq!(s["source"]["kind"], "paddr");
         assert_eq!(s["cgroups_mean"][0]["cgroup"], "/idle");
+        assert_eq!(s["cgroups_median"][0]["cold_bytes"], 63u64 << 20);
         let png = dir.path().join("ram.png");
         crate::cmd::report::run(ReportCmd::Heatmap(HeatmapArgs {
             file: path,

@@ -185,6 +185,10 @@ pub struct Summary {
     /// Physical memory: hot and cold bytes per memory cgroup, mean over the snapshots.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub cgroups_mean: Vec<CgroupBytes>,
+    /// The same, median over the snapshots (steadier: a few snapshots where a group's idle
+    /// pages ride in hot regions move the mean, not the median).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub cgroups_median: Vec<CgroupBytes>,
 }
 
 #[derive(Serialize)]
@@ -244,6 +248,7 @@ pub fn summarize(rec: &Loaded) -> Summary {
         targets,
         bad_lines: rec.problems.len(),
         cgroups_mean: cgroups_mean(rec),
+        cgroups_median: cgroups_median(rec),
     }
 }
 
@@ -283,6 +288,17 @@ pub fn cgroups_mean(rec: &Loaded) -> Vec<CgroupBytes> {
             .then(a.cgroup.cmp(&b.cgroup))
     });
     v
+}
+
+/// Hot and cold bytes per cgroup, median over the frames that have them
+/// (`owners::median_per_cgroup`); most cold first.
+pub fn cgroups_median(rec: &Loaded) -> Vec<CgroupBytes> {
+    engine::ops::paddr::owners::median_per_cgroup(
+        rec.frames
+            .iter()
+            .filter(|f| !f.cgroups.is_empty())
+            .map(|f| f.cgroups.as_slice()),
+    )
 }
 
 fn summary_cmd(rec: &Loaded, a: SummaryArgs) -> Result<()> {
@@ -352,9 +368,9 @@ fn summary_cmd(rec: &Loaded, a: SummaryArgs) -> Result<()> {
             );
         }
     }
-    if !s.cgroups_mean.is_empty() {
-        println!("memory per cgroup (mean over the snapshots):");
-        print!("{}", super::paddr::render_cgroups(&s.cgroups_mean));
+    if !s.cgroups_median.is_empty() {
+        println!("memory per cgroup (median over the snapshots; the mean is in --json):");
+        print!("{}", super::paddr::render_cgroups(&s.cgroups_median));
     }
     Ok(())
 }

@@ -146,6 +146,60 @@ pub fn named(by_key: &BTreeMap<u64, HotCold>, inodes: &CgroupInodes) -> Vec<Cgro
     v
 }
 
+/// One estimate per cgroup over a window of snapshots (each [`named`]'s or
+/// [`Owners::of`]'s list): the median of its hot bytes and, separately, of its cold bytes
+/// (for an even count, the mean of the two middle values); a cgroup missing from a snapshot
+/// had 0 bytes there. Most cold first. Pure.
+///
+/// The median, not the mean: a region that mixes a group's idle pages with hot ones keeps
+/// them hot as a whole until a split separates them, and under load that can last several
+/// aggregations (docs/performance.md, "Physical address space (paddr)": the idle group's hot
+/// bytes at 24 MiB instead of ~3 in a few snapshots of 20). Such excursions are a minority of
+/// the window and move its mean by their size times their share; they move the median only
+/// when they fill half of it.
+pub fn median_per_cgroup<'a>(
+    snaps: impl IntoIterator<Item = &'a [CgroupBytes]>,
+) -> Vec<CgroupBytes> {
+    let snaps: Vec<&[CgroupBytes]> = snaps.into_iter().collect();
+    let mut per: BTreeMap<&str, (Vec<u64>, Vec<u64>)> = BTreeMap::new();
+    for (i, s) in snaps.iter().enumerate() {
+        for c in s.iter() {
+            let e = per.entry(&c.cgroup).or_default();
+            // 0 bytes in every snapshot the name is missing from; a name listed twice in
+            // one snapshot adds up (one estimate per name).
+            e.0.resize(snaps.len(), 0);
+            e.1.resize(snaps.len(), 0);
+            e.0[i] = e.0[i].saturating_add(c.hot_bytes);
+            e.1[i] = e.1[i].saturating_add(c.cold_bytes);
+        }
+    }
+    let mut v: Vec<CgroupBytes> = per
+        .into_iter()
+        .map(|(g, (mut hot, mut cold))| CgroupBytes {
+            cgroup: g.to_string(),
+            hot_bytes: median(&mut hot),
+            cold_bytes: median(&mut cold),
+        })
+        .collect();
+    v.sort_by(|a, b| {
+        b.cold_bytes
+            .cmp(&a.cold_bytes)
+            .then(a.cgroup.cmp(&b.cgroup))
+    });
+    v
+}
+
+/// The median of `v` (sorted in place), the mean of the middle two for an even count; 0 for
+/// none.
+fn median(v: &mut [u64]) -> u64 {
+    v.sort_unstable();
+    match v.len() {
+        0 => 0,
+        n if n % 2 == 1 => v[n / 2],
+        n => ((v[n / 2 - 1] as u128 + v[n / 2] as u128) / 2) as u64,
+    }
+}
+
 /// `/proc/kpagecgroup` and the memory cgroups by inode, read once (groups created later
 /// show as `(cgroup inode N)` until [`Owners::rescan`]).
 pub struct Owners {
