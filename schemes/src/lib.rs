@@ -42,5 +42,5 @@ pub use filter::{PageFilter, PageInfo};
 pub use goal::{FakeMetrics, MetricError, MetricSource, SysMetrics};
 pub use locate::Pos;
 pub use policy::{MonitorSection, Policy, PolicyError, SchemeSpec};
-pub use runtime::{Schemes, SchemesError, CGROUP_REFRESH_US, HPAGE_SIZE};
+pub use runtime::{Schemes, SchemesError, CGROUP_REFRESH_US, HPAGE_SIZE, MAX_REFILLS};
 pub use stats::SchemeStats;

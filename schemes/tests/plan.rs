@@ -548,6 +548,86 @@ fn a_request_paced_part_way_resumes_where_the_pace_stopped() {
     );
 }
 
+/// The refill (`runtime/refill.rs`): a scheme applied once per window whose walk stopped at
+/// the size quota and got bytes back as not resident walks again in the same round for
+/// them, from where it stopped; not after a report with paced bytes, not when the walk did
+/// not stop at the quota, and only once per report.
+#[test]
+fn refunds_refill_the_window_in_the_same_round() {
+    use engine::ApplyErrorKind;
+    let p = one_scheme(
+        "pattern: (), action: pageout, apply_interval: \"1 s\", quota: (size: \"16 KiB\", reset_interval: \"1 s\")",
+    );
+    let base = 1u64 << 20;
+    let pg = |a: u64, b: u64| AddrRange::new(base + a * PAGE, base + b * PAGE);
+    let report_of = |reqs: &[engine::AdviceRequest], kind: Option<ApplyErrorKind>| {
+        let mut outs: Vec<RangeOutcome> = Vec::new();
+        for (i, r) in reqs.iter().enumerate() {
+            let mut o = RangeOutcome::of(r, r.range.len(), 1000);
+            if i == 0 {
+                if let Some(k) = kind {
+                    o.bytes_applied = 0;
+                    o.errors = vec![(k, r.range.len())];
+                }
+            }
+            outs.push(o);
+        }
+        ApplyReport {
+            outcomes: outs,
+            ..ApplyReport::default()
+        }
+    };
+    let (mut s, _) = schemes(&p);
+    let snap = snapshot(1_000_000, vec![(1, idle(10, 2))]);
+    let reqs = s.plan(&snap, 1_000_000);
+    assert_eq!(
+        reqs.iter().map(|r| r.range).collect::<Vec<_>>(),
+        [pg(0, 2), pg(2, 4)]
+    );
+    assert!(s.plan_refill(&snap, 1_000_000).is_empty(), "no report yet");
+    s.account(
+        &report_of(&reqs, Some(ApplyErrorKind::NotResident)),
+        1_000_000,
+    );
+    let more = s.plan_refill(&snap, 1_000_000);
+    // 6.12's resume at `end + 1` enters the next region one page in (as in
+    // `not_resident_and_paced_bytes_are_refunded`).
+    assert_eq!(
+        more.iter().map(|r| r.range).collect::<Vec<_>>(),
+        [pg(5, 6), pg(6, 7)]
+    );
+    assert!(
+        s.plan_refill(&snap, 1_000_000).is_empty(),
+        "once per report"
+    );
+    s.account(&report_of(&more, None), 1_000_000);
+    assert!(
+        s.plan_refill(&snap, 1_000_000).is_empty(),
+        "nothing refunded"
+    );
+    assert_eq!(s.stats()[0].sz_applied, 4 * PAGE);
+
+    // Paced bytes in the report: no refill (the pace is the round's budget).
+    let (mut s, _) = schemes(&p);
+    let reqs = s.plan(&snap, 1_000_000);
+    let mut r = report_of(&reqs, Some(ApplyErrorKind::NotResident));
+    r.outcomes[1].bytes_applied = PAGE;
+    r.outcomes[1].errors = vec![(ApplyErrorKind::Paced, PAGE)];
+    s.account(&r, 1_000_000);
+    assert!(s.plan_refill(&snap, 1_000_000).is_empty());
+
+    // A walk that did not reach the quota has nothing behind it to refill with.
+    let (mut s, _) = schemes(&p);
+    let small = snapshot(1_000_000, vec![(1, idle(1, 2))]);
+    let reqs = s.plan(&small, 1_000_000);
+    assert_eq!(reqs.len(), 1);
+    s.account(
+        &report_of(&reqs, Some(ApplyErrorKind::NotResident)),
+        1_000_000,
+    );
+    assert!(s.plan_refill(&small, 1_000_000).is_empty());
+}
+
 /// The pace handed to the actuator: each active page-out scheme's effective quota per its
 /// reset interval; none without a page-out quota.
 #[test]

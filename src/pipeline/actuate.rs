@@ -40,6 +40,10 @@ pub trait Planner: Send {
     fn pace_time_ns_per_s(&self) -> Option<u64> {
         None
     }
+    /// More advice on the same snapshot after `account` (the refunds' refill); empty: done.
+    fn plan_refill(&mut self, _snap: &Snapshot, _now_us: u64) -> Vec<AdviceRequest> {
+        Vec::new()
+    }
 }
 
 /// One scheme's figures, as printed: the schemes crate's own stats value.
@@ -82,6 +86,9 @@ impl Planner for SchemesPlanner {
     }
     fn pace_time_ns_per_s(&self) -> Option<u64> {
         self.0.pace_time_ns_per_s()
+    }
+    fn plan_refill(&mut self, snap: &Snapshot, now_us: u64) -> Vec<AdviceRequest> {
+        self.0.plan_refill(snap, now_us)
     }
 }
 
@@ -180,57 +187,32 @@ pub fn actuation_loop(
         if diag {
             super::diag::snapshot(&snap, clock.now_us());
         }
-        let reqs = act.planner.plan(&snap, clock.now_us());
+        let now = clock.now_us();
+        let reqs = act.planner.plan(&snap, now);
         if diag {
             super::diag::plan(&reqs, clock.now_us());
         }
-        // Each advised target's VMAs now (the actuator cuts advice at VMA boundaries); a
-        // target without advice this round is not read (its maps can be 100 000 lines).
-        let advised: std::collections::BTreeSet<_> = reqs.iter().map(|r| r.target).collect();
-        let mut vmas = Vec::with_capacity(act.procs.len());
-        let mut gone = Vec::new();
-        for p in &act.procs {
-            if !advised.contains(&p.id()) {
-                vmas.push(Vec::new());
-                continue;
-            }
-            match p.vma_ranges() {
-                Ok(v) => vmas.push(v),
-                Err(e) if e.is_gone() => {
-                    gone.push(p.id());
-                    vmas.push(Vec::new());
-                }
-                Err(e) => {
-                    let _ = ends.ev_tx.send(Event::Failed(e.to_string()));
-                    vmas.push(Vec::new());
-                }
-            }
-        }
-        let targets: Vec<Target<'_>> = act
-            .procs
-            .iter()
-            .zip(vmas)
-            .filter(|(p, _)| !gone.contains(&p.id()))
-            .map(|(p, v)| Target::new(&root, p.pidfd(), v))
-            .collect();
-        let mut report = actuator.apply(
-            &targets,
-            &reqs,
-            ApplyOpts {
-                dry_run: act.dry_run,
-                cancel: Some(&cancel),
-                pace_bytes_per_s: act.planner.pace_bytes_per_s(),
-                pace_time_ns_per_s: act.planner.pace_time_ns_per_s(),
-            },
-        );
-        drop(targets);
-        for g in gone {
-            if !report.gone.contains(&g) {
-                report.gone.push(g);
-            }
-        }
-        act.procs.retain(|p| !report.gone.contains(&p.id()));
+        let mut report = apply_round(&mut act, &mut actuator, &root, &ends, &cancel, &reqs);
         act.planner.account(&report, clock.now_us());
+        // The refunds of this round go to more of the same snapshot (schemes'
+        // `runtime/refill.rs`), a bounded number of times.
+        for _ in 0..schemes::MAX_REFILLS {
+            let more = act.planner.plan_refill(&snap, now);
+            if more.is_empty() {
+                break;
+            }
+            if diag {
+                super::diag::plan(&more, clock.now_us());
+            }
+            let r = apply_round(&mut act, &mut actuator, &root, &ends, &cancel, &more);
+            act.planner.account(&r, clock.now_us());
+            report.outcomes.extend(r.outcomes);
+            for g in r.gone {
+                if !report.gone.contains(&g) {
+                    report.gone.push(g);
+                }
+            }
+        }
         let stats = act.planner.stats();
         if diag && !report.outcomes.is_empty() {
             let esz: Vec<u64> = stats.iter().map(|s| s.effective_quota).collect();
@@ -250,4 +232,62 @@ pub fn actuation_loop(
             return;
         }
     }
+}
+
+/// Apply `reqs` to the targets they name: each advised target's VMAs read now (the actuator
+/// cuts advice at VMA boundaries; a target without advice is not read: its maps can be
+/// 100 000 lines), targets found gone added to the report and dropped.
+fn apply_round(
+    act: &mut Actuation,
+    actuator: &mut Actuator,
+    root: &SysRoot,
+    ends: &ActuationEnds,
+    cancel: &std::sync::atomic::AtomicBool,
+    reqs: &[AdviceRequest],
+) -> ApplyReport {
+    let advised: std::collections::BTreeSet<_> = reqs.iter().map(|r| r.target).collect();
+    let mut vmas = Vec::with_capacity(act.procs.len());
+    let mut gone = Vec::new();
+    for p in &act.procs {
+        if !advised.contains(&p.id()) {
+            vmas.push(Vec::new());
+            continue;
+        }
+        match p.vma_ranges() {
+            Ok(v) => vmas.push(v),
+            Err(e) if e.is_gone() => {
+                gone.push(p.id());
+                vmas.push(Vec::new());
+            }
+            Err(e) => {
+                let _ = ends.ev_tx.send(Event::Failed(e.to_string()));
+                vmas.push(Vec::new());
+            }
+        }
+    }
+    let targets: Vec<Target<'_>> = act
+        .procs
+        .iter()
+        .zip(vmas)
+        .filter(|(p, _)| !gone.contains(&p.id()))
+        .map(|(p, v)| Target::new(root, p.pidfd(), v))
+        .collect();
+    let mut report = actuator.apply(
+        &targets,
+        reqs,
+        ApplyOpts {
+            dry_run: act.dry_run,
+            cancel: Some(cancel),
+            pace_bytes_per_s: act.planner.pace_bytes_per_s(),
+            pace_time_ns_per_s: act.planner.pace_time_ns_per_s(),
+        },
+    );
+    drop(targets);
+    for g in gone {
+        if !report.gone.contains(&g) {
+            report.gone.push(g);
+        }
+    }
+    act.procs.retain(|p| !report.gone.contains(&p.id()));
+    report
 }

@@ -237,17 +237,24 @@ pub fn replay(policy: &Policy, rec: &Loaded, cfg: &ReplayConfig) -> anyhow::Resu
             .collect();
         let sys = actuator.sys_mut();
         sys.clock_ns = sys.clock_ns.max(now.saturating_mul(1000));
-        let report = actuator.apply(
-            &targets,
-            &reqs,
-            ApplyOpts {
-                dry_run: false,
-                cancel: None,
-                pace_bytes_per_s: planner.pace_bytes_per_s(),
-                pace_time_ns_per_s: planner.pace_time_ns_per_s(),
-            },
-        );
+        let opts = |planner: &SchemesPlanner| ApplyOpts {
+            dry_run: false,
+            cancel: None,
+            pace_bytes_per_s: planner.pace_bytes_per_s(),
+            pace_time_ns_per_s: planner.pace_time_ns_per_s(),
+        };
+        let mut report = actuator.apply(&targets, &reqs, opts(&planner));
         planner.account(&report, now);
+        // The refunds' refill, as `run` does it (pipeline/actuate.rs).
+        for _ in 0..schemes::MAX_REFILLS {
+            let more = planner.plan_refill(&snap, now);
+            if more.is_empty() {
+                break;
+            }
+            let r = actuator.apply(&targets, &more, opts(&planner));
+            planner.account(&r, now);
+            report.outcomes.extend(r.outcomes);
+        }
         let mut advised = vec![0u64; n_schemes];
         for o in &report.outcomes {
             advised[o.scheme] += o.bytes_applied;

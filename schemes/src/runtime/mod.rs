@@ -107,6 +107,9 @@ struct SchemeState {
     /// the region's access frequency in basis points of the maximum), for the ledger's
     /// expected refaults.
     expect: Vec<(TargetId, AddrRange, u64)>,
+    /// The refill of this round (`refill.rs`): the walk stopped at the size quota, and the
+    /// report refunded bytes with nothing there.
+    refill: refill::Refill,
 }
 
 /// The schemes of one policy at run time.
@@ -193,6 +196,7 @@ impl Schemes {
                 }),
                 hot: None,
                 expect: Vec::new(),
+                refill: refill::Refill::default(),
             });
             let st = states.last_mut().expect("just pushed");
             if st.ledger.is_some() {
@@ -377,6 +381,7 @@ impl Schemes {
         for idx in 0..self.specs.len() {
             let spec = &self.specs[idx];
             let st = &mut self.states[idx];
+            st.refill = refill::Refill::default();
 
             // Watermarks (damos_wmark_wait_us(), core.c 6.12).
             check_wmark(spec, st, self.env.as_ref(), now_us, &mut free_rate);
@@ -424,6 +429,7 @@ impl Schemes {
                 known_out: &self.known_out,
             };
             apply_scheme(idx, spec, st, &input, &mut out, sel);
+            st.refill = refill::Refill::after_walk(&st.quota);
             if let Some(ledger) = &mut st.ledger {
                 let reqs = out[first..].iter().filter(|r| r.advice == Advice::Pageout);
                 refault::before_pageout(
@@ -499,6 +505,7 @@ impl Schemes {
             let not_resident = o.not_resident();
             st.stats.sz_not_resident = st.stats.sz_not_resident.saturating_add(not_resident);
             st.stats.sz_not_huge = st.stats.sz_not_huge.saturating_add(o.not_huge());
+            st.refill.note(o);
             let refund = o.refund();
             if refund > 0 {
                 let rw = &mut rewinds[o.scheme];
@@ -674,6 +681,8 @@ fn resolve_cgroups(
 mod huge_runs;
 pub mod known_out;
 mod pace;
+mod refill;
+pub use refill::MAX_REFILLS;
 mod walk;
 use known_out::KnownOut;
 pub use walk::HPAGE_SIZE;
