@@ -297,11 +297,11 @@ impl<S: ActuatorSys> Actuator<S> {
                     out.push(Piece::new(p.req, AddrRange::new(a, p.range.end), false));
                     break;
                 }
-                let t0 = self.sys.now_ns();
+                let t0 = self.sys.cpu_ns();
                 let read =
                     self.sys
                         .pagemap(target, c.start, (c.len() / page) as usize, &mut entries);
-                let dt = self.sys.now_ns().saturating_sub(t0);
+                let dt = self.sys.cpu_ns().saturating_sub(t0);
                 let o = &mut report.outcomes[p.req];
                 o.elapsed_ns = o.elapsed_ns.saturating_add(dt);
                 if let Err(e) = read {
@@ -480,9 +480,9 @@ impl<S: ActuatorSys> VectorCall<Piece> for Run<'_, '_, S> {
 
     fn call(&mut self, iov: &[AddrRange]) -> Result<u64, Errno> {
         let sys = &mut self.act.sys;
-        let t0 = sys.now_ns();
+        let t0 = sys.cpu_ns();
         let res = sys.process_madvise(self.target, iov, self.advice);
-        self.dt = sys.now_ns().saturating_sub(t0);
+        self.dt = sys.cpu_ns().saturating_sub(t0);
         self.act.stats.calls += 1;
         self.act.stats.iovecs += iov.len() as u64;
         res

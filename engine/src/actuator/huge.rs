@@ -123,7 +123,7 @@ impl<S: ActuatorSys> Actuator<S> {
             (report, scan_left),
             (batch, "split's huge-page check"),
             |act, req, chunk, entries, report, out| {
-                let t0 = act.sys.now_ns();
+                let t0 = act.sys.cpu_ns();
                 let mut ok = true;
                 let mut not_huge = 0;
                 for (i, h) in (chunk.start..chunk.end).step_by(block as usize).enumerate() {
@@ -151,7 +151,7 @@ impl<S: ActuatorSys> Actuator<S> {
                 let o = &mut report.outcomes[req];
                 o.elapsed_ns = o
                     .elapsed_ns
-                    .saturating_add(act.sys.now_ns().saturating_sub(t0));
+                    .saturating_add(act.sys.cpu_ns().saturating_sub(t0));
                 act.stats.not_huge += not_huge;
                 add_error(&mut o.errors, ApplyErrorKind::NotHuge, not_huge);
                 ok

@@ -43,10 +43,19 @@
 //! dry runs plan everything and apply nothing ([`ApplyErrorKind::DryRun`]); a cancel flag is
 //! checked between calls ([`ApplyErrorKind::Cancelled`]).
 //!
-//! Time: each call's wall time is shared among the pieces it covered in proportion to their
+//! Time: each call's time is shared among the pieces it covered in proportion to their
 //! bytes (a failed call's time goes to the failing piece), and summed per request into
 //! `elapsed_ns` — the quotas' time budget charges it, as `damos_apply_scheme()` charges the
-//! time of `ops.apply_scheme` (mm/damon/core.c, Linux 6.12).
+//! time of `ops.apply_scheme` (mm/damon/core.c, Linux 6.12). madvd's departure: the time
+//! is the actuation thread's *CPU* time in the call (`CLOCK_THREAD_CPUTIME_ID`,
+//! [`ActuatorSys::cpu_ns`]), not the wall time the kernel takes (`ktime_get_coarse_ts64`
+//! around the call). Page-out's work (reclaim, the zram compression, waiting for the TLB
+//! shootdown of the target's CPUs) runs in the calling thread, so its CPU time is what the
+//! call costs; the wall time adds the time the thread waited for a CPU, which costs the
+//! workload nothing and grows with the machine's load (on the 2-vCPU development host,
+//! 2026-12: 1.2–1.5× the CPU time beside three busy loops, up to 2.4× beside a running
+//! target and other load: docs/performance.md "Reclaim on static workloads"), so a
+//! wall-time quota shrank the reclaimer with the machine's load.
 //!
 //! The kernel, the swap gauge and the clock sit behind one small seam, [`ActuatorSys`], so the
 //! batching/resume logic is unit-tested against a simulated kernel without a process.
@@ -148,6 +157,12 @@ pub trait ActuatorSys {
     fn swap(&mut self) -> std::io::Result<SwapStat>;
     /// A monotonic clock, ns.
     fn now_ns(&mut self) -> u64;
+    /// The calling thread's CPU time, ns: what a call costs, charged to the time quota and
+    /// measured by the time pace (see the module doc, "Time"). Default: [`Self::now_ns`]
+    /// (simulations, whose clock is their only time).
+    fn cpu_ns(&mut self) -> u64 {
+        self.now_ns()
+    }
     /// Wait `ns` (the page-out pace, `pace.rs`). Simulations advance their clock instead.
     fn sleep_ns(&mut self, ns: u64) {
         std::thread::sleep(std::time::Duration::from_nanos(ns));
@@ -215,6 +230,23 @@ impl ActuatorSys for HostSys {
     }
     fn now_ns(&mut self) -> u64 {
         self.epoch.elapsed().as_nanos() as u64
+    }
+    /// `CLOCK_THREAD_CPUTIME_ID` (the actuation thread's own CPU time); the wall clock if it
+    /// cannot be read.
+    fn cpu_ns(&mut self) -> u64 {
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: `ts` is a valid, writable timespec; CLOCK_THREAD_CPUTIME_ID exists on every
+        // Linux (clock_gettime(2)), and the call writes nothing else.
+        let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+        if rc != 0 {
+            return self.now_ns();
+        }
+        (ts.tv_sec as u64)
+            .saturating_mul(1_000_000_000)
+            .saturating_add(ts.tv_nsec as u64)
     }
     /// `<proc>/<pid>/pagemap`, opened and then checked against the target's pidfd (alive
     /// after the open: the file is this process's, see `kernel::pidfd`).

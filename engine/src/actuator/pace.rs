@@ -46,7 +46,7 @@ pub const PACE_PROBE_BYTES: u64 = 1 << 20;
 /// Each call's weight in [`CallCost`] decays by this factor per later call.
 const COST_DECAY: f64 = 0.8;
 
-/// The measured cost of page-out calls: wall ns per byte, a bytes-weighted average whose
+/// The measured cost of page-out calls: CPU ns per byte (`ActuatorSys::cpu_ns`), a bytes-weighted average whose
 /// calls' weights decay by [`COST_DECAY`] each (the last ~5 calls count). Page-out costs
 /// what reclaim and compression cost beside the target's own work (0.2–0.8 MiB/ms on the
 /// 2-vCPU development host, 2026-12: docs/performance.md "Reclaim on static workloads"), so
