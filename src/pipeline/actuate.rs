@@ -187,6 +187,7 @@ pub fn actuation_loop(
         if diag {
             super::diag::snapshot(&snap, clock.now_us());
         }
+        let round_start = std::time::Instant::now();
         let now = clock.now_us();
         let reqs = act.planner.plan(&snap, now);
         if diag {
@@ -195,8 +196,13 @@ pub fn actuation_loop(
         let mut report = apply_round(&mut act, &mut actuator, &root, &ends, &cancel, &reqs);
         act.planner.account(&report, clock.now_us());
         // The refunds of this round go to more of the same snapshot (schemes'
-        // `runtime/refill.rs`), a bounded number of times.
+        // `runtime/refill.rs`), a bounded number of times, and not past the pace's round
+        // (`pace::PACE_ROUND_NS`): a round never holds its feedback much longer than that.
         for _ in 0..schemes::MAX_REFILLS {
+            let round_ns = round_start.elapsed().as_nanos();
+            if round_ns >= engine::actuator::pace::PACE_ROUND_NS as u128 {
+                break;
+            }
             let more = act.planner.plan_refill(&snap, now);
             if more.is_empty() {
                 break;
