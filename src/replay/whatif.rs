@@ -9,10 +9,13 @@
 //! time, refunds, the monitor's age reset.
 //!
 //! The residency model: a page is out from the replay's page-out of it until a recorded
-//! region with `nr_accesses > 0` covers it (the access faults it back in). Everything else
-//! is taken as resident: a record does not say what the kernel itself swapped out or what
-//! was never faulted in. The same model answers the refault guard's page-state reads
-//! ([`ReplayMetrics`]), so a `refault_rate` goal runs as it runs live.
+//! region's accesses bring it back: a region with `nr_accesses` a of `max_nr_accesses` m
+//! brings back a/m of the out pages it covers, chosen by a fixed order of the pages, so a
+//! steady frequency brings back the same pages every aggregation (`risk`, module doc: the
+//! rule and why). Everything else is taken as resident: a record does not say what the
+//! kernel itself swapped out or what was never faulted in, beyond its `absent` ranges. The
+//! same model answers the refault guard's page-state reads ([`ReplayMetrics`]), so a
+//! `refault_rate` goal runs as it runs live.
 
 use super::risk::Refaults;
 use engine::actuator::{ActuatorSys, SwapStat, Target};
@@ -74,18 +77,17 @@ impl CostModel {
 pub struct Residency(Arc<Mutex<Refaults>>);
 
 impl Residency {
-    pub fn new() -> Self {
-        Self(Arc::new(Mutex::new(Refaults::new(u64::MAX, 1))))
+    /// `max_nr_accesses`: the record's, what a region's `nr_accesses` is a share of.
+    pub fn new(max_nr_accesses: u32) -> Self {
+        Self(Arc::new(Mutex::new(Refaults::new(
+            u64::MAX,
+            1,
+            max_nr_accesses,
+        ))))
     }
     /// The model (a poisoned lock still holds a usable model: it is plain data).
     pub fn lock(&self) -> MutexGuard<'_, Refaults> {
         self.0.lock().unwrap_or_else(|e| e.into_inner())
-    }
-}
-
-impl Default for Residency {
-    fn default() -> Self {
-        Self::new()
     }
 }
 
@@ -235,7 +237,7 @@ mod tests {
         if page != PAGE {
             return; // the figures below are in 4 KiB pages
         }
-        let res = Residency::new();
+        let res = Residency::new(1);
         let mut act = Actuator::with_sys(
             ReplaySys::new(CostModel::default(), res.clone()),
             ActuatorConfig::default(),
@@ -294,7 +296,7 @@ mod tests {
     #[test]
     fn the_pace_waits_on_the_virtual_clock() {
         let mut act = Actuator::with_sys(
-            ReplaySys::new(CostModel::default(), Residency::new()),
+            ReplaySys::new(CostModel::default(), Residency::new(1)),
             ActuatorConfig::default(),
         );
         let t = [Target::simulated(
