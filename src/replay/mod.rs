@@ -139,7 +139,7 @@ pub fn adapt(policy: &Policy, rec: &Loaded) -> (Policy, Vec<String>) {
             .iter()
             .any(|g| matches!(g.metric, GoalMetric::RefaultRate { .. }))
         {
-            say(format!("scheme '{}': refault guard: measured on the replay's residency model (a page it paged out is back once the record's accesses bring it back: a region with a of m accesses brings back a/m of the pages it covers)", s.name));
+            say(format!("scheme '{}': refault guard: measured on the replay's residency model (a page it paged out is back once the record's accesses bring it back: an accessed region brings back all the out pages it covers, or only the share a/m of them, a its accesses and m the frame's hottest region's, when resident memory beside them was accessed the frame before)", s.name));
         }
         for f in &s.filters {
             match f.kind {
@@ -155,9 +155,9 @@ pub fn adapt(policy: &Policy, rec: &Loaded) -> (Policy, Vec<String>) {
         }
     }
     say(if rec.frames.iter().any(|f| f.targets.iter().any(|t| !t.absent.is_empty())) {
-        "residency: modelled: what was out of memory when the recording started (the record's `absent`) and what the replay paged out is out until the record's accesses bring it back (a region with a of m accesses brings back a/m of the pages it covers), and is cut out of later advice as not resident (as live); the rest counts as resident"
+        "residency: modelled: what was out of memory when the recording started (the record's `absent`) and what the replay paged out is out until the record's accesses bring it back (an accessed region brings back all the out pages it covers, or only the share a/m of them, a its accesses and m the frame's hottest region's, when resident memory beside them was accessed the frame before), and is cut out of later advice as not resident (as live); the rest counts as resident"
     } else {
-        "residency: modelled from the replay's own page-outs only (the record has no `absent`: a simulator or older record): what it paged out is out until the record's accesses bring it back (a region with a of m accesses brings back a/m of the pages it covers), and is cut out of later advice as not resident (as live); the rest counts as resident"
+        "residency: modelled from the replay's own page-outs only (the record has no `absent`: a simulator or older record): what it paged out is out until the record's accesses bring it back (an accessed region brings back all the out pages it covers, or only the share a/m of them, a its accesses and m the frame's hottest region's, when resident memory beside them was accessed the frame before), and is cut out of later advice as not resident (as live); the rest counts as resident"
     }.into());
     say("swap: no swap gauge recorded: the swap headroom never stops a page-out".into());
     if rec
@@ -174,8 +174,7 @@ pub fn adapt(policy: &Policy, rec: &Loaded) -> (Policy, Vec<String>) {
 /// Replay `policy` against `rec`: the intact frames before its first damaged line.
 pub fn replay(policy: &Policy, rec: &Loaded, cfg: &ReplayConfig) -> anyhow::Result<Replay> {
     let (policy, notes) = adapt(policy, rec);
-    let max_nr_accesses = rec.header.attrs.max_nr_accesses();
-    let residency = Residency::new(max_nr_accesses);
+    let residency = Residency::new();
     let schemes = Schemes::new(&policy, Box::new(ReplayMetrics(residency.clone())))
         .map_err(|e| anyhow::anyhow!("{}: {e}", policy.origin.display()))?;
     let mut planner = SchemesPlanner(schemes);
@@ -189,7 +188,7 @@ pub fn replay(policy: &Policy, rec: &Loaded, cfg: &ReplayConfig) -> anyhow::Resu
     let mut intact = rec.clone();
     intact.frames.truncate(usable);
     let mut src = source::RecordSource::new(&intact);
-    let mut refaults = risk::Refaults::new(cfg.refault_window_us, n_schemes, max_nr_accesses);
+    let mut refaults = risk::Refaults::new(cfg.refault_window_us, n_schemes);
     let mut steps = Vec::with_capacity(usable);
     let mut frames = intact.frames.iter();
     loop {

@@ -9,10 +9,11 @@
 //! time, refunds, the monitor's age reset.
 //!
 //! The residency model: a page is out from the replay's page-out of it until a recorded
-//! region's accesses bring it back: a region with `nr_accesses` a of `max_nr_accesses` m
-//! brings back a/m of the out pages it covers, chosen by a fixed order of the pages, so a
-//! steady frequency brings back the same pages every aggregation (`risk`, module doc: the
-//! rule and why). Everything else is taken as resident: a record does not say what the
+//! region's accesses bring it back: all the out pages an accessed region covers, or, when
+//! the region also covers resident memory its target's previous frame showed accessed (the
+//! accesses can be those), the share a/m of them (a its `nr_accesses`, m the frame's
+//! hottest region's), chosen by a fixed order of the pages (`risk`, module doc: the rule and
+//! why). Everything else is taken as resident: a record does not say what the
 //! kernel itself swapped out or what was never faulted in, beyond its `absent` ranges. The
 //! same model answers the refault guard's page-state reads ([`ReplayMetrics`]), so a
 //! `refault_rate` goal runs as it runs live.
@@ -77,17 +78,18 @@ impl CostModel {
 pub struct Residency(Arc<Mutex<Refaults>>);
 
 impl Residency {
-    /// `max_nr_accesses`: the record's, what a region's `nr_accesses` is a share of.
-    pub fn new(max_nr_accesses: u32) -> Self {
-        Self(Arc::new(Mutex::new(Refaults::new(
-            u64::MAX,
-            1,
-            max_nr_accesses,
-        ))))
+    pub fn new() -> Self {
+        Self(Arc::new(Mutex::new(Refaults::new(u64::MAX, 1))))
     }
     /// The model (a poisoned lock still holds a usable model: it is plain data).
     pub fn lock(&self) -> MutexGuard<'_, Refaults> {
         self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl Default for Residency {
+    fn default() -> Self {
+        Self::new()
     }
 }
 
@@ -237,7 +239,7 @@ mod tests {
         if page != PAGE {
             return; // the figures below are in 4 KiB pages
         }
-        let res = Residency::new(1);
+        let res = Residency::new();
         let mut act = Actuator::with_sys(
             ReplaySys::new(CostModel::default(), res.clone()),
             ActuatorConfig::default(),
@@ -296,7 +298,7 @@ mod tests {
     #[test]
     fn the_pace_waits_on_the_virtual_clock() {
         let mut act = Actuator::with_sys(
-            ReplaySys::new(CostModel::default(), Residency::new(1)),
+            ReplaySys::new(CostModel::default(), Residency::new()),
             ActuatorConfig::default(),
         );
         let t = [Target::simulated(
