@@ -151,12 +151,17 @@ impl Refaults {
             let Some(i) = AddrRange::new(start, piece.end).intersection(&range) else {
                 continue;
             };
+            let mut push = |run: AddrRange| match out.last_mut() {
+                Some(l) if l.end == run.start => l.end = run.end,
+                _ => out.push(run),
+            };
+            if piece.back == 0 {
+                push(i);
+                continue;
+            }
             for_pages(i, |page, rank| {
                 if rank >= piece.back {
-                    match out.last_mut() {
-                        Some(l) if l.end == page.start => l.end = page.end,
-                        _ => out.push(page),
-                    }
+                    push(page);
                 }
             });
         }
@@ -326,7 +331,10 @@ fn coalesce(p: &mut BTreeMap<u64, Piece>, start: u64) {
 fn for_pages(range: AddrRange, mut f: impl FnMut(AddrRange, u64)) {
     let mut a = range.start;
     while a < range.end {
-        let b = ((a / PAGE + 1) * PAGE).min(range.end);
+        let b = (a / PAGE)
+            .saturating_add(1)
+            .saturating_mul(PAGE)
+            .min(range.end);
         f(AddrRange::new(a, b), page_rank(a));
         a = b;
     }
