@@ -27,8 +27,9 @@
 //!
 //! The scale m: the share of a region's pages accessed within a sampling interval is a/n (n:
 //! the aggregation's samples), but n is not in the record, and it is not the attributes'
-//! `max_nr_accesses` (aggr / sample): the refault probe takes fewer samples than that when
-//! its budgets or the host's load slow it. So m is the frame's hottest region, the largest
+//! `max_nr_accesses` (aggr / sample): under the refault probe a wholly hot region reads 4–6
+//! of a nominal 10 (whether fewer samples were taken or hot samples were found not back, the
+//! record does not say). So m is the frame's hottest region, the largest
 //! `nr_accesses` over its targets — the scale the kernel also takes for its merge threshold
 //! (`kdamond_fn()`, mm/damon/core.c 6.12, l. 2174-2178: `max_nr_accesses =
 //! ctx->ops.check_accesses(ctx)`, then `kdamond_merge_regions(ctx, max_nr_accesses / 10,
