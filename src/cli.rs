@@ -321,8 +321,10 @@ Run a policy offline against a record made by `madvd record`: the recorded snaps
 through the same schemes code as `madvd run` (apply intervals, quotas and their windows, \
 prioritization, the refault guard) on the record's own clock, and madvd's own actuator runs \
 over a simulated system: a virtual clock advanced by a per-page cost model, and a residency \
-model (what the record lists absent and what the replay paged out is out until the record \
-shows it accessed) that pagemap reads answer from, so the residency cut, the pace, quota \
+model (what the record lists absent and what the replay paged out is out until the record's \
+accesses bring it back: all of it under an accessed region, or the share the region's \
+access frequency stands for where resident memory beside it was accessed the frame before) \
+that pagemap reads answer from, so the residency cut, the pace, quota \
 charging and the age reset of advised regions work as in `run`. Nothing is advised. Reports \
 the bytes each scheme would advise over time and the refault risk: advised bytes the record \
 shows accessed again within --refault-window. Inputs a record lacks (watermarks' free-memory \

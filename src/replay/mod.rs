@@ -139,7 +139,7 @@ pub fn adapt(policy: &Policy, rec: &Loaded) -> (Policy, Vec<String>) {
             .iter()
             .any(|g| matches!(g.metric, GoalMetric::RefaultRate { .. }))
         {
-            say(format!("scheme '{}': refault guard: measured on the replay's residency model (a page it paged out is back once the record shows its region accessed)", s.name));
+            say(format!("scheme '{}': refault guard: measured on the replay's residency model (a page it paged out is back once the record's accesses bring it back: an accessed region brings back all the out pages it covers, or only the share a/m of them, a its accesses and m the frame's hottest region's, when resident memory beside them was accessed the frame before)", s.name));
         }
         for f in &s.filters {
             match f.kind {
@@ -155,9 +155,9 @@ pub fn adapt(policy: &Policy, rec: &Loaded) -> (Policy, Vec<String>) {
         }
     }
     say(if rec.frames.iter().any(|f| f.targets.iter().any(|t| !t.absent.is_empty())) {
-        "residency: modelled: what was out of memory when the recording started (the record's `absent`) and what the replay paged out is out until the record shows it accessed, and is cut out of later advice as not resident (as live); the rest counts as resident"
+        "residency: modelled: what was out of memory when the recording started (the record's `absent`) and what the replay paged out is out until the record's accesses bring it back (an accessed region brings back all the out pages it covers, or only the share a/m of them, a its accesses and m the frame's hottest region's, when resident memory beside them was accessed the frame before), and is cut out of later advice as not resident (as live); the rest counts as resident"
     } else {
-        "residency: modelled from the replay's own page-outs only (the record has no `absent`: a simulator or older record): what it paged out is out until the record shows it accessed, and is cut out of later advice as not resident (as live); the rest counts as resident"
+        "residency: modelled from the replay's own page-outs only (the record has no `absent`: a simulator or older record): what it paged out is out until the record's accesses bring it back (an accessed region brings back all the out pages it covers, or only the share a/m of them, a its accesses and m the frame's hottest region's, when resident memory beside them was accessed the frame before), and is cut out of later advice as not resident (as live); the rest counts as resident"
     }.into());
     say("swap: no swap gauge recorded: the swap headroom never stops a page-out".into());
     if rec

@@ -9,10 +9,14 @@
 //! time, refunds, the monitor's age reset.
 //!
 //! The residency model: a page is out from the replay's page-out of it until a recorded
-//! region with `nr_accesses > 0` covers it (the access faults it back in). Everything else
-//! is taken as resident: a record does not say what the kernel itself swapped out or what
-//! was never faulted in. The same model answers the refault guard's page-state reads
-//! ([`ReplayMetrics`]), so a `refault_rate` goal runs as it runs live.
+//! region's accesses bring it back: all the out pages an accessed region covers, or, when
+//! the region also covers resident memory its target's previous frame showed accessed (the
+//! accesses can be those), the share a/m of them (a its `nr_accesses`, m the frame's
+//! hottest region's), chosen by a fixed order of the pages (`risk`, module doc: the rule and
+//! why). Everything else is taken as resident: a record does not say what the
+//! kernel itself swapped out or what was never faulted in, beyond its `absent` ranges. The
+//! same model answers the refault guard's page-state reads ([`ReplayMetrics`]), so a
+//! `refault_rate` goal runs as it runs live.
 
 use super::risk::Refaults;
 use engine::actuator::{ActuatorSys, SwapStat, Target};
