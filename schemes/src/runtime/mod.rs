@@ -404,40 +404,13 @@ impl Schemes {
             if spec.watermarks.is_some() && !st.wmark.activated {
                 continue;
             }
-            let cgroups = if st.region_filter.needs_cgroups() {
-                resolve_cgroups(
-                    snap,
-                    now_us,
-                    &self.target_cgroups,
-                    &mut self.cgroup_cache,
-                    self.env.as_ref(),
-                )
-            } else {
-                HashMap::new()
-            };
             adjust_quota(spec, st, snap, now_us, self.env.as_ref(), &self.known_out);
             if let Some(hot) = &mut st.hot {
                 let pat = pattern::Resolved::new(&spec.pattern, &snap.attrs);
                 let min_age_us = pat.min_age as u64 * snap.attrs.aggr_us;
                 hot.forget_old(snap, pat.min_age, min_age_us, now_us);
             }
-            let first = out.len();
-            let sel = &mut self.selected;
-            let input = WalkInput {
-                snap,
-                cgroups: &cgroups,
-                known_out: &self.known_out,
-            };
-            apply_scheme(idx, spec, st, &input, &mut out, sel);
-            st.refill = refill::Refill::after_walk(&st.quota);
-            if let Some(ledger) = &mut st.ledger {
-                let reqs = out[first..].iter().filter(|r| r.advice == Advice::Pageout);
-                refault::before_pageout(
-                    ledger,
-                    self.env.as_ref(),
-                    reqs.map(|r| (r.target, r.range)),
-                );
-            }
+            self.walk(idx, snap, now_us, &mut out);
         }
         // The pause starts here; a plan that finds a scheme active ends it without moving
         // the schedule (the driver did not pause: its apply times went on advancing).

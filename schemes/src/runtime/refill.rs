@@ -65,7 +65,6 @@ impl Schemes {
     pub fn plan_refill(&mut self, snap: &Snapshot, now_us: u64) -> Vec<AdviceRequest> {
         let mut out = Vec::new();
         for idx in 0..self.specs.len() {
-            let spec = &self.specs[idx];
             let st = &mut self.states[idx];
             let wanted = st.refill.wanted() && !st.quota.exhausted();
             // Once per report: what the report said is used up here.
@@ -74,34 +73,45 @@ impl Schemes {
             if !wanted {
                 continue;
             }
-            let cgroups = if st.region_filter.needs_cgroups() {
-                resolve_cgroups(
-                    snap,
-                    now_us,
-                    &self.target_cgroups,
-                    &mut self.cgroup_cache,
-                    self.env.as_ref(),
-                )
-            } else {
-                HashMap::new()
-            };
-            let first = out.len();
-            let input = WalkInput {
-                snap,
-                cgroups: &cgroups,
-                known_out: &self.known_out,
-            };
-            apply_scheme(idx, spec, st, &input, &mut out, &mut self.selected);
-            st.refill = Refill::after_walk(&st.quota);
-            if let Some(ledger) = &mut st.ledger {
-                let reqs = out[first..].iter().filter(|r| r.advice == Advice::Pageout);
-                refault::before_pageout(
-                    ledger,
-                    self.env.as_ref(),
-                    reqs.map(|r| (r.target, r.range)),
-                );
-            }
+            self.walk(idx, snap, now_us, &mut out);
         }
         out
+    }
+
+    /// One walk of scheme `idx` over `snap` (its quota window set up), its requests appended
+    /// to `out`: the cgroups its filters need, `apply_scheme`, the refill state after it, and
+    /// the refault ledger's view of the page-outs it asks for.
+    pub(super) fn walk(
+        &mut self,
+        idx: usize,
+        snap: &Snapshot,
+        now_us: u64,
+        out: &mut Vec<AdviceRequest>,
+    ) {
+        let spec = &self.specs[idx];
+        let st = &mut self.states[idx];
+        let cgroups = if st.region_filter.needs_cgroups() {
+            resolve_cgroups(
+                snap,
+                now_us,
+                &self.target_cgroups,
+                &mut self.cgroup_cache,
+                self.env.as_ref(),
+            )
+        } else {
+            HashMap::new()
+        };
+        let first = out.len();
+        let input = WalkInput {
+            snap,
+            cgroups: &cgroups,
+            known_out: &self.known_out,
+        };
+        apply_scheme(idx, spec, st, &input, out, &mut self.selected);
+        st.refill = Refill::after_walk(&st.quota);
+        if let Some(ledger) = &mut st.ledger {
+            let reqs = out[first..].iter().filter(|r| r.advice == Advice::Pageout);
+            refault::before_pageout(ledger, self.env.as_ref(), reqs.map(|r| (r.target, r.range)));
+        }
     }
 }
