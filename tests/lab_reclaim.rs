@@ -329,7 +329,7 @@ fn one_run(side: Side, workload: &str, cfg: &Cfg, seed: u64, dir: &Path) -> Run 
         Kernel(KernelDamon),
         Madvd(Child),
     }
-    let running = match side {
+    let mut running = match side {
         Side::Control => Running::None,
         Side::Kernel => {
             let mut kd = KernelDamon::start_with_extra(
@@ -351,7 +351,47 @@ fn one_run(side: Side, workload: &str, cfg: &Cfg, seed: u64, dir: &Path) -> Run 
             Running::Madvd(madvd_run(&reclaim_ron(dir), pid, "page_idle", cfg.secs))
         }
     };
-    std::thread::sleep(Duration::from_secs(cfg.secs));
+    let m = w.mapping();
+    let hot = w.hot();
+    println!(
+        "    {workload} {}: pid {pid}, mapping {:x}-{:x}, hot {:x}-{:x}",
+        side.name(),
+        m.start,
+        m.end,
+        hot.start,
+        hot.end
+    );
+    let trace = env_u64("MADVD_VS_KERNEL_TRACE_S", 0);
+    if trace > 0 {
+        // The child's VMAs: the holes between them inside the monitoring ranges are regions.
+        let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap_or_default();
+        for l in maps.lines() {
+            println!("    maps {l}");
+        }
+    }
+    let t0 = std::time::Instant::now();
+    let window = Duration::from_secs(cfg.secs);
+    while t0.elapsed() < window {
+        let left = window.saturating_sub(t0.elapsed());
+        if trace == 0 {
+            std::thread::sleep(left);
+            break;
+        }
+        std::thread::sleep(left.min(Duration::from_secs(trace)));
+        let (swap, _) = mem_of(pid);
+        let regions = match &mut running {
+            Running::Kernel(kd) => match kd.next_snapshot() {
+                Ok(Some(snap)) => format!(": {}", regions_over(&snap, m)),
+                _ => String::new(),
+            },
+            _ => String::new(),
+        };
+        println!(
+            "    trace t={:.1}s swap {:.1} MiB{regions}",
+            t0.elapsed().as_secs_f64(),
+            (swap as f64 - swap0 as f64) / MIB as f64
+        );
+    }
     let t = w.truth().unwrap();
     let (swap1, rss1) = mem_of(pid);
     let (maj1, cpu1) = stat_of(pid);
@@ -362,22 +402,10 @@ fn one_run(side: Side, workload: &str, cfg: &Cfg, seed: u64, dir: &Path) -> Run 
             println!("    kernel DAMOS: {s:?}");
             // The kernel's regions over the child's mapping now (what its pageout chose from).
             if let Ok(Some(snap)) = kd.next_snapshot() {
-                let m = w.mapping();
-                let rs: Vec<String> = snap.targets[0]
-                    .regions
-                    .iter()
-                    .filter(|r| r.ar.start < m.end && m.start < r.ar.end)
-                    .map(|r| {
-                        format!(
-                            "{:.1}+{:.1} MiB n{} a{}",
-                            (r.ar.start.max(m.start) - m.start) as f64 / MIB as f64,
-                            r.ar.len() as f64 / MIB as f64,
-                            r.nr_accesses,
-                            r.age
-                        )
-                    })
-                    .collect();
-                println!("    kernel regions over the mapping: {}", rs.join(", "));
+                println!(
+                    "    kernel regions over the mapping: {}",
+                    regions_over(&snap, w.mapping())
+                );
             }
             kd.stop().unwrap();
             s.sz_applied as f64
@@ -407,6 +435,25 @@ fn one_run(side: Side, workload: &str, cfg: &Cfg, seed: u64, dir: &Path) -> Run 
         r.ops_per_cpu_s
     );
     r
+}
+
+/// The regions of `snap`'s first target over `m`: `offset+size MiB n<nr_accesses> a<age>`.
+fn regions_over(snap: &engine::Snapshot, m: AddrRange) -> String {
+    snap.targets[0]
+        .regions
+        .iter()
+        .filter(|r| r.ar.start < m.end && m.start < r.ar.end)
+        .map(|r| {
+            format!(
+                "{:.1}+{:.1} MiB n{} a{}",
+                (r.ar.start.max(m.start) - m.start) as f64 / MIB as f64,
+                r.ar.len() as f64 / MIB as f64,
+                r.nr_accesses,
+                r.age
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Median with [min, max].
