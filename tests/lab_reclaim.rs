@@ -380,10 +380,43 @@ fn one_run(side: Side, workload: &str, cfg: &Cfg, seed: u64, dir: &Path) -> Run 
         std::thread::sleep(left.min(Duration::from_secs(trace)));
         let (swap, _) = mem_of(pid);
         let regions = match &mut running {
-            Running::Kernel(kd) => match kd.next_snapshot() {
-                Ok(Some(snap)) => format!(": {}", regions_over(&snap, m)),
-                _ => String::new(),
-            },
+            Running::Kernel(kd) => {
+                // The scheme's effective size quota and stats, and what matched outside the
+                // mapping (the rest of the address space, holes between VMAs included).
+                let esz = std::fs::write(
+                    "/sys/kernel/mm/damon/admin/kdamonds/0/state",
+                    "update_schemes_effective_quotas",
+                )
+                .ok()
+                .and_then(|()| {
+                    std::fs::read_to_string(
+                        "/sys/kernel/mm/damon/admin/kdamonds/0/contexts/0/schemes/1/quotas/effective_bytes",
+                    )
+                    .ok()
+                })
+                .unwrap_or_default();
+                let st = kd.scheme_stats(1).ok();
+                match kd.next_snapshot() {
+                    Ok(Some(snap)) => {
+                        let min_age = (MIN_AGE_S * 1000 / AGGR_MS) as u32;
+                        let (mut outside, mut oldest) = (0u64, 0u32);
+                        for r in &snap.targets[0].regions {
+                            let inside = r.ar.start.max(m.start) < r.ar.end.min(m.end);
+                            if !inside && r.nr_accesses == 0 && r.age >= min_age {
+                                outside += r.ar.len();
+                                oldest = oldest.max(r.age);
+                            }
+                        }
+                        format!(
+                            ": esz {} B, {st:?}; matching outside the mapping {:.1} MiB (oldest a{oldest}); over it: {}",
+                            esz.trim(),
+                            outside as f64 / MIB as f64,
+                            regions_over(&snap, m)
+                        )
+                    }
+                    _ => String::new(),
+                }
+            }
             _ => String::new(),
         };
         println!(
