@@ -40,10 +40,6 @@
 //! "Reclaim side by side with the kernel"). So a wholly unmapped outcome ([`wholly_unmapped`])
 //! goes into the *out* set. Its first encounter is still charged and its age reset: the
 //! report's refund (`RangeOutcome::refund`) counts not-resident bytes, not unmapped ones.
-//! And the actuator is asked about a region's head only as far as the quota reaches, so
-//! each learned range is extended at the next refresh over the pages after it that pagemap
-//! shows hold nothing (swapped, never touched, unmapped: [`extend`]): a 1 GiB gap is then
-//! learned in one window, not a quota's worth a window.
 //!
 //! Only *wholly* empty outcomes are learned (`RangeOutcome::wholly_nothing_there`: the report
 //! carries byte counts, not the cut's sub-ranges): a partly resident (or partly huge) range is
@@ -77,10 +73,6 @@ pub const KNOWN_OUT_TTL_US: u64 = 30_000_000;
 /// forgotten.
 pub const RECHECK_MAX_BYTES: u64 = 8 << 30;
 
-/// The most address space one refresh reads to extend what was learned out since the last
-/// ([`extend`]), per target: 16 MiB of pagemap per 8 GiB, as [`RECHECK_MAX_BYTES`].
-pub const EXTEND_MAX_BYTES: u64 = RECHECK_MAX_BYTES;
-
 /// The most disjoint ranges kept per target.
 pub const MAX_KNOWN_OUT_RANGES: usize = 65_536;
 
@@ -91,9 +83,6 @@ struct Entry {
     /// No huge page (`split`).
     no_huge: RangeSet,
     since_us: u64,
-    /// Ranges learned out since the last refresh: extended there over the pages after them
-    /// that hold nothing ([`extend`]).
-    extend: Vec<AddrRange>,
 }
 
 impl Entry {
@@ -172,15 +161,6 @@ impl KnownOut {
                 e.out.remove(range);
                 e.no_huge.remove(range);
             }
-            let mut budget = EXTEND_MAX_BYTES;
-            for r in std::mem::take(&mut e.extend) {
-                if let Some(run) = extend(r.end, t.target, env, &mut budget) {
-                    e.out.insert(run);
-                }
-            }
-            if e.out.len() > MAX_KNOWN_OUT_RANGES {
-                self.targets.remove(&t.target);
-            }
         }
     }
 
@@ -201,14 +181,12 @@ impl KnownOut {
                 since_us: now_us,
                 ..Default::default()
             });
-            // Nothing resident (or nothing mapped): the out set, extended at the next
-            // refresh; `split`'s blocks without a huge page: the no-huge-page set.
-            let out = o.advice != Advice::Split || unmapped;
-            let set = if out { &mut e.out } else { &mut e.no_huge };
+            let set = if o.advice == Advice::Split && !unmapped {
+                &mut e.no_huge
+            } else {
+                &mut e.out
+            };
             set.insert(o.range);
-            if out {
-                e.extend.push(o.range);
-            }
             if set.len() > MAX_KNOWN_OUT_RANGES {
                 self.targets.remove(&o.target);
             }
@@ -283,50 +261,6 @@ impl KnownOut {
                 .sum()
         })
     }
-}
-
-/// The run of pages from `from` on that hold nothing to page out now (`PageState::Out` or
-/// `Gone`, read from `env`: swapped, never touched, or unmapped), up to the first page that
-/// does, within `budget` bytes (spent by what is read), or to where a read fails; `None`
-/// when it is empty. Why: the actuator is asked about a region's head only as far as the quota reaches,
-/// so a hole or a block paged out long ago was learned piece by piece, a quota's worth per
-/// window, each piece charged (a hole) or walked (memory out) first; with the time quota's
-/// estimate at a few MB a window under TCG, a 1 GiB binary-to-heap gap took minutes
-/// (docs/performance.md, "Reclaim side by side with the kernel").
-fn extend(
-    from: u64,
-    target: TargetId,
-    env: &dyn MetricSource,
-    budget: &mut u64,
-) -> Option<AddrRange> {
-    const PAGE: u64 = 4096;
-    const CHUNK: u64 = 64 << 20;
-    let mut buf = Vec::new();
-    let mut end = from;
-    'scan: while *budget > 0 {
-        let b = end.saturating_add(CHUNK.min(*budget));
-        buf.clear();
-        if env
-            .page_states(target, AddrRange::new(end, b), &mut buf)
-            .is_err()
-        {
-            break;
-        }
-        *budget = budget.saturating_sub(b - end);
-        if buf.is_empty() {
-            break;
-        }
-        for st in &buf {
-            if !matches!(st, PageState::Out | PageState::Gone) {
-                break 'scan;
-            }
-            end = (end + PAGE).min(b);
-        }
-        if end < b {
-            break;
-        }
-    }
-    (end > from).then(|| AddrRange::new(from, end))
 }
 
 /// The runs of `set` with no page in memory now (`PageState::Out` or `Gone`, read from
@@ -463,46 +397,6 @@ mod tests {
         }
     }
 
-    /// What was learned out is extended at the next refresh over the pages after it that
-    /// hold nothing (swapped, never touched, unmapped: pagemap), up to the first that does;
-    /// a read that fails extends nothing.
-    #[test]
-    fn learned_ranges_extend_over_the_empty_pages_after_them() {
-        const M: u64 = 1 << 20;
-        let t = TargetId(1);
-        let hole = || {
-            let mut o = outcome(1, 0, 4 * M, 0);
-            o.bytes_applied = 0;
-            o.errors = vec![(ApplyErrorKind::Unmapped, 4 * M)];
-            ApplyReport {
-                outcomes: vec![o],
-                ..Default::default()
-            }
-        };
-        let mut k = KnownOut::default();
-        k.learn(&hole(), 0);
-        // Gone up to 6 MiB, out (swapped) up to 10 MiB, then a page in memory.
-        let mut pages = HashMap::from([(10 * M, PageState::Present)]);
-        for a in (4 * M..6 * M).step_by(4096) {
-            pages.insert(a, PageState::Gone);
-        }
-        k.refresh(&snap(1), 1, &Pages(pages));
-        assert_eq!(k.bytes(t), 10 * M);
-        let mut p = AddrRange::new(0, 12 * M);
-        assert_eq!(
-            k.cut(t, Advice::Pageout, &mut p),
-            (10 * M, Some(AddrRange::new(10 * M, 12 * M)))
-        );
-        // Extended once: the next refresh reads nothing more.
-        k.refresh(&snap(1), 2, &Pages(HashMap::new()));
-        assert_eq!(k.bytes(t), 10 * M);
-        // An unreadable pagemap extends nothing.
-        let mut k = KnownOut::default();
-        k.learn(&hole(), 0);
-        k.refresh(&snap(1), 1, &Pages(HashMap::new()));
-        assert_eq!(k.bytes(t), 4 * M);
-    }
-
     /// A range `split` found without a huge page is skipped by the next `split` walks, not
     /// by `pageout` (its small pages may be resident); a range out of memory is skipped by
     /// both. An access forgets both; the TTL forgets the first and checks the second.
@@ -546,11 +440,7 @@ mod tests {
         );
         // An access over the first range forgets it (it may be huge again).
         let accessed = snapshot_with(t, AddrRange::new(0, 4 * M), 3);
-        // Out, except the page after the page-out range (so the refresh's extension stops).
-        let all_out = Pages(HashMap::from([
-            (0, PageState::Out),
-            (18 * M, PageState::Present),
-        ]));
+        let all_out = Pages(HashMap::from([(0, PageState::Out)]));
         k.refresh(&accessed, 1, &all_out);
         assert_eq!(k.bytes_in(t, Advice::Split, all), 2 * M);
         // At the TTL the no-huge-page set is forgotten; the out set is checked (still out).
@@ -666,10 +556,7 @@ mod tests {
             ..Default::default()
         };
         k.learn(&report, 0);
-        let back = Pages(HashMap::from([
-            (0x18000, PageState::Present),
-            (0x20000, PageState::Present),
-        ]));
+        let back = Pages(HashMap::from([(0x18000, PageState::Present)]));
         k.refresh(&snap(1), KNOWN_OUT_TTL_US - 1, &back);
         assert_eq!(k.bytes(TargetId(1)), 0x10000, "before the TTL: not read");
         k.refresh(&snap(1), KNOWN_OUT_TTL_US, &back);
