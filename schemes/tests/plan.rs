@@ -726,6 +726,57 @@ fn wholly_not_resident_ranges_are_skipped_until_seen_accessed() {
     assert_eq!(plan(&mut s, 5_600_000, 0), [pg(0, 4)]);
 }
 
+/// A hole between the target's VMAs inside the monitoring ranges (the kernel's three
+/// regions keep every gap but the two largest) is never accessed, so with age-first weights
+/// it is the oldest region; the actuator reports it wholly `Unmapped`. It is skipped by the
+/// next windows' walks as a wholly not-resident range is (runtime/known_out.rs), so the quota
+/// reaches the resident cold memory behind it. Before, it was not learned: it held the
+/// priority histogram's score floor, the next window planned nothing, and the one after
+/// planned the hole again (in the lab, every window's 128 MiB went to holes while the
+/// workload's cold band waited: docs/performance.md, "Reclaim side by side with the
+/// kernel").
+#[test]
+fn wholly_unmapped_ranges_are_skipped_as_known_out() {
+    use engine::ApplyErrorKind;
+    let p = one_scheme(
+        "pattern: (), action: pageout, quota: (time: \"10 ms\", size: \"16 KiB\", \
+         reset_interval: \"1 s\", weights: (size: 0, accesses: 0, age: 1))",
+    );
+    let (mut s, _) = schemes(&p);
+    let base = 1u64 << 20;
+    let pg = |a: u64, b: u64| AddrRange::new(base + a * PAGE, base + b * PAGE);
+    // Pages 0..4: a hole, the oldest region; pages 4..12 younger, resident.
+    let regions = vec![
+        region(base, 4 * PAGE, 0, 500),
+        region(base + 4 * PAGE, 4 * PAGE, 0, 100),
+        region(base + 8 * PAGE, 4 * PAGE, 0, 100),
+    ];
+    let plan = |s: &mut Schemes, t: u64| {
+        let reqs = s.plan(&snapshot(t, vec![(1, regions.clone())]), t);
+        reqs.iter().map(|r| r.range).collect::<Vec<_>>()
+    };
+    let reqs = s.plan(&snapshot(100_000, vec![(1, regions.clone())]), 100_000);
+    assert_eq!(reqs.iter().map(|r| r.range).collect::<Vec<_>>(), [pg(0, 4)]);
+    // The actuator's outcome for a hole: nothing advised, no madvise call, all unmapped.
+    let mut hole = RangeOutcome::of(&reqs[0], 0, 0);
+    hole.errors = vec![(ApplyErrorKind::Unmapped, 4 * PAGE)];
+    s.account(
+        &ApplyReport {
+            outcomes: vec![hole],
+            ..ApplyReport::default()
+        },
+        100_000,
+    );
+    assert_eq!(plan(&mut s, 1_200_000), [pg(5, 8), pg(8, 9)]);
+    assert_eq!(
+        plan(&mut s, 2_300_000),
+        [],
+        "the resume point passes the last region"
+    );
+    // A whole walk: the hole is skipped, the quota goes on behind it.
+    assert_eq!(plan(&mut s, 3_400_000), [pg(4, 8)]);
+}
+
 /// `split` and `collapse` act on whole 2 MiB blocks, and DAMON's regions have their bounds
 /// anywhere; at the kernel's merge limit (total size / `min_nr_regions`) the bounds stop
 /// moving. As in the lab (kernel DAMON over a 32 MiB sparse mapping at 18 MiB, regions of

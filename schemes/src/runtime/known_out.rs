@@ -26,6 +26,21 @@
 //! the price of spending its quota on memory that is already out (docs/architecture.md,
 //! "Charging resident bytes only, and the pace").
 //!
+//! Holes count as out. The monitoring ranges are the kernel's three regions
+//! (`__damon_va_three_regions`, mm/damon/vaddr.c 6.12): everything from the first VMA to the
+//! last except the two largest gaps, so the unmapped gaps between the other VMAs (malloc
+//! arenas' alignment, guard gaps, the binary-to-heap gap) are regions too. They are never
+//! accessed, so they are the oldest regions and head an age-first queue; the actuator reports
+//! them `Unmapped` (no madvise), which [`RangeOutcome::wholly_nothing_there`] does not cover.
+//! Not learned, every window's quota went to the same holes again once their ages grew back
+//! (the kernel's rule charges them and resets their age): in the lab (issue 14, kernel-style
+//! scheme, age-only weights, 128 MiB per 1 s) madvd's first four windows each spent the whole
+//! 128 MiB on holes while 20.7 MiB of the workload's cold band had matched for seconds, and
+//! after the cold band's first page-out the holes took the quota again (docs/performance.md,
+//! "Reclaim side by side with the kernel"). So a wholly unmapped outcome ([`wholly_unmapped`])
+//! goes into the *out* set. Its first encounter is still charged and its age reset: the
+//! report's refund (`RangeOutcome::refund`) counts not-resident bytes, not unmapped ones.
+//!
 //! Only *wholly* empty outcomes are learned (`RangeOutcome::wholly_nothing_there`: the report
 //! carries byte counts, not the cut's sub-ranges): a partly resident (or partly huge) range is
 //! asked of the actuator again, whose pagemap read stays the truth. Bounded: at most
@@ -45,7 +60,7 @@
 use std::collections::HashMap;
 
 use engine::rangeset::RangeSet;
-use engine::{AddrRange, Advice, ApplyReport, Snapshot, TargetId};
+use engine::{AddrRange, Advice, ApplyErrorKind, ApplyReport, RangeOutcome, Snapshot, TargetId};
 
 use crate::goal::MetricSource;
 use crate::refault::PageState;
@@ -87,6 +102,21 @@ fn skips(advice: Advice) -> (bool, bool) {
         Advice::Split => (true, true),
         Advice::Willneed | Advice::Collapse => (false, false),
     }
+}
+
+/// True when no byte of `o` was advised because no byte of it is mapped: a hole between the
+/// target's VMAs (the actuator reports it `Unmapped` without calling madvise) or a range
+/// unmapped since the snapshot (ENOMEM), possibly with unaligned edges. Nothing is resident
+/// there, so it is known out as a wholly not-resident range is
+/// (`RangeOutcome::wholly_nothing_there` asks for some not-resident bytes, which a hole has
+/// none of: the actuator never reads the pagemap of a hole).
+fn wholly_unmapped(o: &RangeOutcome) -> bool {
+    o.bytes_requested > 0
+        && o.bytes_applied == 0
+        && o.error_bytes(ApplyErrorKind::Unmapped) > 0
+        && o.errors
+            .iter()
+            .all(|(k, _)| matches!(k, ApplyErrorKind::Unmapped | ApplyErrorKind::Unaligned))
 }
 
 /// Per target, the ranges known to hold nothing to act on.
@@ -135,21 +165,23 @@ impl KnownOut {
     }
 
     /// After an apply report: learn each page-out or cold range the actuator found wholly not
-    /// resident, and each `split` range it found wholly without a huge page (or resident
-    /// page); forget the targets it found gone.
+    /// resident or wholly unmapped ([`wholly_unmapped`]: into the *out* set, for `split`
+    /// too), and each `split` range it found wholly without a huge page (or resident page);
+    /// forget the targets it found gone.
     pub fn learn(&mut self, report: &ApplyReport, now_us: u64) {
         for t in &report.gone {
             self.targets.remove(t);
         }
         for o in &report.outcomes {
-            if !o.wholly_nothing_there() || !residency_matters(o.advice) {
+            let unmapped = wholly_unmapped(o);
+            if !(o.wholly_nothing_there() || unmapped) || !residency_matters(o.advice) {
                 continue;
             }
             let e = self.targets.entry(o.target).or_insert_with(|| Entry {
                 since_us: now_us,
                 ..Default::default()
             });
-            let set = if o.advice == Advice::Split {
+            let set = if o.advice == Advice::Split && !unmapped {
                 &mut e.no_huge
             } else {
                 &mut e.out
@@ -305,6 +337,64 @@ mod tests {
         };
         o.errors.push((kind, nothing));
         o
+    }
+
+    /// A hole between VMAs (the actuator reports it wholly `Unmapped`, maybe with unaligned
+    /// edges) is known out for `pageout` and for `split`; a range partly applied, or failed
+    /// for another reason beside the hole, is not.
+    #[test]
+    fn wholly_unmapped_ranges_are_known_out() {
+        const M: u64 = 1 << 20;
+        let with =
+            |advice: Advice, a: u64, b: u64, applied: u64, errs: &[(ApplyErrorKind, u64)]| {
+                let mut o = outcome_of(advice, 1, a, b, 0);
+                o.bytes_applied = applied;
+                o.errors = errs.to_vec();
+                o
+            };
+        let u = ApplyErrorKind::Unmapped;
+        let report = ApplyReport {
+            outcomes: vec![
+                with(Advice::Pageout, 0, 4 * M, 0, &[(u, 4 * M)]),
+                with(
+                    Advice::Split,
+                    8 * M,
+                    10 * M,
+                    0,
+                    &[(u, 2 * M - 100), (ApplyErrorKind::Unaligned, 100)],
+                ),
+                // Partly applied, or refused besides the hole: asked again.
+                with(Advice::Pageout, 12 * M, 14 * M, M, &[(u, M)]),
+                with(
+                    Advice::Pageout,
+                    16 * M,
+                    18 * M,
+                    0,
+                    &[(u, M), (ApplyErrorKind::Invalid, M)],
+                ),
+                // `willneed` does not skip known ranges.
+                with(Advice::Willneed, 20 * M, 22 * M, 0, &[(u, 2 * M)]),
+            ],
+            ..Default::default()
+        };
+        let mut k = KnownOut::default();
+        k.learn(&report, 0);
+        assert_eq!(k.bytes(TargetId(1)), 6 * M);
+        let t = TargetId(1);
+        for adv in [Advice::Pageout, Advice::Cold, Advice::Split] {
+            let mut p = AddrRange::new(0, 12 * M);
+            assert_eq!(
+                k.cut(t, adv, &mut p),
+                (4 * M, Some(AddrRange::new(4 * M, 12 * M))),
+                "{adv:?}"
+            );
+            let mut p = AddrRange::new(4 * M, 12 * M);
+            assert_eq!(
+                k.cut(t, adv, &mut p),
+                (0, Some(AddrRange::new(8 * M, 12 * M))),
+                "{adv:?}"
+            );
+        }
     }
 
     /// A range `split` found without a huge page is skipped by the next `split` walks, not
