@@ -230,7 +230,7 @@ impl<S: ActuatorSys> Actuator<S> {
 impl<S: ActuatorSys> Actuator<S> {
     /// The residency cut (`resident.rs`): each piece read in pagemap (batched, while
     /// `scan_left` lasts) and replaced by its resident runs; the rest reported `NotResident`.
-    /// The reads' time is charged to the piece's request. A piece that cannot be read is
+    /// The reads' time is not charged (see `scan_pieces`). A piece that cannot be read is
     /// kept whole (not marked resident), and the target is read no further this round.
     fn cut_resident(
         &mut self,
@@ -262,8 +262,8 @@ impl<S: ActuatorSys> Actuator<S> {
     }
 
     /// The pagemap walk the residency cut and the huge-page check (`huge.rs`) share: each
-    /// piece read in chunks of `batch` bytes while `scan_left` lasts, each read's time
-    /// charged to the piece's request. `chunk(act, req, chunk, entries, report, out)` pushes
+    /// piece read in chunks of `batch` bytes while `scan_left` lasts (the reads' time is not
+    /// charged to the time quota). `chunk(act, req, chunk, entries, report, out)` pushes
     /// what it keeps of the chunk to `out` and returns whether to go on reading the target.
     /// Past the bound, or once a read failed (`what` names the cut in the debug line), the
     /// rest of each piece goes on whole and unchecked (`resident` clear: the pieces come from
