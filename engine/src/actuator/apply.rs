@@ -458,7 +458,7 @@ impl<S: ActuatorSys> VectorCall<Piece> for Run<'_, '_, S> {
             None => MAX_RW_COUNT,
         };
         // A time pace with no cost measured yet: a probe call first (`pace.rs`).
-        let probe = self.opts.pace_time_ns_per_s.is_some() && self.act.cost.rate(1).is_none();
+        let probe = self.opts.pace_time_ns_per_s.is_some() && !self.act.cost.measured();
         let paced = if probe {
             paced.min(PACE_PROBE_BYTES)
         } else {

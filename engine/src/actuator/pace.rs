@@ -67,10 +67,15 @@ impl CallCost {
         self.ns = self.ns * COST_DECAY + ns as f64;
     }
 
+    /// True once a call has been measured.
+    pub fn measured(&self) -> bool {
+        self.bytes > 0.0
+    }
+
     /// Bytes per second of calls that a time pace of `time_ns_per_s` allows (at least one
     /// byte), or `None` before the first call.
     pub fn rate(&self, time_ns_per_s: u64) -> Option<u64> {
-        if self.bytes <= 0.0 {
+        if !self.measured() {
             return None;
         }
         // A call measured at 0 ns (a coarse clock) counts as 1 ns: a finite rate.

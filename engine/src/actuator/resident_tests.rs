@@ -368,13 +368,13 @@ proptest! {
 fn the_time_pace_holds_pageout_calls_to_the_time_quota_from_the_first_call() {
     let pages = 64 * 256; // 64 MiB
     let vma = AddrRange::new(BASE, BASE + pages * P);
-    let k = Resident {
+    // All resident; 0.4 MiB per ms: 10 us a page.
+    let kernel = || Resident {
         pages: (0..pages).map(|i| BASE + i * P).collect(),
-        // 0.4 MiB per ms: 10 us a page.
         ns_per_page: 10_240,
         ..Default::default()
     };
-    let mut a = act(k);
+    let mut a = act(kernel());
     let opts = ApplyOpts {
         pace_bytes_per_s: Some(400 << 20),
         pace_time_ns_per_s: Some(100_000_000),
@@ -407,12 +407,7 @@ fn the_time_pace_holds_pageout_calls_to_the_time_quota_from_the_first_call() {
         calls.len()
     );
     // Without the time pace the same round takes the byte pace's 400 MiB/s: every page.
-    let k = Resident {
-        pages: (0..pages).map(|i| BASE + i * P).collect(),
-        ns_per_page: 10_240,
-        ..Default::default()
-    };
-    let mut a = act(k);
+    let mut a = act(kernel());
     let r = a.apply(
         &[target(vma)],
         &[req(vma.start, vma.end, Advice::Pageout)],
