@@ -434,8 +434,9 @@ impl Schemes {
     /// way. Ranges found wholly not resident, or for `split` wholly without a huge page, are
     /// learned ([`known_out`]): the next walks skip them as filtered, so the quota reaches
     /// the candidates behind them. An outcome with nothing to act on teaches the time quota
-    /// nothing: its time (a pagemap read) is not charged, so a round of memory already out
-    /// cannot drop the throughput estimate to nothing.
+    /// nothing: its time is not charged, so a round of memory already out cannot drop the
+    /// throughput estimate to nothing (the actuator no longer counts pagemap reads at all;
+    /// what such an outcome can still carry is `split`'s `/proc/kpageflags` read, `huge.rs`).
     pub fn account(&mut self, report: &ApplyReport, now_us: u64) {
         self.known_out.learn(report, now_us);
         for (idx, st) in self.states.iter_mut().enumerate() {
