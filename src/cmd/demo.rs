@@ -144,10 +144,10 @@ pub struct TimelineScheme {
 }
 
 pub fn run(root: &SysRoot, a: DemoArgs) -> Result<()> {
-    // The short demo (tests, CI) is sized so that `reclaim.ron`'s own budget (100 ms of
+    // The short demo (tests, CI) is sized so that `reclaim.ron`'s own budget (400 ms of
     // page-out a second) reaches the cold set before the hot set moves even where page-out
     // is slow: at the 0.11 MiB/ms measured at worst on the 2-vCPU development host, 128 MiB's
-    // cold 90% is out in ~12 s of the ~20 s before the move (docs/performance.md "Demo").
+    // cold 90% is out in ~3 s of the ~20 s before the move (docs/performance.md "Demo").
     let size = a.size.unwrap_or(if a.short { 128 << 20 } else { 1 << 30 });
     let monitored = a
         .for_
