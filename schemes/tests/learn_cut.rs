@@ -125,3 +125,67 @@ fn refaults_beyond_the_measured_frequency_still_count() {
     assert_eq!(st.refaulted_expected_bytes, 51 * PAGE);
     assert_eq!(st.goal_values, vec![52 * 10_000 / 1024]);
 }
+
+#[test]
+fn hot_pages_back_at_once_are_learned_up_to_where_the_pace_stopped() {
+    // A lukewarm region paged out with the pace stopping the request half-way: its hot pages
+    // in the tried half are back before the after-read (the target reads them every 100 ms;
+    // a round's pieces are read after all its calls): learned, cut from the next plan. The
+    // held-back half was not tried: its hot pages are advised again.
+    let env = FakeMetrics::new();
+    env.set_page_states(T, BASE, &vec![PageState::Present; PAGES as usize]);
+    let policy = one_scheme(
+        r#"pattern: (accesses: (min: 1, max: "25%"), age: (min: "200 ms")), action: pageout,
+           quota: (size: "64 MiB", reset_interval: "1 s",
+                   goals: [(metric: refault_rate, target: "2%", window: "10 s")])"#,
+    );
+    let mut s = Schemes::new(&policy, Box::new(env.clone())).unwrap();
+    // A hot region after it: the walk resumes inside the lukewarm one, which is then not the
+    // target's last region (the kernel skips a resume point in the last region for the
+    // window: `damos_skip_charged_region()`, mm/damon/core.c 6.12).
+    let snap = |now| {
+        snapshot(
+            now,
+            vec![(
+                1,
+                vec![
+                    region(BASE, PAGES * PAGE, 2, 100),
+                    region(BASE + PAGES * PAGE, PAGE * 16, 20, 100),
+                ],
+            )],
+        )
+    };
+    let reqs = s.plan(&snap(SEC), SEC);
+    assert_eq!(reqs.len(), 1);
+    let r = &reqs[0];
+    let mid = r.range.start + r.range.len() / 2;
+    // The tried half went out but for its hot pages, which are already back.
+    for p in 0..PAGES / 2 {
+        let st = if is_hot(p) { PageState::Present } else { PageState::Out };
+        env.set_page_states(T, BASE + p * PAGE, &[st]);
+    }
+    let mut o = RangeOutcome::of(r, mid - r.range.start, 1_000);
+    o.errors.push((engine::ApplyErrorKind::Paced, r.range.end - mid));
+    o.paced_from = Some(mid);
+    s.account(
+        &ApplyReport {
+            outcomes: vec![o],
+            ..ApplyReport::default()
+        },
+        SEC,
+    );
+    let reqs2 = s.plan(&snap(2 * SEC), 2 * SEC);
+    let advised = advised_pages(&reqs2);
+    let (lo, hi): (Vec<u64>, Vec<u64>) = (0..PAGES)
+        .filter(|p| is_hot(*p))
+        .partition(|p| *p < PAGES / 2);
+    assert!(
+        lo.iter().all(|p| !advised.contains(p)),
+        "a hot page back at once in the tried half was advised again"
+    );
+    assert!(
+        hi.iter().all(|p| advised.contains(p)),
+        "a page of the held-back half was learned"
+    );
+    assert_eq!(s.stats()[0].learned_hot_bytes, lo.len() as u64 * PAGE);
+}

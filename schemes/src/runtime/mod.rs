@@ -518,9 +518,13 @@ impl Schemes {
 
 /// [`refault::after_pageout`] for a scheme that learns (`crate::learn`): each page-out
 /// read once in pagemap after it; the pages that went out enter the ledger, and
-/// - of a wholly applied page-out (nothing held back or failed, only non-resident bytes
-///   cut), the pages present before and still present now are learned hot (faulted back
-///   before the read, or kept in by the kernel: advising them again saves nothing);
+/// - of a page-out applied wholly up to where the pace stopped it (nothing failed, only
+///   non-resident bytes cut, the rest held back by the pace), the pages below that point
+///   present before and still present now are learned hot (faulted back before the read, or
+///   kept in by the kernel: advising them again saves nothing). The pace's part was not
+///   tried, so its pages teach nothing. (A request the pace stopped part-way used to teach
+///   nothing at all, and its tried part's hot pages — back before the read, which comes
+///   after all of a round's calls — were advised again at the next match.)
 /// - of a range from a region with accesses, the region's frequency times the pages that
 ///   went out are expected refaults ([`RefaultLedger::expect`]).
 fn learn_after_pageout<'a>(
@@ -538,11 +542,15 @@ fn learn_after_pageout<'a>(
         if env.page_states(o.target, o.range, &mut buf).is_err() {
             continue;
         }
-        let whole = o.bytes_applied.saturating_add(o.not_resident()) >= o.bytes_requested;
+        let whole = o.bytes_applied.saturating_add(o.refund()) >= o.bytes_requested;
+        let tried_end = o.reached().end;
         if let (true, Some(before)) = (whole, ledger.pending_present(o.target, o.range)) {
             let mut run: Option<u64> = None;
             for (i, (was, now)) in before.iter().zip(&buf).enumerate() {
                 let a = o.range.start + i as u64 * page;
+                if a >= tried_end {
+                    break;
+                }
                 let stayed = *was && *now == refault::PageState::Present;
                 match (stayed, run) {
                     (true, None) => run = Some(a),
@@ -554,7 +562,8 @@ fn learn_after_pageout<'a>(
                 }
             }
             if let Some(s) = run {
-                let end = o.range.start + before.len().min(buf.len()) as u64 * page;
+                let end = (o.range.start + before.len().min(buf.len()) as u64 * page)
+                    .min(tried_end);
                 hot.learn(o.target, AddrRange::new(s, end), now_us);
             }
         }
