@@ -94,6 +94,9 @@ struct RunResult {
     resident: f64,
     not_resident: f64,
     swap_mid: Vec<f64>,
+    /// Per scheme: name, advised, paged out, refaulted, cut as learned hot (MiB), for the
+    /// round's line.
+    per_scheme: String,
 }
 
 fn spec(workload: &str, size: u64, hot: f64) -> WorkloadSpec {
@@ -199,6 +202,15 @@ fn one_run(
                 r.paged_out += s["paged_out_bytes"].as_f64().unwrap_or(0.0);
                 r.refaulted += s["refaulted_bytes"].as_f64().unwrap_or(0.0);
                 r.learned_cut += s["sz_learned_hot"].as_f64().unwrap_or(0.0);
+                let mib = |k: &str| s[k].as_f64().unwrap_or(0.0) / 1048576.0;
+                r.per_scheme += &format!(
+                    " [{}: advised {:.0}, paged out {:.0}, refaulted {:.0}, learned cut {:.0}]",
+                    s["name"].as_str().unwrap_or("?"),
+                    mib("sz_applied"),
+                    mib("paged_out_bytes"),
+                    mib("refaulted_bytes"),
+                    mib("sz_learned_hot")
+                );
             }
         } else {
             eprintln!("madvd run gave no final JSON line");
@@ -289,7 +301,7 @@ fn main() {
                 let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
                 let r = one_run(exe, &policy, wl, size, hot, secs, *v);
                 eprintln!(
-                    "round {rep} {wl} {} (load {}): saved {:.0} MiB of oracle {:.0} MiB ({:.2}); steady {:.0} ops/s ({:.0}/cpu-s); worst second {:.0}; advised {:.0} MiB (resident {:.0}, cut {:.0}); paged out {:.0} MiB, refaulted {:.0} MiB, learned cut {:.0} MiB; saved at 10/20/30 s {:.0}/{:.0}/{:.0} MiB",
+                    "round {rep} {wl} {} (load {}): saved {:.0} MiB of oracle {:.0} MiB ({:.2}); steady {:.0} ops/s ({:.0}/cpu-s); worst second {:.0}; advised {:.0} MiB (resident {:.0}, cut {:.0}); paged out {:.0} MiB, refaulted {:.0} MiB, learned cut {:.0} MiB; saved at 10/20/30 s {:.0}/{:.0}/{:.0} MiB;{}",
                     v.name(),
                     load.split_whitespace().take(3).collect::<Vec<_>>().join(" "),
                     r.saved / 1048576.0,
@@ -307,6 +319,7 @@ fn main() {
                     r.swap_mid.get(9).copied().unwrap_or(0.0) / 1048576.0,
                     r.swap_mid.get(19).copied().unwrap_or(0.0) / 1048576.0,
                     r.swap_mid.get(29).copied().unwrap_or(0.0) / 1048576.0,
+                    r.per_scheme,
                 );
                 results[wi][vi].push(r);
             }
