@@ -12,7 +12,7 @@ use crate::signals::Stop;
 use anyhow::Result;
 use crossbeam_channel::{bounded, unbounded};
 use engine::actuator::ActuatorConfig;
-use engine::monitor::Monitor;
+use engine::monitor::{AgeRule, Monitor};
 use engine::ops::damon::KernelDamon;
 use engine::ops::OpsKind;
 use engine::process::Process;
@@ -171,6 +171,11 @@ pub fn build(cfg: StageConfig) -> Result<Stages> {
         let check = build_ops(cfg.ops, &cfg.root, cfg.watch)?;
         let mut monitor =
             Monitor::new(cfg.attrs.apply(check.default_attrs()), cfg.seed).map_err(attrs_error)?;
+        // Mainline's age rule: a zero-access region's age is how long it has had none
+        // (`AgeRule::ZeroCrossing`; 6.12 kept the age of a region flickering between a few
+        // accesses and none, and a `0..0` pattern paged out regions with scattered hot pages:
+        // docs/architecture.md "Age").
+        monitor.set_age_rule(AgeRule::ZeroCrossing);
         monitor
             .set_intervals_goal(cfg.attrs.goal())
             .map_err(attrs_error)?;

@@ -168,6 +168,42 @@ pub enum MergeRounding {
     Nearest,
 }
 
+/// When a region's `age` restarts at an aggregation boundary.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum AgeRule {
+    /// Linux 6.12.117's `damon_merge_regions_of()`: when `nr_accesses` moved by more than
+    /// the merge threshold (`max / 10`) from `last_nr_accesses`. A region going from a low
+    /// count to 0 (or back) keeps its age: a region with hot pages scattered among idle ones
+    /// at 10% of its samples reads 0 in one aggregation of 20 samples in eight, and is then
+    /// "idle for its whole age" to a `nr_accesses 0..0, age >= N` pattern. The default
+    /// (the engine's kernel port, and the lab kernel's rule).
+    #[default]
+    Kernel612,
+    /// Also when `nr_accesses` changes between zero and non-zero: mainline's later rule
+    /// ("mm/damon/core: reset age if nr_accesses changes between non-zero and zero",
+    /// SeongJae Park, posted 2025-09-16, `damon_merge_regions_of()`:
+    /// `else if ((r->nr_accesses == 0) != (r->last_nr_accesses == 0)) r->age = 0;`), so the
+    /// age of a zero-access region is how long it has had none. What `madvd run`, `record`,
+    /// `demo` and the agent monitor with ([`crate::monitor::Monitor::set_age_rule`]).
+    ZeroCrossing,
+}
+
+/// The merge's rules: how it rounds, and when it restarts a region's age.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MergeRules {
+    pub rounding: MergeRounding,
+    pub age: AgeRule,
+}
+
+impl From<MergeRounding> for MergeRules {
+    fn from(rounding: MergeRounding) -> Self {
+        MergeRules {
+            rounding,
+            age: AgeRule::default(),
+        }
+    }
+}
+
 fn weighted(a: u32, sz_a: u64, b: u32, sz_b: u64) -> u32 {
     ((a as u128 * sz_a as u128 + b as u128 * sz_b as u128) / (sz_a as u128 + sz_b as u128)) as u32
 }
@@ -205,8 +241,9 @@ pub fn merge_two_regions_with(l: &mut Region, r: &Region, rounding: MergeRoundin
 /// are adjacent, their `nr_accesses` differ by at most `thres`, and the merged size stays
 /// within `sz_limit`.
 ///
-/// Not ported: mainline's later extra age reset when `nr_accesses` crosses zero
-/// ("`(nr_accesses == 0) != (last_nr_accesses == 0)`", merged after 6.12, not backported).
+/// Mainline's later extra age reset when `nr_accesses` crosses zero
+/// ("`(nr_accesses == 0) != (last_nr_accesses == 0)`", after 6.12, not backported) is
+/// [`AgeRule::ZeroCrossing`], through [`merge_regions_of_with`]; this function is 6.12's.
 pub fn merge_regions_of(regions: &mut Vec<Region>, thres: u32, sz_limit: u64, count_age: bool) {
     merge_regions_of_with(regions, thres, sz_limit, count_age, MergeRounding::Floor);
 }
@@ -217,8 +254,9 @@ pub fn merge_regions_of_with(
     thres: u32,
     sz_limit: u64,
     count_age: bool,
-    rounding: MergeRounding,
+    rules: impl Into<MergeRules>,
 ) {
+    let MergeRules { rounding, age } = rules.into();
     let n = regions.len();
     let mut w = 0usize;
     for i in 0..n {
@@ -226,7 +264,10 @@ pub fn merge_regions_of_with(
         // `finalize_unknown`) was not observed and does not age.
         if count_age && regions[i].nr_known > 0 {
             let r = &mut regions[i];
-            if r.nr_accesses.abs_diff(r.last_nr_accesses) > thres {
+            if r.nr_accesses.abs_diff(r.last_nr_accesses) > thres
+                || (age == AgeRule::ZeroCrossing
+                    && (r.nr_accesses == 0) != (r.last_nr_accesses == 0))
+            {
                 r.age = 0;
             } else {
                 r.age = r.age.saturating_add(1);
@@ -285,14 +326,15 @@ pub fn merge_regions_with(
     sz_limit: u64,
     max_nr_regions: u32,
     max_thres: u32,
-    rounding: MergeRounding,
+    rules: impl Into<MergeRules>,
 ) {
+    let rules = rules.into();
     let mut thres = threshold;
     let mut count_age = true;
     loop {
         let mut nr = 0usize;
         for t in targets.iter_mut() {
-            merge_regions_of_with(t, thres, sz_limit, count_age, rounding);
+            merge_regions_of_with(t, thres, sz_limit, count_age, rules);
             nr += t.len();
         }
         count_age = false;

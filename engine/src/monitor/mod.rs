@@ -45,7 +45,7 @@ pub use self::core::{
     merge_regions_of_with, merge_regions_with, merge_two_regions, merge_two_regions_with,
     moving_sum, mult_frac, nr_accesses_to_accesses_bp, region_sz_limit, reset_aggregated,
     split_region_at, split_regions, split_regions_of, split_to_min_regions, update_access_rate,
-    update_access_unknown, update_monitoring_result, MergeRounding,
+    update_access_unknown, update_monitoring_result, AgeRule, MergeRounding, MergeRules,
 };
 pub use self::init::{
     evenly_split, init_regions, monitoring_ranges, ranges_for, set_regions, three_regions,
@@ -140,6 +140,7 @@ pub struct Monitor {
     tuner: Option<tune::Tuner>,
     departures: Departures,
     merge_rounding: MergeRounding,
+    age_rule: AgeRule,
 }
 
 impl Monitor {
@@ -162,6 +163,7 @@ impl Monitor {
             tuner: None,
             departures: Departures::default(),
             merge_rounding: MergeRounding::default(),
+            age_rule: AgeRule::default(),
         })
     }
 
@@ -182,6 +184,15 @@ impl Monitor {
 
     pub fn merge_rounding(&self) -> MergeRounding {
         self.merge_rounding
+    }
+
+    /// When a region's age restarts ([`AgeRule`]; 6.12's rule by default).
+    pub fn set_age_rule(&mut self, rule: AgeRule) {
+        self.age_rule = rule;
+    }
+
+    pub fn age_rule(&self) -> AgeRule {
+        self.age_rule
     }
 
     pub fn attrs(&self) -> &Attrs {
@@ -393,7 +404,10 @@ impl Monitor {
                 self.sz_limit,
                 self.attrs.max_nr_regions,
                 self.attrs.max_nr_accesses(),
-                self.merge_rounding,
+                MergeRules {
+                    rounding: self.merge_rounding,
+                    age: self.age_rule,
+                },
             );
             if self.departures == Departures::Madvd {
                 split_to_min_regions(

@@ -480,3 +480,32 @@ fn merge_rounding_nearest() {
     merge_regions_with(&mut [&mut t], 2, u64::MAX, 1000, 20, MergeRounding::Nearest);
     assert_eq!(t[0].nr_accesses, 2);
 }
+
+/// `AgeRule::ZeroCrossing` (mainline's later rule) restarts the age of a region whose
+/// `nr_accesses` went from a few to none or back, within the merge threshold; 6.12's rule
+/// (`Kernel612`, the default) keeps it. Far-apart regions so nothing merges.
+#[test]
+fn zero_crossing_restarts_the_age_within_the_threshold() {
+    let setup = || {
+        let mut t = regions(&[(0, 100), (200, 300), (400, 500), (600, 700)]);
+        // 2 -> 0, 0 -> 1, 0 -> 0, 3 -> 2: all within thres 2.
+        for (r, (last, now)) in t.iter_mut().zip([(2, 0), (0, 1), (0, 0), (3, 2)]) {
+            r.last_nr_accesses = last;
+            r.nr_accesses = now;
+            r.nr_known = 20;
+            r.age = 7;
+        }
+        t
+    };
+    let ages = |t: &[Region]| t.iter().map(|r| r.age).collect::<Vec<_>>();
+    let mut t = setup();
+    merge_regions_of(&mut t, 2, 1, true);
+    assert_eq!(ages(&t), [8, 8, 8, 8]);
+    let mut t = setup();
+    let rules = MergeRules {
+        rounding: MergeRounding::Floor,
+        age: AgeRule::ZeroCrossing,
+    };
+    merge_regions_of_with(&mut t, 2, 1, true, rules);
+    assert_eq!(ages(&t), [0, 0, 8, 8]);
+}
