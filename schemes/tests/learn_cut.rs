@@ -161,11 +161,16 @@ fn hot_pages_back_at_once_are_learned_up_to_where_the_pace_stopped() {
     let mid = r.range.start + r.range.len() / 2;
     // The tried half went out but for its hot pages, which are already back.
     for p in 0..PAGES / 2 {
-        let st = if is_hot(p) { PageState::Present } else { PageState::Out };
+        let st = if is_hot(p) {
+            PageState::Present
+        } else {
+            PageState::Out
+        };
         env.set_page_states(T, BASE + p * PAGE, &[st]);
     }
     let mut o = RangeOutcome::of(r, mid - r.range.start, 1_000);
-    o.errors.push((engine::ApplyErrorKind::Paced, r.range.end - mid));
+    o.errors
+        .push((engine::ApplyErrorKind::Paced, r.range.end - mid));
     o.paced_from = Some(mid);
     s.account(
         &ApplyReport {

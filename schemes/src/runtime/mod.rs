@@ -562,8 +562,8 @@ fn learn_after_pageout<'a>(
                 }
             }
             if let Some(s) = run {
-                let end = (o.range.start + before.len().min(buf.len()) as u64 * page)
-                    .min(tried_end);
+                let end =
+                    (o.range.start + before.len().min(buf.len()) as u64 * page).min(tried_end);
                 hot.learn(o.target, AddrRange::new(s, end), now_us);
             }
         }
