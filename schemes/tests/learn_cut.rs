@@ -51,8 +51,9 @@ fn advised_pages(reqs: &[AdviceRequest]) -> Vec<u64> {
         .collect()
 }
 
-#[test]
-fn hot_pages_that_come_back_are_cut_out_until_their_region_is_old_again() {
+/// A lukewarm-region scheme with the refault guard, over a target whose pages are all in
+/// memory.
+fn lukewarm() -> (FakeMetrics, Schemes) {
     let env = FakeMetrics::new();
     env.set_page_states(T, BASE, &vec![PageState::Present; PAGES as usize]);
     let policy = one_scheme(
@@ -60,7 +61,13 @@ fn hot_pages_that_come_back_are_cut_out_until_their_region_is_old_again() {
            quota: (size: "64 MiB", reset_interval: "1 s",
                    goals: [(metric: refault_rate, target: "2%", window: "10 s")])"#,
     );
-    let mut s = Schemes::new(&policy, Box::new(env.clone())).unwrap();
+    let s = Schemes::new(&policy, Box::new(env.clone())).unwrap();
+    (env, s)
+}
+
+#[test]
+fn hot_pages_that_come_back_are_cut_out_until_their_region_is_old_again() {
+    let (env, mut s) = lukewarm();
     let hot: Vec<u64> = (0..PAGES).filter(|p| is_hot(*p)).collect();
     let ceiling = 64 << 20;
 
@@ -132,14 +139,7 @@ fn hot_pages_back_at_once_are_learned_up_to_where_the_pace_stopped() {
     // in the tried half are back before the after-read (the target reads them every 100 ms;
     // a round's pieces are read after all its calls): learned, cut from the next plan. The
     // held-back half was not tried: its hot pages are advised again.
-    let env = FakeMetrics::new();
-    env.set_page_states(T, BASE, &vec![PageState::Present; PAGES as usize]);
-    let policy = one_scheme(
-        r#"pattern: (accesses: (min: 1, max: "25%"), age: (min: "200 ms")), action: pageout,
-           quota: (size: "64 MiB", reset_interval: "1 s",
-                   goals: [(metric: refault_rate, target: "2%", window: "10 s")])"#,
-    );
-    let mut s = Schemes::new(&policy, Box::new(env.clone())).unwrap();
+    let (env, mut s) = lukewarm();
     // A hot region after it: the walk resumes inside the lukewarm one, which is then not the
     // target's last region (the kernel skips a resume point in the last region for the
     // window: `damos_skip_charged_region()`, mm/damon/core.c 6.12).
