@@ -666,6 +666,43 @@ fn time_pace_is_the_time_quotas_per_second() {
     assert_eq!(s.pace_bytes_per_s(), Some(32 << 10));
 }
 
+/// The two known-out walks below: an age-first pageout scheme of 16 KiB a window over three
+/// regions at 1 MiB, pages 0..4 the oldest (`acc` accesses), pages 4..12 younger.
+struct OldestFirst {
+    s: Schemes,
+}
+
+const OLDEST_BASE: u64 = 1 << 20;
+
+impl OldestFirst {
+    fn new() -> Self {
+        let p = one_scheme(
+            "pattern: (), action: pageout, quota: (time: \"10 ms\", size: \"16 KiB\", \
+             reset_interval: \"1 s\", weights: (size: 0, accesses: 0, age: 1))",
+        );
+        OldestFirst { s: schemes(&p).0 }
+    }
+
+    fn pg(a: u64, b: u64) -> AddrRange {
+        AddrRange::new(OLDEST_BASE + a * PAGE, OLDEST_BASE + b * PAGE)
+    }
+
+    fn regions(acc: u32) -> Vec<engine::Region> {
+        let base = OLDEST_BASE;
+        vec![
+            region(base, 4 * PAGE, acc, 500),
+            region(base + 4 * PAGE, 4 * PAGE, 0, 100),
+            region(base + 8 * PAGE, 4 * PAGE, 0, 100),
+        ]
+    }
+
+    /// The ranges planned at `t` with the oldest region at `acc` accesses.
+    fn plan(&mut self, t: u64, acc: u32) -> Vec<AddrRange> {
+        let reqs = self.s.plan(&snapshot(t, vec![(1, Self::regions(acc))]), t);
+        reqs.iter().map(|r| r.range).collect()
+    }
+}
+
 /// Ranges the actuator found wholly not resident are skipped by the next windows' walks (as
 /// filtered: not charged), so the quota reaches the resident candidates behind them rather
 /// than starving on the oldest regions, which keep their age (runtime/known_out.rs); a region
@@ -673,26 +710,17 @@ fn time_pace_is_the_time_quotas_per_second() {
 #[test]
 fn wholly_not_resident_ranges_are_skipped_until_seen_accessed() {
     use engine::ApplyErrorKind;
-    let p = one_scheme(
-        "pattern: (), action: pageout, quota: (time: \"10 ms\", size: \"16 KiB\", \
-         reset_interval: \"1 s\", weights: (size: 0, accesses: 0, age: 1))",
-    );
-    let (mut s, _) = schemes(&p);
-    let base = 1u64 << 20;
-    let pg = |a: u64, b: u64| AddrRange::new(base + a * PAGE, base + b * PAGE);
     // Pages 0..4 are the oldest (never faulted in); pages 4..12 younger, resident.
-    let regions = |acc: u32| {
-        vec![
-            region(base, 4 * PAGE, acc, 500),
-            region(base + 4 * PAGE, 4 * PAGE, 0, 100),
-            region(base + 8 * PAGE, 4 * PAGE, 0, 100),
-        ]
-    };
-    let reqs = s.plan(&snapshot(100_000, vec![(1, regions(0))]), 100_000);
+    let mut w = OldestFirst::new();
+    let pg = OldestFirst::pg;
+    let reqs = w.s.plan(
+        &snapshot(100_000, vec![(1, OldestFirst::regions(0))]),
+        100_000,
+    );
     assert_eq!(reqs.iter().map(|r| r.range).collect::<Vec<_>>(), [pg(0, 4)]);
     let mut out = RangeOutcome::of(&reqs[0], 0, 5_000_000);
     out.errors = vec![(ApplyErrorKind::NotResident, 4 * PAGE)];
-    s.account(
+    w.s.account(
         &ApplyReport {
             outcomes: vec![out],
             ..ApplyReport::default()
@@ -703,27 +731,23 @@ fn wholly_not_resident_ranges_are_skipped_until_seen_accessed() {
     // follows it is reached because the known-out bytes are not in the priority histogram
     // (with them the score floor stays at the oldest region's, and nothing qualifies: the
     // starvation), and the quota is not cut down by the 5 ms spent finding nothing resident.
-    let plan = |s: &mut Schemes, t: u64, acc: u32| {
-        let reqs = s.plan(&snapshot(t, vec![(1, regions(acc))]), t);
-        reqs.iter().map(|r| r.range).collect::<Vec<_>>()
-    };
-    assert_eq!(plan(&mut s, 1_200_000, 0), [pg(5, 8), pg(8, 9)]);
-    assert_eq!(s.stats()[0].effective_quota, 16 << 10);
+    assert_eq!(w.plan(1_200_000, 0), [pg(5, 8), pg(8, 9)]);
+    assert_eq!(w.s.stats()[0].effective_quota, 16 << 10);
     assert_eq!(
-        plan(&mut s, 2_300_000, 0),
+        w.plan(2_300_000, 0),
         [],
         "the resume point passes the last region"
     );
     // A whole walk: the oldest region is skipped as known out, the quota goes on behind it.
-    assert_eq!(plan(&mut s, 3_400_000, 0), [pg(4, 8)]);
+    assert_eq!(w.plan(3_400_000, 0), [pg(4, 8)]);
     assert_eq!(
-        s.stats()[0].sz_not_resident,
+        w.s.stats()[0].sz_not_resident,
         8 * PAGE,
         "cut once, skipped once"
     );
     // A sample saw it accessed: its pages may be back, so once idle it is asked for again.
-    assert_eq!(plan(&mut s, 4_500_000, 3), [], "resumes past it again");
-    assert_eq!(plan(&mut s, 5_600_000, 0), [pg(0, 4)]);
+    assert_eq!(w.plan(4_500_000, 3), [], "resumes past it again");
+    assert_eq!(w.plan(5_600_000, 0), [pg(0, 4)]);
 }
 
 /// A hole between the target's VMAs inside the monitoring ranges (the kernel's three
@@ -738,43 +762,32 @@ fn wholly_not_resident_ranges_are_skipped_until_seen_accessed() {
 #[test]
 fn wholly_unmapped_ranges_are_skipped_as_known_out() {
     use engine::ApplyErrorKind;
-    let p = one_scheme(
-        "pattern: (), action: pageout, quota: (time: \"10 ms\", size: \"16 KiB\", \
-         reset_interval: \"1 s\", weights: (size: 0, accesses: 0, age: 1))",
-    );
-    let (mut s, _) = schemes(&p);
-    let base = 1u64 << 20;
-    let pg = |a: u64, b: u64| AddrRange::new(base + a * PAGE, base + b * PAGE);
     // Pages 0..4: a hole, the oldest region; pages 4..12 younger, resident.
-    let regions = vec![
-        region(base, 4 * PAGE, 0, 500),
-        region(base + 4 * PAGE, 4 * PAGE, 0, 100),
-        region(base + 8 * PAGE, 4 * PAGE, 0, 100),
-    ];
-    let plan = |s: &mut Schemes, t: u64| {
-        let reqs = s.plan(&snapshot(t, vec![(1, regions.clone())]), t);
-        reqs.iter().map(|r| r.range).collect::<Vec<_>>()
-    };
-    let reqs = s.plan(&snapshot(100_000, vec![(1, regions.clone())]), 100_000);
+    let mut w = OldestFirst::new();
+    let pg = OldestFirst::pg;
+    let reqs = w.s.plan(
+        &snapshot(100_000, vec![(1, OldestFirst::regions(0))]),
+        100_000,
+    );
     assert_eq!(reqs.iter().map(|r| r.range).collect::<Vec<_>>(), [pg(0, 4)]);
     // The actuator's outcome for a hole: nothing advised, no madvise call, all unmapped.
     let mut hole = RangeOutcome::of(&reqs[0], 0, 0);
     hole.errors = vec![(ApplyErrorKind::Unmapped, 4 * PAGE)];
-    s.account(
+    w.s.account(
         &ApplyReport {
             outcomes: vec![hole],
             ..ApplyReport::default()
         },
         100_000,
     );
-    assert_eq!(plan(&mut s, 1_200_000), [pg(5, 8), pg(8, 9)]);
+    assert_eq!(w.plan(1_200_000, 0), [pg(5, 8), pg(8, 9)]);
     assert_eq!(
-        plan(&mut s, 2_300_000),
+        w.plan(2_300_000, 0),
         [],
         "the resume point passes the last region"
     );
     // A whole walk: the hole is skipped, the quota goes on behind it.
-    assert_eq!(plan(&mut s, 3_400_000), [pg(4, 8)]);
+    assert_eq!(w.plan(3_400_000, 0), [pg(4, 8)]);
 }
 
 /// `split` and `collapse` act on whole 2 MiB blocks, and DAMON's regions have their bounds
