@@ -178,6 +178,21 @@ impl RangeOutcome {
             .saturating_add(self.error_bytes(ApplyErrorKind::Paced))
     }
 
+    /// True when no byte was advised because no byte of the range is mapped: a hole between
+    /// the target's VMAs (reported `Unmapped` without a madvise call) or a range unmapped
+    /// since the snapshot (ENOMEM), possibly with unaligned edges. Nothing is resident there,
+    /// as in a wholly not-resident range; [`Self::wholly_nothing_there`] does not cover it
+    /// (it asks for some not-resident bytes, and the actuator never reads a hole's pagemap).
+    pub fn wholly_unmapped(&self) -> bool {
+        self.bytes_requested > 0
+            && self.bytes_applied == 0
+            && self.error_bytes(ApplyErrorKind::Unmapped) > 0
+            && self
+                .errors
+                .iter()
+                .all(|(k, _)| matches!(k, ApplyErrorKind::Unmapped | ApplyErrorKind::Unaligned))
+    }
+
     /// The part of the range the actuator was asked for and did not leave to the pace: all
     /// of it, or `range.start..paced_from`. Kernel rule for that part: its age is reset
     /// (`damos_apply_scheme()`, mm/damon/core.c 6.12); what the pace held back was never

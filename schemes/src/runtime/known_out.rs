@@ -31,15 +31,15 @@
 //! last except the two largest gaps, so the unmapped gaps between the other VMAs (malloc
 //! arenas' alignment, guard gaps, the binary-to-heap gap) are regions too. They are never
 //! accessed, so they are the oldest regions and head an age-first queue; the actuator reports
-//! them `Unmapped` (no madvise), which [`RangeOutcome::wholly_nothing_there`] does not cover.
+//! them `Unmapped` (no madvise), which `RangeOutcome::wholly_nothing_there` does not cover.
 //! Not learned, every window's quota went to the same holes again once their ages grew back
 //! (the kernel's rule charges them and resets their age): in the lab (issue 14, kernel-style
 //! scheme, age-only weights, 128 MiB per 1 s) madvd's first four windows each spent the whole
 //! 128 MiB on holes while 20.7 MiB of the workload's cold band had matched for seconds, and
 //! after the cold band's first page-out the holes took the quota again (docs/performance.md,
-//! "Reclaim side by side with the kernel"). So a wholly unmapped outcome ([`wholly_unmapped`])
-//! goes into the *out* set. Its first encounter is still charged and its age reset: the
-//! report's refund (`RangeOutcome::refund`) counts not-resident bytes, not unmapped ones.
+//! "Reclaim side by side with the kernel"). So a wholly unmapped outcome
+//! (`RangeOutcome::wholly_unmapped`) goes into the *out* set. Its first encounter is still
+//! charged and its age reset: the report's refund (`RangeOutcome::refund`) counts not-resident bytes, not unmapped ones.
 //!
 //! Only *wholly* empty outcomes are learned (`RangeOutcome::wholly_nothing_there`: the report
 //! carries byte counts, not the cut's sub-ranges): a partly resident (or partly huge) range is
@@ -60,7 +60,7 @@
 use std::collections::HashMap;
 
 use engine::rangeset::RangeSet;
-use engine::{AddrRange, Advice, ApplyErrorKind, ApplyReport, RangeOutcome, Snapshot, TargetId};
+use engine::{AddrRange, Advice, ApplyReport, Snapshot, TargetId};
 
 use crate::goal::MetricSource;
 use crate::refault::PageState;
@@ -102,21 +102,6 @@ fn skips(advice: Advice) -> (bool, bool) {
         Advice::Split => (true, true),
         Advice::Willneed | Advice::Collapse => (false, false),
     }
-}
-
-/// True when no byte of `o` was advised because no byte of it is mapped: a hole between the
-/// target's VMAs (the actuator reports it `Unmapped` without calling madvise) or a range
-/// unmapped since the snapshot (ENOMEM), possibly with unaligned edges. Nothing is resident
-/// there, so it is known out as a wholly not-resident range is
-/// (`RangeOutcome::wholly_nothing_there` asks for some not-resident bytes, which a hole has
-/// none of: the actuator never reads the pagemap of a hole).
-fn wholly_unmapped(o: &RangeOutcome) -> bool {
-    o.bytes_requested > 0
-        && o.bytes_applied == 0
-        && o.error_bytes(ApplyErrorKind::Unmapped) > 0
-        && o.errors
-            .iter()
-            .all(|(k, _)| matches!(k, ApplyErrorKind::Unmapped | ApplyErrorKind::Unaligned))
 }
 
 /// Per target, the ranges known to hold nothing to act on.
@@ -165,15 +150,15 @@ impl KnownOut {
     }
 
     /// After an apply report: learn each page-out or cold range the actuator found wholly not
-    /// resident or wholly unmapped ([`wholly_unmapped`]: into the *out* set, for `split`
-    /// too), and each `split` range it found wholly without a huge page (or resident page);
-    /// forget the targets it found gone.
+    /// resident or wholly unmapped (`RangeOutcome::wholly_unmapped`: into the *out* set, for
+    /// `split` too), and each `split` range it found wholly without a huge page (or resident
+    /// page); forget the targets it found gone.
     pub fn learn(&mut self, report: &ApplyReport, now_us: u64) {
         for t in &report.gone {
             self.targets.remove(t);
         }
         for o in &report.outcomes {
-            let unmapped = wholly_unmapped(o);
+            let unmapped = o.wholly_unmapped();
             if !(o.wholly_nothing_there() || unmapped) || !residency_matters(o.advice) {
                 continue;
             }
