@@ -108,6 +108,9 @@ pub struct ProbeStats {
     pub no_swap: u64,
     /// Skipped: over the page-out budget (`max_pageouts_per_sec`).
     pub over_budget: u64,
+    /// Samples that needed a page-out (a present, exclusive, non-huge page was found), before
+    /// the budget: `over_budget` of them were left out.
+    pub wanted_pageout: u64,
     /// Skipped: the candidate pages were part of a huge page (kpageflags).
     pub huge: u64,
     /// The page-out of that page failed (range unmapped since the last maps read, ...).
@@ -184,6 +187,8 @@ pub struct Probe {
     cost: MonitorCost,
     stats: ProbeStats,
     warned_swap: bool,
+    /// Said once that the page-out budget leaves many samples Unknown ([`budget_starved`]).
+    warned_budget: bool,
     /// The pagemap hides PFNs from us (no CAP_SYS_ADMIN): kpageflags cannot be used.
     pfn_hidden: bool,
     /// `/proc/kpageflags` (root only), to skip huge pages per sample page.
@@ -205,6 +210,7 @@ impl Probe {
             cost: MonitorCost::default(),
             stats: ProbeStats::default(),
             warned_swap: false,
+            warned_budget: false,
             pfn_hidden: false,
             kpageflags,
             tokens: 0.0,
@@ -224,6 +230,18 @@ impl Probe {
     pub fn config(&self) -> ProbeConfig {
         self.cfg
     }
+}
+
+/// Whether the page-out budget leaves the monitor short of answers: of at least 1000 samples
+/// that needed a page-out, 30% or more were left out (Unknown). A region with no known answer
+/// in an aggregation keeps its count and does not age (`monitor::core::finalize_unknown`), so
+/// then how fast idle memory comes of age depends on the luck of the draw and on the share
+/// of the monitored range that needs no page-out (the binary, holes: the address-space
+/// layout), not on the workload (docs/performance.md, "Replay vs reality": 1 s aggregations
+/// over ≥ 100 regions left a record's cold set coming of age over 15 aggregations where
+/// another took 3).
+pub fn budget_starved(s: &ProbeStats) -> bool {
+    s.wanted_pageout >= 1000 && s.over_budget * 10 >= s.wanted_pageout * 3
 }
 
 /// 100 ms sampling, 2 s aggregation (a page-out per sample is costly), VMAs re-read every
@@ -503,6 +521,7 @@ impl AccessCheck for Probe {
             chosen.push((addr, i));
         }
         t.advised.clear();
+        stats.wanted_pageout = chosen.len() as u64;
         // The page-out budget: keep an unbiased subset of what fits (a token bucket over
         // real time, at most one second's worth saved up).
         if let Some(cap) = cfg.max_pageouts_per_sec {
@@ -565,6 +584,17 @@ impl AccessCheck for Probe {
         self.stats.pageout_failed += stats.pageout_failed;
         self.stats.huge += stats.huge;
         self.stats.over_budget += stats.over_budget;
+        self.stats.wanted_pageout += stats.wanted_pageout;
+        if !self.warned_budget && budget_starved(&self.stats) {
+            let s = &self.stats;
+            tracing::warn!(
+                "refault probe: {} of {} samples that needed a page-out were over the page-out budget ({}/s): a region with no known answer in an aggregation does not age, so idle memory comes of age later and unevenly; fewer regions (--min-regions, --max-regions) or a longer --aggr let the probe observe every region",
+                s.over_budget,
+                s.wanted_pageout,
+                cfg.max_pageouts_per_sec.unwrap_or(f64::INFINITY)
+            );
+            self.warned_budget = true;
+        }
         if pfn_hidden && !self.pfn_hidden {
             tracing::warn!("refault probe: pagemap shows no PFNs (needs CAP_SYS_ADMIN): huge pages are told apart through smaps from the next update");
             self.pfn_hidden = true;

@@ -178,3 +178,18 @@ fn probeable_vmas_are_private_anonymous_unlocked_not_huge() {
         ThpMode::Never
     ));
 }
+
+#[test]
+fn budget_starved_needs_many_samples_and_a_large_share_left_out() {
+    let s = |wanted, over| ProbeStats {
+        wanted_pageout: wanted,
+        over_budget: over,
+        ..ProbeStats::default()
+    };
+    // Too few samples to judge, however many were left out.
+    assert!(!budget_starved(&s(999, 999)));
+    // 30% left out is starved; just under is not.
+    assert!(budget_starved(&s(1000, 300)));
+    assert!(!budget_starved(&s(1000, 299)));
+    assert!(!budget_starved(&s(100_000, 0)));
+}
