@@ -351,8 +351,9 @@ pub struct ReplayArgs {
     pub refault_window: Duration,
     /// Time charged per resident 4 KiB page paged out, for time quotas (what-if cost model;
     /// pages out in the replay's residency model are cut out before, at the cost of a
-    /// pagemap read, 10 ns a page).
-    #[arg(long, value_name = "NS", default_value_t = 10000)]
+    /// pagemap read, 10 ns a page). The default is the median measured on the development
+    /// host (docs/cli.md, `madvd replay`).
+    #[arg(long, value_name = "NS", default_value_t = crate::replay::whatif::DEFAULT_PAGEOUT_NS_PER_PAGE)]
     pub pageout_ns_per_page: u64,
     /// One JSON object (schema in docs/cli.md) instead of text.
     #[arg(long, conflicts_with = "json_lines")]

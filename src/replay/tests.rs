@@ -144,7 +144,8 @@ fn size_quota_windows_reset_on_recorded_time() {
 
 #[test]
 fn time_quota_is_charged_from_the_cost_model() {
-    // 1 ms per reset interval at 10 µs per resident page: 100 pages, 400 KiB per second.
+    // 1 ms per reset interval at the default 17 µs per resident page: ~59 pages, ~240 KiB
+    // per second.
     let r = replayed(r#"quota: (time: "1 ms", reset_interval: "1 s")"#, 40);
     assert!(r.advised_bytes() > 0);
     // The kernel lets the round that crosses the quota finish: one region over.
