@@ -1002,3 +1002,13 @@ fn departures_kernel_has_no_budget_and_no_min_regions_split() {
     assert_eq!(init, 9);
     assert_eq!(samples, regions, "every region sampled in every interval");
 }
+
+#[test]
+fn sample_budget_short_when_an_aggregation_cannot_reach_every_region() {
+    // 250 samples/s at 1 s: 250 an aggregation.
+    assert!(sample_budget_short(250.0, 1_000_000, 251));
+    assert!(!sample_budget_short(250.0, 1_000_000, 250));
+    // The same budget at the probe's 2 s aggregations reaches 500 regions.
+    assert!(!sample_budget_short(250.0, 2_000_000, 500));
+    assert!(sample_budget_short(250.0, 2_000_000, 501));
+}
