@@ -11,6 +11,7 @@
 //! | `giveback` | always | the same policy (its `thp-give-back`, a `split`, acts; whatever swap the machine has, none needed) |
 //! | `giveback-noswap` | always | the same, on a machine without swap (skipped when it has some) |
 //! | `giveback-swap` | always | the same, with swap from the fixture (`TempSwap`, the machine-wide swap lock) |
+//! | `always-monitored` | always | `madvd run --policy policies/stat.ron` (count only: madvd's monitoring cost alone, beside the give-back's) |
 //! | `shrinker` | always | none: `khugepaged/max_ptes_none` set to 409, then `drop_caches` 2 runs the shrinkers (the kernel's underused-THP shrinker); both restored. Only with `MADVD_THP_SHRINKER=1` |
 //!
 //! Speed: chase loads per second of the loop thread's CPU time (`Truth::loop_cpu_ms`, so
@@ -18,13 +19,14 @@
 //! `MADVD_THP_WINDOW_S` (5) seconds. For `collapse` and `giveback` two windows: the phase
 //! from madvd's start until it has settled (collapse: the dense mapping all huge pages;
 //! give-back: the sparse mapping's RSS down to a tenth; at most `MADVD_THP_SETTLE_S` =
-//! 60 s), then the window after. RSS and AnonHugePages from `/proc/PID/smaps` at the end;
+//! 120 s: 1 GiB of collapse), then the window after. RSS and AnonHugePages from `/proc/PID/smaps` at the end;
 //! bloat = RSS − touched bytes (never below 0).
 //!
 //! Run (as root: madvd advises another process; `giveback-swap` takes the swap fixture):
 //!   nice -n 10 cargo bench --bench thp_eval -- [RUNS] [CONFIGS]
 //! RUNS defaults to 5; CONFIGS a comma list (default never,always,collapse,giveback;
-//! giveback-noswap and shrinker on their own). `MADVD_THP_DENSE_MIB` (256), `MADVD_THP_SPARSE_MIB` (256),
+//! giveback-noswap and shrinker on their own). `MADVD_THP_DENSE_MIB` (1024: at 256 MiB a quiet host showed always only 17% faster than
+//! never, the page walks' tables still in the caches; 1 GiB makes it 54%), `MADVD_THP_SPARSE_MIB` (256),
 //! `MADVD_THP_SPARSE_PAGES` (4), `MADVD_THP_OPS` (smaps: the host has no page_idle or DAMON).
 //! Runs are interleaved (run 0 of every config, then run 1, ...), so that the shared
 //! machine's load moves every config alike; `giveback-noswap` cannot run in the same bench
@@ -167,6 +169,21 @@ fn run_one(cx: &Ctx, config: &str, i: usize) -> Run {
     let mut r = Run::default();
     match config {
         "never" | "always" => r.speed = window(&mut w, cx.win),
+        "always-monitored" => {
+            // madvd's own cost beside a THP=always target: the same `run` and access check as
+            // the give-back, with a count-only policy (`stat.ron`: nothing advised), for as
+            // long as the give-back takes to settle here (~10 s), then the same window.
+            let log = cx.logdir.path().join(format!("{config}-{i}.log"));
+            let stat = cx.policy.with_file_name("stat.ron");
+            let _m = start_madvd(&cx.exe, &stat, pid, &cx.ops, &log);
+            w.mark().expect("mark");
+            let t0 = Instant::now();
+            std::thread::sleep(Duration::from_secs(10));
+            r.settle_s = t0.elapsed().as_secs_f64();
+            let t = w.truth().expect("truth");
+            r.phase_speed = t.ops as f64 / (t.loop_cpu_ms.unwrap_or(0) as f64 / 1e3).max(1e-3);
+            r.speed = window(&mut w, cx.win);
+        }
         "shrinker" => {
             let none = "/sys/kernel/mm/transparent_hugepage/khugepaged/max_ptes_none";
             let old = set(none, "409").expect("set max_ptes_none (root?)");
@@ -247,12 +264,12 @@ fn main() {
         ops: std::env::var("MADVD_THP_OPS").unwrap_or_else(|_| "smaps".into()),
         thp: ThpSpec {
             mode: ThpMode::Never,
-            dense_bytes: env_u64("MADVD_THP_DENSE_MIB", 256) * MIB,
+            dense_bytes: env_u64("MADVD_THP_DENSE_MIB", 1024) * MIB,
             sparse_bytes: env_u64("MADVD_THP_SPARSE_MIB", 256) * MIB,
             sparse_pages: env_u64("MADVD_THP_SPARSE_PAGES", 4) as u32,
         },
         win: env_u64("MADVD_THP_WINDOW_S", 5),
-        settle: env_u64("MADVD_THP_SETTLE_S", 60),
+        settle: env_u64("MADVD_THP_SETTLE_S", 120),
         logdir: tempfile::tempdir().expect("tempdir"),
     };
     let root = SysRoot::host();
