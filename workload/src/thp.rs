@@ -9,6 +9,9 @@
 //!   over the page so no cache set fills up). The lines fit in the caches while the pages
 //!   do not fit in the TLB: with 4 KiB pages nearly every load is a TLB miss and a page
 //!   walk, with 2 MiB pages nearly none. Dependent loads, so no walk hides behind another.
+//!   What a walk costs depends on whether the page tables stay in the caches: 256 MiB
+//!   (512 KiB of PTEs) made huge pages only 17% faster on a quiet 2-vCPU host, 1 GiB 57-73%
+//!   (docs/performance.md, "THP tuning per workload"), so `benches/thp_eval.rs` chases 1 GiB.
 //! - **sparse**: `sparse_pages` pages (4 KiB) written per 2 MiB at start, never again. With
 //!   huge pages each 2 MiB costs 2 MiB of memory for a few KiB used: the bloat.
 //!
