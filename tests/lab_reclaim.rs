@@ -660,9 +660,25 @@ fn lab_reclaim_side_by_side_with_kernel_damos() {
         );
         for (i, side) in SIDES.iter().enumerate().skip(1) {
             let (advised, saved) = (med(i, |r| r.advised), med(i, |r| r.saved));
+            // The kernel's `sz_applied` is no evidence that it acted: 6.12 counts a region 0
+            // when its madvise fails, and `do_madvise(MADV_PAGEOUT)` over a region reaching
+            // past the mapping into unmapped space fails with ENOMEM after paging the mapped
+            // part out (`damos_madvise`, mm/damon/vaddr.c 6.12: `applied = do_madvise(...) ?
+            // 0 : len`). Seen in CI's lab stage, 2026-12-07: a kernel region of 36.8 MiB over
+            // the 32 MiB mapping, `sz_applied` 0 after 326 tries, RSS down 10 MiB. So for
+            // the kernel, the memory it moved is the evidence.
+            // (Its VmSwap grew 0.6 MiB that run, its RSS fell 10 MiB: either counts.)
+            let kernel = matches!(side, Side::Kernel);
+            let rss_drop = med(i, |r| r.rss_drop);
+            let acted = if kernel {
+                // RSS by more than noise: the control's moves by a fraction of a MiB.
+                saved > 0.0 || rss_drop > 0.01 * med(i, |r| r.oracle)
+            } else {
+                advised > 0.0 && saved > 0.0
+            };
             assert!(
-                advised > 0.0 && saved > 0.0,
-                "{wl}: {} advised {advised} bytes and saved {saved} (medians): it did not act",
+                acted,
+                "{wl}: {} advised {advised} bytes, saved {saved}, RSS drop {rss_drop} (medians): it did not act",
                 side.name()
             );
         }
