@@ -238,21 +238,20 @@ fn record_with_nothing_intact_is_one_error() {
 // ---- Replay vs reality ----------------------------------------------------------------
 
 /// The monitoring both runs use: the refault probe at its own intervals (100 ms / 2 s, the
-/// ones `policies/reclaim.ron` is written for) and regions fine enough (≥ 50) that the hot
+/// ones `policies/reclaim.ron` is written for) and regions fine enough (≥ 100) that the hot
 /// set's edges are found the same way in both runs, whatever the adaptive splits' draws.
 ///
-/// Not more regions, nor shorter aggregations: the probe pages out at most 100 sample pages a
-/// second (`ProbeConfig::default`), and a region with no known answer in an aggregation does
-/// not age (`finalize_unknown`). At 1 s aggregations and ≥ 100 regions (up to ~250 after the
-/// split) the probe could observe under half of the workload's regions an aggregation, and
-/// how many depended on the address-space layout (ASLR: the share of the monitored range
-/// that is the binary and the gap after it, which need no page-out): the cold set came of
-/// age in 3 aggregations in one record and piecemeal over 15 in the next. And a live run
-/// frees the probe's budget as it pages memory out (samples of paged-out pages are answered
-/// free) where a record of an unadvised workload never does: the live run then took the
-/// cold set at once and the replay of the record in a trickle (docs/performance.md, "Replay
-/// vs reality", "Why the first rounds were a coin toss").
-const MONITOR: [&str; 2] = ["--min-regions", "50"];
+/// Not shorter aggregations: the monitor samples 250 regions a second and the probe pages
+/// out at most 100 sample pages a second (`ProbeConfig::default`), and a region with no
+/// known answer in an aggregation does not age (`finalize_unknown`). At 1 s over ≥ 100
+/// regions (~270 after the split) neither budget reached every region an aggregation, and
+/// how far short depended on the address-space layout (ASLR: the share of the monitored
+/// range that is the binary and the gap after it, which need no page-out): the cold set came
+/// of age in 3 aggregations in one record and piecemeal over 15 in the next; and a live run
+/// frees the probe's budget as it pages memory out where a record of an unadvised workload
+/// never does. At 2 s the 500 samples an aggregation reach every region (docs/performance.md,
+/// "Replay vs reality": 2 s with 50 and with 100 regions compared).
+const MONITOR: [&str; 2] = ["--min-regions", "100"];
 
 /// `/proc/PID/stat` majflt.
 fn majflt(pid: u32) -> u64 {
@@ -416,25 +415,25 @@ fn compare(policy: Option<&str>, pattern: Pattern) {
 }
 
 #[test]
-#[ignore = "needs root and swap, ~60 s; at the probe's own intervals met 3 of 5 (replayed at the 17 us default; advised 1.11 and 1.18 missed: the replay reached more of the hot set's edge), docs/performance.md, Replay vs reality; run: cargo test --test replay replay_vs_reality -- --ignored --test-threads 1"]
+#[ignore = "needs root and swap, ~60 s; at the probe's own intervals and 100 regions met 5 of 5 (advised 0.99-1.04; with 50 regions 3 of 5): one series, not yet enough for CI, docs/performance.md, Replay vs reality; run: cargo test --test replay replay_vs_reality -- --ignored --test-threads 1"]
 fn replay_vs_reality_kernel_style_static_hot_set() {
     compare(None, STATIC);
 }
 
 #[test]
-#[ignore = "needs root and swap, ~60 s; at the probe's own intervals met 2 of 5 (advised 0.77-2.02 of live: both sides spread widely on a set moving every 5 s with 2 s aggregations), docs/performance.md, Replay vs reality; run: cargo test --test replay replay_vs_reality -- --ignored --test-threads 1"]
+#[ignore = "needs root and swap, ~60 s; at the probe's own intervals and 100 regions met 3 of 5 (advised 1.11 once; refaulted 0.70 of live once), docs/performance.md, Replay vs reality; run: cargo test --test replay replay_vs_reality -- --ignored --test-threads 1"]
 fn replay_vs_reality_kernel_style_moving_hot_set() {
     compare(None, MOVING);
 }
 
 #[test]
-#[ignore = "needs root and swap, ~60 s; at the probe's own intervals met 5 of 5 (advised 0.96-1.02), but one replay refaulted 5.0 MiB against the 5.1 MiB floor: too near the bar for CI, docs/performance.md, Replay vs reality; run: cargo test --test replay replay_vs_reality -- --ignored --test-threads 1"]
+#[ignore = "needs root and swap, ~60 s; at the probe's own intervals and 100 regions met 3 of 5 (advised 0.94-1.06 in all; refaulted 11.1 vs 9.2 MiB and 0.3 vs 6.0 MiB missed), docs/performance.md, Replay vs reality; run: cargo test --test replay replay_vs_reality -- --ignored --test-threads 1"]
 fn replay_vs_reality_reclaim_static_hot_set() {
     compare(Some("policies/reclaim.ron"), STATIC);
 }
 
 #[test]
-#[ignore = "needs root and swap, ~60 s; at the probe's own intervals met 0 of 5 (advised 0.43-0.86 of live: the live lukewarm scheme advises regions its own page-outs left half out, which a record of an unadvised workload never shows), docs/performance.md, Replay vs reality; run: cargo test --test replay replay_vs_reality -- --ignored --test-threads 1"]
+#[ignore = "needs root and swap, ~60 s; at the probe's own intervals and 100 regions met 1 of 5 (advised 0.23-0.98 of live: the live lukewarm scheme advises regions its own page-outs left half out, which a record of an unadvised workload never shows), docs/performance.md, Replay vs reality; run: cargo test --test replay replay_vs_reality -- --ignored --test-threads 1"]
 fn replay_vs_reality_reclaim_moving_hot_set() {
     compare(Some("policies/reclaim.ron"), MOVING);
 }
