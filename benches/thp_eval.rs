@@ -26,7 +26,7 @@
 //!   nice -n 10 cargo bench --bench thp_eval -- [RUNS] [CONFIGS]
 //! RUNS defaults to 5; CONFIGS a comma list (default never,always,collapse,giveback;
 //! giveback-noswap and shrinker on their own). `MADVD_THP_DENSE_MIB` (1024: at 256 MiB a quiet host showed always only 17% faster than
-//! never, the page walks' tables still in the caches; 1 GiB makes it 54%), `MADVD_THP_SPARSE_MIB` (256),
+//! never, the page walks' tables still in the caches; 1 GiB 57-73%, docs/performance.md), `MADVD_THP_SPARSE_MIB` (256),
 //! `MADVD_THP_SPARSE_PAGES` (4), `MADVD_THP_OPS` (smaps: the host has no page_idle or DAMON).
 //! Runs are interleaved (run 0 of every config, then run 1, ...), so that the shared
 //! machine's load moves every config alike; `giveback-noswap` cannot run in the same bench
@@ -124,12 +124,17 @@ fn start_madvd(exe: &Path, policy: &Path, pid: u32, ops: &str, log: &Path) -> Ma
     Madvd(child)
 }
 
+/// Chase loads per second of the loop thread's CPU time since the last `mark`.
+fn loads_per_cpu_s(w: &mut Workload) -> f64 {
+    let t = w.truth().expect("truth");
+    t.ops as f64 / (t.loop_cpu_ms.unwrap_or(0) as f64 / 1e3).max(1e-3)
+}
+
 /// Loads per CPU second over a window opened by `mark`.
 fn window(w: &mut Workload, secs: u64) -> f64 {
     w.mark().expect("mark");
     std::thread::sleep(Duration::from_secs(secs));
-    let t = w.truth().expect("truth");
-    t.ops as f64 / (t.loop_cpu_ms.unwrap_or(0) as f64 / 1e3).max(1e-3)
+    loads_per_cpu_s(w)
 }
 
 /// Write a sysfs / procfs value, returning the old one (read first).
@@ -169,21 +174,6 @@ fn run_one(cx: &Ctx, config: &str, i: usize) -> Run {
     let mut r = Run::default();
     match config {
         "never" | "always" => r.speed = window(&mut w, cx.win),
-        "always-monitored" => {
-            // madvd's own cost beside a THP=always target: the same `run` and access check as
-            // the give-back, with a count-only policy (`stat.ron`: nothing advised), for as
-            // long as the give-back takes to settle here (~10 s), then the same window.
-            let log = cx.logdir.path().join(format!("{config}-{i}.log"));
-            let stat = cx.policy.with_file_name("stat.ron");
-            let _m = start_madvd(&cx.exe, &stat, pid, &cx.ops, &log);
-            w.mark().expect("mark");
-            let t0 = Instant::now();
-            std::thread::sleep(Duration::from_secs(10));
-            r.settle_s = t0.elapsed().as_secs_f64();
-            let t = w.truth().expect("truth");
-            r.phase_speed = t.ops as f64 / (t.loop_cpu_ms.unwrap_or(0) as f64 / 1e3).max(1e-3);
-            r.speed = window(&mut w, cx.win);
-        }
         "shrinker" => {
             let none = "/sys/kernel/mm/transparent_hugepage/khugepaged/max_ptes_none";
             let old = set(none, "409").expect("set max_ptes_none (root?)");
@@ -191,14 +181,24 @@ fn run_one(cx: &Ctx, config: &str, i: usize) -> Run {
             let _ = set(none, &old);
             r.speed = window(&mut w, cx.win);
         }
-        "collapse" | "giveback" | "giveback-noswap" | "giveback-swap" => {
+        "collapse" | "giveback" | "giveback-noswap" | "giveback-swap" | "always-monitored" => {
             let log = cx.logdir.path().join(format!("{config}-{i}.log"));
-            let _m = start_madvd(&cx.exe, &cx.policy, pid, &cx.ops, &log);
+            // `always-monitored`: madvd's own cost beside a THP=always target, the same `run`
+            // and access check with a count-only policy (`stat.ron`: nothing advised), for as
+            // long as the give-back takes to settle here (~10 s), then the same window.
+            let policy = if config == "always-monitored" {
+                cx.policy.with_file_name("stat.ron")
+            } else {
+                cx.policy.clone()
+            };
+            let _m = start_madvd(&cx.exe, &policy, pid, &cx.ops, &log);
             w.mark().expect("mark");
             let t0 = Instant::now();
             loop {
                 std::thread::sleep(Duration::from_millis(500));
-                let done = if config == "collapse" {
+                let done = if config == "always-monitored" {
+                    t0.elapsed().as_secs() >= 10
+                } else if config == "collapse" {
                     smaps(pid, Some(dense.start)).anon_huge >= dense.len()
                 } else {
                     // Settled: the sparse mapping's RSS down to a tenth (else the cap: the
@@ -212,8 +212,7 @@ fn run_one(cx: &Ctx, config: &str, i: usize) -> Run {
                 }
             }
             r.settle_s = t0.elapsed().as_secs_f64();
-            let t = w.truth().expect("truth");
-            r.phase_speed = t.ops as f64 / (t.loop_cpu_ms.unwrap_or(0) as f64 / 1e3).max(1e-3);
+            r.phase_speed = loads_per_cpu_s(&mut w);
             r.speed = window(&mut w, cx.win);
         }
         other => panic!("unknown config {other}"),
