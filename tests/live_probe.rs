@@ -225,12 +225,14 @@ fn monitor_with_smaps_finds_the_hot_mapping() {
     let mut c = SmapsCheck::new();
     let id = c.add_target(open(w.pid())).unwrap();
     // Faster than the smaps defaults so the test stays short: 100 ms / 1 s. At least 50
-    // regions: the child's address space is ~200 MiB (the debug binary is most of it), so at
-    // the default 10 the size limit (total / min regions, `damon_region_sz_limit`) is ~20 MiB
-    // and a region that took in half of the 6.4 MiB hot mapping reads 1 access in 10 or less
-    // and can stay merged with its cold neighbours for many aggregations (seen once: 0.496 of
-    // the hot mapping found hot over aggregations 11-17, against the 0.5 below). This tests
-    // the check through the monitor, not how fast adaptive regions find one small mapping.
+    // regions: the child maps ~150 MiB (most of it the debug binary) but the monitored range
+    // also holds the gap between the binary and the heap, which ASLR sizes (956 MiB in one
+    // child, 2026-12-07), so at the default 10 the size limit (total / min regions,
+    // `damon_region_sz_limit`) can be ~100 MiB, and a region that took in half of the
+    // 6.4 MiB hot mapping reads 1 access in 10 or less and can stay merged with its cold
+    // neighbours for many aggregations (seen once: 0.496 of the hot mapping found hot over
+    // aggregations 11-17, against the 0.5 below); at 50, ~20 MiB. This tests the check
+    // through the monitor, not how fast adaptive regions find one small mapping.
     let attrs = engine::Attrs {
         sample_us: 100_000,
         aggr_us: 1_000_000,

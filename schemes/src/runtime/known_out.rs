@@ -39,7 +39,8 @@
 //! after the cold band's first page-out the holes took the quota again (docs/performance.md,
 //! "Reclaim side by side with the kernel"). So a wholly unmapped outcome
 //! (`RangeOutcome::wholly_unmapped`) goes into the *out* set. Its first encounter is still
-//! charged and its age reset: the report's refund (`RangeOutcome::refund`) counts not-resident bytes, not unmapped ones.
+//! charged and its age reset: the report's refund (`RangeOutcome::refund`) counts
+//! not-resident bytes, not unmapped ones.
 //!
 //! Only *wholly* empty outcomes are learned (`RangeOutcome::wholly_nothing_there`: the report
 //! carries byte counts, not the cut's sub-ranges): a partly resident (or partly huge) range is
