@@ -664,10 +664,10 @@ fn lab_reclaim_side_by_side_with_kernel_damos() {
             // when its madvise fails, and `do_madvise(MADV_PAGEOUT)` over a region reaching
             // past the mapping into unmapped space fails with ENOMEM after paging the mapped
             // part out (`damos_madvise`, mm/damon/vaddr.c 6.12: `applied = do_madvise(...) ?
-            // 0 : len`). Seen in CI's lab stage, 2026-12-07: a kernel region of 36.8 MiB over
-            // the 32 MiB mapping, `sz_applied` 0 after 326 tries, RSS down 10 MiB. So for
-            // the kernel, the memory it moved is the evidence.
-            // (Its VmSwap grew 0.6 MiB that run, its RSS fell 10 MiB: either counts.)
+            // 0 : len`). Seen in a run of the lab stage (`CI=true tests/lab-run`, 2026-12-07):
+            // a kernel region of 36.8 MiB over the 32 MiB mapping, `sz_applied` 0 after 326
+            // tries, VmSwap up 0.6 MiB, RSS down 10 MiB. So for the kernel, the memory it
+            // moved is the evidence: either figure.
             let kernel = matches!(side, Side::Kernel);
             let rss_drop = med(i, |r| r.rss_drop);
             let acted = if kernel {
