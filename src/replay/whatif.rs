@@ -48,8 +48,8 @@ pub struct CostModel {
 /// within what `benches/pageout_cost.c` measured for a *running* program's memory paged
 /// out into zram on the same host (0.18-0.23 MB per CPU-ms: 17.8-22.8 µs a page; an idle
 /// program's 4-6.5 µs). It was 10 µs, an estimate from earlier live runs' actuation time
-/// (before the actuator charged calls in CPU time); at 10 µs the replay paged out ~1.7x as fast as live
-/// and over-advised static hot sets by up to 26% (the same records replayed at both costs).
+/// (before the actuator charged calls in CPU time); at 10 µs the replay paged out ~1.7x as
+/// fast as live and over-advised static hot sets by up to 26% (the same records replayed at both costs).
 /// A machine where page-out is cheaper or dearer moves the time-quota-bound figures with it.
 pub const DEFAULT_PAGEOUT_NS_PER_PAGE: u64 = 17_000;
 
