@@ -42,15 +42,16 @@ pub struct CostModel {
     pub pagemap_ns_per_page: u64,
 }
 
-/// The page-out's default cost, ns per resident 4 KiB page: 17 µs, the median of the live
-/// runs of docs/performance.md "Replay vs reality" (2026-12-07 03:12-03:35 UTC: the live
-/// actuator's CPU time over the bytes it advised, 20 runs, 4.3-20.4 µs, median 16.75), and
-/// within what `benches/pageout_cost.c` measured for a *running* program's memory paged
-/// out into zram on the same host (0.18-0.23 MB per CPU-ms: 17.8-22.8 µs a page; an idle
-/// program's 4-6.5 µs). It was 10 µs, an estimate from earlier live runs' actuation time
-/// (before the actuator charged calls in CPU time); at 10 µs the replay paged out ~1.7x as
-/// fast as live and over-advised static hot sets by up to 26% (the same records replayed at both costs).
-/// A machine where page-out is cheaper or dearer moves the time-quota-bound figures with it.
+/// The page-out's default cost, ns per resident 4 KiB page: 17 µs, from the live runs of
+/// docs/performance.md "Replay vs reality" (the live actuator's CPU time over the bytes it
+/// advised; 2026-12-07: 20 runs at 03:12-03:35 UTC, 4.3-20.4 µs, median 16.75; 20 at
+/// 04:51-05:12, 14.1-18.9, median 15.9), and within what `benches/pageout_cost.c` measured
+/// for a *running* program's memory paged out into zram on the same host (0.18-0.23 MB per
+/// CPU-ms: 17.8-22.8 µs a page; an idle program's 4-6.5 µs). It was 10 µs, an estimate from
+/// earlier live runs' actuation time (before the actuator charged calls in CPU time); at
+/// 10 µs the replay paged out ~1.7x as fast as live and over-advised static hot sets by up
+/// to 26% (the same records replayed at both costs). A machine where page-out is cheaper or
+/// dearer moves the time-quota-bound figures with it.
 pub const DEFAULT_PAGEOUT_NS_PER_PAGE: u64 = 17_000;
 
 impl Default for CostModel {
