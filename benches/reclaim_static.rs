@@ -29,7 +29,8 @@
 //!   (`sz_not_resident`); advised/saved.
 //!
 //! Rounds interleave the variants (`MADVD_BENCH_VARIANTS`, default `none,madvd`, per
-//! workload, `MADVD_BENCH_REPS` rounds, default 5); the table gives medians and [min, max]. Needs root and the swap
+//! workload, `MADVD_BENCH_REPS` rounds, default 5); the table gives medians and [min, max]. With
+//! `MADVD_BENCH_KEEP=DIR` each madvd run's JSON lines go to `DIR/WORKLOAD-PID.jsonl`. Needs root and the swap
 //! fixture (a zram swap of 2× the size, the machine-wide lock).
 //!
 //! Run: `nice -n 10 cargo bench --bench reclaim_static` (the table is printed and written to
@@ -188,9 +189,18 @@ fn one_run(
         unsafe { libc::kill(c.id() as i32, libc::SIGINT) };
         let out = c.stdout.take().expect("stdout");
         let mut last = String::new();
+        let mut kept = String::new();
         for l in BufReader::new(out).lines().map_while(Result::ok) {
             if l.starts_with('{') {
+                kept += &l;
+                kept.push('\n');
                 last = l;
+            }
+        }
+        if let Ok(dir) = std::env::var("MADVD_BENCH_KEEP") {
+            let f = Path::new(&dir).join(format!("{workload}-{pid}.jsonl"));
+            if let Err(e) = std::fs::write(&f, kept) {
+                eprintln!("MADVD_BENCH_KEEP: {}: {e}", f.display());
             }
         }
         let _ = c.wait();

@@ -194,3 +194,52 @@ fn hot_pages_back_at_once_are_learned_up_to_where_the_pace_stopped() {
     );
     assert_eq!(s.stats()[0].learned_hot_bytes, lo.len() as u64 * PAGE);
 }
+
+#[test]
+fn pages_one_scheme_learned_hot_are_cut_from_the_others_page_outs() {
+    // `reclaim.ron`'s pair: a cold scheme and a lukewarm one, each with its guard. The cold
+    // one pages a region out whole (it read no access); its hot pages come back and are
+    // learned. When the region then reads lukewarm, the lukewarm scheme's page-out leaves
+    // those pages in: they are hot whichever scheme moved them out.
+    let env = FakeMetrics::new();
+    env.set_page_states(T, BASE, &vec![PageState::Present; PAGES as usize]);
+    let body = |name: &str, accesses: &str| {
+        format!(
+            r#"(name: "{name}", pattern: (accesses: {accesses}, age: (min: "200 ms")),
+               action: pageout,
+               quota: (size: "64 MiB", reset_interval: "1 s",
+                       goals: [(metric: refault_rate, target: "2%", window: "10 s")]))"#
+        )
+    };
+    let policy = common::policy(&format!(
+        "(schemes: [{}, {}])",
+        body("cold", "(min: 0, max: 0)"),
+        body("lukewarm", r#"(min: 1, max: "25%")"#)
+    ));
+    let mut s = Schemes::new(&policy, Box::new(env.clone())).unwrap();
+    let hot: Vec<u64> = (0..PAGES).filter(|p| is_hot(*p)).collect();
+
+    let reqs = step(&mut s, &env, SEC, 0);
+    assert!(reqs.iter().all(|r| r.scheme == 0));
+    assert_eq!(advised_pages(&reqs).len() as u64, PAGES);
+    touch_hot(&env);
+    // The cold scheme's next window learns the pages that came back.
+    step(&mut s, &env, 2 * SEC, 0);
+    assert_eq!(s.stats()[0].learned_hot_bytes, hot.len() as u64 * PAGE);
+
+    // Now lukewarm: the lukewarm scheme takes the region, without the cold scheme's
+    // learned pages.
+    let reqs = step(&mut s, &env, 3 * SEC, 2);
+    assert!(!reqs.is_empty() && reqs.iter().all(|r| r.scheme == 1));
+    let advised = advised_pages(&reqs);
+    assert!(
+        advised.iter().all(|p| !is_hot(*p)),
+        "a page the cold scheme learned hot was paged out by the lukewarm one"
+    );
+    assert_eq!(advised.len() as u64, PAGES - hot.len() as u64);
+    assert_eq!(s.stats()[1].sz_learned_hot, hot.len() as u64 * PAGE);
+    // Nothing came back for the lukewarm scheme: its ledger counts no refault.
+    touch_hot(&env);
+    step(&mut s, &env, 4 * SEC, 2);
+    assert_eq!(s.stats()[1].refaulted_bytes, 0);
+}

@@ -19,6 +19,7 @@
 //! out were learned (`known_out`) and are skipped; paced bytes are not a reason to refill.
 
 use super::{apply_scheme, refault, resolve_cgroups, Schemes, WalkInput};
+use crate::learn::HotSet;
 use crate::quota::QuotaState;
 use engine::{Advice, AdviceRequest, ApplyErrorKind, RangeOutcome, Snapshot};
 use std::collections::HashMap;
@@ -89,7 +90,15 @@ impl Schemes {
         out: &mut Vec<AdviceRequest>,
     ) {
         let spec = &self.specs[idx];
-        let st = &mut self.states[idx];
+        // The scheme's own state, and the pages the policy's other page-out schemes learned
+        // hot (`crate::learn`: a page that came back is hot whichever scheme moved it).
+        let (before, rest) = self.states.split_at_mut(idx);
+        let (st, after) = rest.split_first_mut().expect("idx is a scheme");
+        let learned_elsewhere: Vec<&HotSet> = before
+            .iter()
+            .chain(after.iter())
+            .filter_map(|s| s.hot.as_ref())
+            .collect();
         let cgroups = if st.region_filter.needs_cgroups() {
             resolve_cgroups(
                 snap,
@@ -106,6 +115,7 @@ impl Schemes {
             snap,
             cgroups: &cgroups,
             known_out: &self.known_out,
+            learned_elsewhere: &learned_elsewhere,
         };
         apply_scheme(idx, spec, st, &input, out, &mut self.selected);
         st.refill = Refill::after_walk(&st.quota);

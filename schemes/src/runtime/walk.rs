@@ -118,6 +118,9 @@ pub(super) struct WalkInput<'a> {
     pub snap: &'a Snapshot,
     pub cgroups: &'a HashMap<TargetId, Vec<String>>,
     pub known_out: &'a KnownOut,
+    /// The hot sets the policy's other page-out schemes learned: a page-out cuts them out
+    /// too (`crate::learn`).
+    pub learned_elsewhere: &'a [&'a HotSet],
 }
 
 /// The per-region walk of `damon_do_apply_schemes()` / `damos_apply_scheme()` (core.c 6.12)
@@ -134,6 +137,7 @@ pub(super) fn apply_scheme(
         snap,
         cgroups,
         known_out,
+        learned_elsewhere,
     } = *input;
     let skip_out = spec
         .action
@@ -233,12 +237,15 @@ pub(super) fn apply_scheme(
                     }
                     p = AddrRange::new(a, b);
                 }
-                if spec.action == Action::Pageout {
-                    if let Some(hot) = &st.hot {
-                        // The learned hot pages are cut out: not advised, not charged,
-                        // counted as filtered (`crate::learn`).
-                        runs.clear();
-                        let learned = hot.cut(t.target, p, |r| runs.push(r));
+                if spec.action == Action::Pageout
+                    && (st.hot.is_some() || !learned_elsewhere.is_empty())
+                {
+                    {
+                        // The learned hot pages, this scheme's and the policy's other page-out
+                        // schemes', are cut out: not advised, not charged, counted as
+                        // filtered (`crate::learn`).
+                        let sets = st.hot.iter().chain(learned_elsewhere.iter().copied());
+                        let learned = cut_learned(sets, t.target, p, &mut runs);
                         st.stats.sz_learned_hot = st.stats.sz_learned_hot.saturating_add(learned);
                         let freq_bp = (r.nr_accesses_bp as u64 / max_nr).min(10_000);
                         let mut sz = 0;
@@ -282,4 +289,26 @@ pub(super) fn apply_scheme(
             }
         }
     }
+}
+
+/// Cut `p` of `target` by each learned hot set in turn: the runs of pages none of them
+/// learned, in order, into `runs`; returns the bytes cut out (each byte once).
+fn cut_learned<'h>(
+    sets: impl Iterator<Item = &'h HotSet>,
+    target: TargetId,
+    p: AddrRange,
+    runs: &mut Vec<AddrRange>,
+) -> u64 {
+    runs.clear();
+    runs.push(p);
+    let mut learned = 0;
+    let mut next = Vec::new();
+    for set in sets {
+        next.clear();
+        for &r in runs.iter() {
+            learned += set.cut(target, r, |x| next.push(x));
+        }
+        std::mem::swap(runs, &mut next);
+    }
+    learned
 }

@@ -13,7 +13,9 @@
 //! ([`absent_answer`]): still out ⇒ NotAccessed, faulted in ⇒ Accessed, moved ⇒ Unknown.
 //! Its own page-out at prepare is what makes a probed page "absent at the start" too: the
 //! two rules are one. Such samples cost no page-out, need no swap headroom and are not
-//! charged to the page-out budget. Ranges a scheme advised in the interval stay Unknown
+//! charged to the page-out budget — but when the budget leaves samples out, absent samples
+//! are left out at the same rate ([`leave_out`]): a sample's chance of an answer must not
+//! depend on its residency, which depends on access. Ranges a scheme advised in the interval stay Unknown
 //! either way (`MADV_COLLAPSE` would bring absent pages in without an access; a page-out by
 //! the actuator is no evidence about accesses before it).
 //!
@@ -108,6 +110,9 @@ pub struct ProbeStats {
     pub no_swap: u64,
     /// Skipped: over the page-out budget (`max_pageouts_per_sec`).
     pub over_budget: u64,
+    /// Absent samples left out (Unknown) to match the share of `over_budget` ([`leave_out`]);
+    /// not counted in `absent`.
+    pub absent_left_out: u64,
     /// Samples that needed a page-out (a present, exclusive, non-huge page was found), before
     /// the budget: `over_budget` of them were left out.
     pub wanted_pageout: u64,
@@ -230,6 +235,52 @@ impl Probe {
     pub fn config(&self) -> ProbeConfig {
         self.cfg
     }
+}
+
+/// The page-out budget's cut of one interval's samples: of `chosen` (the samples that need a
+/// page-out) keep `allowed` picked uniformly at random, and leave out the same share of
+/// `absent` (samples already out, answered from residency at no page-out cost). Returns how
+/// many of `chosen` were left out and which of `absent` (their sample indices, removed from
+/// `absent`). Pure but for `rng` (xorshift64 state).
+///
+/// Why the absent ones too: residency depends on access. In a region partly paged out the
+/// resident pages are the hot ones and the absent pages the idle ones; rationing only the
+/// resident samples leaves the region's known answers leaning to "not accessed" (with half
+/// of them left out, a region 10% hot reads about 5%, and a lukewarm region whose idle pages
+/// a scheme paged out can read no access for several aggregations and be paged out again,
+/// hot pages and all: docs/performance.md, "Reclaim on static workloads"). The monitor's
+/// fill-in for Unknown answers is unbiased only when Unknown is independent of access
+/// (`monitor::core::finalize_unknown`); leaving out both kinds at one rate makes it so.
+pub fn leave_out(
+    chosen: &mut Vec<(u64, usize)>,
+    absent: &mut Vec<usize>,
+    allowed: usize,
+    rng: &mut u64,
+) -> (usize, Vec<usize>) {
+    let wanted = chosen.len();
+    if wanted <= allowed {
+        return (0, Vec::new());
+    }
+    let mut pick = |n: usize| {
+        // xorshift64: a cheap uniform pick.
+        *rng ^= *rng << 13;
+        *rng ^= *rng >> 7;
+        *rng ^= *rng << 17;
+        (*rng % n as u64) as usize
+    };
+    let drop = wanted - allowed;
+    for _ in 0..drop {
+        let k = pick(chosen.len());
+        chosen.swap_remove(k);
+    }
+    // The same share of the absent ones, rounded to nearest.
+    let n_absent = (absent.len() * drop + wanted / 2) / wanted;
+    let mut left_out = Vec::with_capacity(n_absent);
+    for _ in 0..n_absent {
+        let k = pick(absent.len());
+        left_out.push(absent.swap_remove(k));
+    }
+    (drop, left_out)
 }
 
 /// Whether the page-out budget leaves the monitor short of answers: of at least 1000 samples
@@ -447,6 +498,7 @@ impl AccessCheck for Probe {
         let mut preads = 0u64;
         let mut stats = ProbeStats::default();
         let mut chosen: Vec<(u64, usize)> = Vec::with_capacity(samples.len());
+        let mut absent: Vec<usize> = Vec::new();
         for (i, s) in samples.iter_mut().enumerate() {
             t.prep.push(Prep::Skip);
             let Some((start, limit)) = pick_page(&t.probeable, s.region, s.addr, page) else {
@@ -464,7 +516,7 @@ impl AccessCheck for Probe {
                     } else {
                         s.addr = start;
                         t.prep[i] = Prep::Absent(start, e);
-                        stats.absent += 1;
+                        absent.push(i);
                     }
                     continue;
                 }
@@ -523,7 +575,8 @@ impl AccessCheck for Probe {
         t.advised.clear();
         stats.wanted_pageout = chosen.len() as u64;
         // The page-out budget: keep an unbiased subset of what fits (a token bucket over
-        // real time, at most one second's worth saved up).
+        // real time, at most one second's worth saved up), and of the absent samples the
+        // same share.
         if let Some(cap) = cfg.max_pageouts_per_sec {
             let now = std::time::Instant::now();
             let dt = self
@@ -532,20 +585,15 @@ impl AccessCheck for Probe {
             self.refilled = Some(now);
             self.tokens = (self.tokens + cap * dt).min(cap.max(1.0));
             let allowed = self.tokens.floor() as usize;
-            if chosen.len() > allowed {
-                let drop = chosen.len() - allowed;
-                for _ in 0..drop {
-                    // xorshift64: a cheap uniform pick of the sample to leave out.
-                    self.rng ^= self.rng << 13;
-                    self.rng ^= self.rng >> 7;
-                    self.rng ^= self.rng << 17;
-                    let k = (self.rng % chosen.len() as u64) as usize;
-                    chosen.swap_remove(k);
-                }
-                stats.over_budget += drop as u64;
+            let (drop, drop_absent) = leave_out(&mut chosen, &mut absent, allowed, &mut self.rng);
+            for &i in &drop_absent {
+                t.prep[i] = Prep::Skip;
             }
+            stats.over_budget += drop as u64;
+            stats.absent_left_out += drop_absent.len() as u64;
             self.tokens -= chosen.len() as f64;
         }
+        stats.absent = absent.len() as u64;
         chosen.sort_unstable();
         // Two samples on one page (tiny regions): probe it once, answer both.
         let mut pages: Vec<u64> = chosen.iter().map(|c| c.0).collect();
@@ -584,6 +632,7 @@ impl AccessCheck for Probe {
         self.stats.pageout_failed += stats.pageout_failed;
         self.stats.huge += stats.huge;
         self.stats.over_budget += stats.over_budget;
+        self.stats.absent_left_out += stats.absent_left_out;
         self.stats.wanted_pageout += stats.wanted_pageout;
         if !self.warned_budget && budget_starved(&self.stats) {
             let s = &self.stats;

@@ -193,3 +193,51 @@ fn budget_starved_needs_many_samples_and_a_large_share_left_out() {
     assert!(!budget_starved(&s(1000, 299)));
     assert!(!budget_starved(&s(100_000, 0)));
 }
+
+#[test]
+fn leave_out_cuts_absent_samples_at_the_budgets_rate() {
+    let mut rng = 0x9e37_79b9_7f4a_7c15;
+    // Within the budget: nothing left out.
+    let mut chosen: Vec<(u64, usize)> = (0..10).map(|i| (i * P, i as usize)).collect();
+    let mut absent: Vec<usize> = (10..50).collect();
+    assert_eq!(
+        leave_out(&mut chosen, &mut absent, 10, &mut rng),
+        (0, vec![])
+    );
+    assert_eq!((chosen.len(), absent.len()), (10, 40));
+
+    // 20 need a page-out, 8 fit: 12 of 20 left out, and 60% of the 80 absent (48).
+    let mut hits = [0u32; 100];
+    for _ in 0..2000 {
+        let mut chosen: Vec<(u64, usize)> = (0..20).map(|i| (i * P, i as usize)).collect();
+        let mut absent: Vec<usize> = (20..100).collect();
+        let (drop, out) = leave_out(&mut chosen, &mut absent, 8, &mut rng);
+        assert_eq!((drop, out.len()), (12, 48));
+        assert_eq!((chosen.len(), absent.len()), (8, 32));
+        let mut all: Vec<usize> = chosen
+            .iter()
+            .map(|c| c.1)
+            .chain(absent.iter().copied())
+            .collect();
+        all.extend(&out);
+        all.sort_unstable();
+        assert_eq!(
+            all.len(),
+            88,
+            "a kept sample is also left out, or one is lost"
+        );
+        all.dedup();
+        assert_eq!(all.len(), 88);
+        for i in chosen.iter().map(|c| c.1).chain(absent.iter().copied()) {
+            hits[i] += 1;
+        }
+    }
+    // Every sample, resident or absent, is kept with probability 0.4 (800 of 2000 draws;
+    // binomial sd ~22, so ±110 is 5 sd).
+    for (i, &h) in hits.iter().enumerate() {
+        assert!(
+            (690..=910).contains(&h),
+            "sample {i} kept {h} times of 2000"
+        );
+    }
+}
