@@ -30,7 +30,8 @@
 //!
 //! Rounds interleave the variants (`MADVD_BENCH_VARIANTS`, default `none,madvd`, per
 //! workload, `MADVD_BENCH_REPS` rounds, default 5); the table gives medians and [min, max]. With
-//! `MADVD_BENCH_KEEP=DIR` each madvd run's JSON lines go to `DIR/WORKLOAD-PID.jsonl`. Needs root and the swap
+//! `MADVD_BENCH_KEEP=DIR` each madvd run's JSON lines go to `DIR/WORKLOAD-PID.jsonl` and its
+//! log to `DIR/WORKLOAD-PID.log` (`MADVD_LOG=info,madvd::diag=debug`: regions and requests). Needs root and the swap
 //! fixture (a zram swap of 2× the size, the machine-wide lock).
 //!
 //! Run: `nice -n 10 cargo bench --bench reclaim_static` (the table is printed and written to
@@ -152,6 +153,15 @@ fn one_run(
         ])
         .stdout(Stdio::piped())
         .stderr(Stdio::null());
+        if let Ok(dir) = std::env::var("MADVD_BENCH_KEEP") {
+            // Its log too (MADVD_LOG=info,madvd::diag=debug for the regions and requests).
+            match std::fs::File::create(Path::new(&dir).join(format!("{workload}-{pid}.log"))) {
+                Ok(f) => {
+                    c.stderr(f);
+                }
+                Err(e) => eprintln!("MADVD_BENCH_KEEP: {dir}: {e}"),
+            }
+        }
         if v == Variant::Legacy {
             c.env("MADVD_RECLAIM_LEGACY", "1");
         }

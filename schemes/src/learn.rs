@@ -8,8 +8,10 @@
 //! regions (a low but non-zero, sustained access frequency) pages such a region out whole;
 //! its hot pages fault back at once. Those refaults are evidence at page granularity: the
 //! scheme's refault ledger ([`crate::refault`]) finds them present again in pagemap, and this
-//! set remembers them, so the scheme's later advice cuts them out (like the actuator's
-//! residency cut: not charged to the quota, counted as filtered, no age reset). The one-time
+//! set remembers them, so the scheme's later advice cuts them out, and so does the advice of
+//! the policy's other page-out schemes (a page that came back is hot whichever scheme moved
+//! it; `runtime::walk`), like the actuator's residency cut: not charged to the quota,
+//! counted as filtered, no age reset. The one-time
 //! refault of the hot pages is the price; after it the region is its hot pages (in memory,
 //! cut out) and its idle pages (out, cut by the residency cut): nothing is advised again.
 //!
