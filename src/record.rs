@@ -13,7 +13,9 @@ use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 pub const FORMAT: &str = "madvd-record";
-pub const VERSION: u32 = 2;
+/// 3: snapshots carry `seen` (the evidence of access per region); 2 did not, and reads as
+/// before.
+pub const VERSION: u32 = 3;
 
 /// What was recorded.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -64,6 +66,23 @@ pub struct FrameTarget {
     /// residency model from them (advice over them is cut out as not resident, as live).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub absent: Vec<[u64; 2]>,
+    /// Per region (same order and length as `regions`), the accessed answers among the
+    /// samples known in the aggregation (`Region::nr_seen`): the evidence of access, where
+    /// `nr_accesses` also carries the earlier rate over Unknown answers. Version 3 on;
+    /// empty in older records.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub seen: Vec<u32>,
+}
+
+impl FrameTarget {
+    /// Was region `i` seen accessed in this aggregation? With no `seen` recorded (an older
+    /// record), its count is all there is: `nr_accesses > 0`.
+    pub fn seen_accessed(&self, i: usize) -> bool {
+        match self.seen.get(i) {
+            Some(&s) => s > 0,
+            None => self.regions[i][2] > 0,
+        }
+    }
 }
 
 /// One aggregation snapshot (taken after merge, before reset, as schemes see it).
@@ -113,6 +132,7 @@ impl Frame {
                         .iter()
                         .map(|r| [r.start(), r.end(), r.nr_accesses as u64, r.age as u64])
                         .collect(),
+                    seen: t.regions.iter().map(|r| r.nr_seen).collect(),
                 })
                 .collect(),
             cgroups: Vec::new(),
@@ -453,6 +473,14 @@ fn check_frame(f: &Frame, max: u64, prev: Option<&Frame>) -> std::result::Result
         }
     }
     for t in &f.targets {
+        if !t.seen.is_empty() && t.seen.len() != t.regions.len() {
+            return Err(format!(
+                "target {}: {} `seen` counts for {} regions",
+                t.id,
+                t.seen.len(),
+                t.regions.len()
+            ));
+        }
         let mut last_end = 0;
         for (i, r) in t.regions.iter().enumerate() {
             let [s, e, n, _] = *r;
@@ -533,6 +561,8 @@ pub(crate) mod tests {
                 // A second span (a heap far below) and a small stack far above.
                 regions.insert(0, [0x5555_0000_0000, 0x5555_0010_0000, 2, 3]);
                 regions.push([0x7ffc_0000_0000, 0x7ffc_0002_1000, 20, 9]);
+                // Every answer known (a simulator): the evidence is the count.
+                let seen = regions.iter().map(|r| r[2] as u32).collect();
                 Frame {
                     t_us: i as u64 * 100_000,
                     aggr: i as u64,
@@ -541,6 +571,7 @@ pub(crate) mod tests {
                         regions,
                         mappings: Vec::new(),
                         absent: Vec::new(),
+                        seen,
                     }],
                     cgroups: Vec::new(),
                 }
@@ -636,5 +667,35 @@ pub(crate) mod tests {
             "{:?}",
             l.problems
         );
+        // `seen` must match the regions one for one.
+        let (h, mut frames) = stairs(2);
+        frames[1].targets[0].seen.pop();
+        let s = write_lines(&h, &frames, false);
+        let l = read_from(Path::new("x.rec"), s.as_bytes()).unwrap();
+        assert_eq!(l.frames.len(), 1);
+        assert!(
+            l.problems[0].msg.contains("`seen` counts for"),
+            "{:?}",
+            l.problems
+        );
+    }
+
+    /// A version-2 record (no `seen`) reads as before, and its regions count as seen
+    /// accessed by their count.
+    #[test]
+    fn version_2_records_read_without_evidence() {
+        let (mut h, mut frames) = stairs(3);
+        h.version = 2;
+        for f in &mut frames {
+            f.targets[0].seen.clear();
+        }
+        let s = write_lines(&h, &frames, true);
+        assert!(!s.contains("seen"));
+        let l = read_from(Path::new("x.rec"), s.as_bytes()).unwrap();
+        assert!(l.problems.is_empty(), "{:?}", l.problems);
+        let t = &l.frames[2].targets[0];
+        for (i, r) in t.regions.iter().enumerate() {
+            assert_eq!(t.seen_accessed(i), r[2] > 0);
+        }
     }
 }

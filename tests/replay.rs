@@ -296,7 +296,7 @@ pub fn replay_vs_reality(policy: &Path, spec: &WorkloadSpec, secs: u32, dir: &Pa
     succeeded(&out);
     let record_faults = majflt(w.pid()) - f0;
     w.kill();
-    // MADVD_REPLAY_KEEP=DIR keeps the record, the live run's lines and the comparison there
+    // MADVD_REPLAY_KEEP=DIR keeps the record, the live run's lines and log and the comparison there
     // (to look into a disagreement: `madvd replay --policy P DIR/NAME.rec`);
     // MADVD_REPLAY_RUN=N numbers repeated runs.
     let keep = std::env::var_os("MADVD_REPLAY_KEEP").map(PathBuf::from);
@@ -321,7 +321,12 @@ pub fn replay_vs_reality(policy: &Path, spec: &WorkloadSpec, secs: u32, dir: &Pa
     };
     let w = spawn(spec);
     let f0 = majflt(w.pid());
-    let out = madvd()
+    let mut live = madvd();
+    // MADVD_REPLAY_LOG sets the live run's MADVD_LOG (kept with MADVD_REPLAY_KEEP).
+    if let Some(l) = std::env::var_os("MADVD_REPLAY_LOG") {
+        live.env("MADVD_LOG", l);
+    }
+    let out = live
         .args([
             "run", "--ops", "probe", "--json", "--every", "2s", "--for", &for_,
         ])
@@ -335,6 +340,8 @@ pub fn replay_vs_reality(policy: &Path, spec: &WorkloadSpec, secs: u32, dir: &Pa
     let run_faults = majflt(w.pid()) - f0;
     if let Some(k) = &keep {
         std::fs::write(k.join(format!("{name}.run.jsonl")), &out.stdout).unwrap();
+        // Its log too (MADVD_REPLAY_LOG=info,madvd::diag=debug: each snapshot and plan).
+        std::fs::write(k.join(format!("{name}.run.log")), &out.stderr).unwrap();
     }
     w.kill();
     let last: serde_json::Value =
@@ -415,25 +422,25 @@ fn compare(policy: Option<&str>, pattern: Pattern) {
 }
 
 #[test]
-#[ignore = "needs root and swap, ~60 s; at the probe's own intervals and 100 regions met 5 of 5 (advised 0.99-1.04; with 50 regions 3 of 5): one series, not yet enough for CI, docs/performance.md, Replay vs reality; run: cargo test --test replay replay_vs_reality -- --ignored --test-threads 1"]
+#[ignore = "needs root and swap, ~60 s; met 5 of 5 in the last series (records with `seen`, advised 1.00-1.03), 4 of 5 and 5 of 5 in the two before: not yet enough for CI, docs/performance.md, Replay vs reality; run: cargo test --test replay replay_vs_reality -- --ignored --test-threads 1"]
 fn replay_vs_reality_kernel_style_static_hot_set() {
     compare(None, STATIC);
 }
 
 #[test]
-#[ignore = "needs root and swap, ~60 s; at the probe's own intervals and 100 regions met 3 of 5 (advised 1.11 once; refaulted 0.70 of live once), docs/performance.md, Replay vs reality; run: cargo test --test replay replay_vs_reality -- --ignored --test-threads 1"]
+#[ignore = "needs root and swap, ~60 s; met 3 of 5 in the last series (advised 0.80 and 0.84 of live missed), 2 of 5 and 3 of 5 in the two before, docs/performance.md, Replay vs reality; run: cargo test --test replay replay_vs_reality -- --ignored --test-threads 1"]
 fn replay_vs_reality_kernel_style_moving_hot_set() {
     compare(None, MOVING);
 }
 
 #[test]
-#[ignore = "needs root and swap, ~60 s; at the probe's own intervals and 100 regions met 3 of 5 (advised 0.94-1.06 in all; refaulted 11.1 vs 9.2 MiB and 0.3 vs 6.0 MiB missed), docs/performance.md, Replay vs reality; run: cargo test --test replay replay_vs_reality -- --ignored --test-threads 1"]
+#[ignore = "needs root and swap, ~60 s; met 4 of 5 in the last series (advised 0.97-1.01 in all; refaulted 5.7 vs 2.1 MiB missed once), 4 of 5 and 3 of 5 in the two before, docs/performance.md, Replay vs reality; run: cargo test --test replay replay_vs_reality -- --ignored --test-threads 1"]
 fn replay_vs_reality_reclaim_static_hot_set() {
     compare(Some("policies/reclaim.ron"), STATIC);
 }
 
 #[test]
-#[ignore = "needs root and swap, ~60 s; at the probe's own intervals and 100 regions met 1 of 5 (advised 0.23-0.98 of live: the live lukewarm scheme advises regions its own page-outs left half out, which a record of an unadvised workload never shows), docs/performance.md, Replay vs reality; run: cargo test --test replay replay_vs_reality -- --ignored --test-threads 1"]
+#[ignore = "needs root and swap, ~60 s; met 2 of 5 in the last series (records with `seen`: advised 0.73-1.11 of live, median 0.90), 0 of 5 and 1 of 5 before (advised 0.64-0.87: the replay took carried counts as accesses and shut the lukewarm scheme), docs/performance.md, Replay vs reality; run: cargo test --test replay replay_vs_reality -- --ignored --test-threads 1"]
 fn replay_vs_reality_reclaim_moving_hot_set() {
     compare(Some("policies/reclaim.ron"), MOVING);
 }

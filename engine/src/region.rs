@@ -63,6 +63,13 @@ impl fmt::Display for AddrRange {
 /// madvd adds `nr_known`: how many samples of this aggregation got a definite answer
 /// (Accessed or NotAccessed). With every sample known it equals the number of sampling
 /// intervals and the region behaves exactly like the kernel's.
+///
+/// And `nr_seen`: how many of those definite answers were Accessed — the evidence of access
+/// in this aggregation, before [`crate::monitor::finalize_unknown`] fills Unknown answers
+/// in at the previous rate. A region whose count is carried from earlier aggregations (few
+/// or no known answers this time) keeps its `nr_accesses` but has `nr_seen == 0` unless a
+/// sample of it was found accessed now. Merges add it up (the merged region's answers are
+/// both regions'); records keep it (`seen`, docs/record-format.md) for `madvd replay`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Region {
     pub ar: AddrRange,
@@ -74,6 +81,9 @@ pub struct Region {
     pub age: u32,
     /// Samples with a definite answer in the current aggregation interval.
     pub nr_known: u32,
+    /// Accessed answers among this aggregation's known ones (the evidence of access).
+    #[serde(default)]
+    pub nr_seen: u32,
 }
 
 impl Region {
@@ -87,6 +97,7 @@ impl Region {
             last_nr_accesses: 0,
             age: 0,
             nr_known: 0,
+            nr_seen: 0,
         }
     }
     pub const fn start(&self) -> u64 {

@@ -338,6 +338,7 @@ mod tests {
                     regions: vec![[ram.start, mid, 10, i], [mid, ram.end, 0, i]],
                     mappings: Vec::new(),
                     absent: Vec::new(),
+                    seen: Vec::new(),
                 }],
                 cgroups: vec![
                     CgroupBytes {

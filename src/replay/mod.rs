@@ -159,6 +159,11 @@ pub fn adapt(policy: &Policy, rec: &Loaded) -> (Policy, Vec<String>) {
     } else {
         "residency: modelled from the replay's own page-outs only (the record has no `absent`: a simulator or older record): what it paged out is out until the record's accesses bring it back (an accessed region brings back all the out pages it covers, or only the share a/m of them, a its accesses and m the frame's hottest region's, when resident memory beside them was accessed the frame before), and is cut out of later advice as not resident (as live); the rest counts as resident"
     }.into());
+    say(if rec.frames.iter().any(|f| f.targets.iter().any(|t| !t.seen.is_empty())) {
+        "accesses: a region is accessed in a frame when one of its samples was found accessed in that aggregation (the record's `seen`); a count carried over Unknown answers brings nothing back"
+    } else {
+        "accesses: the record has no `seen` (version 2 or older, or no frame): every region with a count is taken as accessed in its frame, counts carried over Unknown answers too (under the refault probe's budget, memory idle for tens of seconds can still read a count)"
+    }.into());
     say("swap: no swap gauge recorded: the swap headroom never stops a page-out".into());
     if rec
         .frames

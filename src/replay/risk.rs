@@ -48,6 +48,15 @@
 //!   k · s to within a few pages (the sequence's low discrepancy), so a region's share is
 //!   right however it is cut.
 //!
+//! **Evidence.** A region's count is not always news: where its samples were few or
+//! Unknown, `finalize_unknown` carries its earlier rate, so a slot of a moving hot set reads
+//! 3–13 of 20 for tens of seconds after its last access under the refault probe's budget
+//! (docs/performance.md, "Replay vs reality"). Version-3 records say, per region, how many
+//! of the aggregation's known answers were Accessed (`seen`); a region with a count but no
+//! accessed answer in the frame brings nothing back in it (its pages come back in the frame
+//! where an answer shows them accessed). Older records have only the count, and every
+//! counted region is taken as accessed, as before.
+//!
 //! What it cannot know: which pages of a region are the hot ones; a region whose own pages
 //! turn hot beside hot memory gets its share, not all (a hot set growing at its edge); and
 //! a region read accessed with nothing accessed beside it (a probe's false answer, a
@@ -201,7 +210,11 @@ impl Refaults {
                 .iter()
                 .find(|(id, _)| *id == t.id)
                 .map_or(&[][..], |(_, v)| v.as_slice());
-            for r in t.regions.iter().filter(|r| r[2] > 0) {
+            // Accessed in this frame: a count, and (where the record has it) an accessed
+            // answer among this aggregation's samples (module doc, "Evidence").
+            let accessed =
+                (0..t.regions.len()).filter(|&i| t.regions[i][2] > 0 && t.seen_accessed(i));
+            for r in accessed.map(|i| &t.regions[i]) {
                 let hit = AddrRange::new(r[0], r[1]);
                 // All of it, unless the accesses can be those of resident memory the
                 // previous frame showed accessed (module doc).
@@ -371,6 +384,7 @@ mod tests {
                 regions,
                 mappings: Vec::new(),
                 absent: Vec::new(),
+                seen: Vec::new(),
             }],
             cgroups: Vec::new(),
         }
@@ -415,6 +429,40 @@ mod tests {
         assert_eq!(r.bytes, vec![0x1000]);
         // Unknown targets and cold regions do nothing.
         assert_eq!(r.frame(&frame(1_600_000, vec![[0, 0x2000, 0, 0]])), 0);
+    }
+
+    /// A version-3 frame: each region's count and its accessed answers (`seen`).
+    fn frame_seen(t_us: u64, regions: Vec<([u64; 4], u32)>) -> Frame {
+        let mut f = frame(t_us, regions.iter().map(|(r, _)| *r).collect());
+        f.targets[0].seen = regions.iter().map(|(_, s)| *s).collect();
+        f
+    }
+
+    /// A region whose count is carried (no accessed answer among its samples this
+    /// aggregation) brings nothing back; the frame where a sample of it is found accessed
+    /// does. Without `seen` (an older record) the count alone brings it back.
+    #[test]
+    fn a_carried_count_brings_nothing_back_an_accessed_answer_does() {
+        let mut r = Refaults::new(u64::MAX, 1);
+        let out = AddrRange::new(0, 2 * MIB);
+        r.advised(7, out, 0, 0);
+        // A once-hot slot: 11 of 20, carried; no accessed answer. Twice.
+        for t in [1_000_000, 2_000_000] {
+            assert_eq!(r.frame(&frame_seen(t, vec![([0, 2 * MIB, 11, 3], 0)])), 0);
+        }
+        assert_eq!(out_bytes(&r, out), 2 * MIB);
+        // One accessed answer: the hot set is back on it.
+        assert_eq!(
+            r.frame(&frame_seen(3_000_000, vec![([0, 2 * MIB, 12, 0], 1)])),
+            2 * MIB
+        );
+        // The same count in a record without `seen`: back at once.
+        let mut old = Refaults::new(u64::MAX, 1);
+        old.advised(7, out, 0, 0);
+        assert_eq!(
+            old.frame(&frame(1_000_000, vec![[0, 2 * MIB, 11, 3]])),
+            2 * MIB
+        );
     }
 
     /// The previous frame: `hot`, resident, accessed (beside the advised memory).

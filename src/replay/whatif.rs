@@ -296,6 +296,7 @@ mod tests {
                 regions: vec![[0x2000, 0x3000, 1, 0]],
                 mappings: Vec::new(),
                 absent: Vec::new(),
+                seen: Vec::new(),
             }],
             cgroups: Vec::new(),
         };

@@ -24,7 +24,8 @@ pub fn moving_sum(mvsum: u32, nomvsum: u32, len_window: u32, new_value: u32) -> 
 /// the moving sum in basis points and the per-aggregation count. `len_window` is
 /// `damon_max_nr_accesses(attrs)` = aggr / sample.
 ///
-/// madvd extension: `nr_known` counts the definite answers (see [`update_access_unknown`]).
+/// madvd extension: `nr_known` counts the definite answers (see [`update_access_unknown`]),
+/// `nr_seen` the Accessed ones among them.
 pub fn update_access_rate(r: &mut Region, accessed: bool, len_window: u32) {
     r.nr_accesses_bp = moving_sum(
         r.nr_accesses_bp,
@@ -34,6 +35,7 @@ pub fn update_access_rate(r: &mut Region, accessed: bool, len_window: u32) {
     );
     if accessed {
         r.nr_accesses += 1;
+        r.nr_seen += 1;
     }
     r.nr_known += 1;
 }
@@ -231,6 +233,8 @@ pub fn merge_two_regions_with(l: &mut Region, r: &Region, rounding: MergeRoundin
     l.age = weighted(l.age, sz_l, r.age, sz_r);
     // madvd: keep the known-sample count meaningful for the merged region.
     l.nr_known = weighted(l.nr_known, sz_l, r.nr_known, sz_r);
+    // madvd: the merged region's evidence of access is both regions' accessed answers.
+    l.nr_seen = l.nr_seen.saturating_add(r.nr_seen);
     l.ar.end = r.ar.end;
 }
 
@@ -351,7 +355,8 @@ pub fn merge_regions_with(
 
 /// `damon_split_region_at()` (mm/damon/core.c, 6.12.117): cut `regions[idx]` so that its
 /// left piece is `sz_r` bytes; the new right piece copies `age`, `last_nr_accesses`,
-/// `nr_accesses` and `nr_accesses_bp` (and madvd's `nr_known`).
+/// `nr_accesses` and `nr_accesses_bp` (and madvd's `nr_known` and `nr_seen`: each piece
+/// keeps the evidence).
 pub fn split_region_at(regions: &mut Vec<Region>, idx: usize, sz_r: u64) {
     let r = &mut regions[idx];
     debug_assert!(sz_r > 0 && sz_r < r.size());
@@ -434,12 +439,13 @@ pub fn split_regions<R: Rng + ?Sized>(
 }
 
 /// `kdamond_reset_aggregated()` (mm/damon/core.c, 6.12.117): `last_nr_accesses =
-/// nr_accesses; nr_accesses = 0` (and madvd's `nr_known = 0`).
+/// nr_accesses; nr_accesses = 0` (and madvd's `nr_known = nr_seen = 0`).
 pub fn reset_aggregated(regions: &mut [Region]) {
     for r in regions {
         r.last_nr_accesses = r.nr_accesses;
         r.nr_accesses = 0;
         r.nr_known = 0;
+        r.nr_seen = 0;
     }
 }
 
@@ -544,6 +550,7 @@ pub fn update_monitoring_result(
         r.nr_accesses_bp = r.last_nr_accesses.saturating_mul(10_000);
         r.nr_accesses = 0;
         r.nr_known = 0;
+        r.nr_seen = 0;
     }
     r.age = (r.age as u64 * old.aggr_us / new.aggr_us.max(1)) as u32;
 }

@@ -271,6 +271,7 @@ impl KernelDamon {
                         reg.nr_accesses_bp = r.nr_accesses.saturating_mul(10_000);
                         reg.age = r.age;
                         reg.nr_known = max;
+                        reg.nr_seen = r.nr_accesses;
                         reg
                     })
                     .collect(),

@@ -256,6 +256,29 @@ fn unknown_scaling() {
     assert_eq!(r.nr_accesses, 0);
 }
 
+/// `nr_seen`: the Accessed answers of the aggregation, untouched by the fill-in of Unknown
+/// answers (a carried count has none), added up by a merge, kept by a split, cleared at the
+/// reset.
+#[test]
+fn nr_seen_is_the_evidence_of_access() {
+    let mut t = regions(&[(0, 4096), (4096, 8192)]);
+    t[0].last_nr_accesses = 11; // a once-hot slot, carried
+    update_access_rate(&mut t[0], false, 20);
+    update_access_rate(&mut t[1], true, 20);
+    update_access_rate(&mut t[1], true, 20);
+    finalize_unknown(&mut t, 20);
+    assert!(t[0].nr_accesses > 0, "{:?}", t[0]);
+    assert_eq!((t[0].nr_seen, t[1].nr_seen), (0, 2));
+    let r = t[1].clone();
+    merge_two_regions(&mut t[0], &r);
+    assert_eq!(t[0].nr_seen, 2);
+    t.truncate(1);
+    split_region_at(&mut t, 0, 4096);
+    assert_eq!((t[0].nr_seen, t[1].nr_seen), (2, 2));
+    reset_aggregated(&mut t);
+    assert!(t.iter().all(|r| r.nr_seen == 0));
+}
+
 /// Unknown answers count at the previous rate unless the known ones show a change: one
 /// access among two known answers does not make a mostly idle region hot (scaling by n / k
 /// made it 10 of 20), a steady hot region keeps its count, and a region that was idle and
