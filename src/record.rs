@@ -307,6 +307,73 @@ impl Loaded {
     }
 }
 
+/// The longest line a reader holds: 256 MiB (a snapshot line is ~40 bytes a region, so
+/// 100 targets of 10 000 regions each write ~40 MB). A longer line is read through to its
+/// end without being kept, and named as a bad line: a damaged or hostile file cannot make
+/// the reader allocate more than this.
+pub const MAX_LINE_BYTES: usize = 256 << 20;
+
+/// A line of a record: its bytes, or only its length when it is over the bound.
+enum Line {
+    Kept(Vec<u8>),
+    TooLong(u64),
+}
+
+/// The `\n`-separated lines of `r` (as `BufRead::split`: no empty last line after a final
+/// `\n`), each held only up to `max` bytes.
+struct Lines<R> {
+    r: R,
+    max: usize,
+    done: bool,
+}
+
+impl<R: BufRead> Iterator for Lines<R> {
+    type Item = std::io::Result<Line>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done {
+            return None;
+        }
+        let (mut buf, mut len, mut started) = (Vec::new(), 0u64, false);
+        loop {
+            let chunk = match self.r.fill_buf() {
+                Ok(c) => c,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    self.done = true;
+                    return Some(Err(e));
+                }
+            };
+            if chunk.is_empty() {
+                self.done = true;
+                if !started {
+                    return None;
+                }
+                break;
+            }
+            started = true;
+            let nl = chunk.iter().position(|&b| b == b'\n');
+            let part = &chunk[..nl.unwrap_or(chunk.len())];
+            len += part.len() as u64;
+            if len <= self.max as u64 {
+                buf.extend_from_slice(part);
+            } else if !buf.is_empty() {
+                buf = Vec::new();
+            }
+            let used = part.len() + usize::from(nl.is_some());
+            self.r.consume(used);
+            if nl.is_some() {
+                break;
+            }
+        }
+        Some(Ok(if len > self.max as u64 {
+            Line::TooLong(len)
+        } else {
+            Line::Kept(buf)
+        }))
+    }
+}
+
 /// Read a record file. Errors only when nothing usable is there (missing file, bad header);
 /// bad snapshot lines are skipped and listed in `problems`.
 pub fn read(path: &Path) -> Result<Loaded> {
@@ -317,7 +384,15 @@ pub fn read(path: &Path) -> Result<Loaded> {
 
 /// [`read`] over any reader (`path` only names it in messages).
 pub fn read_from(path: &Path, r: impl BufRead) -> Result<Loaded> {
-    let mut lines = r.split(b'\n');
+    read_bounded(path, r, MAX_LINE_BYTES)
+}
+
+fn read_bounded(path: &Path, r: impl BufRead, max_line: usize) -> Result<Loaded> {
+    let mut lines = Lines {
+        r,
+        max: max_line,
+        done: false,
+    };
     let p = path.display();
     let first = match lines.next() {
         None => {
@@ -326,7 +401,15 @@ pub fn read_from(path: &Path, r: impl BufRead) -> Result<Loaded> {
                 format!("{p}: empty file, not a madvd record"),
             ))
         }
-        Some(l) => l.with_context(|| format!("{p}: read failed"))?,
+        Some(l) => match l.with_context(|| format!("{p}: read failed"))? {
+            Line::Kept(l) => l,
+            Line::TooLong(n) => {
+                return Err(crate::exit::err(
+                    crate::exit::Code::Failure,
+                    format!("{p}:1:1: header line of {n} bytes, over the {max_line}-byte bound (not a madvd record?)"),
+                ))
+            }
+        },
     };
     let header: Header = serde_json::from_slice(&first).map_err(|e| {
         let hint = if first.starts_with(b"{") {
@@ -379,7 +462,18 @@ pub fn read_from(path: &Path, r: impl BufRead) -> Result<Loaded> {
         lineno += 1;
         line_off = next_off;
         let l = match l {
-            Ok(l) => l,
+            Ok(Line::Kept(l)) => l,
+            Ok(Line::TooLong(n)) => {
+                next_off = line_off + n + 1;
+                out.problems.push(Problem {
+                    line: lineno,
+                    column: 1,
+                    offset: line_off,
+                    frames_before: out.frames.len(),
+                    msg: format!("line of {n} bytes, over the {max_line}-byte bound: skipped"),
+                });
+                continue;
+            }
             Err(e) => {
                 out.problems.push(Problem {
                     line: lineno,
@@ -678,6 +772,56 @@ pub(crate) mod tests {
             "{:?}",
             l.problems
         );
+    }
+
+    /// A line over the bound is read through, not kept, and named; the lines after it read.
+    /// Lines split as `BufRead::split` splits them.
+    #[test]
+    fn an_over_long_line_is_named_and_skipped() {
+        let (h, frames) = stairs(4);
+        let s = write_lines(&h, &frames, true);
+        let mut lines: Vec<String> = s.lines().map(String::from).collect();
+        let max = lines.iter().map(String::len).max().unwrap();
+        lines[2] = "x".repeat(max + 5000);
+        let text = lines.join("\n") + "\n";
+        let l = read_bounded(Path::new("x.rec"), text.as_bytes(), max).unwrap();
+        assert_eq!(l.frames.len(), 3);
+        assert_eq!(l.problems.len(), 1, "{:?}", l.problems);
+        assert_eq!(l.problems[0].line, 3);
+        assert!(l.problems[0].msg.contains("over the"), "{:?}", l.problems);
+        let off: usize = lines.iter().take(2).map(|l| l.len() + 1).sum();
+        assert_eq!(l.problems[0].offset, off as u64);
+        // The header over the bound is an error naming line 1.
+        let e = read_bounded(Path::new("x.rec"), text.as_bytes(), 10).unwrap_err();
+        assert!(
+            format!("{e:#}").starts_with("x.rec:1:1: header line"),
+            "{e:#}"
+        );
+        // Splitting: as `split(b'\n')`, through a reader that gives a byte at a time.
+        for t in ["", "a", "a\n", "a\nb", "a\n\nb\n", "\n"] {
+            let want: Vec<Vec<u8>> = t
+                .as_bytes()
+                .split(|&b| b == b'\n')
+                .map(<[u8]>::to_vec)
+                .collect();
+            let want = if t.ends_with('\n') || t.is_empty() {
+                &want[..want.len() - 1]
+            } else {
+                &want[..]
+            };
+            let r = std::io::BufReader::with_capacity(1, t.as_bytes());
+            let got: Vec<Vec<u8>> = Lines {
+                r,
+                max: 100,
+                done: false,
+            }
+            .map(|l| match l.unwrap() {
+                Line::Kept(b) => b,
+                Line::TooLong(_) => panic!(),
+            })
+            .collect();
+            assert_eq!(got, want, "{t:?}");
+        }
     }
 
     /// A version-2 record (no `seen`) reads as before, and its regions count as seen
