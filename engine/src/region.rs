@@ -84,6 +84,11 @@ pub struct Region {
     /// Accessed answers among this aggregation's known ones (the evidence of access).
     #[serde(default)]
     pub nr_seen: u32,
+    /// The last aggregation's estimate of `nr_accesses` in basis points (×10 000), before
+    /// rounding: where `finalize_unknown` starts its fill-in of Unknown answers, so that a
+    /// carried rate decays to 0 instead of stopping at a rounding fixed point.
+    #[serde(default)]
+    pub est_bp: u32,
 }
 
 impl Region {
@@ -98,6 +103,7 @@ impl Region {
             age: 0,
             nr_known: 0,
             nr_seen: 0,
+            est_bp: 0,
         }
     }
     pub const fn start(&self) -> u64 {

@@ -118,6 +118,16 @@ pub fn update_access_unknown(r: &mut Region, len_window: u32) {
 ///   test at [`UNKNOWN_CHANGE_P`] against the previous rate); then at the known answers'
 ///   rate, `round(a n / k)`.
 ///
+/// `L` in the fill-in is the previous aggregation's estimate before rounding (`est_bp`, in
+/// basis points; the count `last_nr_accesses` when the two disagree by a count or more,
+/// after a merge or new attributes). Rounding each aggregation's `a + u L / n` to a count
+/// and starting the next from the rounded count (madvd before 2026-12-07) stops the decay of
+/// an idle region: with no accessed answer, `round(u L / n) = L` for every `L ≤ n / 2k`, so
+/// with ~2 known answers of 20 a region once at 5 read 5 for ever — under the refault
+/// probe's budget, a moving hot set's old slots read 3–13 of 20 twenty seconds after their
+/// last access (docs/performance.md, "Replay vs reality"). Carried unrounded, the estimate
+/// decays as `L (1 - k / n)` an aggregation, to 0.
+///
 /// Why not always scale `a` by `n / k` (madvd before): with few known answers one access
 /// became many — 1 accessed of 2 known made a mostly idle region `n / 2`, far over the
 /// merge and age-reset threshold (`max / 10`) that its true rate stays under; here it
@@ -134,21 +144,36 @@ pub fn update_access_unknown(r: &mut Region, len_window: u32) {
 /// check cannot look at, failed reads, unsampled regions). docs/architecture.md, "Unknown
 /// answers".
 pub fn finalize_unknown(regions: &mut [Region], nr_samples: u32) -> u32 {
+    const P: u64 = 10_000;
     let mut max = 0;
     let n = nr_samples as u64;
     for r in regions.iter_mut() {
-        if r.nr_known < nr_samples {
-            let (a, k) = (r.nr_accesses as u64, r.nr_known as u64);
-            let last = (r.last_nr_accesses as u64).min(n);
-            let nr = if k == 0 {
-                last
-            } else if rate_changed(a, k, last, n) {
-                (a * n + k / 2) / k
-            } else {
-                (a * n + (n - k) * last + n / 2) / n.max(1)
-            };
-            r.nr_accesses = nr.min(n) as u32;
+        if r.nr_known >= nr_samples {
+            // Every answer known: the kernel's count, untouched.
+            r.est_bp = r.nr_accesses.saturating_mul(P as u32);
+            max = max.max(r.nr_accesses);
+            continue;
         }
+        let (a, k) = (r.nr_accesses as u64, r.nr_known as u64);
+        let last = (r.last_nr_accesses as u64).min(n);
+        // The previous rate unrounded, when it is this region's (within a count of `last`:
+        // a merge floors the count, converting attributes rescales it).
+        let l = match r.est_bp as u64 {
+            e if e.abs_diff(last * P) < P => e.min(n * P),
+            _ => last * P,
+        };
+        let (est, nr) = if k == 0 {
+            (l, last)
+        } else {
+            let est = if rate_changed(a, k, last, n) {
+                a * n * P / k
+            } else {
+                a * P + (n - k) * l / n.max(1)
+            };
+            (est, (est + P / 2) / P)
+        };
+        r.est_bp = est.min(u32::MAX as u64) as u32;
+        r.nr_accesses = nr.min(n) as u32;
         max = max.max(r.nr_accesses);
     }
     max
@@ -235,6 +260,7 @@ pub fn merge_two_regions_with(l: &mut Region, r: &Region, rounding: MergeRoundin
     l.nr_known = weighted(l.nr_known, sz_l, r.nr_known, sz_r);
     // madvd: the merged region's evidence of access is both regions' accessed answers.
     l.nr_seen = l.nr_seen.saturating_add(r.nr_seen);
+    l.est_bp = weighted(l.est_bp, sz_l, r.est_bp, sz_r);
     l.ar.end = r.ar.end;
 }
 

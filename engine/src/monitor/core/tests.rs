@@ -256,6 +256,43 @@ fn unknown_scaling() {
     assert_eq!(r.nr_accesses, 0);
 }
 
+/// The fill-in carries the estimate unrounded: an idle region whose count was carried decays
+/// to 0 with 2 known answers of 20 an aggregation (rounded each aggregation it stopped at 5
+/// for ever: `round(18 · 5 / 20) = 5`), and a steady rate read through 2 answers keeps its
+/// count.
+#[test]
+fn a_carried_count_decays_with_few_known_answers_and_a_steady_one_holds() {
+    let mut t = regions(&[(0, 4096)]);
+    t[0].last_nr_accesses = 5;
+    t[0].est_bp = 50_000;
+    let mut counts = Vec::new();
+    for _ in 0..40 {
+        t[0].nr_known = 2;
+        finalize_unknown(&mut t, 20);
+        counts.push(t[0].nr_accesses);
+        reset_aggregated(&mut t);
+    }
+    // 5 · 0.9^m: under 4.5 after one, under 0.5 after 22.
+    assert_eq!(&counts[..3], &[5, 4, 4], "{counts:?}");
+    assert!(counts.windows(2).all(|w| w[1] <= w[0]), "{counts:?}");
+    assert_eq!(counts.iter().position(|&c| c == 0), Some(21), "{counts:?}");
+    // A quarter of the answers accessed (one of two, every other aggregation): ~5 of 20.
+    let mut t = regions(&[(0, 4096)]);
+    t[0].last_nr_accesses = 5;
+    t[0].est_bp = 50_000;
+    let mut sum = 0;
+    for i in 0..400 {
+        t[0].nr_known = 2;
+        t[0].nr_accesses = (i % 2) as u32;
+        t[0].nr_seen = t[0].nr_accesses;
+        finalize_unknown(&mut t, 20);
+        sum += t[0].nr_accesses;
+        assert!((3..=7).contains(&t[0].nr_accesses), "{i}: {:?}", t[0]);
+        reset_aggregated(&mut t);
+    }
+    assert_eq!((sum as f64 / 400.0).round(), 5.0);
+}
+
 /// `nr_seen`: the Accessed answers of the aggregation, untouched by the fill-in of Unknown
 /// answers (a carried count has none), added up by a merge, kept by a split, cleared at the
 /// reset.
