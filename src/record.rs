@@ -270,6 +270,17 @@ pub struct Loaded {
 }
 
 impl Loaded {
+    /// A bad line: at `line:column`, starting at byte `offset`, after the frames read so far.
+    fn bad(&mut self, line: usize, column: usize, offset: u64, msg: String) {
+        self.problems.push(Problem {
+            line,
+            column,
+            offset,
+            frames_before: self.frames.len(),
+            msg,
+        });
+    }
+
     pub fn max_nr_accesses(&self) -> u32 {
         self.header.attrs.max_nr_accesses()
     }
@@ -465,23 +476,16 @@ fn read_bounded(path: &Path, r: impl BufRead, max_line: usize) -> Result<Loaded>
             Ok(Line::Kept(l)) => l,
             Ok(Line::TooLong(n)) => {
                 next_off = line_off + n + 1;
-                out.problems.push(Problem {
-                    line: lineno,
-                    column: 1,
-                    offset: line_off,
-                    frames_before: out.frames.len(),
-                    msg: format!("line of {n} bytes, over the {max_line}-byte bound: skipped"),
-                });
+                out.bad(
+                    lineno,
+                    1,
+                    line_off,
+                    format!("line of {n} bytes, over the {max_line}-byte bound: skipped"),
+                );
                 continue;
             }
             Err(e) => {
-                out.problems.push(Problem {
-                    line: lineno,
-                    column: 1,
-                    offset: line_off,
-                    frames_before: out.frames.len(),
-                    msg: format!("read failed: {e}"),
-                });
+                out.bad(lineno, 1, line_off, format!("read failed: {e}"));
                 break;
             }
         };
@@ -490,38 +494,20 @@ fn read_bounded(path: &Path, r: impl BufRead, max_line: usize) -> Result<Loaded>
             continue;
         }
         if out.end.is_some() {
-            out.problems.push(Problem {
-                line: lineno,
-                column: 1,
-                offset: line_off,
-                frames_before: out.frames.len(),
-                msg: "data after the end line".into(),
-            });
+            out.bad(lineno, 1, line_off, "data after the end line".into());
             continue;
         }
         if l.starts_with(b"{\"end\"") {
             match serde_json::from_slice::<EndLine>(&l) {
                 Ok(e) => out.end = Some(e.end),
-                Err(e) => out.problems.push(Problem {
-                    line: lineno,
-                    column: e.column(),
-                    offset: line_off,
-                    frames_before: out.frames.len(),
-                    msg: format!("bad end line: {e}"),
-                }),
+                Err(e) => out.bad(lineno, e.column(), line_off, format!("bad end line: {e}")),
             }
             continue;
         }
         match serde_json::from_slice::<Frame>(&l) {
             Ok(f) => match check_frame(&f, max, out.frames.last()) {
                 Ok(()) => out.frames.push(f),
-                Err(msg) => out.problems.push(Problem {
-                    line: lineno,
-                    column: 1,
-                    offset: line_off,
-                    frames_before: out.frames.len(),
-                    msg,
-                }),
+                Err(msg) => out.bad(lineno, 1, line_off, msg),
             },
             Err(e) => {
                 let msg = if e.is_eof() {
@@ -529,29 +515,15 @@ fn read_bounded(path: &Path, r: impl BufRead, max_line: usize) -> Result<Loaded>
                 } else {
                     format!("bad snapshot: {e}")
                 };
-                out.problems.push(Problem {
-                    line: lineno,
-                    column: e.column().max(1),
-                    offset: line_off,
-                    frames_before: out.frames.len(),
-                    msg,
-                });
+                out.bad(lineno, e.column().max(1), line_off, msg);
             }
         }
     }
-    if let Some(end) = &out.end {
-        if end.snapshots != out.frames.len() as u64 && out.problems.is_empty() {
-            out.problems.push(Problem {
-                line: lineno,
-                column: 1,
-                offset: next_off,
-                frames_before: out.frames.len(),
-                msg: format!(
-                    "end line says {} snapshots, found {}",
-                    end.snapshots,
-                    out.frames.len()
-                ),
-            });
+    let said = out.end.as_ref().map(|e| e.snapshots);
+    if let Some(said) = said.filter(|&n| n != out.frames.len() as u64) {
+        if out.problems.is_empty() {
+            let msg = format!("end line says {said} snapshots, found {}", out.frames.len());
+            out.bad(lineno, 1, next_off, msg);
         }
     }
     Ok(out)

@@ -422,25 +422,25 @@ fn compare(policy: Option<&str>, pattern: Pattern) {
 }
 
 #[test]
-#[ignore = "needs root and swap, ~60 s; met 5 of 5 in the last series (records with `seen`, advised 1.00-1.03), 4 of 5 and 5 of 5 in the two before: not yet enough for CI, docs/performance.md, Replay vs reality; run: cargo test --test replay replay_vs_reality -- --ignored --test-threads 1"]
+#[ignore = "needs root and swap, ~60 s; met 4 of 5 in the last series (advised 0.96-1.04 in all; refaulted 6.4 vs 1.9 MiB missed once), 5 of 5 in two of the three before: not yet enough for CI, docs/performance.md, Replay vs reality; run: cargo test --test replay replay_vs_reality -- --ignored --test-threads 1"]
 fn replay_vs_reality_kernel_style_static_hot_set() {
     compare(None, STATIC);
 }
 
 #[test]
-#[ignore = "needs root and swap, ~60 s; met 3 of 5 in the last series (advised 0.80 and 0.84 of live missed), 2 of 5 and 3 of 5 in the two before, docs/performance.md, Replay vs reality; run: cargo test --test replay replay_vs_reality -- --ignored --test-threads 1"]
+#[ignore = "needs root and swap, ~60 s; met 4 of 5 in the last series (advised 0.93-1.16, median 0.96), 2-3 of 5 in the three before, docs/performance.md, Replay vs reality; run: cargo test --test replay replay_vs_reality -- --ignored --test-threads 1"]
 fn replay_vs_reality_kernel_style_moving_hot_set() {
     compare(None, MOVING);
 }
 
 #[test]
-#[ignore = "needs root and swap, ~60 s; met 4 of 5 in the last series (advised 0.97-1.01 in all; refaulted 5.7 vs 2.1 MiB missed once), 4 of 5 and 3 of 5 in the two before, docs/performance.md, Replay vs reality; run: cargo test --test replay replay_vs_reality -- --ignored --test-threads 1"]
+#[ignore = "needs root and swap, ~60 s; met 4 of 5 in the last series (advised 0.98-1.03 in all; refaulted 4.0 vs 6.5 MiB missed once), 3-4 of 5 in the three before, docs/performance.md, Replay vs reality; run: cargo test --test replay replay_vs_reality -- --ignored --test-threads 1"]
 fn replay_vs_reality_reclaim_static_hot_set() {
     compare(Some("policies/reclaim.ron"), STATIC);
 }
 
 #[test]
-#[ignore = "needs root and swap, ~60 s; met 2 of 5 in the last series (records with `seen`: advised 0.73-1.11 of live, median 0.90), 0 of 5 and 1 of 5 before (advised 0.64-0.87: the replay took carried counts as accesses and shut the lukewarm scheme), docs/performance.md, Replay vs reality; run: cargo test --test replay replay_vs_reality -- --ignored --test-threads 1"]
+#[ignore = "needs root and swap, ~60 s; met 3 of 5 in the last series (advised 0.78-1.12 of live, median 0.96), 0-2 of 5 in the three before (advised median 0.72 before records kept the evidence of access and the monitor's fill-in decayed unrounded), docs/performance.md, Replay vs reality; run: cargo test --test replay replay_vs_reality -- --ignored --test-threads 1"]
 fn replay_vs_reality_reclaim_moving_hot_set() {
     compare(Some("policies/reclaim.ron"), MOVING);
 }
