@@ -395,7 +395,16 @@ impl Monitor {
         for t in self.targets.iter_mut() {
             max_nr = max_nr.max(match self.departures {
                 Departures::Madvd => finalize_unknown(&mut t.regions, nr_samples),
-                Departures::Kernel => t.regions.iter().map(|r| r.nr_accesses).max().unwrap_or(0),
+                Departures::Kernel => t
+                    .regions
+                    .iter_mut()
+                    .map(|r| {
+                        // The count is the estimate (finalize_unknown's every-answer-known case).
+                        r.est_bp = r.nr_accesses.saturating_mul(10_000);
+                        r.nr_accesses
+                    })
+                    .max()
+                    .unwrap_or(0),
             });
         }
         {
