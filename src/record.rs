@@ -723,26 +723,22 @@ pub(crate) mod tests {
 
     #[test]
     fn invalid_regions_are_refused() {
-        let (h, mut frames) = stairs(2);
-        frames[1].targets[0].regions[3][2] = 999;
-        let s = write_lines(&h, &frames, false);
-        let l = read_from(Path::new("x.rec"), s.as_bytes()).unwrap();
-        assert_eq!(l.frames.len(), 1);
-        assert!(
-            l.problems[0].msg.contains("nr_accesses 999"),
-            "{:?}",
-            l.problems
-        );
+        // The second frame damaged by `damage` is skipped, named by a message with `want`.
+        let refused = |damage: fn(&mut FrameTarget), want: &str| {
+            let (h, mut frames) = stairs(2);
+            damage(&mut frames[1].targets[0]);
+            let s = write_lines(&h, &frames, false);
+            let l = read_from(Path::new("x.rec"), s.as_bytes()).unwrap();
+            assert_eq!(l.frames.len(), 1);
+            assert!(l.problems[0].msg.contains(want), "{:?}", l.problems);
+        };
+        refused(|t| t.regions[3][2] = 999, "nr_accesses 999");
         // `seen` must match the regions one for one.
-        let (h, mut frames) = stairs(2);
-        frames[1].targets[0].seen.pop();
-        let s = write_lines(&h, &frames, false);
-        let l = read_from(Path::new("x.rec"), s.as_bytes()).unwrap();
-        assert_eq!(l.frames.len(), 1);
-        assert!(
-            l.problems[0].msg.contains("`seen` counts for"),
-            "{:?}",
-            l.problems
+        refused(
+            |t| {
+                t.seen.pop();
+            },
+            "`seen` counts for",
         );
     }
 
