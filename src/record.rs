@@ -75,13 +75,11 @@ pub struct FrameTarget {
 }
 
 impl FrameTarget {
-    /// Was region `i` seen accessed in this aggregation? With no `seen` recorded (an older
-    /// record), its count is all there is: `nr_accesses > 0`.
+    /// Was region `i` accessed in this aggregation: a count, and (version 3 on) an accessed
+    /// answer among its samples? With no `seen` recorded (an older record), its count is
+    /// all there is: `nr_accesses > 0`.
     pub fn seen_accessed(&self, i: usize) -> bool {
-        match self.seen.get(i) {
-            Some(&s) => s > 0,
-            None => self.regions[i][2] > 0,
-        }
+        self.regions[i][2] > 0 && self.seen.get(i).is_none_or(|&s| s > 0)
     }
 }
 
@@ -324,7 +322,8 @@ impl Loaded {
 /// the reader allocate more than this.
 pub const MAX_LINE_BYTES: usize = 256 << 20;
 
-/// A line of a record: its bytes, or only its length when it is over the bound.
+/// A line of a record: its bytes, or only its length when it is over the bound (with its
+/// `\n`: a line cut off by the end of the file reads one byte shorter than it is).
 enum Line {
     Kept(Vec<u8>),
     TooLong(u64),
@@ -335,53 +334,27 @@ enum Line {
 struct Lines<R> {
     r: R,
     max: usize,
-    done: bool,
 }
 
 impl<R: BufRead> Iterator for Lines<R> {
     type Item = std::io::Result<Line>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        if self.done {
-            return None;
+        let mut buf = Vec::new();
+        // One byte over the bound is enough to know a line is over it.
+        match std::io::Read::take(&mut self.r, self.max as u64 + 1).read_until(b'\n', &mut buf) {
+            Ok(0) => return None,
+            Ok(_) => {}
+            Err(e) => return Some(Err(e)),
         }
-        let (mut buf, mut len, mut started) = (Vec::new(), 0u64, false);
-        loop {
-            let chunk = match self.r.fill_buf() {
-                Ok(c) => c,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    self.done = true;
-                    return Some(Err(e));
-                }
-            };
-            if chunk.is_empty() {
-                self.done = true;
-                if !started {
-                    return None;
-                }
-                break;
-            }
-            started = true;
-            let nl = chunk.iter().position(|&b| b == b'\n');
-            let part = &chunk[..nl.unwrap_or(chunk.len())];
-            len += part.len() as u64;
-            if len <= self.max as u64 {
-                buf.extend_from_slice(part);
-            } else if !buf.is_empty() {
-                buf = Vec::new();
-            }
-            let used = part.len() + usize::from(nl.is_some());
-            self.r.consume(used);
-            if nl.is_some() {
-                break;
-            }
+        if buf.last() == Some(&b'\n') {
+            buf.pop();
+        } else if buf.len() > self.max {
+            // The rest of the line, read through and dropped (its `\n` counted, not kept).
+            let rest = self.r.skip_until(b'\n');
+            return Some(rest.map(|n| Line::TooLong(self.max as u64 + n as u64)));
         }
-        Some(Ok(if len > self.max as u64 {
-            Line::TooLong(len)
-        } else {
-            Line::Kept(buf)
-        }))
+        Some(Ok(Line::Kept(buf)))
     }
 }
 
@@ -399,11 +372,7 @@ pub fn read_from(path: &Path, r: impl BufRead) -> Result<Loaded> {
 }
 
 fn read_bounded(path: &Path, r: impl BufRead, max_line: usize) -> Result<Loaded> {
-    let mut lines = Lines {
-        r,
-        max: max_line,
-        done: false,
-    };
+    let mut lines = Lines { r, max: max_line };
     let p = path.display();
     let first = match lines.next() {
         None => {
@@ -417,7 +386,7 @@ fn read_bounded(path: &Path, r: impl BufRead, max_line: usize) -> Result<Loaded>
             Line::TooLong(n) => {
                 return Err(crate::exit::err(
                     crate::exit::Code::Failure,
-                    format!("{p}:1:1: header line of {n} bytes, over the {max_line}-byte bound (not a madvd record?)"),
+                    format!("{p}:1:1: header line of {n} bytes or more, over the {max_line}-byte bound (not a madvd record?)"),
                 ))
             }
         },
@@ -480,7 +449,7 @@ fn read_bounded(path: &Path, r: impl BufRead, max_line: usize) -> Result<Loaded>
                     lineno,
                     1,
                     line_off,
-                    format!("line of {n} bytes, over the {max_line}-byte bound: skipped"),
+                    format!("line of {n} bytes or more, over the {max_line}-byte bound: skipped"),
                 );
                 continue;
             }
@@ -778,16 +747,12 @@ pub(crate) mod tests {
                 &want[..]
             };
             let r = std::io::BufReader::with_capacity(1, t.as_bytes());
-            let got: Vec<Vec<u8>> = Lines {
-                r,
-                max: 100,
-                done: false,
-            }
-            .map(|l| match l.unwrap() {
-                Line::Kept(b) => b,
-                Line::TooLong(_) => panic!(),
-            })
-            .collect();
+            let got: Vec<Vec<u8>> = Lines { r, max: 100 }
+                .map(|l| match l.unwrap() {
+                    Line::Kept(b) => b,
+                    Line::TooLong(_) => panic!(),
+                })
+                .collect();
             assert_eq!(got, want, "{t:?}");
         }
     }

@@ -210,10 +210,8 @@ impl Refaults {
                 .iter()
                 .find(|(id, _)| *id == t.id)
                 .map_or(&[][..], |(_, v)| v.as_slice());
-            // Accessed in this frame: a count, and (where the record has it) an accessed
-            // answer among this aggregation's samples (module doc, "Evidence").
-            let accessed =
-                (0..t.regions.len()).filter(|&i| t.regions[i][2] > 0 && t.seen_accessed(i));
+            // Accessed in this frame (module doc, "Evidence").
+            let accessed = (0..t.regions.len()).filter(|&i| t.seen_accessed(i));
             for r in accessed.map(|i| &t.regions[i]) {
                 let hit = AddrRange::new(r[0], r[1]);
                 // All of it, unless the accesses can be those of resident memory the

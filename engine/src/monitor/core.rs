@@ -149,9 +149,7 @@ pub fn finalize_unknown(regions: &mut [Region], nr_samples: u32) -> u32 {
     let n = nr_samples as u64;
     for r in regions.iter_mut() {
         if r.nr_known >= nr_samples {
-            // Every answer known: the kernel's count, untouched.
-            r.est_bp = r.nr_accesses.saturating_mul(P as u32);
-            max = max.max(r.nr_accesses);
+            max = max.max(count_is_estimate(r));
             continue;
         }
         let (a, k) = (r.nr_accesses as u64, r.nr_known as u64);
@@ -177,6 +175,19 @@ pub fn finalize_unknown(regions: &mut [Region], nr_samples: u32) -> u32 {
         max = max.max(r.nr_accesses);
     }
     max
+}
+
+/// The kernel's rule at the aggregation boundary (every answer known, or
+/// `Departures::Kernel`): the count stays as counted and is the estimate the next fill-in
+/// starts from. Returns the largest count.
+pub fn kernel_counts(regions: &mut [Region]) -> u32 {
+    regions.iter_mut().map(count_is_estimate).max().unwrap_or(0)
+}
+
+/// A region whose count is the kernel's: its unrounded estimate is that count.
+fn count_is_estimate(r: &mut Region) -> u32 {
+    r.est_bp = r.nr_accesses.saturating_mul(10_000);
+    r.nr_accesses
 }
 
 /// How a merge rounds the size-weighted mean of the two regions' `nr_accesses`.

@@ -41,7 +41,7 @@ pub mod tune;
 mod wss;
 
 pub use self::core::{
-    accesses_bp_to_nr_accesses, finalize_unknown, merge_regions, merge_regions_of,
+    accesses_bp_to_nr_accesses, finalize_unknown, kernel_counts, merge_regions, merge_regions_of,
     merge_regions_of_with, merge_regions_with, merge_two_regions, merge_two_regions_with,
     moving_sum, mult_frac, nr_accesses_to_accesses_bp, region_sz_limit, reset_aggregated,
     split_region_at, split_regions, split_regions_of, split_to_min_regions, update_access_rate,
@@ -395,16 +395,7 @@ impl Monitor {
         for t in self.targets.iter_mut() {
             max_nr = max_nr.max(match self.departures {
                 Departures::Madvd => finalize_unknown(&mut t.regions, nr_samples),
-                Departures::Kernel => t
-                    .regions
-                    .iter_mut()
-                    .map(|r| {
-                        // The count is the estimate (finalize_unknown's every-answer-known case).
-                        r.est_bp = r.nr_accesses.saturating_mul(10_000);
-                        r.nr_accesses
-                    })
-                    .max()
-                    .unwrap_or(0),
+                Departures::Kernel => kernel_counts(&mut t.regions),
             });
         }
         {
