@@ -101,7 +101,7 @@ fn run_policy(name: &str, policy: &Policy) -> String {
     policy.apply_monitor_overrides(&mut attrs);
     let mut mon = Monitor::new(attrs, 42).unwrap();
     // As src/pipeline/build.rs sets it.
-    mon.set_age_rule(engine::monitor::AgeRule::ZeroCrossing);
+    mon.set_age_rule(engine::monitor::AgeRule::ZeroRun);
     mon.add_target(TargetId(101));
     mon.add_target(TargetId(202));
     let metrics = FakeMetrics::new();

@@ -89,6 +89,11 @@ pub struct Region {
     /// carried rate decays to 0 instead of stopping at a rounding fixed point.
     #[serde(default)]
     pub est_bp: u32,
+    /// Aggregations since the region's access level last changed beyond the noise of its
+    /// count ([`crate::monitor::AgeRule::ZeroRun`]); `age` is this while the region is
+    /// accessed, and its run of zero counts while it is not. Unused by the other rules.
+    #[serde(default)]
+    pub level_age: u32,
 }
 
 impl Region {
@@ -104,6 +109,7 @@ impl Region {
             nr_known: 0,
             nr_seen: 0,
             est_bp: 0,
+            level_age: 0,
         }
     }
     pub const fn start(&self) -> u64 {

@@ -107,7 +107,7 @@ impl Session {
         let attrs = over.apply(check.default_attrs());
         let mut monitor = Monitor::new(attrs, std::process::id() as u64)
             .map_err(|e| err(Code::Usage, format!("monitoring attributes: {e}")))?;
-        monitor.set_age_rule(engine::monitor::AgeRule::ZeroCrossing);
+        monitor.set_age_rule(engine::monitor::AgeRule::ZeroRun);
         monitor.add_target(PADDR_TARGET);
         let owners = match Owners::open(root) {
             Ok(o) => Some(o),

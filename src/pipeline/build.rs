@@ -171,11 +171,12 @@ pub fn build(cfg: StageConfig) -> Result<Stages> {
         let check = build_ops(cfg.ops, &cfg.root, cfg.watch)?;
         let mut monitor =
             Monitor::new(cfg.attrs.apply(check.default_attrs()), cfg.seed).map_err(attrs_error)?;
-        // Mainline's age rule: a zero-access region's age is how long it has had none
-        // (`AgeRule::ZeroCrossing`; 6.12 kept the age of a region flickering between a few
-        // accesses and none, and a `0..0` pattern paged out regions with scattered hot pages:
-        // docs/architecture.md "Age").
-        monitor.set_age_rule(AgeRule::ZeroCrossing);
+        // madvd's age rule: a zero-access region's age is how long it has had none
+        // (mainline's; 6.12 kept the age of a region flickering between a few accesses and
+        // none, and a `0..0` pattern paged out regions with scattered hot pages), and an
+        // accessed region's is how long its level held beyond the noise of its count
+        // (`AgeRule::ZeroRun`; docs/architecture.md "Age").
+        monitor.set_age_rule(AgeRule::ZeroRun);
         monitor
             .set_intervals_goal(cfg.attrs.goal())
             .map_err(attrs_error)?;

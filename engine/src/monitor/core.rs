@@ -221,10 +221,36 @@ pub enum AgeRule {
     /// ("mm/damon/core: reset age if nr_accesses changes between non-zero and zero",
     /// SeongJae Park, posted 2025-09-16, `damon_merge_regions_of()`:
     /// `else if ((r->nr_accesses == 0) != (r->last_nr_accesses == 0)) r->age = 0;`), so the
-    /// age of a zero-access region is how long it has had none. What `madvd run`, `record`,
-    /// `demo` and the agent monitor with ([`crate::monitor::Monitor::set_age_rule`]).
+    /// age of a zero-access region is how long it has had none.
     ZeroCrossing,
+    /// madvd's rule: mainline's for a region that reads zero (its age is its run of
+    /// aggregations at zero), and for one that reads accesses, the time since its count last
+    /// moved beyond its noise: by more than the merge threshold (`max / 10`) and more than
+    /// [`NOISE_COUNTS`], or across zero from more than [`NOISE_COUNTS`]. What `madvd run`,
+    /// `record`, `demo`, the agent and `paddr` monitor with
+    /// ([`crate::monitor::Monitor::set_age_rule`]).
+    ///
+    /// Why: a region whose hot pages are scattered among idle ones reads a small count that
+    /// is often zero. With every sample known (page_idle, the kernel's DAMON) a region 10%
+    /// hot whose hot pages are each read in one sampling interval of five reads 0 in two
+    /// aggregations of three (Binomial(20, 0.02)). Under [`AgeRule::ZeroCrossing`] every
+    /// such zero restarts its age and so does the next non-zero count: it is never older than
+    /// a few aggregations, and no `accesses 1..N, age >= 6 s` pattern (`reclaim.ron`'s
+    /// `lukewarm`) ever matches it — in the lab (page_idle, 128 MiB, 10% hot scattered at
+    /// 4 KiB) `reclaim.ron` took 1% of the idle memory (docs/performance.md, "Reclaim side by
+    /// side with the kernel"). Under 6.12's rule the same region keeps its age at zero too,
+    /// and a `0..0` pattern takes it for idle (the reason madvd moved to mainline's rule:
+    /// docs/architecture.md, "Age"). Here the zero reading keeps mainline's meaning (how long
+    /// it has had none: a flicker to zero is young, so `0..0` patterns wait for a real idle
+    /// run), and a non-zero reading is as old as the level it has kept through the flicker.
+    ZeroRun,
 }
+
+/// A change of `nr_accesses` by at most this many counts, between small counts, is within
+/// the noise of sampling ([`AgeRule::ZeroRun`]): a region whose expected count is `m` reads
+/// 0 in about `e^-m` of its aggregations (Poisson; Binomial(n, m / n) for n ≫ m), 14% at
+/// m = 2 and 5% at m = 3; a region at m ≤ 0.4 reads 3 or more in under 1%.
+pub const NOISE_COUNTS: u32 = 2;
 
 /// The merge's rules: how it rounds, and when it restarts a region's age.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -267,6 +293,7 @@ pub fn merge_two_regions_with(l: &mut Region, r: &Region, rounding: MergeRoundin
     };
     l.nr_accesses_bp = l.nr_accesses.saturating_mul(10_000);
     l.age = weighted(l.age, sz_l, r.age, sz_r);
+    l.level_age = weighted(l.level_age, sz_l, r.level_age, sz_r);
     // madvd: keep the known-sample count meaningful for the merged region.
     l.nr_known = weighted(l.nr_known, sz_l, r.nr_known, sz_r);
     // madvd: the merged region's evidence of access is both regions' accessed answers.
@@ -305,13 +332,32 @@ pub fn merge_regions_of_with(
         // `finalize_unknown`) was not observed and does not age.
         if count_age && regions[i].nr_known > 0 {
             let r = &mut regions[i];
-            if r.nr_accesses.abs_diff(r.last_nr_accesses) > thres
-                || (age == AgeRule::ZeroCrossing
-                    && (r.nr_accesses == 0) != (r.last_nr_accesses == 0))
-            {
-                r.age = 0;
-            } else {
-                r.age = r.age.saturating_add(1);
+            let (now, last) = (r.nr_accesses, r.last_nr_accesses);
+            let crossed = (now == 0) != (last == 0);
+            match age {
+                AgeRule::Kernel612 | AgeRule::ZeroCrossing => {
+                    if now.abs_diff(last) > thres || (age == AgeRule::ZeroCrossing && crossed) {
+                        r.age = 0;
+                    } else {
+                        r.age = r.age.saturating_add(1);
+                    }
+                }
+                AgeRule::ZeroRun => {
+                    let moved = now.abs_diff(last) > thres.max(NOISE_COUNTS)
+                        || (crossed && now.max(last) > NOISE_COUNTS);
+                    r.level_age = if moved {
+                        0
+                    } else {
+                        r.level_age.saturating_add(1)
+                    };
+                    r.age = match (now, last) {
+                        // Still none: one more aggregation of it (never older than its level).
+                        (0, 0) => r.age.saturating_add(1).min(r.level_age),
+                        // None now, some before: a new run of zeros.
+                        (0, _) => 0,
+                        _ => r.level_age,
+                    };
+                }
             }
         }
         let merge = w > 0 && {
@@ -590,6 +636,7 @@ pub fn update_monitoring_result(
         r.nr_seen = 0;
     }
     r.age = (r.age as u64 * old.aggr_us / new.aggr_us.max(1)) as u32;
+    r.level_age = (r.level_age as u64 * old.aggr_us / new.aggr_us.max(1)) as u32;
 }
 
 #[cfg(test)]

@@ -623,6 +623,7 @@ impl Monitor {
                     break;
                 }
                 r.age = 0;
+                r.level_age = 0;
             }
             if o.bytes_applied > 0 {
                 t.advised.push(range);

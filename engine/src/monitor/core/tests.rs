@@ -569,3 +569,61 @@ fn zero_crossing_restarts_the_age_within_the_threshold() {
     merge_regions_of_with(&mut t, 2, 1, true, rules);
     assert_eq!(ages(&t), [0, 0, 8, 8]);
 }
+
+/// The ages one region takes through a sequence of aggregation counts under `rule`, with the
+/// merge threshold `thres` (one region, so nothing merges; every sample known).
+fn ages_through(counts: &[u32], thres: u32, rule: AgeRule) -> Vec<u32> {
+    let mut t = regions(&[(0, 4096)]);
+    let rules = MergeRules {
+        rounding: MergeRounding::Floor,
+        age: rule,
+    };
+    let mut last = 0;
+    counts
+        .iter()
+        .map(|&c| {
+            t[0].last_nr_accesses = last;
+            t[0].nr_accesses = c;
+            t[0].nr_known = 20;
+            merge_regions_of_with(&mut t, thres, u64::MAX, true, rules);
+            last = c;
+            t[0].age
+        })
+        .collect()
+}
+
+/// `AgeRule::ZeroRun`: a region flickering between 0 and 1–2 counts (scattered hot pages
+/// under an exact check) is as old as its level when it reads accesses, so an
+/// `accesses 1..N, age >= M` pattern can match it; when it reads 0 its age is its run of
+/// zeros, as under mainline's rule, so an `accesses 0..0` pattern waits for a real idle run.
+/// Under `ZeroCrossing` the same region never ages past its last flicker.
+#[test]
+fn zero_run_ages_a_flickering_region_and_keeps_zero_ages_honest() {
+    // A frame of lukewarm regions only: the threshold (max / 10) is 0.
+    let flicker = [1, 0, 1, 2, 0, 0, 1, 0, 2, 1, 1, 0, 0, 0, 1];
+    let z = ages_through(&flicker, 0, AgeRule::ZeroRun);
+    assert_eq!(z, [1, 0, 3, 4, 0, 1, 7, 0, 9, 10, 11, 0, 1, 2, 15]);
+    // Mainline's rule: never older than the last change.
+    let m = ages_through(&flicker, 0, AgeRule::ZeroCrossing);
+    assert!(m.iter().all(|&a| a <= 2), "{m:?}");
+    // A level beyond the noise restarts both ages: hot (20) to idle, and idle to 3.
+    let moves = [20, 20, 0, 0, 0, 3, 3, 1, 0];
+    assert_eq!(
+        ages_through(&moves, 2, AgeRule::ZeroRun),
+        [0, 1, 0, 1, 2, 0, 1, 2, 0]
+    );
+    // A zero run's age never exceeds the level's: an idle region from the start ages every
+    // aggregation, and a cold region that starts reading 1 keeps its age (it is lukewarm
+    // and old), while 0 -> 3 is a new level.
+    assert_eq!(
+        ages_through(&[0, 0, 0, 1, 1, 0], 0, AgeRule::ZeroRun),
+        [1, 2, 3, 4, 5, 0]
+    );
+    // With a high threshold (a hot frame, max 60: thres 6), a crossing from more than the
+    // noise still restarts the level (from the start's 0 to 5, and 0 to 4), as mainline's
+    // rule does; 5 -> 0 starts a zero run.
+    assert_eq!(
+        ages_through(&[5, 5, 0, 0, 4], 6, AgeRule::ZeroRun),
+        [0, 1, 0, 1, 0]
+    );
+}
