@@ -368,7 +368,16 @@ pub fn merge_regions_of_with(
         };
         if merge {
             let (a, b) = regions.split_at_mut(i);
-            merge_two_regions_with(&mut a[w - 1], &b[0], rounding);
+            let (l, r) = (&mut a[w - 1], &b[0]);
+            // The zero run of a part that reads accesses is 0 (`AgeRule::ZeroRun`).
+            let zero_run = |x: &Region| if x.nr_accesses == 0 { x.age } else { 0 };
+            let (zl, zr, sl, sr) = (zero_run(l), zero_run(r), l.size(), r.size());
+            merge_two_regions_with(l, r, rounding);
+            if age == AgeRule::ZeroRun && l.nr_accesses == 0 {
+                // A merged region that reads none is as old as its parts' runs of none: a
+                // lukewarm part's level age is not an idle age.
+                l.age = weighted(zl, sl, zr, sr).min(l.level_age);
+            }
         } else {
             regions.swap(w, i);
             w += 1;

@@ -627,3 +627,34 @@ fn zero_run_ages_a_flickering_region_and_keeps_zero_ages_honest() {
         [0, 1, 0, 1, 0]
     );
 }
+
+/// `AgeRule::ZeroRun` through a merge: a region reading 1 (old level) merged with one
+/// reading 0 (young zero run) gives a region reading 0 whose age is the runs of none only;
+/// under 6.12's rule the ages are weighted whatever the counts.
+#[test]
+fn zero_run_merge_keeps_lukewarm_level_age_out_of_idle_age() {
+    let setup = || {
+        let mut t = regions(&[(0, 100), (100, 200)]);
+        for (r, (last, now, age, level)) in t.iter_mut().zip([(1, 0, 9, 9), (1, 1, 20, 20)]) {
+            r.last_nr_accesses = last;
+            r.nr_accesses = now;
+            r.nr_known = 20;
+            r.age = age;
+            r.level_age = level;
+        }
+        t
+    };
+    let rules = |age| MergeRules {
+        rounding: MergeRounding::Floor,
+        age,
+    };
+    let mut t = setup();
+    merge_regions_of_with(&mut t, 1, u64::MAX, true, rules(AgeRule::ZeroRun));
+    // Left: 1 -> 0, a new zero run (0); right: level 21; merged reads floor(0.5) = 0, and
+    // its age is the zero runs' mean: (0 + 0) / 2.
+    assert_eq!((t.len(), t[0].nr_accesses, t[0].age), (1, 0, 0));
+    let mut t = setup();
+    merge_regions_of_with(&mut t, 1, u64::MAX, true, rules(AgeRule::Kernel612));
+    // 6.12: both age (10, 21), the merge weights them.
+    assert_eq!((t.len(), t[0].nr_accesses, t[0].age), (1, 0, 15));
+}
