@@ -284,9 +284,15 @@ pub fn merge_two_regions(l: &mut Region, r: &Region) {
     merge_two_regions_with(l, r, MergeRounding::Floor);
 }
 
-/// [`merge_two_regions`] with the rounding of `nr_accesses` chosen ([`MergeRounding`]).
-pub fn merge_two_regions_with(l: &mut Region, r: &Region, rounding: MergeRounding) {
+/// [`merge_two_regions`] with the merge's rules chosen: the rounding of `nr_accesses`
+/// ([`MergeRounding`]), and under [`AgeRule::ZeroRun`] the age of a merged region that reads
+/// none — its parts' runs of none (a part reading accesses has run 0): a lukewarm part's
+/// level age is not an idle age.
+pub fn merge_two_regions_with(l: &mut Region, r: &Region, rules: impl Into<MergeRules>) {
+    let MergeRules { rounding, age } = rules.into();
     let (sz_l, sz_r) = (l.size(), r.size());
+    let zero_run = |x: &Region| if x.nr_accesses == 0 { x.age } else { 0 };
+    let zero_runs = (zero_run(l), zero_run(r));
     l.nr_accesses = match rounding {
         MergeRounding::Floor => weighted(l.nr_accesses, sz_l, r.nr_accesses, sz_r),
         MergeRounding::Nearest => weighted_nearest(l.nr_accesses, sz_l, r.nr_accesses, sz_r),
@@ -294,6 +300,9 @@ pub fn merge_two_regions_with(l: &mut Region, r: &Region, rounding: MergeRoundin
     l.nr_accesses_bp = l.nr_accesses.saturating_mul(10_000);
     l.age = weighted(l.age, sz_l, r.age, sz_r);
     l.level_age = weighted(l.level_age, sz_l, r.level_age, sz_r);
+    if age == AgeRule::ZeroRun && l.nr_accesses == 0 {
+        l.age = weighted(zero_runs.0, sz_l, zero_runs.1, sz_r).min(l.level_age);
+    }
     // madvd: keep the known-sample count meaningful for the merged region.
     l.nr_known = weighted(l.nr_known, sz_l, r.nr_known, sz_r);
     // madvd: the merged region's evidence of access is both regions' accessed answers.
@@ -368,16 +377,7 @@ pub fn merge_regions_of_with(
         };
         if merge {
             let (a, b) = regions.split_at_mut(i);
-            let (l, r) = (&mut a[w - 1], &b[0]);
-            // The zero run of a part that reads accesses is 0 (`AgeRule::ZeroRun`).
-            let zero_run = |x: &Region| if x.nr_accesses == 0 { x.age } else { 0 };
-            let (zl, zr, sl, sr) = (zero_run(l), zero_run(r), l.size(), r.size());
-            merge_two_regions_with(l, r, rounding);
-            if age == AgeRule::ZeroRun && l.nr_accesses == 0 {
-                // A merged region that reads none is as old as its parts' runs of none: a
-                // lukewarm part's level age is not an idle age.
-                l.age = weighted(zl, sl, zr, sr).min(l.level_age);
-            }
+            merge_two_regions_with(&mut a[w - 1], &b[0], MergeRules { rounding, age });
         } else {
             regions.swap(w, i);
             w += 1;
