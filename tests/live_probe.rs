@@ -34,7 +34,9 @@ fn probe_answers_follow_the_hot_set() {
         "mapping {m} not in {ranges:?}"
     );
     let mut s = Sampler::new(fixed_regions(m, 64), 7);
+    let f0 = majflt(w.pid());
     s.run(&mut probe, id, 20, Duration::from_millis(100));
+    let faults = majflt(w.pid()) - f0;
     let hot = w.hot();
     eprintln!(
         "hot {hot}; stats {:?}; cost {:?}",
@@ -71,6 +73,20 @@ fn probe_answers_follow_the_hot_set() {
         }
     }
     assert!(probe.cost().probe_pageouts >= 15 * 64);
+    // The probe's own page-outs that came back are the child's major faults (nothing else
+    // pages it out): what a refault figure by major faults subtracts.
+    let back = probe.cost().probe_refaults;
+    assert!(
+        back > 0 && back.abs_diff(faults) * 10 <= faults.max(10),
+        "probe_refaults {back}, child's major faults {faults}"
+    );
+}
+
+/// `/proc/PID/stat` majflt.
+fn majflt(pid: u32) -> u64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let after = &s[s.rfind(')').unwrap() + 2..];
+    after.split(' ').nth(9).unwrap().parse().unwrap()
 }
 
 /// A 64 MiB child whose hot and cold data are two mappings (hot first).

@@ -263,9 +263,11 @@ fn majflt(pid: u32) -> u64 {
 /// The figures one comparison gives. Advised: the replay's advised bytes (all read resident
 /// in its residency model) against the live run's advised-resident bytes (`sz_resident`:
 /// read resident in pagemap just before the advice). Refaulted: the replay's estimate
-/// against the live child's major faults during the run beyond those of the recording (the
-/// refault probe's own sample page-outs fault back in both), in 4 KiB pages; with a refault
-/// guard, the scheme's own ledger (`refaulted_bytes`) is given beside it.
+/// against the live child's major faults during the run less the refault probe's own sample
+/// page-outs that came back (`probe_refaults`: the probe pages out hot samples too, and more
+/// of them in a live run, where the cold samples are already out and need no page-out), in
+/// 4 KiB pages; with a refault guard, the scheme's own ledger (`refaulted_bytes`) is given
+/// beside it. The recording's major faults are given for reference (all the probe's own).
 #[derive(Debug, serde::Serialize)]
 pub struct Comparison {
     pub replay_advised: u64,
@@ -276,6 +278,7 @@ pub struct Comparison {
     pub live_ledger_refaulted: Option<u64>,
     pub record_majflt: u64,
     pub run_majflt: u64,
+    pub run_probe_refaults: u64,
 }
 
 /// Record `spec` for `secs`, replay `policy` against the record (refault window: the whole
@@ -346,16 +349,18 @@ pub fn replay_vs_reality(policy: &Path, spec: &WorkloadSpec, secs: u32, dir: &Pa
     w.kill();
     let last: serde_json::Value =
         serde_json::from_str(String::from_utf8_lossy(&out.stdout).lines().last().unwrap()).unwrap();
+    let probe_refaults = last["probe_refaults"].as_u64().unwrap();
     let c = Comparison {
         replay_advised: sum(&v, "advised_bytes"),
         replay_refaulted: sum(&v, "refaulted_bytes"),
         live_advised: sum(&last, "sz_resident"),
         live_advised_total: last["bytes_applied"].as_u64().unwrap(),
-        live_refaulted: run_faults.saturating_sub(record_faults) * 4096,
+        live_refaulted: run_faults.saturating_sub(probe_refaults) * 4096,
         live_ledger_refaulted: (sum(&last, "paged_out_bytes") > 0)
             .then(|| sum(&last, "refaulted_bytes")),
         record_majflt: record_faults,
         run_majflt: run_faults,
+        run_probe_refaults: probe_refaults,
     };
     if let Some(k) = &keep {
         std::fs::write(
@@ -372,11 +377,9 @@ fn within(a: u64, b: u64, frac: f64, floor: u64) -> bool {
     a.abs_diff(b) as f64 <= (b as f64 * frac).max(floor as f64)
 }
 
-/// Refaults both sides put under this share of the workload's size count as agreement:
-/// the live figure is the run's major faults minus the recording's, and both include the
-/// refault probe's own sample page-outs faulting back, which vary by ~1000 pages (4 MiB)
-/// from one recording of the same workload to the next (docs/performance.md, "Replay vs
-/// reality"); on a static hot set both sides are ~0 and a relative bar fails on that noise.
+/// Refaults both sides put under this share of the workload's size count as agreement: on a
+/// static hot set both sides are ~0 (a few chance page-outs of hot pages), and a relative
+/// bar fails on that noise (docs/performance.md, "Replay vs reality").
 const REFAULT_FLOOR: f64 = 0.02;
 
 fn check(c: &Comparison, workload_bytes: u64) {

@@ -142,6 +142,11 @@ pub trait AccessCheck {
 pub struct MonitorCost {
     /// Pages this check paged out to probe them (never counted as savings).
     pub probe_pageouts: u64,
+    /// Of those, pages found present again at the check: the probe's own page-outs that the
+    /// workload faulted back in (each one a major fault of the target that no scheme caused;
+    /// a figure of the target's refaults by major faults subtracts them).
+    #[serde(default)]
+    pub probe_refaults: u64,
     /// Sample answers given.
     pub samples: u64,
     /// System calls made.

@@ -130,6 +130,9 @@ struct Line<'a> {
     schemes: &'a [SchemeLine],
     saved: Saved,
     probe_pageouts: u64,
+    /// Of `probe_pageouts`, pages the target faulted back in (its major faults that no
+    /// scheme caused).
+    probe_refaults: u64,
     samples: u64,
     errors: &'a BTreeMap<String, u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -416,6 +419,7 @@ fn print_line(
         schemes: &t.schemes,
         saved: base.saved(root, &t.gone),
         probe_pageouts: t.cost.probe_pageouts,
+        probe_refaults: t.cost.probe_refaults,
         samples: t.cost.samples,
         errors: &t.errors,
         by_pid: t.by_pid.as_deref(),

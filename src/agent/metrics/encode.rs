@@ -156,7 +156,7 @@ const GROUP_INTERVALS: [(&str, &str, GaugeF); 2] = [
 ];
 
 type CounterF = fn(&Counters) -> u64;
-const GROUP_COUNTERS: [(&str, &str, CounterF); 10] = [
+const GROUP_COUNTERS: [(&str, &str, CounterF); 11] = [
     (
         "madvd_group_snapshots_total",
         "Aggregation intervals completed (snapshots the schemes saw).",
@@ -171,6 +171,11 @@ const GROUP_COUNTERS: [(&str, &str, CounterF); 10] = [
         "madvd_group_probe_pageouts_total",
         "Pages the refault probe paged out to observe them (monitoring cost, never savings).",
         |c| c.cost.probe_pageouts,
+    ),
+    (
+        "madvd_group_probe_refaults_total",
+        "Of the refault probe's own page-outs, pages the target faulted back in (major faults no scheme caused).",
+        |c| c.cost.probe_refaults,
     ),
     (
         "madvd_group_monitor_syscalls_total",

@@ -56,6 +56,7 @@ impl Counters {
         let mut c = self.clone();
         c.snapshots += other.snapshots;
         c.cost.probe_pageouts += other.cost.probe_pageouts;
+        c.cost.probe_refaults += other.cost.probe_refaults;
         c.cost.samples += other.cost.samples;
         c.cost.syscalls += other.cost.syscalls;
         c.rounds += other.rounds;

@@ -23,6 +23,7 @@ fn sample() -> AgentMetrics {
         snapshots: 7,
         cost: MonitorCost {
             probe_pageouts: 40,
+            probe_refaults: 12,
             samples: 900,
             syscalls: 55,
         },

@@ -681,6 +681,7 @@ impl AccessCheck for Probe {
         probed.sort_unstable_by_key(|p| (p.0, p.1));
         let mut preads = 0u64;
         let (mut acc, mut not, mut van) = (0u64, 0u64, 0u64);
+        let mut own_back = 0u64;
         let mut j = 0;
         while j < probed.len() {
             // Pages within 64 pages of the first share one read.
@@ -699,6 +700,10 @@ impl AccessCheck for Probe {
                     Some(start) => absent_answer(start, e),
                 };
                 match out[i] {
+                    Access::Accessed if start.is_none() => {
+                        acc += 1;
+                        own_back += 1;
+                    }
                     Access::Accessed => acc += 1,
                     Access::NotAccessed => not += 1,
                     Access::Unknown => van += 1,
@@ -709,6 +714,7 @@ impl AccessCheck for Probe {
         t.prep.clear();
         self.cost.syscalls += preads;
         self.cost.samples += samples.len() as u64;
+        self.cost.probe_refaults += own_back;
         self.stats.probed += probed.iter().filter(|p| p.2.is_none()).count() as u64;
         self.stats.accessed += acc;
         self.stats.not_accessed += not;

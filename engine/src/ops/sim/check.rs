@@ -99,6 +99,7 @@ impl AccessCheck for SimOps {
     fn cost(&self) -> MonitorCost {
         MonitorCost {
             probe_pageouts: 0,
+            probe_refaults: 0,
             samples: self.samples,
             syscalls: 0,
         }
