@@ -133,3 +133,67 @@ fn quota_falls_when_the_hot_set_moves_onto_paged_out_memory_and_recovers() {
     );
     drop(w);
 }
+
+/// The fastest refaults: paging out the hot set of a running child, the ledger's read right
+/// after the page-out finds most of it present again — in other frames: each such page left
+/// and was faulted back before the read, and counts as a refault at once, with no scan.
+/// Paging out cold memory, nothing comes back at once. (Without frames, before, the hot
+/// page-out entered nothing in the ledger: docs/performance.md, "Replay vs reality".)
+#[test]
+fn a_hot_page_out_is_counted_as_refaulted_at_once_by_its_frames() {
+    use engine::actuator::{Actuator, ActuatorConfig, ApplyOpts, Target};
+    use engine::{AdviceRequest, SysRoot, TargetId};
+    use schemes::goal::SysMetrics;
+    use schemes::refault::{after_pageout, before_pageout, RefaultLedger};
+
+    let _swap = engine::need_swap!(SWAP);
+    let w = spawn(&WorkloadSpec {
+        size: 64 * MIB,
+        hot_fraction: 0.125,
+        nohugepage: true,
+        ..WorkloadSpec::default()
+    });
+    let proc = common::open(w.pid());
+    let id = TargetId(w.pid());
+    let vmas: Vec<engine::AddrRange> = proc.maps().unwrap().iter().map(|v| v.range).collect();
+    let target = Target::from_process(&proc, vmas).with_id(id);
+    let mut act = Actuator::new(SysRoot::host(), ActuatorConfig::default());
+    let env = SysMetrics::host();
+    let hot = w.hot();
+    let cold = engine::AddrRange::new(w.mapping().end - 8 * MIB, w.mapping().end);
+    let mut seen = Vec::new();
+    for range in [cold, hot] {
+        let mut ledger = RefaultLedger::new(4096, 60_000_000);
+        before_pageout(&mut ledger, &env, [(id, range)]);
+        let req = AdviceRequest {
+            target: id,
+            range,
+            advice: engine::Advice::Pageout,
+            scheme: 0,
+        };
+        let r = act.apply(std::slice::from_ref(&target), &[req], ApplyOpts::default());
+        assert!(r.outcomes[0].applied(), "{r:?}");
+        after_pageout(&mut ledger, &env, [(id, range)], 1_000);
+        eprintln!(
+            "{range}: out {} pages, back at once {} pages",
+            ledger.total_out_pages, ledger.total_refaulted_pages
+        );
+        seen.push((ledger.total_out_pages, ledger.total_refaulted_pages));
+    }
+    let pages = 8 * MIB / 4096;
+    let (cold_out, cold_back) = seen[0];
+    assert!(cold_out >= pages * 9 / 10, "cold: {seen:?}");
+    assert!(
+        cold_back <= pages / 100,
+        "cold pages came back at once: {seen:?}"
+    );
+    // The hot set is read at random many times a second: a good part of it is back before
+    // the read (the rest is found by the scans later).
+    let (hot_out, hot_back) = seen[1];
+    assert!(hot_out >= pages / 2, "hot: {seen:?}");
+    assert!(
+        hot_back >= pages / 10,
+        "no hot page counted back at once: {seen:?}"
+    );
+    drop(w);
+}

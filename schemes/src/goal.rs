@@ -59,6 +59,21 @@ pub trait MetricSource: Send {
             "no page residency for target {target}"
         )))
     }
+    /// The page frame of each page of `range` of `target` (pagemap bits 0-54), appended to
+    /// `out` as [`Self::page_states`] appends states: `None` where no page is present, and
+    /// everywhere when frames are hidden (the reader lacks CAP_SYS_ADMIN). The refault guard
+    /// compares a page's frame before and after its page-out: a page present after it in
+    /// another frame left and was faulted back at once ([`crate::refault`]). An error (the
+    /// default): no frames, the guard counts what it sees in swap only.
+    fn page_frames(
+        &self,
+        target: TargetId,
+        range: AddrRange,
+        out: &mut Vec<Option<u64>>,
+    ) -> Result<(), MetricError> {
+        let _ = (range, out);
+        Err(MetricError(format!("no page frames for target {target}")))
+    }
 }
 
 /// The running system (or a fixture tree) through a [`SysRoot`].
@@ -127,6 +142,30 @@ impl MetricSource for SysMetrics {
         range: AddrRange,
         out: &mut Vec<PageState>,
     ) -> Result<(), MetricError> {
+        self.read_pagemap(target, range, |e| {
+            out.extend(e.iter().map(|e| PageState::from(e.residency())))
+        })
+    }
+
+    fn page_frames(
+        &self,
+        target: TargetId,
+        range: AddrRange,
+        out: &mut Vec<Option<u64>>,
+    ) -> Result<(), MetricError> {
+        self.read_pagemap(target, range, |e| out.extend(e.iter().map(|e| e.pfn())))
+    }
+}
+
+impl SysMetrics {
+    /// `range` of `target`'s pagemap, in reads of at most 64 Ki entries, each handed to `f`;
+    /// stops at a short read.
+    fn read_pagemap(
+        &self,
+        target: TargetId,
+        range: AddrRange,
+        mut f: impl FnMut(&[engine::kernel::pagemap::PagemapEntry]),
+    ) -> Result<(), MetricError> {
         let path = self.root.pid_file(target.0, "pagemap");
         let page = engine::kernel::host::page_size();
         let err = |e: std::io::Error| MetricError(format!("{}: {e}", path.display()));
@@ -137,7 +176,7 @@ impl MetricSource for SysMetrics {
         while p < last {
             let n = (last - p).min(1 << 16) as usize;
             pm.read(p * page, n, &mut entries).map_err(err)?;
-            out.extend(entries.iter().map(|e| PageState::from(e.residency())));
+            f(&entries);
             if entries.len() < n {
                 break;
             }
@@ -161,6 +200,9 @@ struct FakeState {
     targets: HashMap<TargetId, Vec<String>>,
     /// Page states by target and page number (4 KiB pages); pages not set are `Gone`.
     pages: HashMap<TargetId, BTreeMap<u64, PageState>>,
+    /// Page frames the same way; a target never given one has no frames (an error, as
+    /// without CAP_SYS_ADMIN), pages not set read `None`.
+    frames: HashMap<TargetId, BTreeMap<u64, u64>>,
 }
 
 impl FakeMetrics {
@@ -201,6 +243,19 @@ impl FakeMetrics {
             let m = s.pages.entry(target).or_default();
             for (i, st) in states.iter().enumerate() {
                 m.insert(addr / 4096 + i as u64, *st);
+            }
+        });
+    }
+    /// Set the frames of the 4 KiB pages from `addr` on of `target` (`None`: no page).
+    pub fn set_page_frames(&self, target: TargetId, addr: u64, frames: &[Option<u64>]) {
+        self.with(|s| {
+            let m = s.frames.entry(target).or_default();
+            for (i, f) in frames.iter().enumerate() {
+                let p = addr / 4096 + i as u64;
+                match f {
+                    Some(f) => m.insert(p, *f),
+                    None => m.remove(&p),
+                };
             }
         });
     }
@@ -252,6 +307,21 @@ impl MetricSource for FakeMetrics {
             for p in range.start / 4096..range.end.div_ceil(4096) {
                 out.push(m.get(&p).copied().unwrap_or(PageState::Gone));
             }
+            Ok(())
+        })
+    }
+    fn page_frames(
+        &self,
+        target: TargetId,
+        range: AddrRange,
+        out: &mut Vec<Option<u64>>,
+    ) -> Result<(), MetricError> {
+        self.with(|s| {
+            let m = s
+                .frames
+                .get(&target)
+                .ok_or_else(|| MetricError(format!("fake: no page frames of target {target}")))?;
+            out.extend((range.start / 4096..range.end.div_ceil(4096)).map(|p| m.get(&p).copied()));
             Ok(())
         })
     }

@@ -10,7 +10,14 @@
 //! ```
 //!
 //! Only a fault brings a private anonymous page back in, so "present again" is the target's
-//! own access. Nothing else is counted: pages that were out before the scheme advised them,
+//! own access. That includes the fastest refaults: a hot page is often faulted back before
+//! the read right after the page-out (microseconds, against the milliseconds a round's calls
+//! take), and reads present there as it did before. Where frames are readable (root), a page
+//! present after its page-out **in another frame** left and came back: it counts at once
+//! ([`RefaultLedger::after_with`]); one in the same frame was kept in by the kernel (not on
+//! an LRU list, pinned) and does not. Without frames those pages are not counted, and the
+//! guard sees only the slower refaults: on the moving hot set that was a page-out of 44 MiB
+//! of hot memory with nothing in the ledger (docs/performance.md, "Replay vs reality"). Nothing else is counted: pages that were out before the scheme advised them,
 //! pages the refault probe pages out for its samples (the probe never goes through the
 //! schemes, so its page-outs never enter the ledger), and pages the target discarded or
 //! unmapped (no page and no swap entry: dropped, not counted). Major faults
@@ -91,6 +98,26 @@ impl From<engine::kernel::pagemap::Residency> for PageState {
 
 type Chunk = [u64; WORDS];
 
+/// A range about to be paged out ([`RefaultLedger::before`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Pending {
+    target: TargetId,
+    range: AddrRange,
+    present: Vec<bool>,
+    /// The frames of its pages ([`RefaultLedger::before_frames`]), if read.
+    frames: Option<Vec<Option<u64>>>,
+}
+
+/// What one page-out did, as the ledger saw it ([`RefaultLedger::after_with`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PageoutSeen {
+    /// Pages present before and in swap after: they entered the ledger.
+    pub went_out: u64,
+    /// Pages present before and present after in another frame: they left and the target
+    /// faulted them back before the read (counted as refaults at once).
+    pub back_at_once: u64,
+}
+
 /// The pages one scheme paged out and has not seen come back, per target, and the refaults
 /// of the window.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -112,8 +139,9 @@ pub struct RefaultLedger {
     repeat_events: VecDeque<(u64, u64)>,
     /// Pages in `events` and `repeat_events`.
     window_pages: u64,
-    /// Ranges about to be paged out, with which of their pages were present.
-    pending: Vec<(TargetId, AddrRange, Vec<bool>)>,
+    /// Ranges about to be paged out, with which of their pages were present (and, where
+    /// readable, in which frames).
+    pending: Vec<Pending>,
     /// Where the next scan starts when the last one stopped at [`MAX_SCAN_CHUNKS`].
     cursor: Option<(TargetId, u64)>,
     /// Pages moved out by the scheme, and pages found back, since the start.
@@ -195,8 +223,8 @@ impl RefaultLedger {
     pub fn pending_present(&self, target: TargetId, range: AddrRange) -> Option<&[bool]> {
         self.pending
             .iter()
-            .find(|(t, r, _)| *t == target && *r == range)
-            .map(|(_, _, p)| p.as_slice())
+            .find(|p| p.target == target && p.range == range)
+            .map(|p| p.present.as_slice())
     }
 
     /// `pages` refaults are expected of what the scheme paged out at `now_us` (a lukewarm
@@ -263,37 +291,158 @@ impl RefaultLedger {
     /// (`states[i]` is page `range.start / page_size + i`).
     pub fn before(&mut self, target: TargetId, range: AddrRange, states: &[PageState]) {
         let present = states.iter().map(|s| *s == PageState::Present).collect();
-        self.pending.push((target, range, present));
+        self.pending.push(Pending {
+            target,
+            range,
+            present,
+            frames: None,
+        });
+    }
+
+    /// The frames of the pages of `range` of `target` just before the scheme pages it out
+    /// (after [`Self::before`] of the same range; `None`: no page there).
+    pub fn before_frames(&mut self, target: TargetId, range: AddrRange, frames: &[Option<u64>]) {
+        if let Some(p) = self
+            .pending
+            .iter_mut()
+            .rev()
+            .find(|p| p.target == target && p.range == range)
+        {
+            p.frames = Some(frames.to_vec());
+        }
     }
 
     /// The page states of `range` of `target` just after the scheme paged it out: the pages
     /// present before and in swap now enter the ledger. Without a matching [`Self::before`]
     /// nothing is learnt (the pages may have been out already).
     pub fn after(&mut self, target: TargetId, range: AddrRange, states: &[PageState]) {
+        self.after_with(target, range, states, None, 0, 0);
+    }
+
+    /// [`Self::after`], with the frames after the page-out where readable: a page present
+    /// before and after, in another frame, left memory and the target faulted it back before
+    /// this read (a hot page: back within microseconds of its page-out, under the time the
+    /// round's calls take). It is a refault of the scheme's page-out like those the scans
+    /// find, counted at `now_us` (a repeat if it came back before), and it is in
+    /// `total_out_pages`. Without frames (no CAP_SYS_ADMIN, or not read before) such a page
+    /// is not told from one the kernel kept in (not on an LRU list, pinned, under
+    /// writeback: same frame) and neither counts — the guard then sees only the refaults
+    /// slower than the round. A frame reused for the same page (the page allocator hands
+    /// out the most recently freed frame first) hides a refault too: the count is a floor.
+    ///
+    /// `expect_bp`: the region's access frequency ([`Self::expect`]): that share of the
+    /// pages that left (back at once or not) is expected back.
+    pub fn after_with(
+        &mut self,
+        target: TargetId,
+        range: AddrRange,
+        states: &[PageState],
+        frames: Option<&[Option<u64>]>,
+        expect_bp: u64,
+        now_us: u64,
+    ) -> PageoutSeen {
         let Some(i) = self
             .pending
             .iter()
-            .position(|(t, r, _)| *t == target && *r == range)
+            .position(|p| p.target == target && p.range == range)
         else {
-            return;
+            return PageoutSeen::default();
         };
-        let (_, _, before) = self.pending.swap_remove(i);
+        let before = self.pending.swap_remove(i);
         let first = range.start / self.page_size;
         let map = self.out.entry(target).or_default();
         let mut added = 0;
-        for (k, (was, now)) in before.iter().zip(states).enumerate() {
-            if *was && *now == PageState::Out {
-                let page = first + k as u64;
-                let chunk = map.entry(page / CHUNK_PAGES).or_insert([0; WORDS]);
-                let (w, b) = (((page % CHUNK_PAGES) / 64) as usize, page % 64);
-                if chunk[w] & (1 << b) == 0 {
-                    chunk[w] |= 1 << b;
-                    added += 1;
+        let mut at_once: Vec<u64> = Vec::new();
+        for (k, (was, now)) in before.present.iter().zip(states).enumerate() {
+            if !*was {
+                continue;
+            }
+            let page = first + k as u64;
+            match now {
+                PageState::Out => {
+                    let chunk = map.entry(page / CHUNK_PAGES).or_insert([0; WORDS]);
+                    let (w, b) = (((page % CHUNK_PAGES) / 64) as usize, page % 64);
+                    if chunk[w] & (1 << b) == 0 {
+                        chunk[w] |= 1 << b;
+                        added += 1;
+                    }
                 }
+                PageState::Present => {
+                    let frame =
+                        |f: Option<&Vec<Option<u64>>>| f.and_then(|f| f.get(k).copied().flatten());
+                    let was_in = frame(before.frames.as_ref());
+                    let now_in = frames.and_then(|f| f.get(k).copied().flatten());
+                    if matches!((was_in, now_in), (Some(a), Some(b)) if a != b) {
+                        at_once.push(page);
+                    }
+                }
+                _ => {}
             }
         }
+        if map.is_empty() {
+            self.out.remove(&target);
+        }
         self.out_pages += added;
-        self.total_out_pages += added;
+        let back = at_once.len() as u64;
+        self.total_out_pages += added + back;
+        if expect_bp > 0 {
+            self.expect((added + back) * expect_bp / 10_000, now_us);
+        }
+        if back > 0 {
+            let seen = self.returned.entry(target).or_default();
+            let mut repeat = 0;
+            for &page in &at_once {
+                let mark = seen.entry(page / CHUNK_PAGES).or_insert([0; WORDS]);
+                let (w, b) = (((page % CHUNK_PAGES) / 64) as usize, page % 64);
+                if mark[w] & (1 << b) != 0 {
+                    repeat += 1;
+                } else {
+                    mark[w] |= 1 << b;
+                }
+            }
+            if self.record_back {
+                for &page in &at_once {
+                    self.push_back_page(target, page);
+                }
+            }
+            self.count_refaults(back - repeat, repeat, now_us);
+        }
+        PageoutSeen {
+            went_out: added,
+            back_at_once: back,
+        }
+    }
+
+    /// A refaulted page for learning ([`Self::take_back`]), joined to the last run.
+    fn push_back_page(&mut self, target: TargetId, page: u64) {
+        let a = page * self.page_size;
+        match self.back.last_mut() {
+            Some((t, r)) if *t == target && r.end == a => r.end += self.page_size,
+            _ => self
+                .back
+                .push((target, AddrRange::new(a, a + self.page_size))),
+        }
+    }
+
+    /// `back` first and `repeat` repeat refaults found at `now_us`: into the totals and the
+    /// windows (expected first refaults use the allowance up first, [`Self::expect`]).
+    fn count_refaults(&mut self, back: u64, repeat: u64, now_us: u64) {
+        self.total_refaulted_pages += back + repeat;
+        self.total_repeat_pages += repeat;
+        let expected = if self.allowance_pages > 0 {
+            self.use_allowance(back, now_us)
+        } else {
+            0
+        };
+        self.total_expected_pages += expected;
+        let counted = back - expected;
+        self.window_pages += counted + repeat;
+        if counted > 0 {
+            self.events.push_back((now_us, counted));
+        }
+        if repeat > 0 {
+            self.repeat_events.push_back((now_us, repeat));
+        }
     }
 
     /// Forget what was noted before a page-out that did not happen (a round that was not
@@ -358,6 +507,7 @@ impl RefaultLedger {
         };
         let seen = self.returned.entry(target).or_default();
         let (mut back, mut repeat, mut gone) = (0u64, 0u64, 0u64);
+        let mut back_pages: Vec<u64> = Vec::new();
         for (k, s) in states.iter().enumerate() {
             let page = first + k as u64;
             let Some(chunk) = map.get_mut(&(page / CHUNK_PAGES)) else {
@@ -377,13 +527,7 @@ impl RefaultLedger {
                         back += 1;
                     }
                     if self.record_back {
-                        let a = page * self.page_size;
-                        match self.back.last_mut() {
-                            Some((t, r)) if *t == target && r.end == a => r.end += self.page_size,
-                            _ => self
-                                .back
-                                .push((target, AddrRange::new(a, a + self.page_size))),
-                        }
+                        back_pages.push(page);
                     }
                 }
                 PageState::Gone => gone += 1,
@@ -399,23 +543,10 @@ impl RefaultLedger {
             self.returned.remove(&target);
         }
         self.out_pages -= back + repeat + gone;
-        self.total_refaulted_pages += back + repeat;
-        self.total_repeat_pages += repeat;
-        // Expected refaults of lukewarm page-outs use the allowance up first (`expect`).
-        let expected = if self.allowance_pages > 0 {
-            self.use_allowance(back, now_us)
-        } else {
-            0
-        };
-        self.total_expected_pages += expected;
-        let counted = back - expected;
-        self.window_pages += counted + repeat;
-        if counted > 0 {
-            self.events.push_back((now_us, counted));
+        for page in back_pages {
+            self.push_back_page(target, page);
         }
-        if repeat > 0 {
-            self.repeat_events.push_back((now_us, repeat));
-        }
+        self.count_refaults(back, repeat, now_us);
     }
 
     /// The refault rate at `now_us`, basis points: the first refaults of the last
@@ -464,24 +595,46 @@ pub fn before_pageout(
     reqs: impl IntoIterator<Item = (TargetId, AddrRange)>,
 ) {
     let mut buf = Vec::new();
+    let mut frames = Vec::new();
     for (t, r) in reqs {
         if states(env, t, r, &mut buf).is_ok() {
             ledger.before(t, r, &buf);
+            frames.clear();
+            if env.page_frames(t, r, &mut frames).is_ok() {
+                ledger.before_frames(t, r, &frames);
+            }
         }
     }
 }
 
-/// After the actuator paged `done` out: the pages that went from memory to swap enter the
-/// ledger.
+/// The frames of `range` of `target` after a page-out, into `buf`; `None` when they cannot
+/// be read (then the ledger counts only what it sees in swap).
+pub fn frames_after<'b>(
+    env: &dyn MetricSource,
+    target: TargetId,
+    range: AddrRange,
+    buf: &'b mut Vec<Option<u64>>,
+) -> Option<&'b [Option<u64>]> {
+    buf.clear();
+    env.page_frames(target, range, buf).ok()?;
+    Some(buf.as_slice())
+}
+
+/// After the actuator paged `done` out, at `now_us`: the pages that went from memory to swap
+/// enter the ledger; those faulted back before this read count as refaults
+/// ([`RefaultLedger::after_with`]).
 pub fn after_pageout(
     ledger: &mut RefaultLedger,
     env: &dyn MetricSource,
     done: impl IntoIterator<Item = (TargetId, AddrRange)>,
+    now_us: u64,
 ) {
     let mut buf = Vec::new();
+    let mut fbuf = Vec::new();
     for (t, r) in done {
         if states(env, t, r, &mut buf).is_ok() {
-            ledger.after(t, r, &buf);
+            let frames = frames_after(env, t, r, &mut fbuf);
+            ledger.after_with(t, r, &buf, frames, 0, now_us);
         }
     }
     ledger.clear_pending();
@@ -618,6 +771,79 @@ mod tests {
         );
         assert_eq!((l.total_refaulted_pages, l.total_expected_pages), (3, 1));
         assert_eq!(l.rate_bp(1_000_000 + w), 10_000 / 2);
+    }
+
+    #[test]
+    fn pages_faulted_back_before_the_read_are_refaults_when_their_frame_changed() {
+        let w = 10_000_000;
+        let mut l = RefaultLedger::new(P, w).with_record_back();
+        let r = AddrRange::new(0, 4 * P);
+        // Page 0: out. Page 1: present again in another frame (left and came back). Page 2:
+        // the same frame (the kernel kept it in). Page 3: was out before.
+        l.before(T, r, &[Present, Present, Present, Out]);
+        l.before_frames(T, r, &[Some(10), Some(11), Some(12), None]);
+        let after = [Out, Present, Present, Out];
+        let seen = l.after_with(
+            T,
+            r,
+            &after,
+            Some(&[None, Some(99), Some(12), None]),
+            0,
+            1_000,
+        );
+        assert_eq!(
+            seen,
+            PageoutSeen {
+                went_out: 1,
+                back_at_once: 1
+            }
+        );
+        assert_eq!((l.total_out_pages, l.total_refaulted_pages), (2, 1));
+        // 1 back over 1 still out + 1 back.
+        assert_eq!(l.rate_bp(1_000), 5000);
+        assert_eq!(l.take_back(), vec![(T, AddrRange::new(P, 2 * P))]);
+        // The same page out and back at once again: a repeat.
+        l.before(T, r, &[Out, Present, Present, Out]);
+        l.before_frames(T, r, &[None, Some(99), Some(12), None]);
+        l.after_with(
+            T,
+            r,
+            &after,
+            Some(&[None, Some(98), Some(12), None]),
+            0,
+            2_000,
+        );
+        assert_eq!((l.total_refaulted_pages, l.total_repeat_pages), (2, 1));
+        // Without frames (after or before), nothing present counts: the guard as it was.
+        let mut m = RefaultLedger::new(P, w);
+        m.before(T, r, &[Present; 4]);
+        m.before_frames(T, r, &[Some(1), Some(2), Some(3), Some(4)]);
+        m.after_with(T, r, &[Present; 4], None, 0, 1_000);
+        m.before(T, r, &[Present; 4]);
+        m.after_with(
+            T,
+            r,
+            &[Present; 4],
+            Some(&[Some(5), Some(6), Some(7), Some(8)]),
+            0,
+            1_000,
+        );
+        assert_eq!((m.total_out_pages, m.total_refaulted_pages), (0, 0));
+        // Expected refaults (a region accessed at 50%) use up the allowance first.
+        let mut e = RefaultLedger::new(P, w);
+        e.before(T, r, &[Present; 4]);
+        e.before_frames(T, r, &[Some(1), Some(2), Some(3), Some(4)]);
+        let seen = e.after_with(
+            T,
+            r,
+            &[Present, Present, Out, Out],
+            Some(&[Some(5), Some(6), None, None]),
+            5000,
+            1_000,
+        );
+        assert_eq!(seen.back_at_once, 2);
+        assert_eq!((e.total_refaulted_pages, e.total_expected_pages), (2, 2));
+        assert_eq!(e.rate_bp(1_000), 0);
     }
 
     #[test]

@@ -461,6 +461,7 @@ impl Schemes {
                     ledger,
                     self.env.as_ref(),
                     done.map(|o| (o.target, o.range)),
+                    now_us,
                 ),
             }
         }
@@ -537,6 +538,7 @@ fn learn_after_pageout<'a>(
 ) {
     let page = ledger.page_size();
     let mut buf = Vec::new();
+    let mut fbuf = Vec::new();
     for o in done {
         buf.clear();
         if env.page_states(o.target, o.range, &mut buf).is_err() {
@@ -567,15 +569,12 @@ fn learn_after_pageout<'a>(
                 hot.learn(o.target, AddrRange::new(s, end), now_us);
             }
         }
-        let out_before = ledger.out_bytes();
-        ledger.after(o.target, o.range, &buf);
-        let went_out = (ledger.out_bytes() - out_before) / page;
-        if let Some((_, _, bp)) = expect
+        let bp = expect
             .iter()
             .find(|(t, r, _)| *t == o.target && *r == o.range)
-        {
-            ledger.expect(went_out * bp / 10_000, now_us);
-        }
+            .map_or(0, |e| e.2);
+        let frames = refault::frames_after(env, o.target, o.range, &mut fbuf);
+        ledger.after_with(o.target, o.range, &buf, frames, bp, now_us);
     }
     ledger.clear_pending();
 }
