@@ -124,9 +124,11 @@ fn quota_falls_when_the_hot_set_moves_onto_paged_out_memory_and_recovers() {
         .map(|l| l.esz)
         .min()
         .unwrap();
+    // Under the budget, not at 0: a page-out of the quota's few pages at the hot set's
+    // edge can have a page or two back at once (0.2%).
     let recovered = lines[first_back + fell..]
         .iter()
-        .find(|l| l.rate_bp == 0 && l.esz >= 256 * low);
+        .find(|l| l.rate_bp <= 200 && l.esz >= 256 * low);
     assert!(
         recovered.is_some(),
         "the quota did not recover once refaults stopped (low {low}): {lines:?}"
