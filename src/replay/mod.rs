@@ -12,7 +12,8 @@
 //! memory rate recorded: the scheme is taken as always active), PSI and memory quota goals
 //! (no metric: the quota stays as written), cgroup and page-level filters, residency beyond
 //! the replay's own page-outs (`whatif::Residency`), mid-aggregation snapshots for apply
-//! intervals shorter than the aggregation, and (in simulator or older records) the mappings
+//! intervals shorter than the aggregation (such a scheme applies at its own interval between
+//! frames, on the last frame's counts with the age resets since: [`round`]), and (in simulator or older records) the mappings
 //! the live actuator cuts at; live records carry them and advice is cut there.
 
 pub mod plot;
@@ -151,7 +152,7 @@ pub fn adapt(policy: &Policy, rec: &Loaded) -> (Policy, Vec<String>) {
         if s.apply_interval_us
             .is_some_and(|i| i < rec.header.attrs.aggr_us)
         {
-            say(format!("scheme '{}': apply interval shorter than the aggregation: the record holds aggregated snapshots only, the scheme applies once per aggregation", s.name));
+            say(format!("scheme '{}': apply interval shorter than the aggregation: the record holds aggregated snapshots only, the scheme applies at its own interval between frames on the last frame's counts (live, a mid-aggregation snapshot's moving sum: about the last aggregation's count)", s.name));
         }
     }
     say(if rec.frames.iter().any(|f| f.targets.iter().any(|t| !t.absent.is_empty())) {
@@ -174,6 +175,53 @@ pub fn adapt(policy: &Policy, rec: &Loaded) -> (Policy, Vec<String>) {
     }
     say("monitor: the recorded regions are those of a workload that was not advised; a live monitor sees advised memory differently (its regions split and merge around what was paged out)".into());
     (p, notes)
+}
+
+/// One round as `run`'s actuation thread does it (src/pipeline/actuate.rs): plan at `now`,
+/// apply, account, the refunds' refill; the pieces that went to the "kernel" go to the
+/// refault ledger with the scheme that asked for each. Returns the round's report.
+fn round(
+    planner: &mut SchemesPlanner,
+    actuator: &mut Actuator<ReplaySys>,
+    targets: &[Target<'static>],
+    snap: &engine::Snapshot,
+    now: u64,
+    refaults: &mut risk::Refaults,
+) -> engine::ApplyReport {
+    let reqs = planner.plan(snap, now);
+    let sys = actuator.sys_mut();
+    sys.clock_ns = sys.clock_ns.max(now.saturating_mul(1000));
+    let opts = |planner: &SchemesPlanner| ApplyOpts {
+        dry_run: false,
+        cancel: None,
+        pace_bytes_per_s: planner.pace_bytes_per_s(),
+        pace_time_ns_per_s: planner.pace_time_ns_per_s(),
+    };
+    let mut report = actuator.apply(targets, &reqs, opts(planner));
+    planner.account(&report, now);
+    for _ in 0..schemes::MAX_REFILLS {
+        let more = planner.plan_refill(snap, now);
+        if more.is_empty() {
+            break;
+        }
+        let r = actuator.apply(targets, &more, opts(planner));
+        planner.account(&r, now);
+        report.outcomes.extend(r.outcomes);
+    }
+    for (t, r, advice) in std::mem::take(&mut actuator.sys_mut().advised) {
+        let scheme = report
+            .outcomes
+            .iter()
+            .find(|o| {
+                o.target == t
+                    && o.advice == advice
+                    && o.range.start <= r.start
+                    && r.end <= o.range.end
+            })
+            .map_or(0, |o| o.scheme);
+        refaults.advised(t.0, r, scheme, now);
+    }
+    report
 }
 
 /// Replay `policy` against `rec`: the intact frames before its first damaged line.
@@ -216,7 +264,6 @@ pub fn replay(policy: &Policy, rec: &Loaded, cfg: &ReplayConfig) -> anyhow::Resu
                 }
             }
         }
-        let reqs = planner.plan(&snap, now);
         // The recorded mappings, or (simulator and older records) all of the address space.
         let targets: Vec<Target<'static>> = src
             .targets()
@@ -240,51 +287,44 @@ pub fn replay(policy: &Policy, rec: &Loaded, cfg: &ReplayConfig) -> anyhow::Resu
                 Target::simulated(id, u32::MAX, vmas)
             })
             .collect();
-        let sys = actuator.sys_mut();
-        sys.clock_ns = sys.clock_ns.max(now.saturating_mul(1000));
-        let opts = |planner: &SchemesPlanner| ApplyOpts {
-            dry_run: false,
-            cancel: None,
-            pace_bytes_per_s: planner.pace_bytes_per_s(),
-            pace_time_ns_per_s: planner.pace_time_ns_per_s(),
-        };
-        let mut report = actuator.apply(&targets, &reqs, opts(&planner));
-        planner.account(&report, now);
-        // The refunds' refill, as `run` does it (pipeline/actuate.rs).
-        for _ in 0..schemes::MAX_REFILLS {
-            let more = planner.plan_refill(&snap, now);
-            if more.is_empty() {
-                break;
-            }
-            let r = actuator.apply(&targets, &more, opts(&planner));
-            planner.account(&r, now);
-            report.outcomes.extend(r.outcomes);
-        }
         let mut advised = vec![0u64; n_schemes];
-        for o in &report.outcomes {
-            advised[o.scheme] += o.bytes_applied;
+        let mut at = now;
+        let mut snap = snap;
+        loop {
+            let report = round(
+                &mut planner,
+                &mut actuator,
+                &targets,
+                &snap,
+                at,
+                &mut refaults,
+            );
+            for o in &report.outcomes {
+                advised[o.scheme] += o.bytes_applied;
+            }
+            src.feedback(&Feedback {
+                report,
+                next_due_us: planner.next_due_us(),
+                // Watermarks are not replayed (see `adapt`): nothing pauses.
+                paused_until_us: planner.paused_until_us(),
+                round: true,
+            });
+            // A scheme due before the next frame applies then, as `run`'s monitor hands it a
+            // mid-aggregation snapshot: here the same frame's counts (a live mid-aggregation
+            // snapshot's moving sum is about the last aggregation's count), with the age of
+            // what was just advised restarted.
+            let next_frame = frames.as_slice().first().map(|f| f.t_us);
+            match (planner.next_due_us(), next_frame) {
+                (Some(due), Some(next)) if due > at && due < next => match src.again(due) {
+                    Some(s) => {
+                        at = due;
+                        snap = s;
+                    }
+                    None => break,
+                },
+                _ => break,
+            }
         }
-        // The pieces that went to the "kernel", each with the scheme that asked for it.
-        for (t, r, advice) in std::mem::take(&mut actuator.sys_mut().advised) {
-            let scheme = report
-                .outcomes
-                .iter()
-                .find(|o| {
-                    o.target == t
-                        && o.advice == advice
-                        && o.range.start <= r.start
-                        && r.end <= o.range.end
-                })
-                .map_or(0, |o| o.scheme);
-            refaults.advised(t.0, r, scheme, now);
-        }
-        src.feedback(&Feedback {
-            report,
-            next_due_us: planner.next_due_us(),
-            // Watermarks are not replayed (see `adapt`): nothing pauses.
-            paused_until_us: planner.paused_until_us(),
-            round: true,
-        });
         steps.push(Step {
             t_us: now,
             aggr: snap.aggregation,

@@ -48,6 +48,8 @@ pub struct RecordSource {
     advised: Vec<(TargetId, Advised)>,
     /// The aggregation number of the last frame given.
     last_aggr: u64,
+    /// The last frame given ([`Self::again`]).
+    last: Option<Frame>,
 }
 
 impl RecordSource {
@@ -58,7 +60,19 @@ impl RecordSource {
             targets: rec.target_ids().into_iter().map(TargetId).collect(),
             advised: Vec::new(),
             last_aggr: 0,
+            last: None,
         }
+    }
+
+    /// The last frame given again at `now_us`, as a mid-aggregation snapshot (a scheme due
+    /// before the next frame: `run`'s monitor hands it one), with the age resets of the
+    /// feedback since. `None` before the first frame.
+    pub fn again(&self, now_us: u64) -> Option<Snapshot> {
+        let f = self.last.as_ref()?;
+        let mut s = self.snapshot(f);
+        s.now_us = now_us;
+        s.aggregated = false;
+        Some(s)
     }
 
     /// One recorded frame as the snapshot schemes see, with the feedback's age resets.
@@ -151,8 +165,10 @@ impl SnapshotSource for RecordSource {
         match self.frames.next() {
             Some(f) => {
                 self.last_aggr = f.aggr;
+                let snapshot = Some(self.snapshot(&f));
+                self.last = Some(f);
                 Ok(Pull {
-                    snapshot: Some(self.snapshot(&f)),
+                    snapshot,
                     ..Pull::default()
                 })
             }

@@ -249,3 +249,25 @@ fn recorded_mappings_cut_the_advice_as_live() {
     let unmapped = replay(&policy(""), &loaded(20, 0), &cfg()).unwrap();
     assert!(unmapped.steps[5].advised_bytes[0] > 32 * MIB);
 }
+
+/// A scheme whose apply interval is shorter than the record's aggregation applies at its own
+/// interval between frames, as `run` does on mid-aggregation snapshots: with a 1 MiB size
+/// quota per 25 ms window it takes ~4 windows' worth per 100 ms frame, not one.
+#[test]
+fn short_apply_intervals_apply_between_frames() {
+    let short = replayed(
+        r#"apply_interval: "25 ms", quota: (size: "1 MiB", reset_interval: "25 ms")"#,
+        40,
+    );
+    let once = replayed(
+        r#"apply_interval: "100 ms", quota: (size: "1 MiB", reset_interval: "25 ms")"#,
+        40,
+    );
+    let (s, o) = (advised_by_step(&short), advised_by_step(&once));
+    // Frame 6: cold memory eligible since frame 5, the quota binding in both.
+    assert!(s[6] >= 4 * MIB, "short: {s:?}");
+    assert!(o[6] <= 2 * MIB, "once per frame: {o:?}");
+    // Each apply took its window's quota (one region over at most), at its own time.
+    assert!(s[6] <= 8 * MIB, "short: {s:?}");
+    assert!(short.advised_bytes() > once.advised_bytes());
+}
