@@ -425,25 +425,25 @@ fn compare(policy: Option<&str>, pattern: Pattern) {
 }
 
 #[test]
-#[ignore = "needs root and swap, ~60 s; met 3 of 5 at 96bf508 (advised median 1.00; refaulted 10.8 and 11.3 vs 0-1 MiB missed twice), 4-5 of 5 before the age rule: not enough for CI; benches/replay_vs_reality.sh runs the series, docs/performance.md, Replay vs reality; run: cargo test --test replay replay_vs_reality -- --ignored --test-threads 1"]
+#[ignore = "needs root and swap, ~60 s; met 4 of 5 at cdb8f1d (advised median 1.05; run 3's replay 12.1 MiB refaulted vs live 0.0), 4-5 of 5 in the series before: not enough for CI; benches/replay_vs_reality.sh runs the series, docs/performance.md, Replay vs reality; run: cargo test --test replay replay_vs_reality -- --ignored --test-threads 1"]
 fn replay_vs_reality_kernel_style_static_hot_set() {
     compare(None, STATIC);
 }
 
 #[test]
-#[ignore = "needs root and swap, ~60 s; met 2 of 5 at 96bf508 (advised median 0.95; the live runs alone spread -18..+6% from their median), 2-4 of 5 before; benches/replay_vs_reality.sh runs the series, docs/performance.md, Replay vs reality; run: cargo test --test replay replay_vs_reality -- --ignored --test-threads 1"]
+#[ignore = "needs root and swap, ~60 s; met 4 of 5 at cdb8f1d (advised median 1.07; the live runs alone spread -4..+17% from their median), 2-5 of 5 before; benches/replay_vs_reality.sh runs the series, docs/performance.md, Replay vs reality; run: cargo test --test replay replay_vs_reality -- --ignored --test-threads 1"]
 fn replay_vs_reality_kernel_style_moving_hot_set() {
     compare(None, MOVING);
 }
 
 #[test]
-#[ignore = "needs root and swap, ~60 s; met 2 of 5 at 96bf508 (advised 0.94-1.01 in all; the live refaults by major faults are mostly the probe's own, the ledger reads 0-2.5 MiB), 3-4 of 5 before the age rule; benches/replay_vs_reality.sh runs the series, docs/performance.md, Replay vs reality; run: cargo test --test replay replay_vs_reality -- --ignored --test-threads 1"]
+#[ignore = "needs root and swap, ~60 s; met 3 of 5 at cdb8f1d (advised median 0.97; live refaults 10.9 and 6.6 MiB at the hot band's edge vs the replay's 2.9 and 2.5), 2-4 of 5 before; benches/replay_vs_reality.sh runs the series, docs/performance.md, Replay vs reality; run: cargo test --test replay replay_vs_reality -- --ignored --test-threads 1"]
 fn replay_vs_reality_reclaim_static_hot_set() {
     compare(Some("policies/reclaim.ron"), STATIC);
 }
 
 #[test]
-#[ignore = "needs root and swap, ~60 s; met 2 of 5 at 96bf508 (advised median 0.78: the replay's lukewarm under-predicts since the age rule), 3 of 5 before it (median 0.96); benches/replay_vs_reality.sh runs the series, docs/performance.md, Replay vs reality; run: cargo test --test replay replay_vs_reality -- --ignored --test-threads 1"]
+#[ignore = "needs root and swap, ~60 s; met 4 of 5 at cdb8f1d (advised median 0.98 since the replay applies short apply intervals between frames; 0.81 at 4cced26), 2-3 of 5 before; benches/replay_vs_reality.sh runs the series, docs/performance.md, Replay vs reality; run: cargo test --test replay replay_vs_reality -- --ignored --test-threads 1"]
 fn replay_vs_reality_reclaim_moving_hot_set() {
     compare(Some("policies/reclaim.ron"), MOVING);
 }
