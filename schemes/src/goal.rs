@@ -200,9 +200,6 @@ struct FakeState {
     targets: HashMap<TargetId, Vec<String>>,
     /// Page states by target and page number (4 KiB pages); pages not set are `Gone`.
     pages: HashMap<TargetId, BTreeMap<u64, PageState>>,
-    /// Page frames the same way; a target never given one has no frames (an error, as
-    /// without CAP_SYS_ADMIN), pages not set read `None`.
-    frames: HashMap<TargetId, BTreeMap<u64, u64>>,
 }
 
 impl FakeMetrics {
@@ -243,19 +240,6 @@ impl FakeMetrics {
             let m = s.pages.entry(target).or_default();
             for (i, st) in states.iter().enumerate() {
                 m.insert(addr / 4096 + i as u64, *st);
-            }
-        });
-    }
-    /// Set the frames of the 4 KiB pages from `addr` on of `target` (`None`: no page).
-    pub fn set_page_frames(&self, target: TargetId, addr: u64, frames: &[Option<u64>]) {
-        self.with(|s| {
-            let m = s.frames.entry(target).or_default();
-            for (i, f) in frames.iter().enumerate() {
-                let p = addr / 4096 + i as u64;
-                match f {
-                    Some(f) => m.insert(p, *f),
-                    None => m.remove(&p),
-                };
             }
         });
     }
@@ -307,21 +291,6 @@ impl MetricSource for FakeMetrics {
             for p in range.start / 4096..range.end.div_ceil(4096) {
                 out.push(m.get(&p).copied().unwrap_or(PageState::Gone));
             }
-            Ok(())
-        })
-    }
-    fn page_frames(
-        &self,
-        target: TargetId,
-        range: AddrRange,
-        out: &mut Vec<Option<u64>>,
-    ) -> Result<(), MetricError> {
-        self.with(|s| {
-            let m = s
-                .frames
-                .get(&target)
-                .ok_or_else(|| MetricError(format!("fake: no page frames of target {target}")))?;
-            out.extend((range.start / 4096..range.end.div_ceil(4096)).map(|p| m.get(&p).copied()));
             Ok(())
         })
     }

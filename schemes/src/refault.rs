@@ -19,9 +19,11 @@
 //! rate, it held the quota back on hot pages scattered at 4 KiB, where that price is paid
 //! once per page, and cut what was saved in 60 s from 1.00 to 0.93 of the idle memory,
 //! docs/performance.md "Reclaim on static workloads"); one in the same frame was kept in by
-//! the kernel (not on an LRU list, pinned) and does not count. Without frames those pages are not counted, and the
-//! guard sees only the slower refaults: on the moving hot set that was a page-out of 44 MiB
-//! of hot memory with nothing in the ledger (docs/performance.md, "Replay vs reality"). Nothing else is counted: pages that were out before the scheme advised them,
+//! the kernel (not on an LRU list, pinned) and does not count. Without frames those pages
+//! are not counted, and the guard sees only the slower refaults: on the moving hot set that
+//! was a page-out of 44 MiB of hot memory with nothing in the ledger (docs/performance.md,
+//! "Replay vs reality"). Nothing else is counted: pages that were out before the scheme
+//! advised them,
 //! pages the refault probe pages out for its samples (the probe never goes through the
 //! schemes, so its page-outs never enter the ledger), and pages the target discarded or
 //! unmapped (no page and no swap entry: dropped, not counted). Major faults

@@ -13,8 +13,9 @@
 //! (no metric: the quota stays as written), cgroup and page-level filters, residency beyond
 //! the replay's own page-outs (`whatif::Residency`), mid-aggregation snapshots for apply
 //! intervals shorter than the aggregation (such a scheme applies at its own interval between
-//! frames, on the last frame's counts with the age resets since: [`round`]), and (in simulator or older records) the mappings
-//! the live actuator cuts at; live records carry them and advice is cut there.
+//! frames, on the last frame's counts with the age resets since: [`round`]), and (in
+//! simulator or older records) the mappings the live actuator cuts at; live records carry
+//! them and advice is cut there.
 
 pub mod plot;
 pub mod risk;
