@@ -46,6 +46,12 @@ pub enum ApplyErrorKind {
     /// `NotResident`: not charged to the size quota (refunded), a range wholly without one
     /// keeps its age, and the schemes skip it for a while (`known_out`).
     NotHuge,
+    /// Not attempted: resident pages page_idle read accessed since they were last marked
+    /// idle, just before advising (the idle cut, `actuator::idle`, where page_idle is the
+    /// access check). Refunded to the size quota like `NotResident`, and a range wholly cut
+    /// (with what is not resident) keeps its age; unlike it, not "nothing there": the pages
+    /// are in memory and hot, and the next advice judges them again.
+    Accessed,
     /// Not attempted in this round: the page-out pace (`ApplyOpts::pace_bytes_per_s`) was
     /// used up; refunded, and the schemes plan it again at their next apply.
     Paced,
@@ -72,6 +78,7 @@ impl ApplyErrorKind {
             ApplyErrorKind::Unaligned => "unaligned",
             ApplyErrorKind::NotResident => "not_resident",
             ApplyErrorKind::NotHuge => "not_huge",
+            ApplyErrorKind::Accessed => "accessed",
             ApplyErrorKind::Paced => "paced",
             ApplyErrorKind::Other(e) => return Cow::Owned(format!("errno_{e}")),
         })
@@ -172,9 +179,11 @@ impl RangeOutcome {
     }
 
     /// Bytes charged at planning that the quota gets back: not resident, no huge page to
-    /// split, or held back by the pace ([`ApplyErrorKind::Paced`]).
+    /// split, read accessed by the idle cut ([`ApplyErrorKind::Accessed`]), or held back by
+    /// the pace ([`ApplyErrorKind::Paced`]).
     pub fn refund(&self) -> u64 {
         self.nothing_there()
+            .saturating_add(self.error_bytes(ApplyErrorKind::Accessed))
             .saturating_add(self.error_bytes(ApplyErrorKind::Paced))
     }
 
@@ -205,8 +214,9 @@ impl RangeOutcome {
     }
 
     /// True when no byte of the range was advised because none was resident (or, for
-    /// `split`, held a huge page) or the pace held all of it back: counted as filtered, so
-    /// the kernel's age reset does not apply (`Monitor::apply_report`).
+    /// `split`, held a huge page, or the idle cut read it accessed) or the pace held all of
+    /// it back: counted as filtered, so the kernel's age reset does not apply
+    /// (`Monitor::apply_report`).
     pub fn wholly_skipped(&self) -> bool {
         self.bytes_requested > 0 && self.refund() >= self.bytes_requested
             || self.wholly_nothing_there()
@@ -251,6 +261,7 @@ mod tests {
             (ApplyErrorKind::Unaligned, "unaligned"),
             (ApplyErrorKind::NotResident, "not_resident"),
             (ApplyErrorKind::NotHuge, "not_huge"),
+            (ApplyErrorKind::Accessed, "accessed"),
             (ApplyErrorKind::Paced, "paced"),
             (ApplyErrorKind::Other(12), "errno_12"),
         ];

@@ -148,11 +148,14 @@ fn human(l: &Line<'_>) -> String {
         l.schemes
             .iter()
             .map(|s| {
-                let no_huge = if s.sz_not_huge > 0 {
+                let mut no_huge = if s.sz_not_huge > 0 {
                     format!(", skipped no huge page {}", fmt_bytes(s.sz_not_huge))
                 } else {
                     String::new()
                 };
+                if s.sz_accessed > 0 {
+                    no_huge += &format!(", kept in as accessed {}", fmt_bytes(s.sz_accessed));
+                }
                 format!(
                     "{} {} {} (resident {}, skipped not resident {}{no_huge})",
                     s.name,

@@ -115,6 +115,19 @@ fn attrs_error(e: AttrsError) -> anyhow::Error {
     err(Code::Usage, format!("monitoring attributes: {e}"))
 }
 
+/// The actuator's settings for a run over `ops`: [`ActuatorConfig::from_env`], and the idle
+/// cut where page_idle is the access check (`engine::actuator::idle`: its bitmap answers for
+/// every page of an advised range, not only the samples), unless `MADVD_IDLE_CUT=0` (for
+/// A/B benches).
+fn actuator_config(ops: OpsKind) -> ActuatorConfig {
+    let base = ActuatorConfig::from_env();
+    let off = std::env::var("MADVD_IDLE_CUT").is_ok_and(|v| v == "0");
+    ActuatorConfig {
+        idle_cut: ops == OpsKind::PageIdle && base.resident_cut && !off,
+        ..base
+    }
+}
+
 /// Stages built, not started (building can fail; starting only spawns threads).
 pub struct Stages {
     /// Where snapshots come from (`record --sim` drives it itself, on simulated time).
@@ -144,7 +157,7 @@ pub fn build(cfg: StageConfig) -> Result<Stages> {
             ) as Box<dyn Planner>,
             procs: s.procs,
             dry_run: s.dry_run,
-            config: ActuatorConfig::from_env(),
+            config: actuator_config(cfg.ops),
         }),
         None => None,
     };

@@ -2,8 +2,9 @@
 //! the kernel's vector rule ([`vector_madvise`]), and account every byte in the report.
 
 use super::cut::{plan_range, HPAGE_PMD_SIZE};
+use super::idle::idle_runs;
 use super::pace::{Pacer, PACE_PROBE_BYTES, PACE_ROUND_NS, PACE_STEP_NS};
-use super::resident::{resident_runs, SCAN_BATCH_PAGES};
+use super::resident::SCAN_BATCH_PAGES;
 use super::{Actuator, ActuatorError, ActuatorSys, ApplyOpts, Target};
 use crate::advice::{Advice, AdviceRequest};
 use crate::kernel::host::align_down;
@@ -230,6 +231,8 @@ impl<S: ActuatorSys> Actuator<S> {
 impl<S: ActuatorSys> Actuator<S> {
     /// The residency cut (`resident.rs`): each piece read in pagemap (batched, while
     /// `scan_left` lasts) and replaced by its resident runs; the rest reported `NotResident`.
+    /// With `idle_cut`, the resident pages page_idle reads accessed are cut too (`idle.rs`),
+    /// reported `Accessed`, and marked idle.
     /// The reads' time is not charged (see `scan_pieces`). A piece that cannot be read is
     /// kept whole (not marked resident), and the target is read no further this round.
     fn cut_resident(
@@ -241,21 +244,29 @@ impl<S: ActuatorSys> Actuator<S> {
     ) -> Vec<Piece> {
         let page = self.page;
         let batch = SCAN_BATCH_PAGES as u64 * page;
+        let idle_cut = self.config.idle_cut;
         self.scan_pieces(
             target,
             pieces,
             (report, scan_left),
             (batch, "residency cut"),
             |act, req, chunk, entries, report, out| {
-                let gone = resident_runs(chunk, page, entries, |range| {
+                // The idle cut (`idle.rs`): verdicts on the same entries.
+                let verdicts = if idle_cut {
+                    act.idle_verdicts(entries)
+                } else {
+                    None
+                };
+                let (idle, mark) = verdicts.unwrap_or_default();
+                let (gone, hot) = idle_runs(chunk, page, entries, &idle, |range| {
                     out.push(Piece::new(req, range, true))
                 });
+                act.mark_idle(&mark);
                 act.stats.not_resident += gone;
-                add_error(
-                    &mut report.outcomes[req].errors,
-                    ApplyErrorKind::NotResident,
-                    gone,
-                );
+                act.stats.accessed += hot;
+                let errors = &mut report.outcomes[req].errors;
+                add_error(errors, ApplyErrorKind::NotResident, gone);
+                add_error(errors, ApplyErrorKind::Accessed, hot);
                 true
             },
         )

@@ -86,6 +86,7 @@
 mod apply;
 mod cut;
 pub mod huge;
+pub mod idle;
 pub mod pace;
 mod rails;
 pub mod resident;
@@ -101,6 +102,7 @@ use crate::advice::Advice;
 use crate::kernel::host::page_size;
 use crate::kernel::kpageflags::KpageFlags;
 use crate::kernel::madvise;
+use crate::kernel::page_idle::IdleBitmap;
 use crate::kernel::pagemap::{Pagemap, PagemapEntry};
 use crate::region::AddrRange;
 use crate::sysroot::SysRoot;
@@ -187,6 +189,19 @@ pub trait ActuatorSys {
         let _ = (first, n, out);
         Err(std::io::ErrorKind::Unsupported.into())
     }
+    /// The page_idle bitmap's words `words` (sorted, distinct indexes), one entry each in
+    /// `out` (`None`: not returned by the kernel), for the idle cut (`idle.rs`). An error
+    /// leaves the chunk uncut. Default: not available.
+    fn idle_words(&mut self, words: &[u64], out: &mut Vec<Option<u64>>) -> std::io::Result<()> {
+        let _ = (words, out);
+        Err(std::io::ErrorKind::Unsupported.into())
+    }
+    /// Mark the pages of `words` (`(word index, mask)`, sorted) idle in the page_idle
+    /// bitmap. Default: not available.
+    fn set_idle(&mut self, words: &[(u64, u64)]) -> std::io::Result<()> {
+        let _ = words;
+        Err(std::io::ErrorKind::Unsupported.into())
+    }
 }
 
 /// The running system: [`madvise::process_madvise`] on the target's pidfd,
@@ -197,6 +212,8 @@ pub struct HostSys {
     epoch: Instant,
     /// `<proc>/kpageflags`, opened at its first use.
     kpageflags: Option<KpageFlags>,
+    /// `<sys>/kernel/mm/page_idle/bitmap`, opened at its first use (the idle cut).
+    idle: Option<IdleBitmap>,
 }
 
 impl HostSys {
@@ -205,7 +222,15 @@ impl HostSys {
             root,
             epoch: Instant::now(),
             kpageflags: None,
+            idle: None,
         }
+    }
+
+    fn bitmap(&mut self) -> std::io::Result<&mut IdleBitmap> {
+        if self.idle.is_none() {
+            self.idle = Some(IdleBitmap::open(&self.root)?);
+        }
+        Ok(self.idle.as_mut().expect("opened above"))
     }
 }
 
@@ -283,6 +308,14 @@ impl ActuatorSys for HostSys {
         out.extend(run);
         Ok(())
     }
+    /// `<sys>/kernel/mm/page_idle/bitmap` (root only).
+    fn idle_words(&mut self, words: &[u64], out: &mut Vec<Option<u64>>) -> std::io::Result<()> {
+        *out = self.bitmap()?.read_words(words)?;
+        Ok(())
+    }
+    fn set_idle(&mut self, words: &[(u64, u64)]) -> std::io::Result<()> {
+        self.bitmap()?.set_idle(words)
+    }
 }
 
 /// Settings that outlive one round.
@@ -298,6 +331,10 @@ pub struct ActuatorConfig {
     pub resident_scan_max: u64,
     /// Follow `ApplyOpts::pace_bytes_per_s` (off: page-out goes unpaced).
     pub pace: bool,
+    /// Cut the pages page_idle reads accessed out of page-out and `cold` pieces, and mark
+    /// them idle (`idle.rs`). Off by default: the front ends set it where page_idle is the
+    /// access check. Needs `resident_cut` (it reads the same pagemap entries).
+    pub idle_cut: bool,
 }
 
 impl ActuatorConfig {
@@ -324,6 +361,7 @@ impl Default for ActuatorConfig {
             resident_cut: true,
             resident_scan_max: 8 << 30,
             pace: true,
+            idle_cut: false,
         }
     }
 }
@@ -362,6 +400,14 @@ pub struct ActuatorStats {
     pub not_resident: u64,
     /// Bytes of `split` cut out as holding no huge page (`huge.rs`).
     pub not_huge: u64,
+    /// The idle cut (`idle.rs`): resident pages whose page_idle bit was read, pages of them
+    /// judged through a THP head, bytes cut out as accessed, pages marked idle, and the CPU
+    /// time of its reads and writes (ns; not charged to the time quota).
+    pub idle_read: u64,
+    pub idle_thp_tails: u64,
+    pub accessed: u64,
+    pub idle_marked: u64,
+    pub idle_cut_ns: u64,
 }
 
 /// Applies advice; see the module doc.
@@ -416,6 +462,8 @@ impl<S: ActuatorSys> Actuator<S> {
     }
 }
 
+#[cfg(test)]
+mod idle_tests;
 #[cfg(test)]
 mod resident_tests;
 #[cfg(test)]

@@ -39,30 +39,9 @@ pub fn resident_runs(
     range: AddrRange,
     page: u64,
     entries: &[PagemapEntry],
-    mut emit: impl FnMut(AddrRange),
+    emit: impl FnMut(AddrRange),
 ) -> u64 {
-    let pages = range.len() / page;
-    let mut not_resident = 0;
-    let mut run_start: Option<u64> = None;
-    for i in 0..pages {
-        let addr = range.start + i * page;
-        let res = entries.get(i as usize).is_none_or(|e| is_resident(*e));
-        match (res, run_start) {
-            (true, None) => run_start = Some(addr),
-            (false, Some(s)) => {
-                emit(AddrRange::new(s, addr));
-                run_start = None;
-            }
-            _ => {}
-        }
-        if !res {
-            not_resident += page;
-        }
-    }
-    if let Some(s) = run_start {
-        emit(AddrRange::new(s, range.end));
-    }
-    not_resident
+    super::idle::idle_runs(range, page, entries, &[], emit).0
 }
 
 #[cfg(test)]

@@ -480,6 +480,10 @@ impl Schemes {
             let not_resident = o.not_resident();
             st.stats.sz_not_resident = st.stats.sz_not_resident.saturating_add(not_resident);
             st.stats.sz_not_huge = st.stats.sz_not_huge.saturating_add(o.not_huge());
+            st.stats.sz_accessed = st
+                .stats
+                .sz_accessed
+                .saturating_add(o.error_bytes(engine::ApplyErrorKind::Accessed));
             st.refill.note(o);
             let refund = o.refund();
             if refund > 0 {
@@ -520,7 +524,8 @@ impl Schemes {
 /// [`refault::after_pageout`] for a scheme that learns (`crate::learn`): each page-out
 /// read once in pagemap after it; the pages that went out enter the ledger, and
 /// - of a page-out applied wholly up to where the pace stopped it (nothing failed, only
-///   non-resident bytes cut, the rest held back by the pace), the pages below that point
+///   non-resident bytes cut — none by the idle cut —, the rest held back by the pace), the
+///   pages below that point
 ///   present before and still present now are learned hot (faulted back before the read, or
 ///   kept in by the kernel: advising them again saves nothing). The pace's part was not
 ///   tried, so its pages teach nothing. (A request the pace stopped part-way used to teach
@@ -544,7 +549,11 @@ fn learn_after_pageout<'a>(
         if env.page_states(o.target, o.range, &mut buf).is_err() {
             continue;
         }
-        let whole = o.bytes_applied.saturating_add(o.refund()) >= o.bytes_requested;
+        // Pages the idle cut kept in as accessed (`engine::actuator::idle`) stay present
+        // and are not "faulted back": an outcome with any teaches nothing here (page_idle
+        // judges them again at the next advice).
+        let whole = o.bytes_applied.saturating_add(o.refund()) >= o.bytes_requested
+            && o.error_bytes(engine::ApplyErrorKind::Accessed) == 0;
         let tried_end = o.reached().end;
         if let (true, Some(before)) = (whole, ledger.pending_present(o.target, o.range)) {
             let mut run: Option<u64> = None;
