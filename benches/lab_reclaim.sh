@@ -11,7 +11,7 @@
 #
 # Knobs (passed into the guest): MADVD_VS_KERNEL_REPS (5), MADVD_VS_KERNEL_SECS (60),
 # MADVD_VS_KERNEL_SIZE_MIB (128), MADVD_VS_KERNEL_WORKLOADS (band; band,scattered),
-# MADVD_VS_KERNEL_SIDES (all: control,a,b,c,d). LAB_TIMEOUT (s) overrides the guess from
+# MADVD_VS_KERNEL_SIDES (control,a,b,c,d; add e, reclaim.ron without the idle cut, by naming it). LAB_TIMEOUT (s) overrides the guess from
 # them. NO_DOCS=1 prints the table without touching the docs. The log goes to
 # target/lab_reclaim.log, the table to target/lab_reclaim.md.
 set -euo pipefail

@@ -131,9 +131,9 @@ struct Cfg {
     secs: u64,
     size: u64,
     workloads: Vec<String>,
-    /// Which of [`SIDES`] run (all by default; `MADVD_VS_KERNEL_SIDES`, e.g. `control,a,d`,
-    /// for a quick look: slowdowns need the control).
-    sides: [bool; 5],
+    /// Which of [`SIDES`] run (control and (a)–(d) by default; `MADVD_VS_KERNEL_SIDES`, e.g.
+    /// `control,a,d`, for a quick look: slowdowns need the control; (e) only when named).
+    sides: [bool; 6],
 }
 
 fn env_u64(k: &str, d: u64) -> u64 {
@@ -157,15 +157,15 @@ fn cfg() -> Cfg {
             "MADVD_VS_KERNEL_WORKLOADS: unknown workload {w:?} (band, scattered)"
         );
     }
-    let mut sides = [true; 5];
+    let mut sides = DEFAULT_SIDES;
     if let Ok(v) = std::env::var("MADVD_VS_KERNEL_SIDES") {
-        sides = [false; 5];
+        sides = [false; 6];
         for x in v.split(',').map(str::trim) {
-            let i = ["control", "a", "b", "c", "d"]
+            let i = ["control", "a", "b", "c", "d", "e"]
                 .iter()
                 .position(|n| *n == x)
                 .unwrap_or_else(|| {
-                    panic!("MADVD_VS_KERNEL_SIDES: unknown side {x:?} (control, a, b, c, d)")
+                    panic!("MADVD_VS_KERNEL_SIDES: unknown side {x:?} (control, a, b, c, d, e)")
                 });
             sides[i] = true;
         }
@@ -210,15 +210,21 @@ enum Side {
     PageIdle,
     Probe,
     ReclaimRon,
+    /// (d) without the idle cut (`MADVD_IDLE_CUT=0`): the A/B of `engine::actuator::idle`.
+    ReclaimRonNoCut,
 }
 
-const SIDES: [Side; 5] = [
+const SIDES: [Side; 6] = [
     Side::Control,
     Side::Kernel,
     Side::PageIdle,
     Side::Probe,
     Side::ReclaimRon,
+    Side::ReclaimRonNoCut,
 ];
+
+/// The sides a run has unless `MADVD_VS_KERNEL_SIDES` says otherwise: all but (e).
+const DEFAULT_SIDES: [bool; 6] = [true, true, true, true, true, false];
 
 impl Side {
     fn name(self) -> &'static str {
@@ -228,6 +234,7 @@ impl Side {
             Side::PageIdle => "(b) madvd, same scheme, page_idle",
             Side::Probe => "(c) madvd, same scheme, refault probe",
             Side::ReclaimRon => "(d) madvd, policies/reclaim.ron, page_idle",
+            Side::ReclaimRonNoCut => "(e) madvd, policies/reclaim.ron, page_idle, no idle cut",
         }
     }
 }
@@ -270,7 +277,12 @@ fn madvd_exe() -> PathBuf {
 }
 
 fn madvd_run(policy: &Path, pid: u32, ops: &str, secs: u64) -> Child {
+    madvd_run_env(policy, pid, ops, secs, &[])
+}
+
+fn madvd_run_env(policy: &Path, pid: u32, ops: &str, secs: u64, env: &[(&str, &str)]) -> Child {
     let mut c = Command::new(madvd_exe());
+    c.envs(env.iter().copied());
     c.args(["run", "--policy"])
         .arg(policy)
         .args(["--pid", &pid.to_string(), "--ops", ops, "--json", "--every"])
@@ -303,11 +315,12 @@ fn madvd_stop(mut c: Child) -> f64 {
     for s in j["schemes"].as_array().into_iter().flatten() {
         advised += s["sz_applied"].as_f64().unwrap_or(0.0);
         println!(
-            "    {}: advised {:.1} MiB (resident {:.1}, cut as not resident {:.1}); ledger: paged out {:.1} MiB, refaulted {:.1} MiB",
+            "    {}: advised {:.1} MiB (resident {:.1}, cut as not resident {:.1}, as not idle {:.1}); ledger: paged out {:.1} MiB, refaulted {:.1} MiB",
             s["name"].as_str().unwrap_or("?"),
             s["sz_applied"].as_f64().unwrap_or(0.0) / MIB as f64,
             s["sz_resident"].as_f64().unwrap_or(0.0) / MIB as f64,
             s["sz_not_resident"].as_f64().unwrap_or(0.0) / MIB as f64,
+            s["sz_not_idle"].as_f64().unwrap_or(0.0) / MIB as f64,
             s["paged_out_bytes"].as_f64().unwrap_or(0.0) / MIB as f64,
             s["refaulted_bytes"].as_f64().unwrap_or(0.0) / MIB as f64,
         );
@@ -356,6 +369,13 @@ fn one_run(side: Side, workload: &str, cfg: &Cfg, seed: u64, dir: &Path) -> Run 
         Side::ReclaimRon => {
             Running::Madvd(madvd_run(&reclaim_ron(dir), pid, "page_idle", cfg.secs))
         }
+        Side::ReclaimRonNoCut => Running::Madvd(madvd_run_env(
+            &reclaim_ron(dir),
+            pid,
+            "page_idle",
+            cfg.secs,
+            &[("MADVD_IDLE_CUT", "0")],
+        )),
     };
     let m = w.mapping();
     let hot = w.hot();
@@ -550,7 +570,7 @@ fn lab_reclaim_side_by_side_with_kernel_damos() {
         let mut slow_cpu: Vec<Vec<f64>> = vec![Vec::new(); SIDES.len()];
         for round in 0..cfg.reps {
             let seed = 100 + round as u64;
-            let mut got = [Run::default(); 5];
+            let mut got = [Run::default(); SIDES.len()];
             for k in 0..SIDES.len() {
                 let i = (k + round) % SIDES.len();
                 if cfg.sides[i] {
@@ -649,7 +669,7 @@ fn lab_reclaim_side_by_side_with_kernel_damos() {
     for (wl, runs, _, _) in &table {
         let med =
             |i: usize, f: fn(&Run) -> f64| stats(&runs[i].iter().map(f).collect::<Vec<_>>()).0;
-        if cfg.sides != [true; 5] {
+        if cfg.sides[..5] != [true; 5] {
             println!("not every side ran (MADVD_VS_KERNEL_SIDES): nothing asserted");
             return;
         }
@@ -659,6 +679,9 @@ fn lab_reclaim_side_by_side_with_kernel_damos() {
             "{wl}: the control saved {ctl} bytes with nothing running: swap is not the reclaimers' alone"
         );
         for (i, side) in SIDES.iter().enumerate().skip(1) {
+            if !cfg.sides[i] {
+                continue;
+            }
             let (advised, saved) = (med(i, |r| r.advised), med(i, |r| r.saved));
             // The kernel's `sz_applied` is no evidence that it acted: 6.12 counts a region 0
             // when its madvise fails, and `do_madvise(MADV_PAGEOUT)` over a region reaching

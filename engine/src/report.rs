@@ -46,12 +46,13 @@ pub enum ApplyErrorKind {
     /// `NotResident`: not charged to the size quota (refunded), a range wholly without one
     /// keeps its age, and the schemes skip it for a while (`known_out`).
     NotHuge,
-    /// Not attempted: resident pages page_idle read accessed since they were last marked
-    /// idle, just before advising (the idle cut, `actuator::idle`, where page_idle is the
-    /// access check). Refunded to the size quota like `NotResident`, and a range wholly cut
-    /// (with what is not resident) keeps its age; unlike it, not "nothing there": the pages
-    /// are in memory and hot, and the next advice judges them again.
-    Accessed,
+    /// Not attempted: resident pages the idle cut (`actuator::idle`, where page_idle is the
+    /// access check) does not know idle just before advising: read accessed since the cut
+    /// marked them idle, or not marked long enough ago (the first advice of a range marks
+    /// it). Refunded to the size quota like `NotResident`, and a range wholly cut (with what
+    /// is not resident) keeps its age; unlike it, not "nothing there": the pages are in
+    /// memory, and the next advice judges them again.
+    NotIdle,
     /// Not attempted in this round: the page-out pace (`ApplyOpts::pace_bytes_per_s`) was
     /// used up; refunded, and the schemes plan it again at their next apply.
     Paced,
@@ -78,7 +79,7 @@ impl ApplyErrorKind {
             ApplyErrorKind::Unaligned => "unaligned",
             ApplyErrorKind::NotResident => "not_resident",
             ApplyErrorKind::NotHuge => "not_huge",
-            ApplyErrorKind::Accessed => "accessed",
+            ApplyErrorKind::NotIdle => "not_idle",
             ApplyErrorKind::Paced => "paced",
             ApplyErrorKind::Other(e) => return Cow::Owned(format!("errno_{e}")),
         })
@@ -179,11 +180,11 @@ impl RangeOutcome {
     }
 
     /// Bytes charged at planning that the quota gets back: not resident, no huge page to
-    /// split, read accessed by the idle cut ([`ApplyErrorKind::Accessed`]), or held back by
+    /// split, not known idle by the idle cut ([`ApplyErrorKind::NotIdle`]), or held back by
     /// the pace ([`ApplyErrorKind::Paced`]).
     pub fn refund(&self) -> u64 {
         self.nothing_there()
-            .saturating_add(self.error_bytes(ApplyErrorKind::Accessed))
+            .saturating_add(self.error_bytes(ApplyErrorKind::NotIdle))
             .saturating_add(self.error_bytes(ApplyErrorKind::Paced))
     }
 
@@ -214,7 +215,7 @@ impl RangeOutcome {
     }
 
     /// True when no byte of the range was advised because none was resident (or, for
-    /// `split`, held a huge page, or the idle cut read it accessed) or the pace held all of
+    /// `split`, held a huge page, or was known idle by the idle cut) or the pace held all of
     /// it back: counted as filtered, so the kernel's age reset does not apply
     /// (`Monitor::apply_report`).
     pub fn wholly_skipped(&self) -> bool {
@@ -261,7 +262,7 @@ mod tests {
             (ApplyErrorKind::Unaligned, "unaligned"),
             (ApplyErrorKind::NotResident, "not_resident"),
             (ApplyErrorKind::NotHuge, "not_huge"),
-            (ApplyErrorKind::Accessed, "accessed"),
+            (ApplyErrorKind::NotIdle, "not_idle"),
             (ApplyErrorKind::Paced, "paced"),
             (ApplyErrorKind::Other(12), "errno_12"),
         ];

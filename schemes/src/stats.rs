@@ -21,10 +21,10 @@ pub struct SchemeStats {
     /// Bytes tried but cut out as not resident (swapped out or never faulted in): not
     /// advised, refunded to the size quota.
     pub sz_not_resident: u64,
-    /// Bytes tried but cut out as read accessed by page_idle just before advising (the idle
-    /// cut, `engine::actuator::idle`, where page_idle is the access check): not advised,
-    /// refunded to the size quota.
-    pub sz_accessed: u64,
+    /// Bytes tried but cut out as not known idle by page_idle just before advising (the idle
+    /// cut, `engine::actuator::idle`, where page_idle is the access check: accessed since
+    /// marked, or not marked long enough ago): not advised, refunded to the size quota.
+    pub sz_not_idle: u64,
     /// `split` only: bytes tried but holding no huge page to split (small pages, already
     /// split, the huge zero page): not advised, refunded to the size quota
     /// (`engine::actuator::huge`).

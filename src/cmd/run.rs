@@ -153,8 +153,8 @@ fn human(l: &Line<'_>) -> String {
                 } else {
                     String::new()
                 };
-                if s.sz_accessed > 0 {
-                    no_huge += &format!(", kept in as accessed {}", fmt_bytes(s.sz_accessed));
+                if s.sz_not_idle > 0 {
+                    no_huge += &format!(", kept in as not idle {}", fmt_bytes(s.sz_not_idle));
                 }
                 format!(
                     "{} {} {} (resident {}, skipped not resident {}{no_huge})",

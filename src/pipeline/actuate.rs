@@ -223,6 +223,7 @@ pub fn actuation_loop(
         if diag && !report.outcomes.is_empty() {
             let esz: Vec<u64> = stats.iter().map(|s| s.effective_quota).collect();
             super::diag::report(&report, &esz, clock.now_us());
+            super::diag::round(round_start.elapsed(), &actuator.stats(), clock.now_us());
         }
         paused = act.planner.paused_until_us();
         let fb = Feedback {

@@ -68,3 +68,20 @@ pub fn report(report: &ApplyReport, effective: &[u64], now_us: u64) {
     }
     tracing::debug!(target: TARGET, "t={} esz={effective:?} outcomes{s}", now_us / 1000);
 }
+
+/// The round's wall time and the actuator's running counters (the idle cut's among them).
+pub fn round(wall: std::time::Duration, st: &engine::actuator::ActuatorStats, now_us: u64) {
+    tracing::debug!(
+        target: TARGET,
+        "t={} round_ms={:.1} calls={} resident_scanned={}K idle_read={} idle_thp_tails={} not_idle={}K idle_marked={} idle_cut_ms={:.1}",
+        now_us / 1000,
+        wall.as_secs_f64() * 1e3,
+        st.calls,
+        st.resident_scanned >> 10,
+        st.idle_read,
+        st.idle_thp_tails,
+        st.not_idle >> 10,
+        st.idle_marked,
+        st.idle_cut_ns as f64 / 1e6
+    );
+}

@@ -197,6 +197,7 @@ impl<S: ActuatorSys> Actuator<S> {
                 report.gone.push(*tid);
             }
         }
+        self.forget_marks(&report.gone);
         if !headroom_hit
             && self.in_headroom
             && groups.iter().any(|(_, a)| {
@@ -231,8 +232,8 @@ impl<S: ActuatorSys> Actuator<S> {
 impl<S: ActuatorSys> Actuator<S> {
     /// The residency cut (`resident.rs`): each piece read in pagemap (batched, while
     /// `scan_left` lasts) and replaced by its resident runs; the rest reported `NotResident`.
-    /// With `idle_cut`, the resident pages page_idle reads accessed are cut too (`idle.rs`),
-    /// reported `Accessed`, and marked idle.
+    /// With `idle_cut`, the resident pages the idle cut does not know idle are cut too
+    /// (`idle.rs`), reported `NotIdle`, and marked idle where due.
     /// The reads' time is not charged (see `scan_pieces`). A piece that cannot be read is
     /// kept whole (not marked resident), and the target is read no further this round.
     fn cut_resident(
@@ -245,6 +246,7 @@ impl<S: ActuatorSys> Actuator<S> {
         let page = self.page;
         let batch = SCAN_BATCH_PAGES as u64 * page;
         let idle_cut = self.config.idle_cut;
+        let tid = target.id();
         self.scan_pieces(
             target,
             pieces,
@@ -252,21 +254,20 @@ impl<S: ActuatorSys> Actuator<S> {
             (batch, "residency cut"),
             |act, req, chunk, entries, report, out| {
                 // The idle cut (`idle.rs`): verdicts on the same entries.
-                let verdicts = if idle_cut {
-                    act.idle_verdicts(entries)
+                let idle = if idle_cut {
+                    act.idle_verdicts(tid, chunk, entries)
                 } else {
                     None
                 };
-                let (idle, mark) = verdicts.unwrap_or_default();
-                let (gone, hot) = idle_runs(chunk, page, entries, &idle, |range| {
-                    out.push(Piece::new(req, range, true))
-                });
-                act.mark_idle(&mark);
+                let (gone, hot) =
+                    idle_runs(chunk, page, entries, &idle.unwrap_or_default(), |range| {
+                        out.push(Piece::new(req, range, true))
+                    });
                 act.stats.not_resident += gone;
-                act.stats.accessed += hot;
+                act.stats.not_idle += hot;
                 let errors = &mut report.outcomes[req].errors;
                 add_error(errors, ApplyErrorKind::NotResident, gone);
-                add_error(errors, ApplyErrorKind::Accessed, hot);
+                add_error(errors, ApplyErrorKind::NotIdle, hot);
                 true
             },
         )

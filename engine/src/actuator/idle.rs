@@ -16,33 +16,44 @@
 //! `MADV_PAGEOUT` reclaims every page it is given, referenced or not:
 //! `reclaim_pages(..., ignore_references = true)`, mm/vmscan.c 6.12).
 //!
-//! The rule, per page the residency cut (`resident.rs`) keeps, from its pagemap PFN:
-//! - its folio's bit reads idle (1): not accessed since somebody — this cut, the monitor's
-//!   sample check, another user of the bitmap — marked it → advised;
-//! - it reads 0: accessed since it was marked, never marked, or not on an LRU list yet (a
-//!   page just faulted in waits in a per-CPU batch) → cut out, reported
-//!   [`ApplyErrorKind::Accessed`](crate::report::ApplyErrorKind::Accessed) (refunded to the
-//!   size quota; a range wholly cut keeps its age), then marked idle;
-//! - a THP tail reads 0 and ignores writes (`page_idle_get_folio`, mm/page_idle.c 6.12):
-//!   a page reading 0 whose `/proc/kpageflags` says compound tail is judged, and marked,
+//! The rule, per page the residency cut (`resident.rs`) keeps, from its pagemap PFN. The
+//! cut remembers, per target and per 64-page word of its address space, when it last marked
+//! pages there ([`Marks`]), and judges a page only by its own marks:
+//! - a word it never marked (or whose mark it has forgotten): the page is kept in, reported
+//!   [`ApplyErrorKind::NotIdle`](crate::report::ApplyErrorKind::NotIdle) (refunded to the
+//!   size quota; a range wholly cut keeps its age), and marked idle now. So the first advice
+//!   of a range pages out nothing of it and marks it all; the next judges it;
+//! - a word it marked less than [`MIN_MARK_AGE_NS`] ago (a refill pass of the same round,
+//!   another scheme's advice over the same memory): kept in, not read, not marked again (a
+//!   fresh mark would put the judgement off for ever under advice more frequent than that);
+//! - while any resident page of a chunk (a piece of a request, up to 256 MiB) is in such a
+//!   word, the whole chunk is kept in: advising its judged part would reset the age of the
+//!   region (the kernel's rule, `Monitor::apply_report`) and leave the unjudged rest waiting
+//!   a whole minimum age;
+//! - a word marked long enough ago: the page's folio bit is read. 1 (still idle: not
+//!   accessed since a mark) → advised; 0 (accessed since, or not on an LRU list yet: a page
+//!   just faulted in waits in a per-CPU batch) → kept in, `NotIdle`, marked again;
+//! - a THP tail reads 0 and ignores writes (`page_idle_get_folio`, mm/page_idle.c 6.12): a
+//!   page reading 0 whose `/proc/kpageflags` says compound tail is judged, and marked,
 //!   through its folio's head;
 //! - no PFN (a migration entry), or a word the kernel did not return (past `max_pfn`) →
 //!   advised as before.
 //!
-//! So a page goes out only after it has gone unaccessed for at least the time since its
-//! last mark — one apply interval of the scheme at the least: the first advice of a range
-//! nobody marked advises nothing of it and marks it all. A hot page of a sample the monitor
-//! marked within the current sampling interval and this cut marks again may read idle at
-//! the sample's check (one missed access of that region in that interval, as any two users
-//! of the bitmap see of each other).
+//! So a page goes out only after it has gone unaccessed for at least [`MIN_MARK_AGE_NS`]
+//! since the cut marked it. The bitmap is shared: the monitor's sample check marks its sample
+//! pages too, so a sample page the cut finds idle may have been marked later than the cut's
+//! word says (at most one page per region per sampling interval), and a hot sample page the
+//! cut marks again inside the sample's interval may read idle at the sample's check (one
+//! missed access of that region in that interval).
 //!
 //! Bounded as the residency cut is: only the pages it read, within
 //! [`ActuatorConfig::resident_scan_max`](super::ActuatorConfig::resident_scan_max) per
 //! round; one `pread` per run of consecutive bitmap words (and per run of consecutive PFNs
 //! in kpageflags, for pages reading 0), one `pwrite` per run when marking. Its time is not
 //! charged to the time quota (like the residency cut's reads: see `scan_pieces`), and is
-//! counted in [`ActuatorStats::idle_cut_ns`](super::ActuatorStats::idle_cut_ns).
-//! An error reading the bitmap leaves the chunk uncut (advised as before).
+//! counted in [`ActuatorStats::idle_cut_ns`](super::ActuatorStats::idle_cut_ns). Its memory
+//! is one entry per 64-page word marked, at most [`MAX_MARK_WORDS`]. An error reading or
+//! writing the bitmap leaves the chunk uncut (advised as before).
 
 use super::resident::is_resident;
 use super::{Actuator, ActuatorSys};
@@ -51,6 +62,8 @@ use crate::kernel::page_idle::{is_idle, word_index, words_for};
 use crate::kernel::pagemap::PagemapEntry;
 use crate::ops::page_idle::{find_head, MAX_FOLIO_PAGES};
 use crate::region::AddrRange;
+use crate::region::TargetId;
+use std::collections::{BTreeMap, HashMap};
 
 /// Cut `range` (page-aligned) by the entries of its pages and the idle verdicts of its
 /// resident ones (`idle[i]` for the page at `range.start + i * page`: `Some(false)` read
@@ -134,71 +147,223 @@ pub fn heads_of(
     out
 }
 
+/// The idle cut judges a page only once the cut's mark on it is at least this old: 750 ms,
+/// three quarters of `policies/reclaim.ron`'s 1 s apply interval, so that every advice of a
+/// scheme applied each second finds the marks of the advice before it old enough, whatever
+/// the jitter of its timer (applies came 1.00–1.04 s apart in the lab). What the region
+/// level asks (seconds of a steady frequency) the scheme's pattern has asked already.
+pub const MIN_MARK_AGE_NS: u64 = 750_000_000;
+
+/// Words (64 pages of address space) whose marks are remembered, at most (2^20: 256 GiB of
+/// 4 KiB pages, ~40 MiB of map at the worst); beyond it the oldest half is forgotten, and its
+/// pages are marked again at their next advice.
+pub const MAX_MARK_WORDS: usize = 1 << 20;
+
+/// When the idle cut last marked pages of each 64-page word of each target's address space,
+/// ns on the actuator's clock.
+#[derive(Clone, Debug, Default)]
+pub struct Marks {
+    words: HashMap<TargetId, BTreeMap<u64, u64>>,
+    nr: usize,
+}
+
+impl Marks {
+    fn get(&self, t: TargetId, word: u64) -> Option<u64> {
+        self.words.get(&t)?.get(&word).copied()
+    }
+
+    fn set(&mut self, t: TargetId, word: u64, now: u64) {
+        if self.words.entry(t).or_default().insert(word, now).is_none() {
+            self.nr += 1;
+        }
+        if self.nr > MAX_MARK_WORDS {
+            self.forget_oldest();
+        }
+    }
+
+    /// Forget the older half of the marks.
+    fn forget_oldest(&mut self) {
+        let mut times: Vec<u64> = self
+            .words
+            .values()
+            .flat_map(|m| m.values().copied())
+            .collect();
+        let k = times.len() / 2;
+        let (_, cut, _) = times.select_nth_unstable(k);
+        let cut = *cut;
+        for m in self.words.values_mut() {
+            m.retain(|_, t| *t > cut);
+        }
+        self.words.retain(|_, m| !m.is_empty());
+        self.nr = self.words.values().map(|m| m.len()).sum();
+    }
+
+    #[cfg(test)]
+    pub(super) fn set_for_test(&mut self, t: TargetId, word: u64, now: u64) {
+        self.set(t, word, now)
+    }
+
+    /// Forget a target (gone).
+    pub fn drop_target(&mut self, t: TargetId) {
+        if let Some(m) = self.words.remove(&t) {
+            self.nr -= m.len();
+        }
+    }
+
+    /// Words remembered.
+    pub fn len(&self) -> usize {
+        self.nr
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.nr == 0
+    }
+}
+
+/// What the cut knows of a page's word.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Word {
+    Unmarked,
+    Young,
+    Old,
+}
+
 impl<S: ActuatorSys> Actuator<S> {
-    /// The idle verdict of each resident page of a chunk's `entries` (indexed as they are;
-    /// `None` where not read), and the PFNs to mark idle once the chunk is cut (its pages
-    /// read accessed, tails as their heads). `None` when the bitmap cannot be read.
+    /// The idle verdict of each resident page of `chunk` (its pagemap `entries`, indexed as
+    /// they are; `Some(true)`: advise, `Some(false)`: keep in, `None`: not judged, advise).
+    /// Marks the pages to mark and remembers when. `None` when the bitmap cannot be read or
+    /// written (the chunk goes uncut).
     pub(super) fn idle_verdicts(
         &mut self,
+        target: TargetId,
+        chunk: AddrRange,
         entries: &[PagemapEntry],
-    ) -> Option<(Vec<Option<bool>>, Vec<u64>)> {
+    ) -> Option<Vec<Option<bool>>> {
         let t0 = self.sys.cpu_ns();
-        let got = self.idle_verdicts_inner(entries);
+        let got = self.idle_verdicts_inner(target, chunk, entries);
         self.stats.idle_cut_ns += self.sys.cpu_ns().saturating_sub(t0);
         got
     }
 
     fn idle_verdicts_inner(
         &mut self,
+        target: TargetId,
+        chunk: AddrRange,
         entries: &[PagemapEntry],
-    ) -> Option<(Vec<Option<bool>>, Vec<u64>)> {
-        let own: Vec<(usize, u64)> = entries
-            .iter()
-            .enumerate()
-            .filter(|(_, e)| is_resident(**e))
-            .filter_map(|(i, e)| e.pfn().map(|p| (i, p)))
-            .collect();
+    ) -> Option<Vec<Option<bool>>> {
+        let now = self.sys.now_ns();
+        let first_page = chunk.start / self.page;
+        let word_of = |i: usize| (first_page + i as u64) / 64;
         let mut verdict = vec![None; entries.len()];
-        let pfns: Vec<u64> = own.iter().map(|&(_, p)| p).collect();
-        let read = self.read_idle(&pfns)?;
-        // Pages reading 0 may be THP tails: judge those by their heads.
-        let zero: Vec<usize> = (0..own.len()).filter(|&k| read[k] == Some(false)).collect();
-        let zero_pfns: Vec<u64> = zero.iter().map(|&k| pfns[k]).collect();
-        let mut buf = Vec::new();
-        let heads = heads_of(&zero_pfns, |first, n| {
-            self.sys.kpageflags(first, n, &mut buf).ok()?;
-            Some(buf.clone())
-        });
+        // (entry index, pfn) of the pages to read, and of the pages to mark.
+        let (mut read, mut mark): (Vec<(usize, u64)>, Vec<(usize, u64)>) = (vec![], vec![]);
+        for (i, e) in entries.iter().enumerate() {
+            let Some(pfn) = e.pfn().filter(|_| is_resident(*e)) else {
+                continue;
+            };
+            let state = match self.marks.get(target, word_of(i)) {
+                None => Word::Unmarked,
+                Some(t) if now.saturating_sub(t) < self.config.idle_min_mark_ns => Word::Young,
+                Some(_) => Word::Old,
+            };
+            match state {
+                Word::Unmarked => {
+                    verdict[i] = Some(false);
+                    mark.push((i, pfn));
+                }
+                Word::Young => verdict[i] = Some(false),
+                Word::Old => read.push((i, pfn)),
+            }
+        }
+        if verdict.iter().any(|v| v.is_some()) {
+            // Part of the chunk is not judged yet: none of it is advised now, so the range
+            // keeps its age (wholly skipped) and the next advice judges all of it. Advising
+            // the judged part would reset the age of the whole region (the kernel's rule)
+            // and leave the rest waiting a whole minimum age (seen in the lab: regions that
+            // shift between applies met marked and unmarked words at once).
+            for &(i, _) in &read {
+                verdict[i] = Some(false);
+            }
+            read.clear();
+        }
+        // Judge the old words' pages: 1 → advise; 0 → a tail? judge by its head.
+        let pfns: Vec<u64> = read.iter().map(|r| r.1).collect();
+        let bits = self.read_idle(&pfns)?;
+        self.stats.idle_read += pfns.len() as u64;
+        let zero: Vec<(usize, u64)> = read
+            .iter()
+            .zip(&bits)
+            .filter(|(_, b)| **b == Some(false))
+            .map(|(r, _)| *r)
+            .collect();
+        for (r, b) in read.iter().zip(&bits) {
+            verdict[r.0] = match b {
+                Some(true) => Some(true),
+                _ => None,
+            };
+        }
+        let zero_pfns: Vec<u64> = zero.iter().map(|z| z.1).collect();
+        let heads = self.heads(&zero_pfns);
         let head_pfns: Vec<u64> = heads.iter().flatten().copied().collect();
-        let head_read = if head_pfns.is_empty() {
-            Vec::new()
-        } else {
-            self.read_idle(&head_pfns)?
-        };
-        let mut tracked: Vec<u64> = pfns.clone();
-        let mut hi = 0;
-        let mut judged = read;
+        let head_bits = self.read_idle(&head_pfns)?;
+        let mut hb = head_bits.iter();
         for (z, h) in zero.iter().zip(&heads) {
+            let (bit, pfn) = match h {
+                Some(h) => {
+                    self.stats.idle_thp_tails += 1;
+                    (hb.next().copied().flatten(), *h)
+                }
+                None => (Some(false), z.1),
+            };
+            verdict[z.0] = bit;
+            if bit == Some(false) {
+                mark.push((z.0, pfn));
+            }
+        }
+        // Marking: tails through their heads (the read pages' heads are resolved above).
+        let unmarked: Vec<usize> = (0..mark.len())
+            .filter(|&k| zero.iter().all(|z| z.0 != mark[k].0))
+            .collect();
+        let own: Vec<u64> = unmarked.iter().map(|&k| mark[k].1).collect();
+        let own_heads = self.heads(&own);
+        for (k, h) in unmarked.iter().zip(own_heads) {
             if let Some(h) = h {
-                tracked[*z] = *h;
-                judged[*z] = head_read[hi];
-                hi += 1;
+                mark[*k].1 = h;
                 self.stats.idle_thp_tails += 1;
             }
         }
-        let mut mark = Vec::new();
-        for (k, &(i, _)) in own.iter().enumerate() {
-            verdict[i] = judged[k];
-            if judged[k] == Some(false) {
-                mark.push(tracked[k]);
+        if !mark.is_empty() {
+            let mut pfns: Vec<u64> = mark.iter().map(|m| m.1).collect();
+            pfns.sort_unstable();
+            pfns.dedup();
+            if let Err(e) = self.sys.set_idle(&words_for(pfns.iter().copied())) {
+                tracing::debug!("idle cut: marking pages idle: {e}");
+                return None;
+            }
+            self.stats.idle_marked += pfns.len() as u64;
+            let mut words: Vec<u64> = mark.iter().map(|m| word_of(m.0)).collect();
+            words.dedup();
+            for w in words {
+                self.marks.set(target, w, now);
             }
         }
-        self.stats.idle_read += own.len() as u64;
-        Some((verdict, mark))
+        Some(verdict)
+    }
+
+    /// The head each of `pfns` is tracked by, for THP tails (`heads_of`).
+    fn heads(&mut self, pfns: &[u64]) -> Vec<Option<u64>> {
+        let mut buf = Vec::new();
+        heads_of(pfns, |first, n| {
+            self.sys.kpageflags(first, n, &mut buf).ok()?;
+            Some(buf.clone())
+        })
     }
 
     /// Whether each of `pfns` reads idle (`None`: its word was not returned).
     fn read_idle(&mut self, pfns: &[u64]) -> Option<Vec<Option<bool>>> {
+        if pfns.is_empty() {
+            return Some(Vec::new());
+        }
         let words: Vec<u64> = words_for(pfns.iter().copied())
             .iter()
             .map(|w| w.0)
@@ -218,18 +383,11 @@ impl<S: ActuatorSys> Actuator<S> {
         )
     }
 
-    /// Mark `pfns` idle (the pages the cut kept in memory as accessed).
-    pub(super) fn mark_idle(&mut self, pfns: &[u64]) {
-        if pfns.is_empty() {
-            return;
+    /// Forget the marks of targets that are gone.
+    pub(super) fn forget_marks(&mut self, gone: &[TargetId]) {
+        for t in gone {
+            self.marks.drop_target(*t);
         }
-        let t0 = self.sys.cpu_ns();
-        if let Err(e) = self.sys.set_idle(&words_for(pfns.iter().copied())) {
-            tracing::debug!("idle cut: marking pages idle: {e}");
-        } else {
-            self.stats.idle_marked += pfns.len() as u64;
-        }
-        self.stats.idle_cut_ns += self.sys.cpu_ns().saturating_sub(t0);
     }
 }
 

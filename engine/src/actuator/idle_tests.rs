@@ -23,6 +23,7 @@ struct Idle {
     thps: Vec<(u64, u64)>,
     bitmap_err: bool,
     paged_out: u64,
+    clock: u64,
 }
 
 impl Idle {
@@ -66,7 +67,7 @@ impl ActuatorSys for Idle {
         Ok(SwapStat::default())
     }
     fn now_ns(&mut self) -> u64 {
-        0
+        self.clock
     }
     fn pagemap(
         &mut self,
@@ -115,6 +116,9 @@ impl ActuatorSys for Idle {
         Ok(())
     }
     fn set_idle(&mut self, words: &[(u64, u64)]) -> std::io::Result<()> {
+        if self.bitmap_err {
+            return Err(std::io::Error::from_raw_os_error(libc::EACCES));
+        }
         for &(w, mask) in words {
             for b in 0..64 {
                 let pfn = w * 64 + b;
@@ -155,10 +159,13 @@ fn pageout(a: &mut Actuator<Idle>, vma: AddrRange) -> ApplyReport {
     r
 }
 
+const SEC: u64 = 1_000_000_000;
+
 /// 64 pages, every 8th hot (PFNs scattered): the first advice marks them all and advises
-/// nothing (never marked = not known idle), keeping the range's age; once the workload has
-/// touched its hot pages, the next advice pages out the 56 idle ones and keeps the 8 hot
-/// ones in, marked again.
+/// nothing (never marked = not known idle), keeping the range's age; advice within the
+/// mark's first second reads and marks nothing; once the workload has touched its hot pages
+/// and the marks are a second old, the next advice pages out the 56 idle ones and keeps the
+/// 8 hot ones in, marked again.
 #[test]
 fn pages_out_the_idle_pages_of_a_range_and_keeps_the_hot_ones() {
     let vma = AddrRange::new(BASE, BASE + 64 * P);
@@ -172,10 +179,17 @@ fn pages_out_the_idle_pages_of_a_range_and_keeps_the_hot_ones() {
     let r = pageout(&mut a, vma);
     let o = &r.outcomes[0];
     assert_eq!(o.bytes_applied, 0);
-    assert_eq!(o.error_bytes(ApplyErrorKind::Accessed), 64 * P);
+    assert_eq!(o.error_bytes(ApplyErrorKind::NotIdle), 64 * P);
     assert!(o.wholly_skipped() && o.refund() == 64 * P, "{o:?}");
     assert_eq!(a.sys().idle.len(), 64, "every page marked");
     assert_eq!(a.stats().idle_marked, 64);
+    assert_eq!(a.stats().idle_read, 0);
+    // A tenth of a second later: too young to judge; nothing read, nothing marked again.
+    a.sys_mut().clock += SEC / 10;
+    let r = pageout(&mut a, vma);
+    assert_eq!(r.outcomes[0].error_bytes(ApplyErrorKind::NotIdle), 64 * P);
+    assert_eq!((a.stats().idle_read, a.stats().idle_marked), (0, 64));
+    a.sys_mut().clock += SEC;
     let hot: Vec<u64> = (0..64)
         .filter(|i| i % 8 == 0)
         .map(|i| BASE + i * P)
@@ -186,15 +200,17 @@ fn pages_out_the_idle_pages_of_a_range_and_keeps_the_hot_ones() {
     let r = pageout(&mut a, vma);
     let o = &r.outcomes[0];
     assert_eq!(o.bytes_applied, 56 * P, "{o:?}");
-    assert_eq!(o.error_bytes(ApplyErrorKind::Accessed), 8 * P);
+    assert_eq!(o.error_bytes(ApplyErrorKind::NotIdle), 8 * P);
     assert_eq!(a.sys().paged_out, 56 * P);
     assert!(hot.iter().all(|h| a.sys().pages.contains_key(h)));
     assert_eq!(a.sys().idle.len(), 64, "the hot pages marked again");
+    assert_eq!(a.stats().idle_read, 64);
     // Nothing touched since: the hot pages go too; the rest is not resident.
+    a.sys_mut().clock += SEC;
     let r = pageout(&mut a, vma);
     let o = &r.outcomes[0];
     assert_eq!((o.bytes_applied, o.not_resident()), (8 * P, 56 * P));
-    assert_eq!(a.stats().accessed, 72 * P);
+    assert_eq!(a.stats().not_idle, (64 + 64 + 8) * P);
 }
 
 /// A THP: its tails read 0 and ignore writes; the cut judges and marks them through the
@@ -211,14 +227,41 @@ fn thp_tails_are_judged_through_their_head() {
     let r = pageout(&mut a, vma);
     assert_eq!(r.outcomes[0].bytes_applied, 0);
     assert_eq!(a.sys().idle.len(), 2, "the two heads marked");
+    a.sys_mut().clock += SEC;
     a.sys_mut().touch(BASE + 700 * P); // a tail of the second
     let r = pageout(&mut a, vma);
     let o = &r.outcomes[0];
     assert_eq!(o.bytes_applied, 512 * P, "{o:?}");
-    assert_eq!(o.error_bytes(ApplyErrorKind::Accessed), 512 * P);
+    assert_eq!(o.error_bytes(ApplyErrorKind::NotIdle), 512 * P);
     assert!(a.sys().pages.contains_key(&(BASE + 512 * P)));
     assert!(!a.sys().pages.contains_key(&(BASE + 511 * P)));
     assert!(a.stats().idle_thp_tails >= 511 * 2);
+}
+
+/// A range reaching past the memory marked before: none of it is advised (the marked
+/// part would reset the age of the unjudged part), the new part is marked, and the next
+/// advice judges all of it.
+#[test]
+fn a_range_partly_unmarked_is_kept_in_whole_until_all_of_it_is_judged() {
+    let vma = AddrRange::new(BASE, BASE + 128 * P);
+    let k = Idle {
+        pages: (0..128).map(|i| (BASE + i * P, 500 + i)).collect(),
+        ..Default::default()
+    };
+    let mut a = act(k);
+    pageout(&mut a, AddrRange::new(BASE, BASE + 64 * P));
+    a.sys_mut().clock += SEC;
+    let r = pageout(&mut a, vma);
+    let o = &r.outcomes[0];
+    assert_eq!(
+        (o.bytes_applied, o.error_bytes(ApplyErrorKind::NotIdle)),
+        (0, 128 * P)
+    );
+    assert!(o.wholly_skipped());
+    assert_eq!(a.stats().idle_read, 0);
+    a.sys_mut().clock += SEC;
+    let r = pageout(&mut a, vma);
+    assert_eq!(r.outcomes[0].bytes_applied, 128 * P);
 }
 
 /// The bitmap cannot be read: the range is advised as before (the residency cut alone).
@@ -233,5 +276,25 @@ fn an_unreadable_bitmap_leaves_the_range_uncut() {
     let mut a = act(k);
     let r = pageout(&mut a, vma);
     assert_eq!(r.outcomes[0].bytes_applied, 16 * P);
-    assert_eq!(r.outcomes[0].error_bytes(ApplyErrorKind::Accessed), 0);
+    assert_eq!(r.outcomes[0].error_bytes(ApplyErrorKind::NotIdle), 0);
+}
+
+/// The marks are per target: a target gone is forgotten; the memory is bounded.
+#[test]
+fn marks_are_forgotten_with_their_target_and_bounded() {
+    let vma = AddrRange::new(BASE, BASE + 256 * P);
+    let k = Idle {
+        pages: (0..256).map(|i| (BASE + i * P, 100 + i)).collect(),
+        ..Default::default()
+    };
+    let mut a = act(k);
+    pageout(&mut a, vma);
+    assert_eq!(a.marks.len(), 4);
+    a.forget_marks(&[TargetId(PID)]);
+    assert!(a.marks.is_empty());
+    let mut m = idle::Marks::default();
+    for w in 0..(idle::MAX_MARK_WORDS as u64 + 1) {
+        m.set_for_test(TargetId(1), w, w);
+    }
+    assert!(m.len() <= idle::MAX_MARK_WORDS / 2 + 1, "{}", m.len());
 }

@@ -335,6 +335,9 @@ pub struct ActuatorConfig {
     /// them idle (`idle.rs`). Off by default: the front ends set it where page_idle is the
     /// access check. Needs `resident_cut` (it reads the same pagemap entries).
     pub idle_cut: bool,
+    /// The idle cut judges a page only once its mark is at least this old, ns
+    /// ([`idle::MIN_MARK_AGE_NS`]).
+    pub idle_min_mark_ns: u64,
 }
 
 impl ActuatorConfig {
@@ -362,6 +365,7 @@ impl Default for ActuatorConfig {
             resident_scan_max: 8 << 30,
             pace: true,
             idle_cut: false,
+            idle_min_mark_ns: idle::MIN_MARK_AGE_NS,
         }
     }
 }
@@ -401,11 +405,11 @@ pub struct ActuatorStats {
     /// Bytes of `split` cut out as holding no huge page (`huge.rs`).
     pub not_huge: u64,
     /// The idle cut (`idle.rs`): resident pages whose page_idle bit was read, pages of them
-    /// judged through a THP head, bytes cut out as accessed, pages marked idle, and the CPU
-    /// time of its reads and writes (ns; not charged to the time quota).
+    /// judged through a THP head, bytes cut out as not known idle, pages marked idle, and the
+    /// CPU time of its reads and writes (ns; not charged to the time quota).
     pub idle_read: u64,
     pub idle_thp_tails: u64,
-    pub accessed: u64,
+    pub not_idle: u64,
     pub idle_marked: u64,
     pub idle_cut_ns: u64,
 }
@@ -424,6 +428,8 @@ pub struct Actuator<S: ActuatorSys = HostSys> {
     cost: CallCost,
     /// When the current round started (the pace waits within a round only), ns.
     round_start_ns: u64,
+    /// When the idle cut last marked each 64-page word of each target (`idle.rs`).
+    marks: idle::Marks,
 }
 
 impl Actuator<HostSys> {
@@ -446,6 +452,7 @@ impl<S: ActuatorSys> Actuator<S> {
             pacer: Pacer::default(),
             cost: CallCost::default(),
             round_start_ns: 0,
+            marks: idle::Marks::default(),
         }
     }
     pub fn sys(&self) -> &S {

@@ -480,10 +480,10 @@ impl Schemes {
             let not_resident = o.not_resident();
             st.stats.sz_not_resident = st.stats.sz_not_resident.saturating_add(not_resident);
             st.stats.sz_not_huge = st.stats.sz_not_huge.saturating_add(o.not_huge());
-            st.stats.sz_accessed = st
+            st.stats.sz_not_idle = st
                 .stats
-                .sz_accessed
-                .saturating_add(o.error_bytes(engine::ApplyErrorKind::Accessed));
+                .sz_not_idle
+                .saturating_add(o.error_bytes(engine::ApplyErrorKind::NotIdle));
             st.refill.note(o);
             let refund = o.refund();
             if refund > 0 {
@@ -549,11 +549,11 @@ fn learn_after_pageout<'a>(
         if env.page_states(o.target, o.range, &mut buf).is_err() {
             continue;
         }
-        // Pages the idle cut kept in as accessed (`engine::actuator::idle`) stay present
+        // Pages the idle cut kept in as not idle (`engine::actuator::idle`) stay present
         // and are not "faulted back": an outcome with any teaches nothing here (page_idle
         // judges them again at the next advice).
         let whole = o.bytes_applied.saturating_add(o.refund()) >= o.bytes_requested
-            && o.error_bytes(engine::ApplyErrorKind::Accessed) == 0;
+            && o.error_bytes(engine::ApplyErrorKind::NotIdle) == 0;
         let tried_end = o.reached().end;
         if let (true, Some(before)) = (whole, ledger.pending_present(o.target, o.range)) {
             let mut run: Option<u64> = None;

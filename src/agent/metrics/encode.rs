@@ -252,9 +252,9 @@ const SCHEME_COUNTERS: [(&str, &str, SchemeF); 9] = [
         |s| s.sz_not_huge,
     ),
     (
-        "madvd_scheme_accessed_bytes_total",
-        "Bytes tried but cut out as read accessed by page_idle just before advising (the idle cut): not advised, not charged.",
-        |s| s.sz_accessed,
+        "madvd_scheme_not_idle_bytes_total",
+        "Bytes tried but cut out as not known idle by page_idle just before advising (the idle cut): not advised, not charged.",
+        |s| s.sz_not_idle,
     ),
     (
         "madvd_scheme_quota_exceeds_total",
