@@ -256,7 +256,8 @@ impl<S: ActuatorSys> Actuator<S> {
         let word_of = |i: usize| (first_page + i as u64) / 64;
         let mut verdict = vec![None; entries.len()];
         // (entry index, pfn) of the pages to read, and of the pages to mark.
-        let (mut read, mut mark): (Vec<(usize, u64)>, Vec<(usize, u64)>) = (vec![], vec![]);
+        let mut read: Vec<(usize, u64)> = Vec::new();
+        let mut mark: Vec<(usize, u64)> = Vec::new();
         for (i, e) in entries.iter().enumerate() {
             let Some(pfn) = e.pfn().filter(|_| is_resident(*e)) else {
                 continue;
