@@ -243,3 +243,37 @@ fn pages_one_scheme_learned_hot_are_cut_from_the_others_page_outs() {
     step(&mut s, &env, 4 * SEC, 2);
     assert_eq!(s.stats()[1].refaulted_bytes, 0);
 }
+
+#[test]
+fn pages_the_idle_cut_kept_in_are_not_learned_hot() {
+    // Under page_idle the actuator's idle cut keeps the pages it reads accessed in memory
+    // (`ApplyErrorKind::NotIdle`): present before the page-out and after, they never left.
+    // Such an outcome teaches the learned set nothing (else every page of a range seen for
+    // the first time, all kept in and marked, would be learned hot and cut from later
+    // advice until its region is old again).
+    let (env, mut s) = lukewarm();
+    let snap = snapshot(SEC, vec![(1, vec![region(BASE, PAGES * PAGE, 2, 100)])]);
+    let reqs = s.plan(&snap, SEC);
+    assert_eq!(reqs.len(), 1);
+    let r = &reqs[0];
+    // The cold pages went out; the hot ones were kept in by the cut.
+    for p in (0..PAGES).filter(|p| !is_hot(*p)) {
+        env.set_page_states(T, BASE + p * PAGE, &[PageState::Out]);
+    }
+    let hot = (0..PAGES).filter(|p| is_hot(*p)).count() as u64 * PAGE;
+    let mut o = RangeOutcome::of(r, r.range.len() - hot, 1_000);
+    o.errors.push((engine::ApplyErrorKind::NotIdle, hot));
+    s.account(
+        &ApplyReport {
+            outcomes: vec![o],
+            ..ApplyReport::default()
+        },
+        SEC,
+    );
+    let st = &s.stats()[0];
+    assert_eq!(st.learned_hot_bytes, 0);
+    assert_eq!(st.sz_not_idle, hot);
+    assert_eq!(st.refaulted_bytes, 0);
+    // Refunded: only the bytes advised stay charged.
+    assert_eq!(st.sz_applied, PAGES * PAGE - hot);
+}

@@ -167,6 +167,9 @@ pub fn adapt(policy: &Policy, rec: &Loaded) -> (Policy, Vec<String>) {
         "accesses: the record has no `seen` (version 2 or older, or no frame): every region with a count is taken as accessed in its frame, counts carried over Unknown answers too (under the refault probe's budget, memory idle for tens of seconds can still read a count)"
     }.into());
     say("swap: no swap gauge recorded: the swap headroom never stops a page-out".into());
+    if rec.header.ops == "page_idle" {
+        say("idle cut: not replayed: live under page_idle the actuator keeps the pages page_idle reads accessed in memory before a page-out (docs/architecture.md \"The idle cut\"); the record holds region counts, not pages, so the replay advises whole ranges".into());
+    }
     if rec
         .frames
         .iter()
