@@ -287,6 +287,8 @@ impl<S: ActuatorSys> Actuator<S> {
             }
             read.clear();
         }
+        // The pages of unmarked words are `mark[..unmarked]`; judged pages are pushed after.
+        let unmarked = mark.len();
         // Judge the old words' pages: 1 → advise; 0 → a tail? judge by its head.
         let pfns: Vec<u64> = read.iter().map(|r| r.1).collect();
         let bits = self.read_idle(&pfns)?;
@@ -322,14 +324,11 @@ impl<S: ActuatorSys> Actuator<S> {
             }
         }
         // Marking: tails through their heads (the read pages' heads are resolved above).
-        let unmarked: Vec<usize> = (0..mark.len())
-            .filter(|&k| zero.iter().all(|z| z.0 != mark[k].0))
-            .collect();
-        let own: Vec<u64> = unmarked.iter().map(|&k| mark[k].1).collect();
+        let own: Vec<u64> = mark[..unmarked].iter().map(|m| m.1).collect();
         let own_heads = self.heads(&own);
-        for (k, h) in unmarked.iter().zip(own_heads) {
+        for (m, h) in mark[..unmarked].iter_mut().zip(own_heads) {
             if let Some(h) = h {
-                mark[*k].1 = h;
+                m.1 = h;
                 self.stats.idle_thp_tails += 1;
             }
         }
