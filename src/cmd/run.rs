@@ -148,16 +148,16 @@ fn human(l: &Line<'_>) -> String {
         l.schemes
             .iter()
             .map(|s| {
-                let mut no_huge = if s.sz_not_huge > 0 {
+                let mut skipped = if s.sz_not_huge > 0 {
                     format!(", skipped no huge page {}", fmt_bytes(s.sz_not_huge))
                 } else {
                     String::new()
                 };
                 if s.sz_not_idle > 0 {
-                    no_huge += &format!(", kept in as not idle {}", fmt_bytes(s.sz_not_idle));
+                    skipped += &format!(", kept in as not idle {}", fmt_bytes(s.sz_not_idle));
                 }
                 format!(
-                    "{} {} {} (resident {}, skipped not resident {}{no_huge})",
+                    "{} {} {} (resident {}, skipped not resident {}{skipped})",
                     s.name,
                     s.action,
                     fmt_bytes(s.sz_applied),

@@ -57,10 +57,9 @@
 
 use super::resident::is_resident;
 use super::{Actuator, ActuatorSys};
-use crate::kernel::kpageflags::KPF_COMPOUND_TAIL;
-use crate::kernel::page_idle::{is_idle, word_index, words_for};
+use crate::kernel::page_idle::{idle_of_with, words_for};
 use crate::kernel::pagemap::PagemapEntry;
-use crate::ops::page_idle::{find_head, MAX_FOLIO_PAGES};
+use crate::ops::page_idle::heads_of;
 use crate::region::AddrRange;
 use crate::region::TargetId;
 use std::collections::{BTreeMap, HashMap};
@@ -106,51 +105,11 @@ pub fn idle_runs(
     (not_resident, accessed)
 }
 
-/// Resolve THP tails to their heads. `pfns[k]` read 0 in the bitmap; `flags` gives the
-/// kpageflags of `first..first + n` (`None`: unreadable). Returns, per `pfns[k]`, the head
-/// to judge it by (`None`: no tail, or no head found: judged by itself). Pure. One `flags`
-/// read per run of consecutive PFNs, plus one of up to 511 entries before a run that starts
-/// with a tail.
-pub fn heads_of(
-    pfns: &[u64],
-    mut flags: impl FnMut(u64, usize) -> Option<Vec<u64>>,
-) -> Vec<Option<u64>> {
-    let mut out = vec![None; pfns.len()];
-    let mut k = 0;
-    while k < pfns.len() {
-        let mut end = k + 1;
-        while end < pfns.len() && pfns[end] == pfns[end - 1].wrapping_add(1) {
-            end += 1;
-        }
-        let first = pfns[k];
-        if let Some(f) = flags(first, end - k).filter(|f| f.len() == end - k) {
-            // The head for tails at the run's start lies before it.
-            let mut head: Option<u64> = None;
-            if f[0] & KPF_COMPOUND_TAIL != 0 {
-                let back = first.saturating_sub(MAX_FOLIO_PAGES - 1);
-                if let Some(bf) = flags(back, (first - back + 1) as usize) {
-                    head = find_head(back, &bf);
-                }
-            }
-            for (j, fl) in f.iter().enumerate() {
-                let pfn = first + j as u64;
-                if fl & KPF_COMPOUND_TAIL == 0 {
-                    // A head (or a small page): later tails of this run hang off it.
-                    head = Some(pfn);
-                } else if let Some(h) = head.filter(|&h| h != pfn) {
-                    out[k + j] = Some(h);
-                }
-            }
-        }
-        k = end;
-    }
-    out
-}
-
 /// The idle cut judges a page only once the cut's mark on it is at least this old: 750 ms,
 /// three quarters of `policies/reclaim.ron`'s 1 s apply interval, so that every advice of a
 /// scheme applied each second finds the marks of the advice before it old enough, whatever
-/// the jitter of its timer (applies came 1.00–1.04 s apart in the lab). What the region
+/// the jitter of its timer (1.01–1.04 s apart in a diagnostic lab run: docs/architecture.md
+/// "The idle cut"). What the region
 /// level asks (seconds of a steady frequency) the scheme's pattern has asked already.
 pub const MIN_MARK_AGE_NS: u64 = 750_000_000;
 
@@ -264,7 +223,7 @@ impl<S: ActuatorSys> Actuator<S> {
             };
             let state = match self.marks.get(target, word_of(i)) {
                 None => Word::Unmarked,
-                Some(t) if now.saturating_sub(t) < self.config.idle_min_mark_ns => Word::Young,
+                Some(t) if now.saturating_sub(t) < MIN_MARK_AGE_NS => Word::Young,
                 Some(_) => Word::Old,
             };
             match state {
@@ -361,26 +320,13 @@ impl<S: ActuatorSys> Actuator<S> {
 
     /// Whether each of `pfns` reads idle (`None`: its word was not returned).
     fn read_idle(&mut self, pfns: &[u64]) -> Option<Vec<Option<bool>>> {
-        if pfns.is_empty() {
-            return Some(Vec::new());
-        }
-        let words: Vec<u64> = words_for(pfns.iter().copied())
-            .iter()
-            .map(|w| w.0)
-            .collect();
         let mut got = Vec::new();
-        if let Err(e) = self.sys.idle_words(&words, &mut got) {
-            tracing::debug!("idle cut: page_idle bitmap: {e}");
-            return None;
-        }
-        Some(
-            pfns.iter()
-                .map(|&p| {
-                    let k = words.binary_search(&word_index(p)).ok()?;
-                    is_idle(got.get(k).copied().flatten(), p)
-                })
-                .collect(),
-        )
+        let read = idle_of_with(pfns, |words| {
+            self.sys.idle_words(words, &mut got)?;
+            Ok(std::mem::take(&mut got))
+        });
+        read.map_err(|e| tracing::debug!("idle cut: page_idle bitmap: {e}"))
+            .ok()
     }
 
     /// Forget the marks of targets that are gone.
@@ -394,7 +340,6 @@ impl<S: ActuatorSys> Actuator<S> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kernel::kpageflags::KPF_COMPOUND_HEAD;
     use crate::kernel::pagemap::{PM_PRESENT, PM_SWAP};
     use proptest::prelude::*;
 
@@ -430,29 +375,6 @@ mod tests {
         let mut runs = Vec::new();
         assert_eq!(idle_runs(r, P, &entries, &[], |x| runs.push(x)), (P, 0));
         assert_eq!(runs.len(), 2);
-    }
-
-    #[test]
-    fn tails_are_judged_by_their_heads() {
-        let h = KPF_COMPOUND_HEAD;
-        let t = KPF_COMPOUND_TAIL;
-        // PFNs 512..=515: a head and three tails; 600: a small page; 1027: a tail whose head
-        // (1024) is before the run.
-        let flags = |first: u64, n: usize| -> Option<Vec<u64>> {
-            Some(
-                (first..first + n as u64)
-                    .map(|p| match p {
-                        512 | 1024 => h,
-                        513..=515 | 1025..=1027 => t,
-                        _ => 0,
-                    })
-                    .collect(),
-            )
-        };
-        let got = heads_of(&[512, 513, 515, 600, 1027], flags);
-        assert_eq!(got, vec![None, Some(512), Some(512), None, Some(1024)]);
-        // Unreadable flags: every page judged by itself.
-        assert_eq!(heads_of(&[513, 514], |_, _| None), vec![None, None]);
     }
 
     proptest! {

@@ -335,9 +335,6 @@ pub struct ActuatorConfig {
     /// them idle (`idle.rs`). Off by default: the front ends set it where page_idle is the
     /// access check. Needs `resident_cut` (it reads the same pagemap entries).
     pub idle_cut: bool,
-    /// The idle cut judges a page only once its mark is at least this old, ns
-    /// ([`idle::MIN_MARK_AGE_NS`]).
-    pub idle_min_mark_ns: u64,
 }
 
 impl ActuatorConfig {
@@ -365,7 +362,6 @@ impl Default for ActuatorConfig {
             resident_scan_max: 8 << 30,
             pace: true,
             idle_cut: false,
-            idle_min_mark_ns: idle::MIN_MARK_AGE_NS,
         }
     }
 }

@@ -169,21 +169,32 @@ impl IdleBitmap {
     /// Whether each of `pfns` reads idle (`None`: its word was not returned), one `pread`
     /// per run of consecutive words.
     pub fn idle_of(&mut self, pfns: &[u64]) -> io::Result<Vec<Option<bool>>> {
-        let words: Vec<u64> = words_for(pfns.iter().copied())
-            .iter()
-            .map(|w| w.0)
-            .collect();
-        let got = self.read_words(&words)?;
-        Ok(pfns
-            .iter()
-            .map(|&p| {
-                let k = words
-                    .binary_search(&word_index(p))
-                    .expect("the word of a pfn asked for");
-                is_idle(got[k], p)
-            })
-            .collect())
+        idle_of_with(pfns, |words| self.read_words(words))
     }
+}
+
+/// Whether each of `pfns` reads idle, given `read` of the bitmap's words (sorted, distinct
+/// indexes; one answer each, `None`: not returned): the word math of [`IdleBitmap::idle_of`]
+/// for any reader (the actuator's goes through its system seam). No read for no PFN.
+pub fn idle_of_with(
+    pfns: &[u64],
+    read: impl FnOnce(&[u64]) -> io::Result<Vec<Option<u64>>>,
+) -> io::Result<Vec<Option<bool>>> {
+    if pfns.is_empty() {
+        return Ok(Vec::new());
+    }
+    let words: Vec<u64> = words_for(pfns.iter().copied())
+        .iter()
+        .map(|w| w.0)
+        .collect();
+    let got = read(&words)?;
+    Ok(pfns
+        .iter()
+        .map(|&p| {
+            let k = words.binary_search(&word_index(p)).ok()?;
+            is_idle(got.get(k).copied().flatten(), p)
+        })
+        .collect())
 }
 
 #[cfg(test)]

@@ -42,9 +42,8 @@ use crate::sysroot::SysRoot;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 
-/// `/proc/kpageflags` bits (include/uapi/linux/kernel-page-flags.h, Linux 6.12).
-pub const KPF_COMPOUND_HEAD: u64 = 1 << 15;
-pub const KPF_COMPOUND_TAIL: u64 = 1 << 16;
+/// `/proc/kpageflags` bits, from their one home (`kernel::kpageflags`).
+pub use crate::kernel::kpageflags::{KPF_COMPOUND_HEAD, KPF_COMPOUND_TAIL};
 /// Largest folio whose head we look for behind a tail page (a PMD THP: 512 × 4 KiB).
 pub const MAX_FOLIO_PAGES: u64 = 512;
 
@@ -93,6 +92,47 @@ pub fn find_head(first: u64, flags: &[u64]) -> Option<u64> {
         .iter()
         .all(|f| f & KPF_COMPOUND_TAIL != 0)
         .then_some(first + k as u64)
+}
+
+/// Resolve THP tails to their heads. `pfns[k]` read 0 in the bitmap; `flags` gives the
+/// kpageflags of `first..first + n` (`None`: unreadable). Returns, per `pfns[k]`, the head
+/// to judge it by (`None`: no tail, or no head found: judged by itself). Pure. One `flags`
+/// read per run of consecutive PFNs, plus one of up to 511 entries before a run that starts
+/// with a tail.
+pub fn heads_of(
+    pfns: &[u64],
+    mut flags: impl FnMut(u64, usize) -> Option<Vec<u64>>,
+) -> Vec<Option<u64>> {
+    let mut out = vec![None; pfns.len()];
+    let mut k = 0;
+    while k < pfns.len() {
+        let mut end = k + 1;
+        while end < pfns.len() && pfns[end] == pfns[end - 1].wrapping_add(1) {
+            end += 1;
+        }
+        let first = pfns[k];
+        if let Some(f) = flags(first, end - k).filter(|f| f.len() == end - k) {
+            // The head for tails at the run's start lies before it.
+            let mut head: Option<u64> = None;
+            if f[0] & KPF_COMPOUND_TAIL != 0 {
+                let back = first.saturating_sub(MAX_FOLIO_PAGES - 1);
+                if let Some(bf) = flags(back, (first - back + 1) as usize) {
+                    head = find_head(back, &bf);
+                }
+            }
+            for (j, fl) in f.iter().enumerate() {
+                let pfn = first + j as u64;
+                if fl & KPF_COMPOUND_TAIL == 0 {
+                    // A head (or a small page): later tails of this run hang off it.
+                    head = Some(pfn);
+                } else if let Some(h) = head.filter(|&h| h != pfn) {
+                    out[k + j] = Some(h);
+                }
+            }
+        }
+        k = end;
+    }
+    out
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -188,26 +228,19 @@ impl PageIdle {
     /// tail). `None` for a page that is no tail, or when kpageflags is not readable.
     fn head_of(&mut self, pfn: u64) -> Option<u64> {
         let f = self.kpageflags.as_ref()?;
-        let mut own = [0u8; 8];
-        self.cost.syscalls += 1;
-        if f.read_at(&mut own, pfn * 8).ok()? != 8
-            || u64::from_ne_bytes(own) & KPF_COMPOUND_TAIL == 0
-        {
-            return None;
-        }
-        let first = pfn.saturating_sub(MAX_FOLIO_PAGES - 1);
-        let n = (pfn - first + 1) as usize;
-        self.flags_buf.resize(n * 8, 0);
-        self.cost.syscalls += 1;
-        if f.read_at(&mut self.flags_buf, first * 8).ok()? != n * 8 {
-            return None;
-        }
-        let flags: Vec<u64> = self
-            .flags_buf
-            .chunks_exact(8)
-            .map(|c| u64::from_ne_bytes(c.try_into().expect("8 bytes")))
-            .collect();
-        find_head(first, &flags)
+        let (buf, cost) = (&mut self.flags_buf, &mut self.cost);
+        heads_of(&[pfn], |first, n| {
+            buf.resize(n * 8, 0);
+            cost.syscalls += 1;
+            if f.read_at(buf, first.checked_mul(8)?).ok()? != n * 8 {
+                return None;
+            }
+            Some(
+                buf.chunks_exact(8)
+                    .map(|c| u64::from_ne_bytes(c.try_into().expect("8 bytes")))
+                    .collect(),
+            )
+        })[0]
     }
 
     fn io_err(&self, e: std::io::Error) -> AccessError {
@@ -426,6 +459,29 @@ impl PageIdle {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tails_are_judged_by_their_heads() {
+        let h = KPF_COMPOUND_HEAD;
+        let t = KPF_COMPOUND_TAIL;
+        // PFNs 512..=515: a head and three tails; 600: a small page; 1027: a tail whose head
+        // (1024) is before the run.
+        let flags = |first: u64, n: usize| -> Option<Vec<u64>> {
+            Some(
+                (first..first + n as u64)
+                    .map(|p| match p {
+                        512 | 1024 => h,
+                        513..=515 | 1025..=1027 => t,
+                        _ => 0,
+                    })
+                    .collect(),
+            )
+        };
+        let got = heads_of(&[512, 513, 515, 600, 1027], flags);
+        assert_eq!(got, vec![None, Some(512), Some(512), None, Some(1024)]);
+        // Unreadable flags: every page judged by itself.
+        assert_eq!(heads_of(&[513, 514], |_, _| None), vec![None, None]);
+    }
 
     #[test]
     fn finds_the_head_behind_tails() {
