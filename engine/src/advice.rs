@@ -31,6 +31,9 @@ pub enum Advice {
     /// `MADV_WILLNEED`: read ahead / swap in.
     Willneed,
     /// `MADV_COLLAPSE`: synchronously collapse into transparent huge pages (2 MiB aligned).
+    /// The actuator leaves out the blocks it reads as one huge page already
+    /// ([`ApplyErrorKind::AlreadyHuge`](crate::report::ApplyErrorKind::AlreadyHuge),
+    /// `engine::actuator::huge`).
     Collapse,
     /// madvd's split of transparent huge pages (the `split` action), a composite the actuator
     /// expands, never one `madvise` number: for each whole 2 MiB-aligned block of the range

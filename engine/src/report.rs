@@ -46,6 +46,12 @@ pub enum ApplyErrorKind {
     /// `NotResident`: not charged to the size quota (refunded), a range wholly without one
     /// keeps its age, and the schemes skip it for a while (`known_out`).
     NotHuge,
+    /// Not attempted: `collapse` found these 2 MiB blocks already one huge page each (the
+    /// same pagemap and `/proc/kpageflags` read, `actuator::huge`): a `MADV_COLLAPSE` of them
+    /// would do nothing but take the target's mmap lock and drain every CPU's LRU caches
+    /// (`madvise_collapse`, mm/khugepaged.c 6.12). Like `NotHuge`: refunded, a range wholly
+    /// huge keeps its age, and the schemes skip it for a while (`known_out`).
+    AlreadyHuge,
     /// Not attempted: resident pages the idle cut (`actuator::idle`, where page_idle is the
     /// access check) does not know idle just before advising: read accessed since the cut
     /// marked them idle, or not marked long enough ago (the first advice of a range marks
@@ -79,6 +85,7 @@ impl ApplyErrorKind {
             ApplyErrorKind::Unaligned => "unaligned",
             ApplyErrorKind::NotResident => "not_resident",
             ApplyErrorKind::NotHuge => "not_huge",
+            ApplyErrorKind::AlreadyHuge => "already_huge",
             ApplyErrorKind::NotIdle => "not_idle",
             ApplyErrorKind::Paced => "paced",
             ApplyErrorKind::Other(e) => return Cow::Owned(format!("errno_{e}")),
@@ -155,13 +162,23 @@ impl RangeOutcome {
         self.error_bytes(ApplyErrorKind::NotHuge)
     }
 
-    /// Bytes the actuator found nothing to act on in: not resident, or (`split`) no huge page.
+    /// Bytes cut out of a `collapse` because they were huge pages already
+    /// ([`ApplyErrorKind::AlreadyHuge`]).
+    pub fn already_huge(&self) -> u64 {
+        self.error_bytes(ApplyErrorKind::AlreadyHuge)
+    }
+
+    /// Bytes the actuator found nothing to act on in: not resident, (`split`) no huge page,
+    /// or (`collapse`) a huge page already.
     pub fn nothing_there(&self) -> u64 {
-        self.not_resident().saturating_add(self.not_huge())
+        self.not_resident()
+            .saturating_add(self.not_huge())
+            .saturating_add(self.already_huge())
     }
 
     /// True when the actuator found nothing to act on in any byte of the range: nothing
-    /// applied, some bytes not resident (or without a huge page, for `split`), and the rest
+    /// applied, some bytes not resident (or without a huge page, for `split`; huge already,
+    /// for `collapse`), and the rest
     /// outside whole pages or unmapped — no byte of it left for a reason that may pass
     /// (a failure, the pace, a stop).
     pub fn wholly_nothing_there(&self) -> bool {
@@ -173,6 +190,7 @@ impl RangeOutcome {
                     k,
                     ApplyErrorKind::NotResident
                         | ApplyErrorKind::NotHuge
+                        | ApplyErrorKind::AlreadyHuge
                         | ApplyErrorKind::Unaligned
                         | ApplyErrorKind::Unmapped
                 )
@@ -180,7 +198,7 @@ impl RangeOutcome {
     }
 
     /// Bytes charged at planning that the quota gets back: not resident, no huge page to
-    /// split, not known idle by the idle cut ([`ApplyErrorKind::NotIdle`]), or held back by
+    /// split, huge already (`collapse`), not known idle by the idle cut ([`ApplyErrorKind::NotIdle`]), or held back by
     /// the pace ([`ApplyErrorKind::Paced`]).
     pub fn refund(&self) -> u64 {
         self.nothing_there()
@@ -262,6 +280,7 @@ mod tests {
             (ApplyErrorKind::Unaligned, "unaligned"),
             (ApplyErrorKind::NotResident, "not_resident"),
             (ApplyErrorKind::NotHuge, "not_huge"),
+            (ApplyErrorKind::AlreadyHuge, "already_huge"),
             (ApplyErrorKind::NotIdle, "not_idle"),
             (ApplyErrorKind::Paced, "paced"),
             (ApplyErrorKind::Other(12), "errno_12"),

@@ -42,5 +42,6 @@ pub use filter::{PageFilter, PageInfo};
 pub use goal::{FakeMetrics, MetricError, MetricSource, SysMetrics};
 pub use locate::Pos;
 pub use policy::{MonitorSection, Policy, PolicyError, SchemeSpec};
+pub use runtime::known_out::KNOWN_OUT_TTL_US;
 pub use runtime::{Schemes, SchemesError, CGROUP_REFRESH_US, HPAGE_SIZE, MAX_REFILLS};
 pub use stats::SchemeStats;

@@ -29,6 +29,9 @@ pub struct SchemeStats {
     /// split, the huge zero page): not advised, refunded to the size quota
     /// (`engine::actuator::huge`).
     pub sz_not_huge: u64,
+    /// `collapse` only: bytes tried but huge pages already (nothing to collapse): not
+    /// advised, refunded to the size quota (`engine::actuator::huge`).
+    pub sz_already_huge: u64,
     /// Charge windows that ended with the quota exhausted.
     pub qt_exceeds: u64,
     /// False while watermarks hold the scheme inactive.

@@ -378,6 +378,59 @@ fn ranges_without_a_huge_page_are_skipped_by_split_until_seen_accessed() {
     assert_eq!(ranges(plan(&mut s, 5_600_000, 0)), [blocks(8, 10)]);
 }
 
+/// A range `collapse` found huge already is refunded and skipped by the next walks as
+/// filtered (counted in `sz_already_huge`), though it is still accessed (an access does not
+/// split a huge page): the quota goes to the hot blocks not yet collapsed. It is asked for
+/// again once the known set's TTL has passed (a huge page may have been split since).
+#[test]
+fn ranges_huge_already_are_skipped_by_collapse_though_accessed() {
+    use engine::ApplyErrorKind;
+    const M: u64 = 2 << 20;
+    let p = one_scheme(
+        "pattern: (accesses: (min: 1)), action: collapse, quota: (time: \"10 ms\", \
+         size: \"4 MiB\", reset_interval: \"1 s\", weights: (size: 0, accesses: 1, age: 0))",
+    );
+    let (mut s, _) = schemes(&p);
+    let blocks = |a: u64, b: u64| AddrRange::new(a * M, b * M);
+    // (M is 2 MiB: `blocks(8, 10)` is 16..20 MiB.) Blocks 8..10: the hottest, collapsed
+    // already; 10..12 hot too, not yet.
+    let regions = vec![region(8 * M, 2 * M, 20, 5), region(10 * M, 2 * M, 10, 5)];
+    let plan = |s: &mut Schemes, t: u64| s.plan(&snapshot(t, vec![(1, regions.clone())]), t);
+    let ranges = |r: Vec<engine::AdviceRequest>| r.iter().map(|r| r.range).collect::<Vec<_>>();
+    let reqs = plan(&mut s, 100_000);
+    assert_eq!(ranges(reqs.clone()), [blocks(8, 10)]);
+    let mut out = RangeOutcome::of(&reqs[0], 0, 1_000_000);
+    out.errors = vec![(ApplyErrorKind::AlreadyHuge, 2 * M)];
+    s.account(
+        &ApplyReport {
+            outcomes: vec![out],
+            ..ApplyReport::default()
+        },
+        100_000,
+    );
+    assert_eq!(s.stats()[0].sz_already_huge, 2 * M);
+    assert_eq!(s.stats()[0].sz_applied, 0);
+    // The next windows (the first resumes past it, the second walks whole): the hottest block
+    // is skipped (accessed, but known huge), the quota reaches the next.
+    let next: Vec<_> = [1_200_000, 2_300_000]
+        .into_iter()
+        .flat_map(|t| ranges(plan(&mut s, t)))
+        .collect();
+    assert_eq!(next, [blocks(10, 12)]);
+    assert_eq!(
+        s.stats()[0].sz_already_huge,
+        4 * M,
+        "cut once, skipped once"
+    );
+    // Past the TTL: asked for again.
+    let t = 100_000 + schemes::KNOWN_OUT_TTL_US + 1_000_000;
+    let again: Vec<_> = [t, t + 1_100_000]
+        .into_iter()
+        .flat_map(|t| ranges(plan(&mut s, t)))
+        .collect();
+    assert!(again.contains(&blocks(8, 10)), "{again:?}");
+}
+
 #[test]
 fn user_input_goal_steers_the_quota() {
     let p = one_scheme("pattern: (), action: pageout, quota: (reset_interval: \"100 ms\", goals: [(metric: user_input, target: 100, current: 0)])");

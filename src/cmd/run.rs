@@ -153,6 +153,9 @@ fn human(l: &Line<'_>) -> String {
                 } else {
                     String::new()
                 };
+                if s.sz_already_huge > 0 {
+                    skipped += &format!(", skipped huge already {}", fmt_bytes(s.sz_already_huge));
+                }
                 if s.sz_not_idle > 0 {
                     skipped += &format!(", kept in as not idle {}", fmt_bytes(s.sz_not_idle));
                 }

@@ -165,12 +165,14 @@ impl<S: ActuatorSys> Actuator<S> {
                 {
                     pieces = self.cut_resident(target, pieces, &mut report, &mut scan_left);
                 }
+                if !opts.dry_run && matches!(advice, Advice::Split | Advice::Collapse) {
+                    // `split`: only the blocks that are huge pages; `collapse`: only those
+                    // that are not (`huge.rs`).
+                    pieces = self.huge_check(target, *advice, pieces, &mut report, &mut scan_left);
+                }
                 let runs = if *advice == Advice::Split {
-                    // Only the blocks that are huge pages (`huge.rs`), then for each a
-                    // page-out of its first page and a cold of all of it, in that order.
-                    if !opts.dry_run {
-                        pieces = self.cut_not_huge(target, pieces, &mut report, &mut scan_left);
-                    }
+                    // For each block left a page-out of its first page and a cold of all of
+                    // it, in that order.
                     let (first, whole) = split_pieces(&pieces, self.page);
                     vec![(Advice::Pageout, first), (Advice::Cold, whole)]
                 } else {

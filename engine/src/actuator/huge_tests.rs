@@ -149,6 +149,14 @@ fn tree(kpageflags: bool) -> (tempfile::TempDir, SysRoot) {
 }
 
 fn split_of(root: &SysRoot, opts: ApplyOpts<'_>) -> (Actuator<Fixture>, crate::ApplyReport) {
+    apply_of(root, Advice::Split, opts)
+}
+
+fn apply_of(
+    root: &SysRoot,
+    advice: Advice,
+    opts: ApplyOpts<'_>,
+) -> (Actuator<Fixture>, crate::ApplyReport) {
     let sys = Fixture {
         root: root.clone(),
         host: HostSys::new(root.clone()),
@@ -162,7 +170,7 @@ fn split_of(root: &SysRoot, opts: ApplyOpts<'_>) -> (Actuator<Fixture>, crate::A
     let req = AdviceRequest {
         target: TargetId(PID),
         range: AddrRange::new(BASE - P, BASE + 4 * BLOCK + P),
-        advice: Advice::Split,
+        advice,
         scheme: 0,
     };
     let t = Target::simulated(
@@ -261,6 +269,82 @@ fn unknown_answers_advise_as_before_and_dry_runs_read_nothing() {
     assert_eq!(
         r.outcomes[0].error_bytes(crate::ApplyErrorKind::DryRun),
         4 * BLOCK
+    );
+}
+
+/// `collapse` leaves out the block that is one huge page already (`AlreadyHuge`, refunded)
+/// and collapses the others: small pages, the huge zero page (a collapse allocates a real
+/// one) and the block with nothing present (the kernel decides by `max_ptes_none`), in one
+/// call, with one pagemap read.
+#[test]
+fn collapse_leaves_out_the_blocks_already_huge() {
+    let (_d, root) = tree(true);
+    let (a, r) = apply_of(&root, Advice::Collapse, ApplyOpts::default());
+    let o = &r.outcomes[0];
+    assert_eq!(o.advice, Advice::Collapse);
+    assert_eq!(
+        (
+            o.bytes_applied,
+            o.bytes_resident,
+            o.already_huge(),
+            o.not_huge()
+        ),
+        (3 * BLOCK, 0, BLOCK, 0)
+    );
+    assert_eq!(o.refund(), BLOCK);
+    assert!(!o.wholly_nothing_there() && !o.wholly_skipped());
+    assert_eq!(
+        a.sys().calls,
+        [(
+            Advice::Collapse,
+            vec![AddrRange::new(BASE + BLOCK, BASE + 4 * BLOCK)]
+        )]
+    );
+    assert_eq!((a.stats().already_huge, a.stats().not_huge), (BLOCK, 0));
+    assert_eq!(a.sys().pagemap_reads, 1);
+}
+
+/// All of it huge: no call, refunded whole, wholly skipped (age kept, learned by the
+/// schemes). Without kpageflags nothing can be told: all of it collapsed, as before.
+#[test]
+fn a_range_wholly_huge_is_not_collapsed_and_unknown_answers_collapse_as_before() {
+    let (_d, root) = tree(true);
+    let mut flags = vec![KPF_LRU; 4096];
+    for head in [1024, 2048, 2560, 3072] {
+        for i in 0..N {
+            flags[head + i] = thp_flags(i == 0);
+        }
+    }
+    let bytes: Vec<u8> = flags.iter().flat_map(|v| v.to_ne_bytes()).collect();
+    std::fs::write(root.proc_file("kpageflags"), bytes).unwrap();
+    // Four THPs: rewrite the pagemap's last three blocks.
+    let mut entries = huge_entries(1024);
+    for head in [2048, 2560, 3072] {
+        entries.extend(huge_entries(head));
+    }
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(root.pid_file(PID, "pagemap"))
+        .unwrap();
+    f.seek(SeekFrom::Start(BASE / P * 8)).unwrap();
+    let raw: Vec<u8> = entries.iter().flat_map(|e| e.0.to_ne_bytes()).collect();
+    f.write_all(&raw).unwrap();
+    let (a, r) = apply_of(&root, Advice::Collapse, ApplyOpts::default());
+    let o = &r.outcomes[0];
+    assert_eq!((o.bytes_applied, o.already_huge()), (0, 4 * BLOCK));
+    assert!(o.wholly_nothing_there() && o.wholly_skipped());
+    assert!(a.sys().calls.is_empty(), "{:?}", a.sys().calls);
+
+    let (_d, root) = tree(false);
+    let (a, r) = apply_of(&root, Advice::Collapse, ApplyOpts::default());
+    let o = &r.outcomes[0];
+    assert_eq!((o.bytes_applied, o.already_huge()), (4 * BLOCK, 0));
+    assert_eq!(
+        a.sys().calls,
+        [(
+            Advice::Collapse,
+            vec![AddrRange::new(BASE, BASE + 4 * BLOCK)]
+        )]
     );
 }
 

@@ -17,7 +17,8 @@
 //!    `madvise_collapse()`, mm/khugepaged.c, Linux 6.12), the rest reported `Unaligned`; so is
 //!    `Split`, whose blocks are then checked for a huge page (`huge.rs`: the others reported
 //!    `NotHuge`) and each one left becomes a page-out of its first page and a cold of all of
-//!    it. Pieces larger than the per-call byte cap are split.
+//!    it; `Collapse`'s blocks are checked the same way, and those already one huge page are
+//!    left out (`AlreadyHuge`). Pieces larger than the per-call byte cap are split.
 //! 2. **Batching and short returns**: the pieces of one target and one advice go through
 //!    [`vector_madvise`](crate::kernel::madvise::vector_madvise), the one home of the kernel's
 //!    vector rule (`vector_madvise()`, mm/madvise.c, Linux 6.12): up to `IOV_MAX` iovecs and
@@ -400,6 +401,8 @@ pub struct ActuatorStats {
     pub not_resident: u64,
     /// Bytes of `split` cut out as holding no huge page (`huge.rs`).
     pub not_huge: u64,
+    /// Bytes of `collapse` cut out as huge pages already (`huge.rs`).
+    pub already_huge: u64,
     /// The idle cut (`idle.rs`): resident pages whose page_idle bit was read, pages of them
     /// judged through a THP head, bytes cut out as not known idle, pages marked idle, and the
     /// CPU time of its reads and writes (ns; not charged to the time quota).

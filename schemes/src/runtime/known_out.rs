@@ -1,7 +1,8 @@
 //! What the schemes know there is nothing to act on in: ranges the actuator found wholly not
-//! resident (its residency cut), and, for `split`, ranges it found holding no huge page (its
-//! huge-page check, `engine::actuator::huge`), per target, until a sample sees them accessed
-//! (or [`KNOWN_OUT_TTL_US`] passes). The walk skips them as filtered: not charged to the size
+//! resident (its residency cut), for `split` ranges it found holding no huge page, and for
+//! `collapse` ranges it found huge already (its huge-page check, `engine::actuator::huge`),
+//! per target, until a sample sees them accessed (or [`KNOWN_OUT_TTL_US`] passes; for the
+//! *huge* set, only the TTL). The walk skips them as filtered: not charged to the size
 //! quota, no age reset (issue 14: "skipped ranges count as filtered").
 //!
 //! Why: the cut alone ran after planning. A region with no resident byte keeps its age
@@ -15,11 +16,14 @@
 //! binary's pages, or ranges `split` had already split: under `--ops damon` the kernel's
 //! regions keep their age after madvd's advice, so they stayed first in line).
 //!
-//! Two sets per target: *out* (nothing resident), which `pageout`, `cold` and `split` skip,
-//! and *no huge page*, which only `split` skips (small pages still resident are something to
-//! page out). A range gets a huge page only by being faulted in or collapsed again — by an
-//! access, or by khugepaged over young pages —, so both sets forget a range a sample sees
-//! accessed.
+//! Three sets per target: *out* (nothing resident), which `pageout`, `cold` and `split` skip;
+//! *no huge page*, which only `split` skips (small pages still resident are something to
+//! page out); and *huge*, which only `collapse` skips. A range gets a huge page only by being
+//! faulted in or collapsed again — by an access, or by khugepaged over young pages —, so the
+//! first two sets forget a range a sample sees accessed. An access does not split a huge
+//! page (and the ranges `collapse` wants are the accessed ones), so *huge* is forgotten only
+//! with the TTL: a huge page split in the meantime (a partial unmap, reclaim, madvd's own
+//! `split`) waits at most that long to be collapsed again.
 //!
 //! Not the kernel's rule: `damos_apply_scheme()` (mm/damon/core.c 6.12) charges whole
 //! regions, resident or not, and resets their age, so it never meets this starvation, at
@@ -83,25 +87,32 @@ struct Entry {
     out: RangeSet,
     /// No huge page (`split`).
     no_huge: RangeSet,
+    /// Huge pages already (`collapse`).
+    huge: RangeSet,
     since_us: u64,
 }
 
 impl Entry {
     /// The sets `advice` skips.
     fn sets(&self, advice: Advice) -> impl Iterator<Item = &RangeSet> {
-        let (out, huge) = skips(advice);
-        [(out, &self.out), (huge, &self.no_huge)]
-            .into_iter()
-            .filter_map(|(on, s)| on.then_some(s))
+        let (out, no_huge, huge) = skips(advice);
+        [
+            (out, &self.out),
+            (no_huge, &self.no_huge),
+            (huge, &self.huge),
+        ]
+        .into_iter()
+        .filter_map(|(on, s)| on.then_some(s))
     }
 }
 
-/// Which sets `advice` skips: (out, no huge page).
-fn skips(advice: Advice) -> (bool, bool) {
+/// Which sets `advice` skips: (out, no huge page, huge).
+fn skips(advice: Advice) -> (bool, bool, bool) {
     match advice {
-        Advice::Pageout | Advice::Cold => (true, false),
-        Advice::Split => (true, true),
-        Advice::Willneed | Advice::Collapse => (false, false),
+        Advice::Pageout | Advice::Cold => (true, false, false),
+        Advice::Split => (true, true, false),
+        Advice::Collapse => (false, false, true),
+        Advice::Willneed => (false, false, false),
     }
 }
 
@@ -114,14 +125,14 @@ pub struct KnownOut {
 /// Whether the walk skips known ranges for `advice`: the actuator finds nothing to act on in
 /// them (`engine::actuator::{resident, huge}`).
 pub fn residency_matters(advice: Advice) -> bool {
-    skips(advice) != (false, false)
+    skips(advice) != (false, false, false)
 }
 
 impl KnownOut {
     /// Before a plan: forget targets gone from the snapshot; past the TTL, check the out set
-    /// against the pagemap (`env`: see the module doc) and forget the no-huge-page set; and
-    /// forget every range a region with `nr_accesses > 0` covers (its pages may be back, or
-    /// huge).
+    /// against the pagemap (`env`: see the module doc) and forget the no-huge-page and huge
+    /// sets; and forget every range of the first two a region with `nr_accesses > 0` covers
+    /// (its pages may be back, or huge).
     pub fn refresh(&mut self, snap: &Snapshot, now_us: u64, env: &dyn MetricSource) {
         self.targets
             .retain(|t, _| snap.targets.iter().any(|x| x.target == *t));
@@ -134,6 +145,7 @@ impl KnownOut {
                     Some(set) if !set.is_empty() => {
                         e.out = set;
                         e.no_huge = RangeSet::default();
+                        e.huge = RangeSet::default();
                         e.since_us = now_us;
                     }
                     _ => {
@@ -152,8 +164,9 @@ impl KnownOut {
 
     /// After an apply report: learn each page-out or cold range the actuator found wholly not
     /// resident or wholly unmapped (`RangeOutcome::wholly_unmapped`: into the *out* set, for
-    /// `split` too), and each `split` range it found wholly without a huge page (or resident
-    /// page); forget the targets it found gone.
+    /// `split` too), each `split` range it found wholly without a huge page (or resident
+    /// page), and each `collapse` range it found wholly huge already; forget the targets it
+    /// found gone.
     pub fn learn(&mut self, report: &ApplyReport, now_us: u64) {
         for t in &report.gone {
             self.targets.remove(t);
@@ -167,10 +180,12 @@ impl KnownOut {
                 since_us: now_us,
                 ..Default::default()
             });
-            let set = if o.advice == Advice::Split && !unmapped {
-                &mut e.no_huge
-            } else {
-                &mut e.out
+            let set = match o.advice {
+                Advice::Split if !unmapped => &mut e.no_huge,
+                // A hole is nothing to collapse either: it goes with the huge pages, the
+                // one set `collapse` skips.
+                Advice::Collapse => &mut e.huge,
+                _ => &mut e.out,
             };
             set.insert(o.range);
             if set.len() > MAX_KNOWN_OUT_RANGES {
@@ -235,7 +250,7 @@ impl KnownOut {
         }
     }
 
-    /// Bytes known out (or without a huge page) for `target`.
+    /// Bytes known out (or without a huge page, or huge) for `target`.
     #[cfg(test)]
     pub fn bytes(&self, target: TargetId) -> u64 {
         self.targets.get(&target).map_or(0, |e| {
@@ -243,6 +258,7 @@ impl KnownOut {
                 .ranges()
                 .iter()
                 .chain(e.no_huge.ranges())
+                .chain(e.huge.ranges())
                 .map(|r| r.len())
                 .sum()
         })

@@ -430,9 +430,10 @@ impl Schemes {
     /// quota of the window they were charged in ([`QuotaState::refund`]); for paced bytes the
     /// walk resumes where the pace stopped (`RangeOutcome::paced_from`).
     ///
-    /// `split`'s blocks with no huge page (`ApplyErrorKind::NotHuge`) are refunded the same
-    /// way. Ranges found wholly not resident, or for `split` wholly without a huge page, are
-    /// learned ([`known_out`]): the next walks skip them as filtered, so the quota reaches
+    /// `split`'s blocks with no huge page (`ApplyErrorKind::NotHuge`) and `collapse`'s blocks
+    /// huge already (`ApplyErrorKind::AlreadyHuge`) are refunded the same way. Ranges found
+    /// wholly not resident, for `split` wholly without a huge page, or for `collapse` wholly
+    /// huge, are learned ([`known_out`]): the next walks skip them as filtered, so the quota reaches
     /// the candidates behind them. An outcome with nothing to act on teaches the time quota
     /// nothing: its time is not charged, so a round of memory already out cannot drop the
     /// throughput estimate to nothing (the actuator no longer counts pagemap reads at all;
@@ -480,6 +481,7 @@ impl Schemes {
             let not_resident = o.not_resident();
             st.stats.sz_not_resident = st.stats.sz_not_resident.saturating_add(not_resident);
             st.stats.sz_not_huge = st.stats.sz_not_huge.saturating_add(o.not_huge());
+            st.stats.sz_already_huge = st.stats.sz_already_huge.saturating_add(o.already_huge());
             st.stats.sz_not_idle = st
                 .stats
                 .sz_not_idle

@@ -210,7 +210,7 @@ pub(super) fn apply_scheme(
                 }
                 if let (true, Some(adv)) = (skip_out, spec.action.advice()) {
                     // Known to hold nothing to act on (out of memory; for `split`, no huge
-                    // page): skipped as filtered (not charged, no age reset;
+                    // page; for `collapse`, huge already): skipped as filtered (not charged, no age reset;
                     // runtime/known_out.rs).
                     let (skipped, rest) = known_out.cut(t.target, adv, &mut p);
                     if let Some(rest) = rest {
@@ -218,11 +218,12 @@ pub(super) fn apply_scheme(
                     }
                     if skipped > 0 {
                         let s = &mut st.stats;
-                        if spec.action == Action::Split {
-                            s.sz_not_huge = s.sz_not_huge.saturating_add(skipped);
-                        } else {
-                            s.sz_not_resident = s.sz_not_resident.saturating_add(skipped);
-                        }
+                        let sz = match spec.action {
+                            Action::Split => &mut s.sz_not_huge,
+                            Action::Collapse => &mut s.sz_already_huge,
+                            _ => &mut s.sz_not_resident,
+                        };
+                        *sz = sz.saturating_add(skipped);
                     }
                     if p.is_empty() {
                         continue;

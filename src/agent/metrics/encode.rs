@@ -215,7 +215,7 @@ const GROUP_COUNTERS: [(&str, &str, CounterF); 11] = [
 ];
 
 type SchemeF = fn(&SchemeMetrics) -> u64;
-const SCHEME_COUNTERS: [(&str, &str, SchemeF); 9] = [
+const SCHEME_COUNTERS: [(&str, &str, SchemeF); 10] = [
     (
         "madvd_scheme_tried_regions_total",
         "Regions (pieces) the scheme tried to apply its action to (damos_stat nr_tried).",
@@ -250,6 +250,11 @@ const SCHEME_COUNTERS: [(&str, &str, SchemeF); 9] = [
         "madvd_scheme_not_huge_bytes_total",
         "split only: bytes tried but holding no huge page to split: not advised, not charged.",
         |s| s.sz_not_huge,
+    ),
+    (
+        "madvd_scheme_already_huge_bytes_total",
+        "collapse only: bytes tried but huge pages already, nothing to collapse: not advised, not charged.",
+        |s| s.sz_already_huge,
     ),
     (
         "madvd_scheme_not_idle_bytes_total",

@@ -74,6 +74,7 @@ impl Counters {
             e.sz_resident += v.sz_resident;
             e.sz_not_resident += v.sz_not_resident;
             e.sz_not_huge += v.sz_not_huge;
+            e.sz_already_huge += v.sz_already_huge;
             e.sz_not_idle += v.sz_not_idle;
             e.qt_exceeds += v.qt_exceeds;
             e.active = v.active;
