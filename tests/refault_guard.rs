@@ -80,7 +80,9 @@ fn quota_falls_when_the_hot_set_moves_onto_paged_out_memory_and_recovers() {
     }
     assert!(run.wait().unwrap().success());
 
-    // First page-outs at the full quota, before anything came back.
+    // First page-outs at the full quota, before the refaults went over the budget (a few
+    // pages at the hot set's edges may come back with the first page-outs: 2 pages in the
+    // same second, once, 2026-12-07).
     let first_out = lines
         .iter()
         .position(|l| l.paged_out > 0)
@@ -88,7 +90,7 @@ fn quota_falls_when_the_hot_set_moves_onto_paged_out_memory_and_recovers() {
     assert!(
         lines[first_out..]
             .iter()
-            .take_while(|l| l.refaulted == 0)
+            .take_while(|l| l.rate_bp <= 200)
             .any(|l| l.esz == CEILING),
         "the quota was not at its ceiling before refaults: {lines:?}"
     );
