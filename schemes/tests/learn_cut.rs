@@ -277,3 +277,43 @@ fn pages_the_idle_cut_kept_in_are_not_learned_hot() {
     // Refunded: only the bytes advised stay charged.
     assert_eq!(st.sz_applied, PAGES * PAGE - hot);
 }
+
+/// With page_idle's idle cut a region's first page-out advises nothing: its pages are marked
+/// idle and kept in (`NotIdle`). At the scheme's next apply the range is walked again though
+/// its region reads 0 accesses then (a flicker below the pattern's `min: 1`): the cut judges
+/// it. A follow-up the cut keeps wholly in again is not followed up a second time, and
+/// without the cut (an outcome that advised something) nothing is followed up.
+#[test]
+fn ranges_the_idle_cut_kept_in_at_first_contact_are_followed_up_once() {
+    use engine::ApplyErrorKind;
+    let (_env, mut s) = lukewarm();
+    let plan = |s: &mut Schemes, now: u64, nr: u32| {
+        let snap = snapshot(now, vec![(1, vec![region(BASE, PAGES * PAGE, nr, 100)])]);
+        s.plan(&snap, now)
+    };
+    let kept_in = |s: &mut Schemes, reqs: &[AdviceRequest], now: u64| {
+        let mut report = ApplyReport::default();
+        for r in reqs {
+            let mut o = RangeOutcome::of(r, 0, 1_000);
+            o.errors = vec![(ApplyErrorKind::NotIdle, r.range.len())];
+            report.outcomes.push(o);
+        }
+        s.account(&report, now);
+    };
+    let whole = [engine::AddrRange::new(BASE, BASE + PAGES * PAGE)];
+    let ranges = |r: &[AdviceRequest]| r.iter().map(|r| r.range).collect::<Vec<_>>();
+    // Matched: marked, kept in.
+    let reqs = plan(&mut s, SEC, 2);
+    assert_eq!(ranges(&reqs), whole);
+    kept_in(&mut s, &reqs, SEC);
+    // The next apply: the region reads 0 (no match), the range is followed up.
+    let reqs = plan(&mut s, 2 * SEC, 0);
+    assert_eq!(ranges(&reqs), whole, "not followed up");
+    // Kept wholly in again (all of it hot, say): not a third time.
+    kept_in(&mut s, &reqs, 2 * SEC);
+    assert!(plan(&mut s, 3 * SEC, 0).is_empty(), "followed up twice");
+    // Without the cut: a page-out that advised is not followed up.
+    let (env, mut s) = lukewarm();
+    step(&mut s, &env, SEC, 2);
+    assert!(plan(&mut s, 2 * SEC, 0).is_empty());
+}

@@ -110,6 +110,9 @@ struct SchemeState {
     /// The refill of this round (`refill.rs`): the walk stopped at the size quota, and the
     /// report refunded bytes with nothing there.
     refill: refill::Refill,
+    /// Ranges the idle cut kept wholly in at their first contact, walked again at the next
+    /// apply whatever their region reads then (`follow_up.rs`).
+    follow_up: follow_up::FollowUp,
 }
 
 /// The schemes of one policy at run time.
@@ -197,6 +200,7 @@ impl Schemes {
                 hot: None,
                 expect: Vec::new(),
                 refill: refill::Refill::default(),
+                follow_up: follow_up::FollowUp::default(),
             });
             let st = states.last_mut().expect("just pushed");
             if st.ledger.is_some() {
@@ -405,6 +409,7 @@ impl Schemes {
                 continue;
             }
             adjust_quota(spec, st, snap, now_us, self.env.as_ref(), &self.known_out);
+            st.follow_up.begin_apply();
             if let Some(hot) = &mut st.hot {
                 let pat = pattern::Resolved::new(&spec.pattern, &snap.attrs);
                 let min_age_us = pat.min_age as u64 * snap.attrs.aggr_us;
@@ -487,6 +492,9 @@ impl Schemes {
                 .sz_not_idle
                 .saturating_add(o.error_bytes(engine::ApplyErrorKind::NotIdle));
             st.refill.note(o);
+            if !report.dry_run {
+                st.follow_up.note(o);
+            }
             let refund = o.refund();
             if refund > 0 {
                 let rw = &mut rewinds[o.scheme];
@@ -671,6 +679,7 @@ fn resolve_cgroups(
     out
 }
 
+mod follow_up;
 mod huge_runs;
 pub mod known_out;
 mod pace;

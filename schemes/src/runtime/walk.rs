@@ -172,15 +172,29 @@ pub(super) fn apply_scheme(
                 continue;
             };
             let end = match &huge {
-                Some(h) if h.matches(ri) => h.walk_end(ri, r),
-                Some(_) => continue,
-                None if pat.matches(r) => r.end(),
-                None => continue,
-            };
-            if esz != 0 && region_score(spec, r, snap) < st.quota.min_score {
-                continue;
+                Some(h) if h.matches(ri) => Some(h.walk_end(ri, r)),
+                Some(_) => None,
+                None if pat.matches(r) => Some(r.end()),
+                None => None,
             }
-            let mut pieces: VecDeque<AddrRange> = VecDeque::from([AddrRange::new(start, end)]);
+            .filter(|_| esz == 0 || region_score(spec, r, snap) >= st.quota.min_score);
+            let mut pieces: VecDeque<AddrRange> = match end {
+                Some(end) => VecDeque::from([AddrRange::new(start, end)]),
+                None => {
+                    // madvd: what the idle cut kept wholly in at its first contact is walked
+                    // again at the next apply, matched or not (follow_up.rs).
+                    let due = st
+                        .follow_up
+                        .pieces(t.target, AddrRange::new(start, r.end()));
+                    if due.is_empty() {
+                        continue;
+                    }
+                    for &p in &due {
+                        st.follow_up.asked(t.target, p);
+                    }
+                    due
+                }
+            };
             while let Some(mut p) = pieces.pop_front() {
                 if p.is_empty() {
                     continue;
