@@ -178,28 +178,31 @@ impl RangeOutcome {
 
     /// True when the actuator found nothing to act on in any byte of the range: nothing
     /// applied, some bytes not resident (or without a huge page, for `split`; huge already,
-    /// for `collapse`), and the rest
-    /// outside whole pages or unmapped — no byte of it left for a reason that may pass
-    /// (a failure, the pace, a stop).
+    /// for `collapse`), and the rest outside whole pages or unmapped — no byte of it left for
+    /// a reason that may pass (a failure, the pace, a stop).
     pub fn wholly_nothing_there(&self) -> bool {
+        self.nothing_there() > 0
+            && self.wholly_left_for(&[
+                ApplyErrorKind::NotResident,
+                ApplyErrorKind::NotHuge,
+                ApplyErrorKind::AlreadyHuge,
+                ApplyErrorKind::Unaligned,
+                ApplyErrorKind::Unmapped,
+            ])
+    }
+
+    /// True when something was requested, nothing applied, and every byte left out was left
+    /// out for one of `kinds`: the common shape of the `wholly_*` verdicts (and of the
+    /// schemes' idle-cut follow-ups).
+    pub fn wholly_left_for(&self, kinds: &[ApplyErrorKind]) -> bool {
         self.bytes_requested > 0
             && self.bytes_applied == 0
-            && self.nothing_there() > 0
-            && self.errors.iter().all(|(k, _)| {
-                matches!(
-                    k,
-                    ApplyErrorKind::NotResident
-                        | ApplyErrorKind::NotHuge
-                        | ApplyErrorKind::AlreadyHuge
-                        | ApplyErrorKind::Unaligned
-                        | ApplyErrorKind::Unmapped
-                )
-            })
+            && self.errors.iter().all(|(k, _)| kinds.contains(k))
     }
 
     /// Bytes charged at planning that the quota gets back: not resident, no huge page to
-    /// split, huge already (`collapse`), not known idle by the idle cut ([`ApplyErrorKind::NotIdle`]), or held back by
-    /// the pace ([`ApplyErrorKind::Paced`]).
+    /// split, huge already (`collapse`), not known idle by the idle cut
+    /// ([`ApplyErrorKind::NotIdle`]), or held back by the pace ([`ApplyErrorKind::Paced`]).
     pub fn refund(&self) -> u64 {
         self.nothing_there()
             .saturating_add(self.error_bytes(ApplyErrorKind::NotIdle))
@@ -212,13 +215,8 @@ impl RangeOutcome {
     /// as in a wholly not-resident range; [`Self::wholly_nothing_there`] does not cover it
     /// (it asks for some not-resident bytes, and the actuator never reads a hole's pagemap).
     pub fn wholly_unmapped(&self) -> bool {
-        self.bytes_requested > 0
-            && self.bytes_applied == 0
-            && self.error_bytes(ApplyErrorKind::Unmapped) > 0
-            && self
-                .errors
-                .iter()
-                .all(|(k, _)| matches!(k, ApplyErrorKind::Unmapped | ApplyErrorKind::Unaligned))
+        self.error_bytes(ApplyErrorKind::Unmapped) > 0
+            && self.wholly_left_for(&[ApplyErrorKind::Unmapped, ApplyErrorKind::Unaligned])
     }
 
     /// The part of the range the actuator was asked for and did not leave to the pace: all

@@ -14,6 +14,26 @@ fn schemes(p: &schemes::Policy) -> (Schemes, FakeMetrics) {
     (Schemes::new(p, Box::new(env.clone())).unwrap(), env)
 }
 
+/// Report `req` back to `s` with nothing applied and all of `left` (kind, bytes) left out,
+/// after `elapsed_ns` of actuation.
+fn account_nothing_applied(
+    s: &mut Schemes,
+    req: &engine::AdviceRequest,
+    left: (engine::ApplyErrorKind, u64),
+    elapsed_ns: u64,
+    now_us: u64,
+) {
+    let mut out = RangeOutcome::of(req, 0, elapsed_ns);
+    out.errors = vec![left];
+    s.account(
+        &ApplyReport {
+            outcomes: vec![out],
+            ..ApplyReport::default()
+        },
+        now_us,
+    );
+}
+
 /// `n` idle regions of `pages` pages each, starting at 1 MiB.
 fn idle(n: u64, pages: u64) -> Vec<engine::Region> {
     (0..n)
@@ -338,13 +358,11 @@ fn ranges_without_a_huge_page_are_skipped_by_split_until_seen_accessed() {
         reqs.iter().map(|r| r.range).collect::<Vec<_>>(),
         [blocks(8, 10)]
     );
-    let mut out = RangeOutcome::of(&reqs[0], 0, 5_000_000);
-    out.errors = vec![(ApplyErrorKind::NotHuge, 2 * M)];
-    s.account(
-        &ApplyReport {
-            outcomes: vec![out],
-            ..ApplyReport::default()
-        },
+    account_nothing_applied(
+        &mut s,
+        &reqs[0],
+        (ApplyErrorKind::NotHuge, 2 * M),
+        5_000_000,
         100_000,
     );
     assert_eq!(s.stats()[0].sz_not_huge, 2 * M);
@@ -399,13 +417,11 @@ fn ranges_huge_already_are_skipped_by_collapse_though_accessed() {
     let ranges = |r: Vec<engine::AdviceRequest>| r.iter().map(|r| r.range).collect::<Vec<_>>();
     let reqs = plan(&mut s, 100_000);
     assert_eq!(ranges(reqs.clone()), [blocks(8, 10)]);
-    let mut out = RangeOutcome::of(&reqs[0], 0, 1_000_000);
-    out.errors = vec![(ApplyErrorKind::AlreadyHuge, 2 * M)];
-    s.account(
-        &ApplyReport {
-            outcomes: vec![out],
-            ..ApplyReport::default()
-        },
+    account_nothing_applied(
+        &mut s,
+        &reqs[0],
+        (ApplyErrorKind::AlreadyHuge, 2 * M),
+        1_000_000,
         100_000,
     );
     assert_eq!(s.stats()[0].sz_already_huge, 2 * M);
@@ -771,13 +787,11 @@ fn wholly_not_resident_ranges_are_skipped_until_seen_accessed() {
         100_000,
     );
     assert_eq!(reqs.iter().map(|r| r.range).collect::<Vec<_>>(), [pg(0, 4)]);
-    let mut out = RangeOutcome::of(&reqs[0], 0, 5_000_000);
-    out.errors = vec![(ApplyErrorKind::NotResident, 4 * PAGE)];
-    w.s.account(
-        &ApplyReport {
-            outcomes: vec![out],
-            ..ApplyReport::default()
-        },
+    account_nothing_applied(
+        &mut w.s,
+        &reqs[0],
+        (ApplyErrorKind::NotResident, 4 * PAGE),
+        5_000_000,
         100_000,
     );
     // The next window resumes past the oldest region (6.12's `charge_addr_from`): what

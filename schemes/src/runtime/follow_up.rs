@@ -9,9 +9,9 @@
 //! idle ones reads a small count that flickers to zero (two aggregations in three in the
 //! lab's scattered set): `reclaim.ron`'s `lukewarm` (accesses ≥ 1) matched it again one
 //! apply in three, `reclaim` (accesses 0) only while a chance run of zeros lasted. Measured
-//! (docs/performance.md, "Reclaim side by side with the kernel (lab)", diagnostic run of
-//! 2026-12-07 23:55 UTC): `lukewarm` spent 0.5 s of its 5 s of time quota in 60 s and left
-//! about half of the idle memory in.
+//! (docs/performance.md, "The scattered set with follow-ups of the idle cut", diagnostic run
+//! of 2026-12-07 23:46 UTC): `lukewarm` spent 0.5 s of its 5 s of time quota in 60 s, and
+//! half of the idle memory stayed in.
 //!
 //! So a range the cut kept wholly in (nothing advised; every byte not idle, not resident,
 //! unaligned or unmapped) is followed up: at the scheme's next apply it is walked again
@@ -99,17 +99,13 @@ impl FollowUp {
 /// idle, the rest not resident, unaligned or unmapped.
 fn first_contact(o: &RangeOutcome) -> bool {
     matches!(o.advice, Advice::Pageout | Advice::Cold)
-        && o.bytes_applied == 0
         && o.error_bytes(ApplyErrorKind::NotIdle) > 0
-        && o.errors.iter().all(|(k, _)| {
-            matches!(
-                k,
-                ApplyErrorKind::NotIdle
-                    | ApplyErrorKind::NotResident
-                    | ApplyErrorKind::Unaligned
-                    | ApplyErrorKind::Unmapped
-            )
-        })
+        && o.wholly_left_for(&[
+            ApplyErrorKind::NotIdle,
+            ApplyErrorKind::NotResident,
+            ApplyErrorKind::Unaligned,
+            ApplyErrorKind::Unmapped,
+        ])
 }
 
 #[cfg(test)]

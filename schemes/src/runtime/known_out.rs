@@ -124,7 +124,7 @@ pub struct KnownOut {
 
 /// Whether the walk skips known ranges for `advice`: the actuator finds nothing to act on in
 /// them (`engine::actuator::{resident, huge}`).
-pub fn residency_matters(advice: Advice) -> bool {
+pub fn skips_known(advice: Advice) -> bool {
     skips(advice) != (false, false, false)
 }
 
@@ -173,7 +173,7 @@ impl KnownOut {
         }
         for o in &report.outcomes {
             let unmapped = o.wholly_unmapped();
-            if !(o.wholly_nothing_there() || unmapped) || !residency_matters(o.advice) {
+            if !(o.wholly_nothing_there() || unmapped) || !skips_known(o.advice) {
                 continue;
             }
             let e = self.targets.entry(o.target).or_insert_with(|| Entry {

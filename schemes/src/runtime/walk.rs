@@ -73,10 +73,7 @@ pub(super) fn adjust_quota(
             .set_effective_quota(q, score, snap.attrs.min_region_sz);
     }
     let pat = pattern::Resolved::new(&spec.pattern, &snap.attrs);
-    let skip_out = spec
-        .action
-        .advice()
-        .is_some_and(known_out::residency_matters);
+    let skip_out = spec.action.advice().is_some_and(known_out::skips_known);
     let mut hist = ScoreHistogram::default();
     for t in &snap.targets {
         let huge = huge_runs(spec, &t.regions, &pat);
@@ -139,10 +136,7 @@ pub(super) fn apply_scheme(
         known_out,
         learned_elsewhere,
     } = *input;
-    let skip_out = spec
-        .action
-        .advice()
-        .is_some_and(known_out::residency_matters);
+    let skip_out = spec.action.advice().is_some_and(known_out::skips_known);
     let min_sz = snap.attrs.min_region_sz.max(1);
     let pat = pattern::Resolved::new(&spec.pattern, &snap.attrs);
     let esz = st.quota.esz;
