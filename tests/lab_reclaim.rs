@@ -64,7 +64,7 @@ use std::time::Duration;
 
 mod common;
 use common::lab_cgroup::co_schedule;
-use common::{exe, spawn, MIB, PAGE};
+use common::{exe, page_idle_here, spawn, MIB, PAGE};
 
 const SAMPLE: &str = "20ms";
 const AGGR_MS: u64 = 400;
@@ -542,7 +542,7 @@ fn lab_reclaim_side_by_side_with_kernel_damos() {
     let kernel = engine::lab_or_skip!(
         "not in the madvd kernel lab (page_idle and kernel DAMON vaddr only there)"
     );
-    if kernel == "debian" {
+    if !page_idle_here(&kernel) {
         println!(
             "debian kernel: no page_idle (CONFIG_IDLE_PAGE_TRACKING off), so no madvd page_idle side: this comparison runs on the lab kernel"
         );
@@ -717,7 +717,7 @@ fn lab_reclaim_side_by_side_with_kernel_damos() {
 #[test]
 fn lab_idle_cut_keeps_scattered_hot_pages_in() {
     let kernel = engine::lab_or_skip!("not in the madvd kernel lab (page_idle exists only there)");
-    if kernel == "debian" {
+    if !page_idle_here(&kernel) {
         println!("debian kernel: no page_idle (CONFIG_IDLE_PAGE_TRACKING off): nothing to cut by");
         return;
     }

@@ -22,7 +22,7 @@ use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
 mod common;
-use common::{fixed_regions, open, spawn, unthrottled_probe, Sampler, MIB, PAGE};
+use common::{fixed_regions, open, page_idle_here, spawn, unthrottled_probe, Sampler, MIB, PAGE};
 
 /// Pin the child to vCPU 0 beside a thread of ours waking every millisecond, the monitor
 /// on vCPU 1: QEMU's TCG soft-TLB is flushed only on a CR3 reload, so without another
@@ -61,17 +61,6 @@ fn pin(tid: i32, cpu: usize) {
         libc::sched_setaffinity(tid, std::mem::size_of::<libc::cpu_set_t>(), &set)
     };
     assert_eq!(rc, 0, "sched_setaffinity({tid})");
-}
-
-/// Whether page_idle is usable here; on `debian` it must say why not.
-fn page_idle_here(kernel: &str) -> bool {
-    let st = engine::ops::OpsKind::PageIdle.status(&SysRoot::host());
-    if kernel == "debian" {
-        assert!(!st.usable, "Debian ships CONFIG_IDLE_PAGE_TRACKING off");
-        return false;
-    }
-    assert!(st.usable, "page_idle on the lab kernel: {:?}", st.why_not);
-    true
 }
 
 /// Page out `range` of the child and check that most of it left.

@@ -19,6 +19,18 @@ use std::time::Duration;
 pub const PAGE: u64 = 4096;
 pub const MIB: u64 = 1 << 20;
 
+/// Whether page_idle is usable in the lab's `kernel`: on `debian` (Debian ships
+/// `CONFIG_IDLE_PAGE_TRACKING` off) it must say it is not, on `lab` that it is.
+pub fn page_idle_here(kernel: &str) -> bool {
+    let st = engine::ops::OpsKind::PageIdle.status(&SysRoot::host());
+    if kernel == "debian" {
+        assert!(!st.usable, "Debian ships CONFIG_IDLE_PAGE_TRACKING off");
+        return false;
+    }
+    assert!(st.usable, "page_idle on the lab kernel: {:?}", st.why_not);
+    true
+}
+
 /// The `madvd` binary under test.
 pub fn exe() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_madvd"))
